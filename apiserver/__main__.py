@@ -1,0 +1,34 @@
+"""``python -m apiserver [--host H] [--port P] [--data-dir DIR] [--workers N]``: run the server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from apiserver.app import configure_logging
+from apiserver.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m apiserver", description=__doc__)
+    parser.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default from config: 8008)")
+    parser.add_argument("--data-dir", help="embedded database folder (default ./data)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes")
+    args = parser.parse_args(argv)
+    # Flags become env overrides so the gunicorn workers, which load config themselves, see them.
+    for key, value in (("apiserver__listen__host", args.host), ("apiserver__listen__port", args.port),
+                       ("database__embedded__data_dir", args.data_dir), ("apiserver__workers", args.workers)):
+        if value is not None:
+            os.environ[f"APISERVER__{key}"] = str(value)
+    config = load_config()
+    configure_logging(config.get("apiserver.log_level", "INFO"))
+    from apiserver.serve import run
+
+    run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

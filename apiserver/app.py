@@ -1,0 +1,123 @@
+"""Owns start-up: config -> database -> spec registry -> routes -> scheduler, in one ``create_app``."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+from apiserver import MAX_API_VERSION, __version__
+from apiserver.bll.auth.tokens import TokenService
+from apiserver.bll.auth.users import AuthBLL
+from apiserver.config import Config, load_config
+from apiserver.database.connection import connect
+from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
+from apiserver.service_repo.auth import Authenticator
+from apiserver.service_repo.dispatcher import Dispatcher
+from apiserver.service_repo.endpoint import bind_handlers, import_handlers
+from apiserver.state import ServerState, get_state, set_state
+
+log = logging.getLogger("apiserver")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tuple[Dispatcher, Any]:
+    """Load and check every spec and handler; raises SpecError naming what is broken."""
+    specs = load_specs()
+    max_version = parse_version(MAX_API_VERSION)
+    too_new = [s for s in specs.all() if s.version > max_version]
+    if too_new:
+        s = too_new[0]
+        raise SpecError(f"{s.source}: endpoint {s.name} declares version {s.version_str}, above the "
+                        f"server's maximum {MAX_API_VERSION} (apiserver.MAX_API_VERSION)")
+    import_handlers()
+    handlers = bind_handlers(specs)
+    dispatcher = Dispatcher(specs, handlers, authenticator, max_version,
+                            check_max_version=bool(config.get("apiserver.check_max_version", False)),
+                            debug=bool(config.get("apiserver.debug", False)))
+    return dispatcher, specs
+
+
+def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None,
+               start_scheduler: bool | None = None) -> Flask:
+    config = config or load_config(overrides=overrides)
+    configure_logging(config.get("apiserver.log_level", "INFO"))
+    db, embedded = connect(config)
+    if embedded is not None:
+        atexit.register(embedded.stop)
+    auth_cfg = dict(config.get("auth", {}))
+    if not auth_cfg.get("generated_credentials_file"):
+        data_dir = config.get("database.embedded.data_dir", "./data")
+        auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
+    users = AuthBLL(bcrypt_rounds=int(auth_cfg.get("bcrypt_rounds", 12)))
+    _ensure_indexes()
+    users.bootstrap(auth_cfg)
+    tokens = TokenService(users.token_secret(auth_cfg.get("token_secret", "")),
+                          int(auth_cfg.get("token_expiration_sec", 2592000)),
+                          int(auth_cfg.get("max_token_expiration_sec", 31536000)),
+                          MAX_API_VERSION, __version__)
+    dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
+
+    app = Flask("apiserver")
+    app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
+    dispatcher.register(app)
+    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, embedded=embedded)
+    set_state(state)
+    app.extensions["apiserver"] = state
+    _run_startup_hooks(state)
+    if start_scheduler if start_scheduler is not None else config.get("scheduler.enabled", True):
+        from apiserver.scheduler import start_scheduler as start
+
+        state.scheduler = start(state)
+    log.info("API server %s ready: %d endpoints, API versions up to %s", __version__, len(specs.names()),
+             format_version(dispatcher.max_version))
+    return app
+
+
+def _ensure_indexes() -> None:
+    """Create every model's declared indexes now, not lazily on a first request."""
+    from mongoengine import Document
+
+    def walk(cls: type) -> list[type]:
+        return [cls] + [c for sub in cls.__subclasses__() for c in walk(sub)]
+
+    _import_models()
+    for model in walk(Document):
+        if model.__module__.startswith("apiserver.") and not model._meta.get("abstract"):
+            model.ensure_indexes()
+
+
+def _import_models() -> None:
+    import importlib
+    import pkgutil
+
+    import apiserver.database.model as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+_STARTUP_HOOKS: list = []
+
+
+def on_startup(fn):
+    """Register ``fn(state)`` to run once the app is built (e.g. create the default queue)."""
+    _STARTUP_HOOKS.append(fn)
+    return fn
+
+
+def _run_startup_hooks(state: ServerState) -> None:
+    for hook in _STARTUP_HOOKS:
+        hook(state)
+
+
+__all__ = ["create_app", "get_state", "on_startup"]

@@ -1,0 +1,1 @@
+"""Owns the business rules of every surface; nothing in here imports Flask."""

@@ -1,0 +1,1 @@
+"""Owns identity rules: tokens, credentials, users and companies."""

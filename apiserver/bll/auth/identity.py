@@ -1,0 +1,30 @@
+"""Owns the identity of a caller: user, company (workspace) and role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Strongest first. system and root pass every role check; guest is read-only.
+ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
+SUPER_ROLES = frozenset({"system", "root"})
+# The model registry's roles map onto these.
+REGISTRY_ROLE_ALIASES = {"SUPERVISOR": "admin", "USER": "user"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: resolved by the dispatcher from a token or Basic credentials."""
+
+    user: str
+    company: str
+    role: str
+    user_name: str = ""
+    company_name: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"user": self.user, "company": self.company, "role": self.role,
+                "user_name": self.user_name, "company_name": self.company_name}
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in SUPER_ROLES or self.role == "admin"

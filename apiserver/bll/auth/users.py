@@ -1,0 +1,228 @@
+"""Owns users, companies and credentials: creating them, checking them and bootstrapping a fresh install."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mongoengine.errors import NotUniqueError
+
+from apiserver.apierrors import errors
+from apiserver.bll.auth.identity import ROLES, Identity
+from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, generate_secret_key, hash_secret
+from apiserver.bll.query import page_bounds, regex
+from apiserver.database.model.auth import Company, Credentials, ServerSetting, User
+from apiserver.database.model.base import utcnow
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_ENV = "APISERVER_ADMIN_ACCESS_KEY"
+ADMIN_SECRET_ENV = "APISERVER_ADMIN_SECRET_KEY"
+
+
+@dataclass(frozen=True)
+class NewCredentials:
+    access_key: str
+    secret_key: str
+    label: str | None = None
+
+
+class AuthBLL:
+    """Identity operations over the database; one instance per app."""
+
+    def __init__(self, bcrypt_rounds: int = 12):
+        self.bcrypt_rounds = bcrypt_rounds
+        self._checker = SecretChecker()
+
+    # -- companies and users ------------------------------------------------------------------
+
+    def ensure_company(self, company_id: str, name: str) -> Company:
+        company = Company.objects(id=company_id).first()
+        if company is None:
+            try:
+                company = Company(id=company_id, name=name).save(force_insert=True)
+            except NotUniqueError:
+                company = Company.objects(id=company_id).first() or Company.objects(name=name).first()
+        return company
+
+    def identity_of(self, user: User) -> Identity:
+        company = Company.objects(id=user.company).only("name").first()
+        return Identity(user=user.id, company=user.company, role=user.role, user_name=user.name,
+                        company_name=company.name if company else "")
+
+    def create_user(self, company: str, name: str, role: str = "user", email: str | None = None,
+                    username: str | None = None, password: str | None = None,
+                    user_id: str | None = None) -> User:
+        if role not in ROLES:
+            raise errors.bad_request.ValidationError(f"role must be one of {list(ROLES)}", field="role")
+        if not Company.objects(id=company).count():
+            raise errors.bad_request.InvalidCompany(company=company)
+        user = User(company=company, name=name, role=role, email=email or None, username=username or None,
+                    password_hash=hash_secret(password, self.bcrypt_rounds) if password else None)
+        if user_id:
+            user.id = user_id
+        try:
+            return user.save(force_insert=True)
+        except NotUniqueError:
+            raise errors.bad_request.UserIdExists("a user with this id, email or username exists") from None
+
+    def get_user(self, user_id: str, company: str) -> User:
+        user = User.objects(id=user_id, company=company).first()
+        if user is None:
+            raise errors.bad_request.InvalidUserId(id=user_id)
+        return user
+
+    def set_role(self, caller: Identity, user_id: str, role: str) -> int:
+        """Change a user's role; nobody grants or edits a role stronger than their own."""
+        target = self.get_user(user_id, caller.company)
+        self._check_can_grant(caller, role)
+        self._check_can_grant(caller, target.role)
+        return User.objects(id=user_id, company=caller.company).update(set__role=role)
+
+    def create_user_by(self, caller: Identity, name: str, role: str = "user", email: str | None = None,
+                       username: str | None = None, password: str | None = None,
+                       with_credentials: bool = False) -> tuple[User, NewCredentials | None]:
+        self._check_can_grant(caller, role)
+        user = self.create_user(caller.company, name, role, email=email, username=username, password=password)
+        creds = self.create_credentials(user.id, user.company, label="created") if with_credentials else None
+        return user, creds
+
+    @staticmethod
+    def _check_can_grant(caller: Identity, role: str) -> None:
+        if role in ROLES and caller.role in ROLES and ROLES.index(role) < ROLES.index(caller.role):
+            raise errors.forbidden.RoleNotAllowed(f"a {caller.role} cannot grant or edit the role {role}")
+
+    @staticmethod
+    def user_info(user: User) -> dict[str, Any]:
+        return {"id": user.id, "name": user.name, "username": user.username, "email": user.email,
+                "company": user.company, "role": user.role, "created": user.created}
+
+    def list_users(self, company: str, id: list[str] | None = None, name: str | None = None,  # noqa: A002
+                   page: int | None = None, page_size: int | None = None, **_: Any) -> list[dict[str, Any]]:
+        query = User.objects(company=company)
+        if id:
+            query = query.filter(id__in=id)
+        if name:
+            query = query.filter(__raw__={"name": regex(name, "name")})
+        skip, limit = page_bounds(page, page_size)
+        query = query.order_by("name", "id").skip(skip).limit(limit)
+        return [self.user_info(u) for u in query]
+
+    # -- credentials --------------------------------------------------------------------------
+
+    def create_credentials(self, user: str, company: str, label: str | None = None,
+                           access_key: str | None = None, secret_key: str | None = None) -> NewCredentials:
+        access_key = access_key or generate_access_key()
+        secret_key = secret_key or generate_secret_key()
+        try:
+            Credentials(access_key=access_key, secret_hash=hash_secret(secret_key, self.bcrypt_rounds),
+                        user=user, company=company, label=label).save(force_insert=True)
+        except NotUniqueError:
+            raise errors.bad_request.ExpectedUniqueData("access key already exists") from None
+        return NewCredentials(access_key, secret_key, label)
+
+    def list_credentials(self, user: str, company: str) -> list[dict[str, Any]]:
+        creds = Credentials.objects(user=user, company=company, revoked=None).order_by("created")
+        return [{"access_key": c.access_key, "label": c.label, "last_used": c.last_used,
+                 "last_used_from": None, "created": c.created} for c in creds]
+
+    def revoke_credentials(self, access_key: str, user: str, company: str) -> int:
+        return Credentials.objects(access_key=access_key, user=user, company=company, revoked=None) \
+            .update(set__revoked=utcnow())
+
+    def authenticate_key(self, access_key: str, secret_key: str) -> Identity:
+        """Identity of a key pair, or 401/22. Revoked keys fail at once (looked up every time)."""
+        cred = Credentials.objects(access_key=access_key, revoked=None).first()
+        if cred is None or not self._checker.check(secret_key, cred.secret_hash):
+            raise errors.unauthorized.InvalidCredentials()
+        user = User.objects(id=cred.user, company=cred.company).first()
+        if user is None:
+            raise errors.unauthorized.InvalidCredentials("user no longer exists")
+        return self.identity_of(user)
+
+    def authenticate_password(self, login: str, password: str) -> Identity:
+        user = User.objects(email=login).first() or User.objects(username=login).first()
+        if user is None or not user.password_hash or not self._checker.check(password, user.password_hash):
+            raise errors.unauthorized.InvalidCredentials()
+        return self.identity_of(user)
+
+    def touch_credentials(self, access_key: str) -> None:
+        Credentials.objects(access_key=access_key).update(set__last_used=utcnow())
+
+    # -- bootstrap ----------------------------------------------------------------------------
+
+    def token_secret(self, configured: str) -> str:
+        """The configured secret, else the deployment's generated one (created once, shared)."""
+        if configured:
+            return configured
+        setting = ServerSetting.objects(id="token_secret").first()
+        if setting is None:
+            with contextlib.suppress(NotUniqueError):  # another process won the race: use its secret
+                ServerSetting(id="token_secret", value=secrets.token_urlsafe(48)).save(force_insert=True)
+            setting = ServerSetting.objects(id="token_secret").first()
+        return setting.value
+
+    def bootstrap(self, auth_config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        """Create the default company, the configured users and, on a bare install, one admin."""
+        env = os.environ if env is None else env
+        default = auth_config.get("default_company", {})
+        company = self.ensure_company(default.get("id"), default.get("name", "default"))
+        for entry in auth_config.get("fixed_users", []) or []:
+            self._ensure_fixed_user(entry, company)
+        admin_key, admin_secret = env.get(ADMIN_KEY_ENV), env.get(ADMIN_SECRET_ENV)
+        if admin_key and admin_secret:
+            self._ensure_fixed_user({"username": "admin", "name": "admin", "role": "admin",
+                                     "access_key": admin_key, "secret_key": admin_secret}, company)
+        elif User.objects(role__in=["admin", "root", "system"]).count() == 0:
+            self._generate_admin(company, auth_config.get("generated_credentials_file") or None)
+
+    def _ensure_fixed_user(self, entry: dict[str, Any], default_company: Company) -> None:
+        username = entry.get("username") or entry.get("name")
+        if not username:
+            raise ValueError("every auth.fixed_users entry needs a username")
+        company = default_company
+        if entry.get("company") and entry["company"] not in (default_company.id, default_company.name):
+            company = Company.objects(name=entry["company"]).first() or \
+                self.ensure_company(entry.get("company_id") or secrets.token_hex(16), entry["company"])
+        user = User.objects(username=username).first()
+        if user is None:
+            user = self.create_user(company.id, entry.get("name", username), entry.get("role", "user"),
+                                    email=entry.get("email"), username=username,
+                                    password=entry.get("password"), user_id=entry.get("id"))
+        else:
+            changes = {"role": entry.get("role", user.role)}
+            if entry.get("password"):
+                changes["password_hash"] = hash_secret(entry["password"], self.bcrypt_rounds)
+            user.update(**{f"set__{k}": v for k, v in changes.items()})
+        key, secret = entry.get("access_key"), entry.get("secret_key")
+        if key and secret:
+            existing = Credentials.objects(access_key=key).first()
+            if existing is None:
+                self.create_credentials(user.id, user.company, label="fixed", access_key=key, secret_key=secret)
+            elif existing.user != user.id:
+                raise ValueError(f"fixed user {username}: access key {key} belongs to another user")
+            elif not self._checker.check(secret, existing.secret_hash) or existing.revoked:
+                existing.update(set__secret_hash=hash_secret(secret, self.bcrypt_rounds), unset__revoked=True)
+
+    def _generate_admin(self, company: Company, path: str | None) -> None:
+        try:
+            user = self.create_user(company.id, "admin", "admin", username="admin")
+        except errors.bad_request.UserIdExists:
+            return  # another process bootstrapped at the same moment
+        creds = self.create_credentials(user.id, company.id, label="generated admin")
+        text = json.dumps({"access_key": creds.access_key, "secret_key": creds.secret_key}, indent=2)
+        if path:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text + "\n")
+        log.warning("No admin was configured: created user 'admin' with access key %s and secret key %s "
+                    "(also written to %s). Store them now; this is the only time they are shown.",
+                    creds.access_key, creds.secret_key, path or "nowhere")

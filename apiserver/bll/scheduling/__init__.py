@@ -1,0 +1,1 @@
+"""Owns once-per-deployment coordination of background jobs."""

@@ -1,0 +1,42 @@
+"""Owns taking and renewing a lease in MongoDB with one conditional update, so one holder wins."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from uuid import uuid4
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.database.model.base import utcnow
+from apiserver.database.model.lease import Lease
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+
+
+class LeaseKeeper:
+    def __init__(self, name: str, ttl_sec: float, holder: str | None = None):
+        self.name = name
+        self.ttl = timedelta(seconds=ttl_sec)
+        self.holder = holder or holder_id()
+
+    def acquire(self) -> bool:
+        """Take or renew the lease; True when this process holds it until ``now + ttl``."""
+        now = utcnow()
+        coll = Lease._get_collection()
+        try:
+            doc = coll.find_one_and_update(
+                {"_id": self.name, "$or": [{"holder": self.holder}, {"expires_at": {"$lt": now}}]},
+                {"$set": {"holder": self.holder, "expires_at": now + self.ttl}},
+                upsert=True, return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return False  # someone else holds a live lease (the upsert collided with it)
+        return bool(doc and doc.get("holder") == self.holder)
+
+    def release(self) -> None:
+        Lease._get_collection().delete_one({"_id": self.name, "holder": self.holder})

@@ -1,0 +1,1 @@
+"""Owns the MongoDB connection and the mongoengine models."""

@@ -1,0 +1,152 @@
+"""Owns the embedded database: a SecantusDB server run as a child process on a loopback port.
+
+One data folder is served by one database process. The process that starts it holds an exclusive
+lock on ``<data_dir>/embedded.lock`` and writes its address to ``<data_dir>/embedded.json``; any
+other process pointed at the same folder (another gunicorn worker, a second ``create_app``) finds
+the lock taken and connects to the running server instead of starting a second one.
+
+SecantusDB is GPL-2.0 and runs as a separate program; this project never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+URI_OPTIONS = "retryWrites=false"  # pymongo's retryable writes slow SecantusDB down ~8x
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: the database gets SIGTERM if the server process dies without cleaning up.
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgrp()  # a Ctrl-C in the terminal reaches the server, which stops the database itself
+
+
+def _wait_until_listening(host: str, port: int, proc: subprocess.Popen | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"embedded database exited with code {proc.returncode} while starting")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"embedded database did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+class EmbeddedDatabase:
+    """Start, find or stop the SecantusDB server of one data folder."""
+
+    def __init__(self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
+                 cache_size: str = "256M", sync_on_commit: bool = False, start_timeout: float = 60):
+        self.data_dir = Path(data_dir).resolve()
+        self.host = host
+        self.port = port
+        self.cache_size = cache_size
+        self.sync_on_commit = sync_on_commit
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self._lock_fd: int | None = None
+        self._owner_pid: int | None = None  # forked children (gunicorn workers) must not stop it
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?{URI_OPTIONS}"
+
+    @property
+    def owner(self) -> bool:
+        return self.process is not None
+
+    def ensure_running(self) -> str:
+        """Start the server, or join the one another process runs for this folder; return its URI."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.data_dir / "embedded.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return self._join_running()
+        self._lock_fd = fd
+        self._owner_pid = os.getpid()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.uri
+
+    def _join_running(self) -> str:
+        info_path = self.data_dir / "embedded.json"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                info = json.loads(info_path.read_text())
+                self.host, self.port = info["host"], int(info["port"])
+                _wait_until_listening(self.host, self.port, None, max(1.0, deadline - time.monotonic()))
+                log.info("using the embedded database of pid %s at %s:%s", info.get("pid"), self.host, self.port)
+                return self.uri
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+        raise RuntimeError(f"another process holds {self.data_dir}/embedded.lock but its database "
+                           f"did not answer within {self.start_timeout:.0f}s")
+
+    def _start(self) -> None:
+        port = self.port or _free_port(self.host)
+        storage = self.data_dir / "db"
+        cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(port),
+               "--storage-path", str(storage), "--cache-size", str(self.cache_size),
+               "--log-level", "WARNING"]
+        if self.sync_on_commit:
+            cmd.append("--sync-on-commit")
+        log_file = open(self.data_dir / "embedded.log", "ab")  # noqa: SIM115 - kept for the child's life
+        try:
+            self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        finally:
+            log_file.close()
+        self.port = port
+        _wait_until_listening(self.host, port, self.process, self.start_timeout)
+        info = {"pid": self.process.pid, "owner_pid": os.getpid(), "host": self.host, "port": port}
+        (self.data_dir / "embedded.json").write_text(json.dumps(info))
+        log.info("embedded database (SecantusDB) listening on %s:%s, data in %s", self.host, port, storage)
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop the server if this process started it, and release the folder."""
+        if self._owner_pid != os.getpid():
+            return
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded database did not stop in %ss; killing it", timeout)
+                proc.kill()
+                proc.wait()
+        if self._lock_fd is not None:
+            try:
+                (self.data_dir / "embedded.json").unlink(missing_ok=True)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None

@@ -1,0 +1,1 @@
+"""Owns the mongoengine documents, one module per domain."""

@@ -1,0 +1,58 @@
+"""Owns identity records: companies (workspaces), users and their API credentials."""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, Document, EmailField, StringField
+
+from apiserver.database.model.base import CompanyDocument, new_id, utcnow
+
+
+class Company(Document):
+    meta = {"collection": "companies", "indexes": [{"fields": ["name"], "unique": True}]}
+
+    id = StringField(primary_key=True, default=new_id)
+    name = StringField(required=True)
+    created = DateTimeField(default=utcnow)
+
+
+class User(CompanyDocument):
+    meta = {
+        "collection": "users",
+        "indexes": [
+            {"fields": ["company", "name"]},
+            {"fields": ["email"], "unique": True, "sparse": True},
+            {"fields": ["username"], "unique": True, "sparse": True},
+        ],
+    }
+
+    name = StringField(required=True)
+    username = StringField()
+    email = EmailField()
+    role = StringField(required=True, default="user")
+    password_hash = StringField()
+
+
+class Credentials(CompanyDocument):
+    """An access key with its bcrypt-hashed secret; the secret itself is shown once, never stored."""
+
+    meta = {
+        "collection": "credentials",
+        "indexes": [{"fields": ["access_key"], "unique": True}, {"fields": ["user", "revoked"]}],
+    }
+
+    access_key = StringField(required=True)
+    secret_hash = StringField(required=True)
+    user = StringField(required=True)
+    label = StringField()
+    revoked = DateTimeField()
+    last_used = DateTimeField()
+
+
+class ServerSetting(Document):
+    """Deployment-wide values every process must agree on (e.g. the generated token secret)."""
+
+    meta = {"collection": "server_settings"}
+
+    id = StringField(primary_key=True)
+    value = StringField(required=True)
+    created = DateTimeField(default=utcnow)

@@ -1,0 +1,89 @@
+"""Owns the background jobs: APScheduler in every process, each job run only by the lease holder.
+
+A job registered with ``@periodic("name", seconds)`` runs every ``seconds`` in the one process of
+the deployment that holds the lease named ``scheduler``; the others keep trying to take it over, so
+a dead holder is replaced within ``lease_ttl_sec``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from apiserver.bll.scheduling.lease import LeaseKeeper
+from apiserver.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    interval_key: str  # config key holding the period in seconds
+    default_sec: float
+    fn: Callable[[ServerState], None]
+
+
+_JOBS: list[PeriodicJob] = []
+
+
+def periodic(name: str, interval_key: str, default_sec: float):
+    """Register ``fn(state)`` as a once-per-deployment job whose period is the config key's value."""
+    def register(fn: Callable[[ServerState], None]) -> Callable[[ServerState], None]:
+        _JOBS.append(PeriodicJob(name, interval_key, default_sec, fn))
+        return fn
+    return register
+
+
+class LeaderScheduler:
+    def __init__(self, state: ServerState):
+        cfg = state.config
+        self.state = state
+        self.lease = LeaseKeeper("scheduler", float(cfg.get("scheduler.lease_ttl_sec", 15)))
+        self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
+        self.is_leader = False
+        self.scheduler.add_job(self._renew, "interval", seconds=float(cfg.get("scheduler.lease_renew_sec", 5)),
+                               id="lease")
+        for job in _JOBS:
+            period = float(cfg.get(job.interval_key, job.default_sec))
+            self.scheduler.add_job(self._guarded(job), "interval", seconds=period, id=job.name)
+
+    def _renew(self) -> None:
+        try:
+            leader = self.lease.acquire()
+        except Exception:  # noqa: BLE001 - the database may be briefly unreachable
+            log.exception("could not renew the scheduler lease")
+            leader = False
+        if leader != self.is_leader:
+            log.info("scheduler lease %s by %s", "taken" if leader else "lost", self.lease.holder)
+        self.is_leader = leader
+
+    def _guarded(self, job: PeriodicJob) -> Callable[[], None]:
+        def run() -> None:
+            if not self.is_leader:
+                return
+            try:
+                job.fn(self.state)
+            except Exception:  # noqa: BLE001 - a failing job must not stop the scheduler
+                log.exception("background job %s failed", job.name)
+        return run
+
+    def start(self) -> LeaderScheduler:
+        self._renew()
+        self.scheduler.start()
+        return self
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        if self.is_leader:
+            try:
+                self.lease.release()
+            except Exception:  # noqa: BLE001
+                log.warning("could not release the scheduler lease")
+
+
+def start_scheduler(state: ServerState) -> LeaderScheduler:
+    return LeaderScheduler(state).start()

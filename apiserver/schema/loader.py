@@ -1,0 +1,315 @@
+"""Owns reading the API: parses ``schema/services/*.conf`` into validated endpoint specs.
+
+A service file (``tasks.conf``) holds ``_description``, ``_references``, ``_definitions`` and one
+entry per action. An action holds endpoint-level keys (``internal``, ``authorize``,
+``allow_roles``, ``read_only``) and one block per version (``"2.1" { request, response, ... }``).
+Version blocks may add ``batch_request {action, version}`` (json-lines batches of another action's
+request) and ``http {method, path, status, style}`` (a REST or query-string binding).
+
+Every problem is a ``SpecError`` naming the file, the endpoint and what is wrong, so a broken spec
+stops start-up instead of surfacing as a 500 later.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import SchemaError
+from pyhocon import ConfigFactory
+
+SERVICES_DIR = Path(__file__).resolve().parent / "services"
+
+VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+WIRE_STYLES = {"rpc", "rest", "text"}
+ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
+ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_description"}
+VERSION_KEYS = {"description", "request", "response", "batch_request", "http", "authorize",
+                "allow_roles", "read_only", "internal"}
+
+Version = tuple[int, int]
+
+
+class SpecError(RuntimeError):
+    """A service definition is broken; the message says where and why."""
+
+
+def parse_version(text: str | float) -> Version | None:
+    match = VERSION_RE.match(str(text))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def format_version(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    method: str
+    path: str  # Flask rule, e.g. "/api/model/<modelCode>/version/<modelVersion>"
+    spec_path: str  # as declared, e.g. "/api/model/{modelCode}/version/{modelVersion}"
+    status: int
+    style: str  # "rest" (plain JSON body), "text" (plain text) or "rpc" (ClearML envelope)
+    path_params: tuple[str, ...]
+
+
+@dataclass
+class EndpointSpec:
+    name: str
+    service: str
+    action: str
+    version: Version
+    description: str
+    request_schema: dict[str, Any]
+    response_schema: dict[str, Any]
+    source: str
+    authorize: bool = True
+    allow_roles: frozenset[str] | None = None  # None: every role
+    read_only: bool = False
+    internal: bool = False
+    batch_action: tuple[str, Version] | None = None
+    http: HttpBinding | None = None
+    request_validator: Draft7Validator = field(init=False, repr=False)
+    # Top-level request properties declared as integer/number/boolean: query strings and path
+    # params arrive as text and are converted to these before validation.
+    coercions: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.request_validator = Draft7Validator(self.request_schema)
+        props = self.request_schema.get("properties") or {}
+        self.coercions = {
+            key: prop["type"] for key, prop in props.items()
+            if isinstance(prop, dict) and prop.get("type") in ("integer", "number", "boolean")
+        }
+
+    @property
+    def version_str(self) -> str:
+        return format_version(self.version)
+
+
+class SpecRegistry:
+    """Every endpoint and its versions, with ClearML's version negotiation."""
+
+    def __init__(self, specs: list[EndpointSpec]):
+        self._by_name: dict[str, list[EndpointSpec]] = {}
+        for spec in specs:
+            self._by_name.setdefault(spec.name, []).append(spec)
+        for versions in self._by_name.values():
+            versions.sort(key=lambda s: s.version)
+        self.max_version: Version = max((s.version for s in specs), default=(1, 0))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def versions(self, name: str) -> list[EndpointSpec]:
+        return self._by_name.get(name, [])
+
+    def all(self) -> list[EndpointSpec]:
+        return [spec for name in self.names() for spec in self._by_name[name]]
+
+    def resolve(self, name: str, requested: Version | None) -> EndpointSpec | None:
+        """The highest declared version not above ``requested`` (newest when None)."""
+        versions = self._by_name.get(name)
+        if not versions:
+            return None
+        if requested is None:
+            return versions[-1]
+        chosen = None
+        for spec in versions:
+            if spec.version <= requested:
+                chosen = spec
+            else:
+                break
+        return chosen
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
+    try:
+        tree = ConfigFactory.parse_file(str(path), resolve=True)
+    except Exception as exc:  # pyparsing and pyhocon raise many kinds
+        line = getattr(exc, "lineno", None)
+        where = f" line {line}, column {getattr(exc, 'col', '?')}" if line else ""
+        text = getattr(exc, "msg", None) or str(exc).splitlines()[0][:300]
+        raise SpecError(f"{path.name}{where}: cannot parse HOCON: {text}") from exc
+    return tree.as_plain_ordered_dict()
+
+
+def _plain(value: Any) -> Any:
+    """OrderedDicts to dicts, recursively, so schemas are plain JSON values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _refs(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            found.add(ref)
+        for value in node.values():
+            found |= _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _refs(value)
+    return found
+
+
+def _attach_definitions(schema: dict, definitions: dict, where: str) -> dict:
+    """Copy the schema and embed every definition it reaches through ``$ref``."""
+    schema = copy.deepcopy(schema)
+    needed: dict[str, Any] = {}
+    pending = list(_refs(schema))
+    while pending:
+        ref = pending.pop()
+        if not ref.startswith("#/definitions/"):
+            raise SpecError(f"{where}: unsupported $ref {ref!r} (only '#/definitions/<name>')")
+        name = ref[len("#/definitions/"):]
+        if name in needed:
+            continue
+        if name not in definitions:
+            raise SpecError(f"{where}: $ref {ref!r} names a missing definition {name!r}")
+        needed[name] = definitions[name]
+        pending.extend(_refs(definitions[name]))
+    if needed:
+        schema["definitions"] = copy.deepcopy(needed)
+    return schema
+
+
+def _parse_http(raw: Any, where: str) -> HttpBinding:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: 'http' must be an object")
+    method = str(raw.get("method", "POST")).upper()
+    if method not in HTTP_METHODS:
+        raise SpecError(f"{where}: http.method {method!r} is not one of {sorted(HTTP_METHODS)}")
+    spec_path = raw.get("path")
+    if not isinstance(spec_path, str) or not spec_path.startswith("/"):
+        raise SpecError(f"{where}: http.path must be a string starting with '/'")
+    params = tuple(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", spec_path))
+    style = raw.get("style", "rest")
+    if style not in WIRE_STYLES:
+        raise SpecError(f"{where}: http.style {style!r} is not one of {sorted(WIRE_STYLES)}")
+    status = raw.get("status", 200)
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise SpecError(f"{where}: http.status must be an HTTP status code")
+    rule = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", r"<\1>", spec_path)
+    return HttpBinding(method, rule, spec_path, status, style, params)
+
+
+def _parse_roles(raw: Any, where: str) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise SpecError(f"{where}: allow_roles must be a list of role names")
+    unknown = set(raw) - set(ROLES) - {"*"}
+    if unknown:
+        raise SpecError(f"{where}: allow_roles names unknown roles {sorted(unknown)}; known: {ROLES}")
+    return None if "*" in raw else frozenset(raw)
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        raise SpecError(f"{where}: must be a JSON Schema object")
+    try:
+        Draft7Validator.check_schema(schema)
+    except SchemaError as exc:
+        path = ".".join(str(p) for p in exc.absolute_path) or "<root>"
+        raise SpecError(f"{where}: invalid JSON Schema at {path}: {exc.message}") from exc
+
+
+def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
+    """Parse one service file into its endpoint specs (one per declared version)."""
+    service = service or path.stem
+    data = _plain(_parse_file(path))
+    definitions = data.get("_definitions") or {}
+    specs: list[EndpointSpec] = []
+    for action, entry in data.items():
+        if action.startswith("_"):
+            continue
+        name = f"{service}.{action}"
+        where = f"{path.name}: endpoint {name}"
+        if not NAME_RE.match(action):
+            raise SpecError(f"{where}: action names are lower_case words")
+        if not isinstance(entry, dict):
+            raise SpecError(f"{where}: expected an object of versions")
+        versions = {k: v for k, v in entry.items() if k not in ENDPOINT_KEYS}
+        if not versions:
+            raise SpecError(f"{where}: declares no version")
+        for version_text, block in versions.items():
+            version = parse_version(version_text)
+            vwhere = f"{where} version {version_text}"
+            if version is None:
+                raise SpecError(f"{vwhere}: unknown key (versions look like \"2.1\")")
+            if not isinstance(block, dict):
+                raise SpecError(f"{vwhere}: expected an object")
+            unknown = set(block) - VERSION_KEYS
+            if unknown:
+                raise SpecError(f"{vwhere}: unknown keys {sorted(unknown)}")
+            batch = block.get("batch_request")
+            batch_action = None
+            if batch is not None:
+                target = batch.get("action") if isinstance(batch, dict) else None
+                bversion = parse_version(batch.get("version", "")) if isinstance(batch, dict) else None
+                if not target or bversion is None:
+                    raise SpecError(f"{vwhere}: batch_request needs 'action' and 'version'")
+                batch_action = (f"{service}.{target}", bversion)
+                request = {"type": "array"}
+            else:
+                request = block.get("request", {"type": "object"})
+            response = block.get("response", {"type": "object"})
+            _check_schema(request, f"{vwhere} request")
+            _check_schema(response, f"{vwhere} response")
+            http = _parse_http(block["http"], vwhere) if "http" in block else None
+            specs.append(EndpointSpec(
+                name=name, service=service, action=action, version=version,
+                description=str(block.get("description", entry.get("_description", ""))).strip(),
+                request_schema=_attach_definitions(request, definitions, f"{vwhere} request"),
+                response_schema=_attach_definitions(response, definitions, f"{vwhere} response"),
+                source=path.name,
+                authorize=bool(block.get("authorize", entry.get("authorize", True))),
+                allow_roles=_parse_roles(block.get("allow_roles", entry.get("allow_roles")), vwhere),
+                read_only=bool(block.get("read_only", entry.get("read_only", False))),
+                internal=bool(block.get("internal", entry.get("internal", False))),
+                batch_action=batch_action, http=http,
+            ))
+    return specs
+
+
+def load_specs(directory: Path = SERVICES_DIR) -> SpecRegistry:
+    """Load every service file of ``directory`` (files starting with ``_`` are includes)."""
+    files = sorted(p for p in directory.glob("*.conf") if not p.name.startswith("_"))
+    if not files:
+        raise SpecError(f"{directory}: no service files (*.conf)")
+    specs = [spec for path in files for spec in load_service(path)]
+    registry = SpecRegistry(specs)
+    _check_cross_references(registry)
+    return registry
+
+
+def _check_cross_references(registry: SpecRegistry) -> None:
+    routes: dict[tuple[str, str], str] = {}
+    for spec in registry.all():
+        if spec.batch_action:
+            # Items are validated against the target action at the batch call's own version
+            # (ClearML's declared batch versions, such as 1.5, predate the target's first one).
+            target = spec.batch_action[0]
+            if target not in registry:
+                raise SpecError(f"{spec.source}: endpoint {spec.name} version {spec.version_str}: "
+                                f"batch_request names {target}, which is not declared")
+        if spec.http:
+            key = (spec.http.method, re.sub(r"<[^>]+>", "<>", spec.http.path))
+            other = routes.setdefault(key, spec.name)
+            if other != spec.name:
+                raise SpecError(f"{spec.source}: endpoint {spec.name}: http {spec.http.method} "
+                                f"{spec.http.spec_path} is already bound to {other}")

@@ -1,0 +1,76 @@
+"""Owns running the server under gunicorn, with the embedded database owned by the master process.
+
+Both ``python -m apiserver`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` come through here: the
+gunicorn master starts (or joins) the embedded database once, before forking, and exports its URI
+so every worker connects to the same server; the master stops it when gunicorn exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from apiserver.config import Config, load_config
+from apiserver.database.connection import embedded_from_config
+from apiserver.database.embedded import EmbeddedDatabase
+
+log = logging.getLogger("apiserver")
+URI_ENV = "APISERVER__database__uri"
+_embedded: EmbeddedDatabase | None = None
+
+
+def gunicorn_options(config: Config) -> dict[str, Any]:
+    listen = config.get("apiserver.listen", {})
+    return {
+        "bind": f"{listen.get('host', '127.0.0.1')}:{int(listen.get('port', 8008))}",
+        "workers": int(config.get("apiserver.workers", 2)),
+        "worker_class": "gthread",
+        "threads": int(config.get("apiserver.threads", 8)),
+        "timeout": int(config.get("apiserver.worker_timeout_sec", 60)),
+        "graceful_timeout": 15,
+        "accesslog": config.get("apiserver.access_log") or None,
+        "loglevel": str(config.get("apiserver.log_level", "info")).lower(),
+    }
+
+
+def start_database(config: Config | None = None) -> None:
+    """Before forking: start the embedded database unless a URI is configured; export its URI."""
+    global _embedded
+    config = config or load_config()
+    if config.get("database.uri"):
+        return
+    embedded = embedded_from_config(config)
+    os.environ[URI_ENV] = embedded.ensure_running()
+    _embedded = embedded if embedded.owner else None
+
+
+def stop_database() -> None:
+    global _embedded
+    if _embedded is not None:
+        log.info("stopping the embedded database")
+        _embedded.stop()
+        _embedded = None
+
+
+def run(config: Config) -> None:
+    """Serve with gunicorn in this process (the master) until SIGTERM or SIGINT."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(config).items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self):
+            from apiserver.app import create_app
+
+            return create_app()
+
+    start_database(config)
+    try:
+        log.info("API server listening on http://%s", gunicorn_options(config)["bind"])
+        Server().run()
+    finally:
+        stop_database()

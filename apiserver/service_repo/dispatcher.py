@@ -1,0 +1,292 @@
+"""Owns the way of a request: route -> version -> auth -> validation -> handler -> envelope.
+
+One dispatcher serves every surface. RPC endpoints (``/tasks.create``, ``/v2.13/tasks.create``,
+also under ``/api``) answer in ClearML's ``{meta, data}`` envelope with the HTTP status equal to
+``result_code``. Endpoints with an ``http`` binding answer at their declared path with their
+declared status and a plain JSON (``rest``) or plain-text (``text``) body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import orjson
+from flask import Flask, Response, request
+from jsonschema.exceptions import best_match
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from apiserver.apierrors import APIError, errors
+from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
+from apiserver.service_repo.auth import Authenticator
+from apiserver.service_repo.call import Call
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Call], Any]
+JSON_LINES = "application/json-lines"
+_DUMP_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "to_mongo"):  # mongoengine embedded documents
+        return value.to_mongo().to_dict()
+    return str(value)  # ObjectId, Decimal128, ...
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_DUMP_OPTS)
+
+
+class EndpointNameConverter(BaseConverter):
+    regex = r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"
+
+
+class Dispatcher:
+    def __init__(self, specs: SpecRegistry, handlers: dict[tuple[str, Version], Handler],
+                 authenticator: Authenticator | None, max_version: Version,
+                 check_max_version: bool = False, debug: bool = False):
+        self.specs = specs
+        self.handlers = handlers
+        self.authenticator = authenticator
+        self.check_max_version = check_max_version
+        self.debug = debug
+        self.max_version = max_version
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def register(self, app: Flask) -> None:
+        app.url_map.converters["endpoint_name"] = EndpointNameConverter
+        methods = ["GET", "POST"]
+        for prefix in ("", "/api"):
+            app.add_url_rule(f"{prefix}/<endpoint_name:name>", f"rpc{prefix}", self.rpc_view, methods=methods)
+            app.add_url_rule(f"{prefix}/v<version>/<endpoint_name:name>", f"rpc_v{prefix}", self.rpc_view,
+                             methods=methods)
+        bound: set[str] = set()
+        for spec in reversed(self.specs.all()):  # newest version of each endpoint owns its path
+            if spec.http and spec.name not in bound:
+                bound.add(spec.name)
+                app.add_url_rule(spec.http.path, f"rest:{spec.name}", self._rest_view(spec),
+                                 methods=[spec.http.method])
+        app.register_error_handler(HTTPException, self._http_error)
+
+    # -- views --------------------------------------------------------------------------------
+
+    def rpc_view(self, name: str, version: str | None = None) -> Response:
+        call_id = uuid4().hex
+        trx = request.headers.get("X-ClearML-Trx") or request.headers.get("X-Trx") or call_id
+        requested = version
+        spec: EndpointSpec | None = None
+        try:
+            wanted = None
+            if version is not None:
+                wanted = parse_version(version)
+                if wanted is None:
+                    raise errors.bad_request.InvalidVersion(f"'{version}' is not <major>.<minor>", version=version)
+                if wanted > self.max_version and self.check_max_version:
+                    raise errors.bad_request.InvalidVersionTooHigh(
+                        version=version, max_version=format_version(self.max_version))
+            if name not in self.specs:
+                return self._not_found(call_id, trx, name, requested)
+            spec = self.specs.resolve(name, wanted)
+            if spec is None:
+                first = self.specs.versions(name)[0].version_str
+                raise errors.bad_request.InvalidVersionTooLow(
+                    f"{name} exists from version {first}", version=version, first_version=first)
+            data = self._run(spec, call_id, trx, requested or spec.version_str, {})
+            return self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data)
+        except APIError as exc:
+            return self._error_envelope(exc, call_id, trx, name, requested, spec)
+        except Exception as exc:  # noqa: BLE001 - every failure gets an envelope, never a bare 500
+            return self._error_envelope(self._internal(exc, call_id, name), call_id, trx, name, requested,
+                                        spec, exc)
+
+    def _rest_view(self, spec: EndpointSpec) -> Callable[..., Response]:
+        def view(**path_params: str) -> Response:
+            call_id = uuid4().hex
+            try:
+                result = self._run(spec, call_id, call_id, spec.version_str, path_params)
+                return self._rest_response(spec, result)
+            except APIError as exc:
+                return self._rest_error(exc, call_id, spec)
+            except Exception as exc:  # noqa: BLE001
+                return self._rest_error(self._internal(exc, call_id, spec.name), call_id, spec, exc)
+
+        view.__name__ = f"rest_{spec.name.replace('.', '_')}"
+        return view
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    def _run(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
+             path_params: dict[str, str]) -> Any:
+        identity = None
+        auth_header = request.headers.get("Authorization")
+        if spec.authorize:
+            if self.authenticator is None:
+                raise errors.server_error.ConfigError("authentication is not configured")
+            identity = self.authenticator.identify(auth_header)
+            self.authenticator.check_role(spec, identity)
+        data, batch = self._read_body(spec, path_params)
+        if batch is not None:
+            batch = [self._validated(self._batch_target(spec), item, f"[{i}]") for i, item in enumerate(batch)]
+            data = {}
+        else:
+            data = self._validated(spec, data)
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+                    actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
+                    remote_addr=request.remote_addr, authorization=auth_header)
+        return self.handlers[(spec.name, spec.version)](call)
+
+    def _batch_target(self, spec: EndpointSpec) -> EndpointSpec:
+        target = self.specs.resolve(spec.batch_action[0], spec.version) or self.specs.versions(spec.batch_action[0])[0]
+        return target
+
+    def _read_body(self, spec: EndpointSpec, path_params: dict[str, str]) -> tuple[dict, list | None]:
+        raw = request.get_data(cache=False)
+        params: dict[str, Any] = {}
+        if request.args:
+            params.update(request.args.to_dict())
+        params.update(path_params)
+        for key, kind in spec.coercions.items():
+            if isinstance(params.get(key), str):
+                params[key] = _coerce(params[key], kind)
+        if spec.batch_action is not None:
+            if not raw.strip():
+                raise errors.bad_request.BatchContainsNoItems()
+            lines = [line for line in raw.splitlines() if line.strip()]
+            try:
+                items = [orjson.loads(line) for line in lines]
+            except orjson.JSONDecodeError as exc:
+                raise errors.bad_request.InvalidJson(f"json-lines body: {exc}") from None
+            if len(items) == 1 and isinstance(items[0], list):
+                items = items[0]  # a plain JSON array is accepted too
+            if not all(isinstance(i, dict) for i in items):
+                raise errors.bad_request.BatchValidationError("every line must be a JSON object")
+            return {}, items
+        if not raw.strip():
+            return params, None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_request.InvalidJson(str(exc)) from None
+        if body is None:
+            return params, None
+        if not isinstance(body, dict):
+            raise errors.bad_request.ValidationError("request body must be a JSON object",
+                                                     error_data={"field": "", "rule": "type"})
+        # Query args fill in what the body leaves out; path params always win (they name the object).
+        return {**params, **body, **path_params}, None
+
+    @staticmethod
+    def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:
+        validator = spec.request_validator
+        first = next(validator.iter_errors(data), None)
+        if first is None:
+            return data
+        err = best_match(validator.iter_errors(data))
+        path = [str(p) for p in err.absolute_path]
+        if err.validator == "required":
+            missing = [p for p in err.validator_value if isinstance(err.instance, dict) and p not in err.instance]
+            field = ".".join(path + missing[:1])
+            cls = errors.bad_request.MissingRequiredFields
+            text = f"field '{prefix}{field}' is required"
+        else:
+            if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+                allowed = set(err.schema.get("properties") or {})
+                extra = sorted(set(err.instance) - allowed)
+                path += extra[:1]
+            field = ".".join(path)
+            cls = errors.bad_request.ValidationError
+            text = f"field '{prefix}{field or '<body>'}': {err.message} (rule: {err.validator})"
+        raise cls(text, error_data={"field": f"{prefix}{field}", "rule": err.validator})
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _envelope(self, call_id: str, trx: str, name: str, requested: str | None, spec: EndpointSpec | None,
+                  code: int, subcode: int, msg: str, data: Any, error_stack: str | None = None,
+                  error_data: dict | None = None) -> Response:
+        actual = spec.version_str if spec else None
+        body = {
+            "meta": {
+                "id": call_id, "trx": trx,
+                "endpoint": {"name": name, "requested_version": requested or actual, "actual_version": actual},
+                "result_code": code, "result_subcode": subcode, "result_msg": msg,
+                "error_stack": error_stack, "error_data": error_data or {},
+            },
+            "data": data if data is not None else {},
+        }
+        return Response(dumps(body), status=code, mimetype="application/json")
+
+    def _not_found(self, call_id: str, trx: str, name: str, requested: str | None) -> Response:
+        version = requested or format_version(self.max_version)
+        exc = errors.not_found.EndpointNotFound()
+        msg = f"Unable to find endpoint for name {name} and version {version}"
+        return self._envelope(call_id, trx, name, requested, None, exc.code, exc.subcode, msg, {})
+
+    def _error_envelope(self, exc: APIError, call_id: str, trx: str, name: str, requested: str | None,
+                        spec: EndpointSpec | None, cause: BaseException | None = None) -> Response:
+        stack = "".join(traceback.format_exception(cause or exc)) if self.debug else None
+        return self._envelope(call_id, trx, name, requested, spec, exc.code, exc.subcode, exc.message, {},
+                              stack, exc.error_data)
+
+    def _rest_response(self, spec: EndpointSpec, result: Any) -> Response:
+        http = spec.http
+        if http.style == "text":
+            return Response("" if result is None else str(result), status=http.status, mimetype="text/plain")
+        if http.style == "rpc":
+            return self._envelope(uuid4().hex, "", spec.name, spec.version_str, spec, 200, 0, "OK", result)
+        if result is None and http.status == 204:
+            return Response(status=204)
+        return Response(dumps(result), status=http.status, mimetype="application/json")
+
+    def _rest_error(self, exc: APIError, call_id: str, spec: EndpointSpec | None,
+                    cause: BaseException | None = None) -> Response:
+        body = {"message": exc.message, "message_code": f"{exc.group}.{exc.name}", "code": exc.code,
+                "subcode": exc.subcode, "request_id": call_id}
+        if exc.error_data:
+            body.update({k: v for k, v in exc.error_data.items() if k not in body})
+        if self.debug:
+            body["error_stack"] = "".join(traceback.format_exception(cause or exc))
+        if spec is not None and spec.http and spec.http.style == "text":
+            return Response(exc.message, status=exc.code, mimetype="text/plain")
+        return Response(dumps(body), status=exc.code, mimetype="application/json")
+
+    def _internal(self, exc: Exception, call_id: str, name: str) -> APIError:
+        log.exception("request %s to %s failed", call_id, name)
+        return errors.server_error.InternalError(f"request id {call_id}")
+
+    def _http_error(self, exc: HTTPException) -> Response:
+        """Werkzeug's own errors (no route, wrong method, body too large) in our shapes."""
+        call_id = uuid4().hex
+        code = exc.code or 500
+        msg = exc.description or exc.name
+        if code == 404:
+            match = re.match(r"^/(?:api/)?(?:v([^/]+)/)?([^/]+)$", request.path)
+            if match and "." in match.group(2):
+                return self._not_found(call_id, call_id, match.group(2), match.group(1))
+        if request.path.startswith("/api/") or not re.search(r"\.[a-z_]+$", request.path):
+            body = {"message": msg, "message_code": exc.name.lower().replace(" ", "_"), "code": code,
+                    "subcode": 0, "request_id": call_id}
+            return Response(dumps(body), status=code, mimetype="application/json")
+        return self._envelope(call_id, call_id, request.path.strip("/"), None, None, code, 0, msg, {})
+
+
+def _coerce(value: str, kind: str) -> Any:
+    """Query-string and path text to the declared type; left as text when it does not parse."""
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+    except ValueError:
+        return value
+    if kind == "boolean" and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    return value

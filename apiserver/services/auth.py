@@ -1,0 +1,58 @@
+"""Handlers of the auth service: login, credentials, roles and the model registry's token form."""
+
+from __future__ import annotations
+
+from apiserver.apierrors import errors
+from apiserver.service_repo import Call, endpoint
+from apiserver.state import get_state
+
+
+@endpoint("auth.login")
+def login(call: Call) -> dict:
+    state = get_state()
+    return {"token": state.tokens.issue(call.identity, call.data.get("expiration_sec"))}
+
+
+@endpoint("auth.create_credentials")
+def create_credentials(call: Call) -> dict:
+    creds = get_state().auth.create_credentials(call.user, call.company, call.data.get("label"))
+    return {"credentials": {"access_key": creds.access_key, "secret_key": creds.secret_key, "label": creds.label}}
+
+
+@endpoint("auth.get_credentials")
+def get_credentials(call: Call) -> dict:
+    return {"credentials": get_state().auth.list_credentials(call.user, call.company)}
+
+
+@endpoint("auth.revoke_credentials")
+def revoke_credentials(call: Call) -> dict:
+    return {"revoked": get_state().auth.revoke_credentials(call.data["access_key"], call.user, call.company)}
+
+
+@endpoint("auth.edit_user")
+def edit_user(call: Call) -> dict:
+    role = call.data["role"]
+    updated = get_state().auth.set_role(call.identity, call.data["user"], role)
+    return {"updated": updated, "fields": {"role": role} if updated else {}}
+
+
+@endpoint("auth.obtain_token")
+def obtain_token(call: Call) -> dict:
+    state = get_state()
+    data = call.data
+    if data.get("access_key"):
+        identity = state.auth.authenticate_key(data["access_key"], data["secret_key"])
+    else:
+        identity = state.auth.authenticate_password(data.get("email") or data["username"], data["password"])
+    workspace = data.get("workspace")
+    if workspace and workspace not in (identity.company, identity.company_name):
+        raise errors.unauthorized.InvalidCredentials("the user is not a member of this workspace")
+    return {"access": state.tokens.issue(identity), "token_type": "Bearer",
+            "expires_in": state.tokens.default_expiration_sec,
+            "workspace": {"id": identity.company, "name": identity.company_name}}
+
+
+@endpoint("auth.workspaces")
+def workspaces(call: Call) -> list:
+    ident = call.identity
+    return [{"id": ident.company, "name": ident.company_name, "role": ident.role}]

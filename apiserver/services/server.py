@@ -1,0 +1,35 @@
+"""Handlers of the server service: health, info and the OpenAPI document."""
+
+from __future__ import annotations
+
+import time
+
+from apiserver import MAX_API_VERSION, __version__
+from apiserver.apierrors import errors
+from apiserver.database.connection import database_kind
+from apiserver.database.model.base import utcnow
+from apiserver.service_repo import Call, endpoint
+from apiserver.service_repo.openapi import build_openapi
+from apiserver.state import get_state
+
+
+@endpoint("server.health")
+def health(call: Call) -> dict:
+    try:
+        get_state().db.command("ping")
+    except Exception as exc:  # noqa: BLE001 - any database fault means "not ready"
+        raise errors.service_unavailable.UpstreamUnavailable("database does not answer") from exc
+    return {"status": "ok", "database": "ok"}
+
+
+@endpoint("server.info")
+def info(call: Call) -> dict:
+    state = get_state()
+    return {"version": __version__, "api_version": MAX_API_VERSION,
+            "uptime_sec": round(time.time() - state.started_at, 3),
+            "database": database_kind(state.db), "server_time": utcnow()}
+
+
+@endpoint("server.openapi")
+def openapi(call: Call) -> dict:
+    return build_openapi(get_state().specs, __version__, MAX_API_VERSION)

@@ -1,0 +1,43 @@
+"""Owns the per-process server state that handlers reach: config, database, specs and bll objects."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.database import Database
+
+from apiserver.bll.auth.tokens import TokenService
+from apiserver.bll.auth.users import AuthBLL
+from apiserver.config import Config
+from apiserver.database.embedded import EmbeddedDatabase
+from apiserver.schema.loader import SpecRegistry
+
+
+@dataclass
+class ServerState:
+    config: Config
+    db: Database
+    specs: SpecRegistry
+    auth: AuthBLL
+    tokens: TokenService
+    embedded: EmbeddedDatabase | None = None
+    scheduler: Any = None
+    started_at: float = field(default_factory=time.time)
+    # Domain objects (queues, pipelines, ...) register themselves here by name.
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+_STATE: ServerState | None = None
+
+
+def set_state(state: ServerState | None) -> None:
+    global _STATE
+    _STATE = state
+
+
+def get_state() -> ServerState:
+    if _STATE is None:
+        raise RuntimeError("the server is not initialised: call apiserver.app.create_app() first")
+    return _STATE

@@ -1,0 +1,75 @@
+"""Session fixtures: one real MongoDB-protocol database and one real server process.
+
+The database is SecantusDB started through the project's own launcher on a temp folder, or the
+MongoDB at ``MONGODB_URI`` when that is set. Each test session uses a fresh database name.
+"""
+
+from __future__ import annotations
+
+import os
+from uuid import uuid4
+
+import pytest
+
+from apiserver.database.embedded import EmbeddedDatabase
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, OTHER_KEY, OTHER_SECRET, ApiClient, ServerProcess
+
+OTHER_COMPANY_USERS = (
+    "[{username: other-admin, name: Other Admin, company: other-co, role: admin, "
+    f'access_key: "{OTHER_KEY}", secret_key: "{OTHER_SECRET}"}}]'
+)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    db = EmbeddedDatabase(tmp_path_factory.mktemp("mongo"), start_timeout=60)
+    yield db.ensure_running()
+    db.stop()
+
+
+@pytest.fixture(scope="session")
+def db_name() -> str:
+    return f"apitest_{uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def server(mongo_uri, db_name, tmp_path_factory):
+    """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured."""
+    proc = ServerProcess(mongo_uri, db_name, workers=2,
+                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS})
+    proc.start(tmp_path_factory.mktemp("logs"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(server) -> ApiClient:
+    return server.admin()
+
+
+@pytest.fixture(scope="session")
+def other_admin(server) -> ApiClient:
+    """Admin of another company."""
+    return server.client().login(OTHER_KEY, OTHER_SECRET)
+
+
+@pytest.fixture(scope="session")
+def app(mongo_uri, db_name):
+    """The Flask app in this process (no scheduler), for fast API tests through the test client."""
+    from apiserver.app import create_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APISERVER_ADMIN_ACCESS_KEY", ADMIN_KEY)
+        mp.setenv("APISERVER_ADMIN_SECRET_KEY", ADMIN_SECRET)
+        application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
+                                            "auth.bcrypt_rounds": 4}, start_scheduler=False)
+    return application
+
+
+@pytest.fixture()
+def client(app) -> ApiClient:
+    return ApiClient(flask_client=app.test_client())

@@ -1,0 +1,182 @@
+"""Test support: a real server process, an API client that checks every answer against its spec."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from jsonschema import Draft7Validator
+
+from apiserver.schema.loader import SpecRegistry, load_specs, parse_version
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_KEY = "TESTADMINKEY0000000000AA"
+ADMIN_SECRET = "test-admin-secret-4c1f0e8b9f2d4a7e"
+OTHER_KEY = "TESTOTHERKEY000000000BBB"
+OTHER_SECRET = "test-other-secret-1b2c3d4e5f60718293"
+
+_SPECS: SpecRegistry | None = None
+
+
+def specs() -> SpecRegistry:
+    global _SPECS
+    if _SPECS is None:
+        _SPECS = load_specs()
+    return _SPECS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def basic(key: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+
+
+def check_response(name: str, actual_version: str | None, data: Any) -> None:
+    """Every successful answer must match its endpoint's declared response schema."""
+    registry = specs()
+    spec = registry.resolve(name, parse_version(actual_version) if actual_version else None)
+    assert spec is not None, f"answer names an unknown endpoint {name} {actual_version}"
+    errors = sorted(Draft7Validator(spec.response_schema).iter_errors(data), key=lambda e: list(e.path))
+    assert not errors, f"{name} {actual_version} answer breaks its response schema: " + \
+        "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+
+
+class ApiError(AssertionError):
+    def __init__(self, status: int, meta: dict):
+        self.status = status
+        self.meta = meta
+        self.code = meta.get("result_code")
+        self.subcode = meta.get("result_subcode")
+        self.msg = meta.get("result_msg", "")
+        super().__init__(f"{status} {self.code}/{self.subcode}: {self.msg}")
+
+
+class ApiClient:
+    """Calls RPC endpoints over real HTTP (or a Flask test client) and checks the answers."""
+
+    def __init__(self, base_url: str | None = None, flask_client: Any = None, auth: str | None = None):
+        self.base_url = base_url
+        self.flask_client = flask_client
+        self.auth = auth
+        self.session = requests.Session()
+
+    def with_auth(self, auth: str | None) -> ApiClient:
+        return ApiClient(self.base_url, self.flask_client, auth)
+
+    def login(self, key: str, secret: str, **data: Any) -> ApiClient:
+        token = self.with_auth(basic(key, secret)).call("auth.login", **data)["token"]
+        return self.with_auth(f"Bearer {token}")
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict | None = None,
+                raw: bytes | str | None = None) -> tuple[int, Any, dict]:
+        hdrs = {"Authorization": self.auth} if self.auth else {}
+        hdrs.update(headers or {})
+        if self.flask_client is not None:
+            kwargs = {"data": raw} if raw is not None else ({"json": body} if body is not None else {})
+            resp = self.flask_client.open(path, method=method, headers=hdrs, **kwargs)
+            text = resp.get_data(as_text=True)
+            ctype = resp.headers.get("Content-Type", "")
+            return resp.status_code, (resp.get_json() if "json" in ctype else text), dict(resp.headers)
+        kwargs = {"data": raw} if raw is not None else ({"json": body} if body is not None else {})
+        resp = self.session.request(method, self.base_url + path, headers=hdrs, timeout=60, **kwargs)
+        ctype = resp.headers.get("Content-Type", "")
+        return resp.status_code, (resp.json() if "json" in ctype else resp.text), dict(resp.headers)
+
+    def envelope(self, name: str, version: str | None = None, method: str = "POST",
+                 **data: Any) -> tuple[int, dict]:
+        path = f"/v{version}/{name}" if version else f"/{name}"
+        status, body, _ = self.request(method, path, data)
+        assert isinstance(body, dict) and "meta" in body, f"{path}: not an envelope: {body!r}"
+        return status, body
+
+    def call(self, name: str, version: str | None = None, method: str = "POST", **data: Any) -> Any:
+        status, body = self.envelope(name, version, method, **data)
+        meta = body["meta"]
+        assert status == meta["result_code"], f"HTTP {status} but result_code {meta['result_code']}"
+        if status != 200:
+            raise ApiError(status, meta)
+        check_response(name, meta["endpoint"]["actual_version"], body["data"])
+        return body["data"]
+
+    def error(self, name: str, version: str | None = None, **data: Any) -> ApiError:
+        """Call an endpoint that must fail; return the error."""
+        try:
+            self.call(name, version, **data)
+        except ApiError as exc:
+            return exc
+        raise AssertionError(f"{name} succeeded but was expected to fail")
+
+
+class ServerProcess:
+    """``python -m apiserver`` as a child process on a free port, against a given database."""
+
+    def __init__(self, mongo_uri: str | None, db_name: str, workers: int = 2, data_dir: Path | None = None,
+                 extra_env: dict[str, str] | None = None, port: int | None = None,
+                 argv: list[str] | None = None):
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "APISERVER__database__name": db_name, "APISERVER__auth__bcrypt_rounds": "4",
+                    "APISERVER_ADMIN_ACCESS_KEY": ADMIN_KEY, "APISERVER_ADMIN_SECRET_KEY": ADMIN_SECRET,
+                    "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        if mongo_uri:
+            self.env["APISERVER__database__uri"] = mongo_uri
+        else:
+            self.env.pop("APISERVER__database__uri", None)
+        self.argv = argv or [sys.executable, "-m", "apiserver", "--port", str(self.port), "--workers", str(workers)]
+        if data_dir is not None and argv is None:
+            self.argv += ["--data-dir", str(data_dir)]
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    def start(self, log_dir: Path, timeout: float = 60) -> ServerProcess:
+        self.log_path = log_dir / f"server-{self.port}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._log = log
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.base_url + "/health", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not become healthy in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def client(self, auth: str | None = None) -> ApiClient:
+        return ApiClient(self.base_url, auth=auth)
+
+    def admin(self) -> ApiClient:
+        return self.client().login(ADMIN_KEY, ADMIN_SECRET)
