@@ -30,7 +30,7 @@ class ConfigError(RuntimeError):
 _SCALAR = re.compile(r"^(true|false|null|yes|no|on|off|[+-]?\d+(\.\d+)?([eE][+-]?\d+)?)$")
 
 
-def _parse_value(raw: str) -> Any:
+def _parse_value(name: str, raw: str) -> Any:
     """Numbers, booleans, null, lists and objects are parsed as HOCON; anything else stays a string.
 
     Plain strings are never run through the HOCON parser: it would cut a secret at ``#`` or ``//``.
@@ -41,7 +41,7 @@ def _parse_value(raw: str) -> Any:
     try:
         return _to_plain(ConfigFactory.parse_string(f"v = {text}")["v"])
     except Exception as exc:  # pyparsing raises many kinds
-        raise ConfigError(f"cannot parse environment value {raw!r}: {exc}") from exc
+        raise ConfigError(f"cannot parse environment variable {name}={raw!r}: {exc}") from exc
 
 
 def _load_dir(tree: ConfigTree, folder: Path) -> ConfigTree:
@@ -133,7 +133,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: dict[str, Any] 
         parts = [p for p in name[len(ENV_PREFIX):].split("__") if p]
         if not parts:
             raise ConfigError(f"environment variable {name} names no config key")
-        _set_path(data, parts, _parse_value(raw))
+        _set_path(data, parts, _parse_value(name, raw))
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted.split("."), value)
     return Config(data)

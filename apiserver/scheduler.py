@@ -77,7 +77,8 @@ class LeaderScheduler:
         return self
 
     def shutdown(self) -> None:
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self.is_leader:
             try:
                 self.lease.release()

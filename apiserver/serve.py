@@ -31,7 +31,21 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "graceful_timeout": 15,
         "accesslog": config.get("apiserver.access_log") or None,
         "loglevel": str(config.get("apiserver.log_level", "info")).lower(),
+        # gunicorn 23+ opens a management socket at one fixed path per user; several servers on
+        # one host would fight over it, and nothing here uses it.
+        "control_socket_disable": True,
+        "worker_exit": worker_exit,
     }
+
+
+def worker_exit(server: Any = None, worker: Any = None) -> None:
+    """In a worker on its way out: stop its scheduler before the interpreter tears threads down."""
+    from apiserver.state import peek_state
+
+    state = peek_state()
+    if state is not None and state.scheduler is not None:
+        state.scheduler.shutdown()
+        state.scheduler = None
 
 
 def start_database(config: Config | None = None) -> None:
@@ -47,7 +61,7 @@ def start_database(config: Config | None = None) -> None:
 
 def stop_database() -> None:
     global _embedded
-    if _embedded is not None:
+    if _embedded is not None and _embedded.owner:
         log.info("stopping the embedded database")
         _embedded.stop()
         _embedded = None

@@ -37,6 +37,11 @@ def set_state(state: ServerState | None) -> None:
     _STATE = state
 
 
+def peek_state() -> ServerState | None:
+    """The state if this process built an app, else None."""
+    return _STATE
+
+
 def get_state() -> ServerState:
     if _STATE is None:
         raise RuntimeError("the server is not initialised: call apiserver.app.create_app() first")

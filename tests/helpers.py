@@ -94,15 +94,17 @@ class ApiClient:
         ctype = resp.headers.get("Content-Type", "")
         return resp.status_code, (resp.json() if "json" in ctype else resp.text), dict(resp.headers)
 
-    def envelope(self, name: str, version: str | None = None, method: str = "POST",
+    def envelope(self, name: str, /, _version: str | None = None, _method: str = "POST",
                  **data: Any) -> tuple[int, dict]:
+        version, method = _version, _method
         path = f"/v{version}/{name}" if version else f"/{name}"
         status, body, _ = self.request(method, path, data)
         assert isinstance(body, dict) and "meta" in body, f"{path}: not an envelope: {body!r}"
         return status, body
 
-    def call(self, name: str, version: str | None = None, method: str = "POST", **data: Any) -> Any:
-        status, body = self.envelope(name, version, method, **data)
+    def call(self, name: str, /, _version: str | None = None, _method: str = "POST", **data: Any) -> Any:
+        """Call ``name`` (at version ``_version``) with ``data``; raise ApiError unless it succeeds."""
+        status, body = self.envelope(name, _version, _method, **data)
         meta = body["meta"]
         assert status == meta["result_code"], f"HTTP {status} but result_code {meta['result_code']}"
         if status != 200:
@@ -110,10 +112,10 @@ class ApiClient:
         check_response(name, meta["endpoint"]["actual_version"], body["data"])
         return body["data"]
 
-    def error(self, name: str, version: str | None = None, **data: Any) -> ApiError:
+    def error(self, name: str, /, _version: str | None = None, **data: Any) -> ApiError:
         """Call an endpoint that must fail; return the error."""
         try:
-            self.call(name, version, **data)
+            self.call(name, _version, **data)
         except ApiError as exc:
             return exc
         raise AssertionError(f"{name} succeeded but was expected to fail")

@@ -75,7 +75,8 @@ class EmbeddedDatabase:
 
     @property
     def owner(self) -> bool:
-        return self.process is not None
+        """True in the process that started the server (not in processes forked from it)."""
+        return self.process is not None and self._owner_pid == os.getpid()
 
     def ensure_running(self) -> str:
         """Start the server, or join the one another process runs for this folder; return its URI."""
@@ -133,7 +134,7 @@ class EmbeddedDatabase:
 
     def stop(self, timeout: float = 15) -> None:
         """Stop the server if this process started it, and release the folder."""
-        if self._owner_pid != os.getpid():
+        if self._owner_pid is not None and self._owner_pid != os.getpid():
             return
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:

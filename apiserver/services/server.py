@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from apiserver import MAX_API_VERSION, __version__
@@ -27,7 +28,7 @@ def info(call: Call) -> dict:
     state = get_state()
     return {"version": __version__, "api_version": MAX_API_VERSION,
             "uptime_sec": round(time.time() - state.started_at, 3),
-            "database": database_kind(state.db), "server_time": utcnow()}
+            "database": database_kind(state.db), "server_time": utcnow(), "process_id": os.getpid()}
 
 
 @endpoint("server.openapi")

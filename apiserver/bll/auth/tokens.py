@@ -23,6 +23,10 @@ class TokenService:
         self.max_expiration_sec = max_expiration_sec
         self.api_version = api_version
         self.server_version = server_version
+        # token -> (identity, exp). A client sends the same token on every call; checking its
+        # signature once per process is enough. Bounded; expiry is checked on every hit.
+        self._verified: dict[str, tuple[Identity, int]] = {}
+        self._max_cached = 10_000
 
     def issue(self, identity: Identity, expiration_sec: int | None = None) -> str:
         lifetime = self.default_expiration_sec if expiration_sec is None else expiration_sec
@@ -39,6 +43,11 @@ class TokenService:
 
     def verify(self, token: str) -> Identity:
         """The token's identity; any fault is 401/30 (expired tokens say so, so clients log in)."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            if hit[1] > time.time():
+                return hit[0]
+            self._verified.pop(token, None)
         try:
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
                                 options={"require": ["exp", "iat"]})
@@ -50,4 +59,8 @@ class TokenService:
         if not isinstance(ident, dict) or not all(isinstance(ident.get(k, ""), str) for k in _IDENTITY_KEYS) \
                 or not ident.get("user") or not ident.get("role"):
             raise errors.unauthorized.InvalidToken("token carries no identity")
-        return Identity(**{k: ident.get(k, "") for k in _IDENTITY_KEYS})
+        identity = Identity(**{k: ident.get(k, "") for k in _IDENTITY_KEYS})
+        if len(self._verified) >= self._max_cached:
+            self._verified.clear()
+        self._verified[token] = (identity, int(claims["exp"]))
+        return identity

@@ -1,0 +1,88 @@
+"""Benchmark support: serve a WSGI app with gunicorn and measure requests per second over loopback.
+
+Every benchmark compares two things measured in the same run on the same machine, so the printed
+ratio means something on any machine; absolute numbers are printed for context only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """``gunicorn APP`` with the given settings, in a child process."""
+
+    def __init__(self, app: str, workers: int = 1, threads: int = 1, env: dict | None = None):
+        self.port = free_port()
+        self.cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
+                    "-k", "gthread", "--threads", str(threads), "--no-control-socket", "--log-level", "warning",
+                    app]
+        self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Gunicorn:
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def requests_per_second(port: int, method: str, path: str, body: dict | None = None,
+                        headers: dict | None = None, seconds: float = 3.0, expect: int = 200) -> float:
+    """Sequential requests on one keep-alive connection for ``seconds``; returns requests/second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    payload = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    for _ in range(50):  # warm up
+        conn.request(method, path, payload, hdrs)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == expect, (path, resp.status)
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        conn.request(method, path, payload, hdrs)
+        resp = conn.getresponse()
+        resp.read()
+        count += 1
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return count / elapsed
+
+
+def interleaved(rounds: int, measure_a, measure_b) -> tuple[float, float]:
+    """Alternate the two measurements ``rounds`` times and keep each side's best, so drift in
+    machine load hits both sides alike."""
+    best_a = best_b = 0.0
+    for _ in range(rounds):
+        best_a = max(best_a, measure_a())
+        best_b = max(best_b, measure_b())
+    return best_a, best_b

@@ -1,0 +1,164 @@
+"""Every query shape the project uses, run against the test database (SecantusDB or MONGODB_URI).
+
+SecantusDB is young: a gap in its MongoDB compatibility shows up here as a failing test with a
+clear name, before it shows up as a wrong answer from an endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pymongo
+import pytest
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def coll(mongo_uri, db_name):
+    client = pymongo.MongoClient(mongo_uri)
+    c = client[db_name]["conformance"]
+    c.drop()
+    base = datetime(2026, 1, 1)
+    c.insert_many([{
+        "_id": f"id{i:04d}", "company": "c1" if i % 4 else "", "name": f"t{i}", "status": ["created", "queued",
+        "in_progress", "completed"][i % 4], "tags": ["a", "b"] if i % 2 else ["c"], "system_tags": [] if i % 3 else
+        ["hidden"], "created": base + timedelta(hours=i), "execution": {"queue": f"q{i % 5}", "priority": i % 7},
+        "last_metrics": {"m1": {"v1": {"value": float(i), "max_value": float(i)}}}, "n": i,
+        "entries": [{"task": f"x{i}", "added": base}, {"task": f"y{i}", "added": base}],
+        **({"parent": f"id{i - 1:04d}"} if i % 10 == 0 and i else {}),
+    } for i in range(N)])
+    c.create_index([("company", 1), ("status", 1), ("created", -1)])
+    c.create_index([("name", 1)])
+    yield c
+    c.drop()
+    client.close()
+
+
+def ids(cursor) -> list[str]:
+    return [d["_id"] for d in cursor]
+
+
+def test_in_nin_and_array_membership(coll):
+    assert coll.count_documents({"status": {"$in": ["created", "queued"]}}) == N // 2
+    assert coll.count_documents({"tags": {"$in": ["a"]}}) == N // 2
+    assert coll.count_documents({"tags": {"$nin": ["a"]}}) == N // 2
+    assert coll.count_documents({"tags": {"$all": ["a", "b"]}}) == N // 2
+    assert coll.count_documents({"tags": "c"}) == N // 2
+    assert coll.count_documents({"system_tags": {"$size": 0}}) == N - len(range(0, N, 3))
+
+
+def _is_secantus(coll) -> bool:
+    return "secantusVersion" in coll.database.client.server_info()
+
+
+@pytest.mark.parametrize("form", ["string", "options", "compiled"])
+def test_regex_forms(coll, form, request):
+    if form == "compiled" and _is_secantus(coll):
+        # Known SecantusDB 0.7 gap: a BSON regex on an indexed field matches nothing. The project
+        # only sends {"$regex": ...} (apiserver.bll.query.regex) and never mongoengine's
+        # __contains/__startswith/__iexact operators, which compile regexes. Kept to notice a fix.
+        request.applymarker(pytest.mark.xfail(reason="SecantusDB: BSON regex on an indexed field", strict=True))
+    expected = len([i for i in range(N) if f"t{i}".startswith("t1")])
+    query = {"string": {"$regex": "^t1"}, "options": {"$regex": "^T1", "$options": "i"},
+             "compiled": re.compile("^t1")}[form]
+    assert coll.count_documents({"name": query}) == expected
+
+
+def test_nested_fields_exists_null_and_or(coll):
+    assert coll.count_documents({"execution.queue": "q1"}) == N // 5
+    assert coll.count_documents({"last_metrics.m1.v1.value": {"$gte": 100.0}}) == N - 100
+    assert coll.count_documents({"parent": {"$exists": True}}) == len(range(10, N, 10))
+    assert coll.count_documents({"parent": None}) == N - len(range(10, N, 10))
+    assert coll.count_documents({"$or": [{"company": ""}, {"status": "queued"}]}) == N // 2
+    assert coll.count_documents({"$and": [{"company": "c1"}, {"tags": {"$ne": "c"}}]}) == N // 2
+    assert coll.count_documents({"entries.task": "x5"}) == 1
+    assert coll.count_documents({"entries": {"$elemMatch": {"task": "y7"}}}) == 1
+
+
+def test_dates_compare(coll):
+    start = datetime(2026, 1, 1) + timedelta(hours=100)
+    assert coll.count_documents({"created": {"$gte": start, "$lt": start + timedelta(hours=10)}}) == 10
+
+
+def test_sort_skip_limit_and_projection(coll):
+    docs = list(coll.find({"company": "c1"}, {"name": 1, "execution.queue": 1, "_id": 1})
+                .sort([("execution.priority", -1), ("_id", 1)]).skip(5).limit(10))
+    everything = sorted(coll.find({"company": "c1"}), key=lambda d: (-d["execution"]["priority"], d["_id"]))
+    assert ids(docs) == [d["_id"] for d in everything[5:15]]
+    assert set(docs[0]) == {"_id", "name", "execution"} and set(docs[0]["execution"]) == {"queue"}
+    excluded = coll.find_one({"_id": "id0001"}, {"last_metrics": 0, "entries": 0})
+    assert "last_metrics" not in excluded and "name" in excluded
+
+
+def test_update_operators(coll):
+    coll.update_one({"_id": "id0002"}, {"$set": {"execution.queue": "qq", "new.field": 1}, "$inc": {"n": 5},
+                                        "$push": {"tags": {"$each": ["z1", "z2"]}}, "$addToSet": {"system_tags": "s"},
+                                        "$unset": {"parent": ""}})
+    doc = coll.find_one({"_id": "id0002"})
+    assert doc["execution"]["queue"] == "qq" and doc["new"]["field"] == 1 and doc["n"] == 7
+    assert doc["tags"] == ["c", "z1", "z2"] and "s" in doc["system_tags"]
+    coll.update_one({"_id": "id0002"}, {"$pull": {"tags": {"$in": ["z1"]}, "entries": {"task": "x2"}},
+                                        "$max": {"last_metrics.m1.v1.max_value": 99.0},
+                                        "$min": {"n": 1}})
+    doc = coll.find_one({"_id": "id0002"})
+    assert doc["tags"] == ["c", "z2"] and [e["task"] for e in doc["entries"]] == ["y2"]
+    assert doc["last_metrics"]["m1"]["v1"]["max_value"] == 99.0 and doc["n"] == 1
+    assert coll.update_many({"status": "completed", "company": "c1"}, {"$set": {"flag": True}}).modified_count == \
+        len([i for i in range(N) if i % 4 == 3])
+
+
+def test_find_one_and_update_is_conditional(coll):
+    changed = coll.find_one_and_update({"_id": "id0004", "status": "created"}, {"$set": {"status": "queued"}},
+                                       return_document=ReturnDocument.AFTER)
+    assert changed["status"] == "queued"
+    assert coll.find_one_and_update({"_id": "id0004", "status": "created"}, {"$set": {"status": "x"}}) is None
+    popped = coll.find_one_and_update({"_id": "id0008"}, {"$pop": {"entries": -1}},
+                                      projection={"entries": {"$slice": 1}}, return_document=ReturnDocument.BEFORE)
+    assert popped["entries"][0]["task"] == "x8"
+    assert [e["task"] for e in coll.find_one({"_id": "id0008"})["entries"]] == ["y8"]
+    ordered = coll.find_one_and_update({"status": "queued", "company": "c1"}, {"$set": {"claimed": 1}},
+                                       sort=[("execution.priority", -1), ("created", 1)])
+    assert ordered is not None
+
+
+def test_upsert_and_unique_index(mongo_uri, db_name):
+    c = pymongo.MongoClient(mongo_uri)[db_name]["conformance_unique"]
+    c.drop()
+    c.create_index([("key", 1)], unique=True)
+    c.create_index([("company", 1), ("name", 1)], unique=True)
+    c.insert_one({"key": "k1", "company": "a", "name": "n"})
+    with pytest.raises(DuplicateKeyError):
+        c.insert_one({"key": "k1", "company": "b", "name": "n"})
+    with pytest.raises(DuplicateKeyError):
+        c.insert_one({"key": "k2", "company": "a", "name": "n"})
+    c.insert_one({"key": "k3", "company": "b", "name": "n"})
+    doc = c.find_one_and_update({"_id": "lease", "holder": "me"}, {"$set": {"holder": "me"}}, upsert=True,
+                                return_document=ReturnDocument.AFTER)
+    assert doc["holder"] == "me"
+    with pytest.raises(DuplicateKeyError):  # a live lease held by another: the upsert collides
+        c.find_one_and_update({"_id": "lease", "holder": "other"}, {"$set": {"holder": "other"}}, upsert=True)
+    c.drop()
+
+
+def test_aggregation(coll):
+    by_status = {d["_id"]: d["count"] for d in coll.aggregate([
+        {"$match": {"company": {"$in": ["c1", ""]}}}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}])}
+    assert sum(by_status.values()) == N and len(by_status) == 4
+    tags = {d["_id"] for d in coll.aggregate([{"$unwind": "$tags"}, {"$group": {"_id": "$tags"}}])}
+    assert {"a", "b", "c"} <= tags
+    top = list(coll.aggregate([{"$match": {"company": "c1"}}, {"$sort": {"n": -1}}, {"$limit": 3},
+                               {"$project": {"_id": 0, "n": 1, "q": "$execution.queue"}}]))
+    assert [d["n"] for d in top] == sorted((i for i in range(N) if i % 4), reverse=True)[:3]
+    assert set(top[0]) == {"n", "q"}
+    stats = list(coll.aggregate([{"$group": {"_id": None, "min": {"$min": "$n"}, "max": {"$max": "$n"},
+                                             "avg": {"$avg": "$n"}}}]))[0]
+    assert stats["max"] >= N - 1
+
+
+def test_indexed_filters_use_the_index(coll):
+    plan = coll.find({"company": "c1", "status": "queued"}).sort("created", -1).explain()["queryPlanner"]["winningPlan"]
+    assert "IXSCAN" in str(plan)
