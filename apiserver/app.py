@@ -12,8 +12,12 @@ from flask import Flask
 from apiserver import MAX_API_VERSION, __version__
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.config import Config, load_config
 from apiserver.database.connection import connect
+from apiserver.database.model.auth import Company
 from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
 from apiserver.service_repo.auth import Authenticator
 from apiserver.service_repo.dispatcher import Dispatcher
@@ -70,11 +74,17 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app = Flask("apiserver")
     app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
     dispatcher.register(app)
-    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, embedded=embedded)
+    queues, projects = QueueBLL(), ProjectBLL()
+    tasks = TaskBLL(queues, projects, worker_timeout_sec=int(config.get("workers.timeout_sec", 600)))
+    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
+                        projects=projects, tasks=tasks, embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state
+    for company in Company.objects.only("id"):
+        queues.ensure_default(company.id)
     _run_startup_hooks(state)
     if start_scheduler if start_scheduler is not None else config.get("scheduler.enabled", True):
+        import apiserver.jobs  # noqa: F401 - registers the periodic jobs
         from apiserver.scheduler import start_scheduler as start
 
         state.scheduler = start(state)

@@ -10,6 +10,9 @@ from pymongo.database import Database
 
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.config import Config
 from apiserver.database.embedded import EmbeddedDatabase
 from apiserver.schema.loader import SpecRegistry
@@ -22,6 +25,9 @@ class ServerState:
     specs: SpecRegistry
     auth: AuthBLL
     tokens: TokenService
+    queues: QueueBLL
+    projects: ProjectBLL
+    tasks: TaskBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)

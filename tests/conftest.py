@@ -14,10 +14,9 @@ import pytest
 from apiserver.database.embedded import EmbeddedDatabase
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, OTHER_KEY, OTHER_SECRET, ApiClient, ServerProcess
 
-OTHER_COMPANY_USERS = (
-    "[{username: other-admin, name: Other Admin, company: other-co, role: admin, "
-    f'access_key: "{OTHER_KEY}", secret_key: "{OTHER_SECRET}"}}]'
-)
+OTHER_ADMIN = {"username": "other-admin", "name": "Other Admin", "company": "other-co", "role": "admin",
+               "access_key": OTHER_KEY, "secret_key": OTHER_SECRET}
+OTHER_COMPANY_USERS = "[{" + ", ".join(f'{k}: "{v}"' for k, v in OTHER_ADMIN.items()) + "}]"
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +65,24 @@ def app(mongo_uri, db_name):
         mp.setenv("APISERVER_ADMIN_ACCESS_KEY", ADMIN_KEY)
         mp.setenv("APISERVER_ADMIN_SECRET_KEY", ADMIN_SECRET)
         application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
-                                            "auth.bcrypt_rounds": 4}, start_scheduler=False)
+                                            "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN]},
+                                 start_scheduler=False)
     return application
 
 
 @pytest.fixture()
 def client(app) -> ApiClient:
+    """Unauthenticated in-process client."""
     return ApiClient(flask_client=app.test_client())
+
+
+@pytest.fixture(scope="session")
+def api(app) -> ApiClient:
+    """In-process client logged in as the default company's admin."""
+    return ApiClient(flask_client=app.test_client()).login(ADMIN_KEY, ADMIN_SECRET)
+
+
+@pytest.fixture(scope="session")
+def other_api(app) -> ApiClient:
+    """In-process client logged in as the admin of another company."""
+    return ApiClient(flask_client=app.test_client()).login(OTHER_KEY, OTHER_SECRET)

@@ -1,8 +1,20 @@
-"""Owns the query pieces every listing shares: checked regexes, paging and ordering."""
+"""Owns the query pieces every listing shares: ClearML's filter language, projections, ordering, paging.
+
+The filter language (``get_all`` of tasks, projects, queues, models):
+
+- list fields (``id``, ``user``, ``tags``, ``status``, ...) match any listed value; ``null`` in the
+  list matches a missing or empty value; a ``-x`` entry excludes ``x`` (for tag-like fields);
+- pattern fields (``name``) are Python regexes, checked before they reach the database;
+- date fields take ``">=2024-01-01"`` style strings (``>``, ``>=``, ``<``, ``<=``; ISO dates or
+  epoch seconds) or a two-item ``[from, to]`` range;
+- ``_any_`` / ``_all_`` take ``{fields, pattern}``: a case-insensitive regex over several fields.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from apiserver.apierrors import errors
@@ -13,8 +25,9 @@ MAX_PAGE_SIZE = 500
 def regex(pattern: str, field: str, ignore_case: bool = False) -> dict[str, Any]:
     """A ``$regex`` condition, after checking the pattern compiles (a bad one is 400/21, not a 500).
 
-    The string form ``{"$regex": ...}`` is used, never a compiled BSON regex: that is the form every
-    MongoDB-protocol server here is tested with (see tests/test_database_conformance.py).
+    Always the string form ``{"$regex": ...}``, never a compiled BSON regex and never mongoengine's
+    ``__contains``/``__startswith``/``__iexact`` (which compile one): SecantusDB matches nothing
+    with a BSON regex on an indexed field (tests/test_database_conformance.py).
     """
     try:
         re.compile(pattern)
@@ -27,6 +40,165 @@ def regex(pattern: str, field: str, ignore_case: bool = False) -> dict[str, Any]
 
 
 def page_bounds(page: int | None, page_size: int | None, default_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
-    """(skip, limit) for ClearML paging: ``page`` needs ``page_size``; sizes are capped at 500."""
+    """(skip, limit) for ClearML paging; sizes are capped at 500."""
     size = min(page_size or default_size, MAX_PAGE_SIZE)
     return (page or 0) * size, size
+
+
+def list_filter(field: str, values: Iterable[Any] | Any, allow_exclude: bool = True) -> dict[str, Any]:
+    """The condition for a list-valued filter: include any of, ``null`` for empty, ``-x`` to exclude."""
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    include, exclude, want_empty = [], [], False
+    for value in values:
+        if value is None:
+            want_empty = True
+        elif allow_exclude and isinstance(value, str) and value.startswith("-") and len(value) > 1:
+            exclude.append(value[1:])
+        else:
+            include.append(value)
+    conds: list[dict[str, Any]] = []
+    if include or want_empty:
+        alternatives: list[dict[str, Any]] = []
+        if include:
+            alternatives.append({field: {"$in": include}})
+        if want_empty:
+            alternatives += [{field: None}, {field: ""}, {field: {"$size": 0}}]
+        conds.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
+    if exclude:
+        conds.append({field: {"$nin": exclude}})
+    if not conds:
+        return {}
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+_DATE_OPS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+_DATE_RE = re.compile(r"^(>=|>|<=|<)?\s*(.*)$")
+
+
+def parse_date(text: Any, field: str) -> datetime:
+    """ISO 8601 (date or date-time) or epoch seconds, as naive UTC."""
+    try:
+        if isinstance(text, (int, float)) or re.fullmatch(r"\d+(\.\d+)?", str(text).strip()):
+            return datetime.fromtimestamp(float(text), tz=UTC).replace(tzinfo=None)
+        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise errors.bad_request.ValidationError(f"'{text}' is not an ISO date or epoch seconds",
+                                                 error_data={"field": field, "rule": "format"}) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def date_filter(field: str, constraints: list[Any] | str) -> dict[str, Any]:
+    """``[">=2024-01-01", "<1700000000"]`` or a two-item ``[from, to]`` range (either may be null)."""
+    if isinstance(constraints, str):
+        constraints = [constraints]
+    cond: dict[str, Any] = {}
+    plain = [c for c in constraints if c is None or not _DATE_RE.match(str(c)).group(1)]
+    if len(constraints) == 2 and len(plain) == 2:
+        lo, hi = constraints
+        if lo is not None:
+            cond["$gte"] = parse_date(lo, field)
+        if hi is not None:
+            cond["$lte"] = parse_date(hi, field)
+    else:
+        for item in constraints:
+            if item is None:
+                continue
+            op, value = _DATE_RE.match(str(item)).groups()
+            cond[_DATE_OPS.get(op or ">=", "$gte")] = parse_date(value, field)
+    if "$gt" in cond and "$lt" in cond and cond["$gt"] >= cond["$lt"]:
+        raise errors.bad_request.ImpossibleTimeRange(field=field)
+    return {field: cond} if cond else {}
+
+
+def multi_field_pattern(spec: dict[str, Any], mode: str, field_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """``_any_``/``_all_``: a case-insensitive regex over several fields."""
+    pattern, fields = spec.get("pattern"), spec.get("fields") or []
+    if not pattern or not fields:
+        return {}
+    cond = regex(pattern, f"{mode}.pattern", ignore_case=True)
+    field_map = field_map or {}
+    parts = [{field_map.get(f, f): cond} for f in fields]
+    return {"$or" if mode == "_any_" else "$and": parts}
+
+
+def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
+    """Free text: the literal text, case-insensitive, in any of ``fields`` (no text index needed)."""
+    cond = {"$regex": re.escape(text), "$options": "i"}
+    return {"$or": [{f: cond} for f in fields]}
+
+
+def combine(*conds: dict[str, Any]) -> dict[str, Any]:
+    parts = [c for c in conds if c]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    return {"$and": parts}
+
+
+def projection(only_fields: list[str] | None, field_map: dict[str, str] | None = None,
+               always: Iterable[str] = ("_id",)) -> dict[str, int] | None:
+    """A MongoDB projection from ``only_fields`` (dotted paths; ``-field`` excludes)."""
+    if not only_fields:
+        return None
+    field_map = field_map or {}
+    include = [field_map.get(f, f) for f in only_fields if not f.startswith("-")]
+    exclude = [field_map.get(f[1:], f[1:]) for f in only_fields if f.startswith("-")]
+    if include:
+        proj = {f: 1 for f in prune_nested(include)}
+        for key in always:
+            proj.setdefault(key, 1)
+        return proj
+    return {f: 0 for f in prune_nested(exclude)}
+
+
+def prune_nested(paths: list[str]) -> list[str]:
+    """Drop ``a.b`` when ``a`` is also listed: MongoDB refuses a projection with both (path collision)."""
+    kept = []
+    for path in sorted(set(paths), key=len):
+        if not any(path.startswith(p + ".") for p in kept):
+            kept.append(path)
+    return kept
+
+
+def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = None,
+             default: tuple[tuple[str, int], ...] = ()) -> list[tuple[str, int]]:
+    """Sort keys from ``["-last_update", "name"]``; ``_id`` is added last as a tie-break."""
+    if isinstance(keys, str):
+        keys = [keys]
+    field_map = field_map or {}
+    result: list[tuple[str, int]] = []
+    for key in keys or []:
+        if not key or key.startswith("@"):
+            continue
+        direction = -1 if key.startswith("-") else 1
+        name = key.lstrip("-+")
+        result.append((field_map.get(name, name), direction))
+    result = result or list(default)
+    if all(name != "_id" for name, _ in result):
+        result.append(("_id", 1))
+    return result
+
+
+def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], skip: int, limit: int,
+              proj: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """One page of ``coll.find`` in ``sort`` order, with ClearML's rule that an ascending first key
+    puts documents whose value is null, missing or empty last.
+
+    MongoDB sorts nulls first; rather than sort on a computed field (no index), this reads the
+    filled part and then the empty part, each with an indexed query.
+    """
+    first, direction = sort[0]
+    if direction != 1 or first == "_id":
+        return list(coll.find(query, proj).sort(sort).skip(skip).limit(limit))
+    filled_q = combine(query, {first: {"$nin": [None, ""]}})
+    docs = list(coll.find(filled_q, proj).sort(sort).skip(skip).limit(limit))
+    if len(docs) == limit:
+        return docs
+    filled_total = skip + len(docs) if docs or not skip else coll.count_documents(filled_q)
+    empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
+    rest = coll.find(empty_q, proj).sort(sort[1:] or [("_id", 1)]).skip(max(0, skip - filled_total))
+    return docs + list(rest.limit(limit - len(docs)))

@@ -173,7 +173,10 @@ class AuthBLL:
         env = os.environ if env is None else env
         default = auth_config.get("default_company", {})
         company = self.ensure_company(default.get("id"), default.get("name", "default"))
-        for entry in auth_config.get("fixed_users", []) or []:
+        fixed = auth_config.get("fixed_users", []) or []
+        if not isinstance(fixed, list) or not all(isinstance(e, dict) for e in fixed):
+            raise ValueError("auth.fixed_users must be a list of objects {username, role, access_key, ...}")
+        for entry in fixed:
             self._ensure_fixed_user(entry, company)
         admin_key, admin_secret = env.get(ADMIN_KEY_ENV), env.get(ADMIN_SECRET_ENV)
         if admin_key and admin_secret:

@@ -1,0 +1,1 @@
+"""Owns projects: names unique per company, nesting with '/', and their task statistics."""

@@ -1,0 +1,131 @@
+"""Owns project records: create, list, edit, delete (refused while tasks use them unless forced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.apierrors import errors
+from apiserver.bll import query as q
+from apiserver.bll.auth.identity import Identity
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.project import Project
+from apiserver.database.model.task import Task
+
+EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination")
+
+
+def _to_api(doc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    out["id"] = out.pop("_id")
+    return out
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    parts = name.split("/")
+    if not name or any(not p.strip() for p in parts):
+        raise errors.bad_request.InvalidProjectName("names are non-empty; nested names are 'a/b', no empty part",
+                                                    name=name)
+    return "/".join(p.strip() for p in parts)
+
+
+class ProjectBLL:
+    @property
+    def coll(self):
+        return Project._get_collection()
+
+    def readable(self, company: str, project_id: str, proj: dict | None = None) -> dict[str, Any]:
+        doc = self.coll.find_one({"_id": project_id, "company": {"$in": [company, ""]}}, proj)
+        if doc is None:
+            raise errors.bad_request.InvalidProjectId(id=project_id)
+        return doc
+
+    def writable(self, company: str, project_id: str) -> dict[str, Any]:
+        doc = self.readable(company, project_id)
+        if doc.get("company") != company:
+            raise errors.forbidden.NoWritePermission("public projects are read-only", id=project_id)
+        return doc
+
+    def create(self, identity: Identity, data: dict[str, Any]) -> str:
+        now = utcnow()
+        name = _check_name(data["name"])
+        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "name": name,
+               "basename": name.rsplit("/", 1)[-1], "description": data.get("description", ""),
+               "tags": data.get("tags") or [], "system_tags": data.get("system_tags") or [],
+               "default_output_destination": data.get("default_output_destination"), "created": now,
+               "last_update": now}
+        try:
+            self.coll.insert_one(doc)
+        except DuplicateKeyError:
+            raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=name) from None
+        return doc["_id"]
+
+    def get_by_id(self, company: str, project_id: str) -> dict[str, Any]:
+        return _to_api(self.readable(company, project_id))
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        conds = [{"company": {"$in": [company, ""]}}]
+        if data.get("id"):
+            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
+        if data.get("name"):
+            conds.append({"name": q.regex(data["name"], "name")})
+        if data.get("basename"):
+            conds.append({"basename": q.regex(data["basename"], "basename")})
+        for field in ("tags", "system_tags", "user"):
+            if data.get(field):
+                conds.append(q.list_filter(field, data[field]))
+        if data.get("search_text"):
+            conds.append(q.search_text(data["search_text"], ("name", "description")))
+        for mode in ("_any_", "_all_"):
+            if data.get(mode):
+                conds.append(q.multi_field_pattern(data[mode], mode, {"id": "_id"}))
+        if not data.get("search_hidden") and not data.get("id"):
+            conds.append({"system_tags": {"$ne": "hidden"}})
+        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
+        proj = q.projection(data.get("only_fields"), {"id": "_id"})
+        return [_to_api(d) for d in q.find_page(self.coll, q.combine(*conds), sort, skip, limit, proj)]
+
+    def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.writable(identity.company, project_id)
+        fields = {k: data[k] for k in EDITABLE if k in data}
+        if "name" in fields:
+            fields["name"] = _check_name(fields["name"])
+            fields["basename"] = fields["name"].rsplit("/", 1)[-1]
+        if not fields:
+            return {}
+        fields["last_update"] = utcnow()
+        try:
+            self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
+        except DuplicateKeyError:
+            raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
+                from None
+        return fields
+
+    def delete(self, identity: Identity, project_id: str, force: bool, delete_contents: bool) -> dict[str, Any]:
+        self.writable(identity.company, project_id)
+        tasks = Task._get_collection()
+        in_use = tasks.count_documents({"company": identity.company, "project": project_id})
+        if in_use and not force:
+            raise errors.bad_request.ProjectHasTasks(f"{in_use} tasks; use force to delete", project=project_id)
+        deleted_tasks = disassociated = 0
+        if in_use and delete_contents:
+            deleted_tasks = tasks.delete_many({"company": identity.company, "project": project_id}).deleted_count
+        elif in_use:
+            disassociated = tasks.update_many({"company": identity.company, "project": project_id},
+                                              {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
+                                              ).modified_count
+        deleted = self.coll.delete_one({"_id": project_id, "company": identity.company}).deleted_count
+        return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks}
+
+    def task_tags(self, company: str, projects: list[str] | None) -> dict[str, list[str]]:
+        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+        if projects:
+            match["project"] = {"$in": projects}
+        out = {}
+        for field in ("tags", "system_tags"):
+            pipeline = [{"$match": match}, {"$unwind": f"${field}"}, {"$group": {"_id": f"${field}"}}]
+            out[field] = sorted(d["_id"] for d in Task._get_collection().aggregate(pipeline) if d["_id"])
+        return out

@@ -1,0 +1,1 @@
+"""Owns queues: their entries, the default queue, and atomic pops."""

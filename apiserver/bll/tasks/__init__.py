@@ -1,0 +1,1 @@
+"""Owns the task rules: the status machine, editing, cloning, queues and listing."""

@@ -1,0 +1,452 @@
+"""Owns task records: creation, editing, cloning, every status change, queues and listing.
+
+Every status change is one ``update_one`` whose filter holds the status the check was made
+against, so of two concurrent changes at most one succeeds; the loser gets 400/121.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll import query as q
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.tasks import status as st
+from apiserver.bll.tasks.fields import (
+    DATE_FIELDS,
+    artifact_id,
+    dotted_changes,
+    storage_path,
+    to_api,
+    to_storage,
+)
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.task import Task
+from apiserver.database.model.worker import Worker
+
+CREATE_FIELDS = ("name", "tags", "system_tags", "type", "comment", "parent", "project", "execution", "script",
+                 "hyperparams", "configuration", "runtime", "container", "models")
+EDIT_FIELDS = CREATE_FIELDS
+UPDATE_FIELDS = ("name", "tags", "system_tags", "comment", "project", "created")
+# What `reset` clears; `clear_all` also clears the execution and script sections.
+RESET_UNSET = ("last_iteration", "last_metrics", "output.model", "output.result", "output.error", "runtime",
+               "started", "completed", "published", "last_worker", "last_worker_report", "execution.queue",
+               "models.output", "enqueue_status")
+DEVELOPMENT_TAG = "development"
+ARCHIVED_TAG = "archived"
+HIDDEN_TAG = "hidden"
+LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
+
+# Other domains (events) register what they must do when a task is reset or deleted; each hook
+# gets (company, task_id) and returns a small dict for the answer.
+TaskHook = Callable[[str, str], dict]
+
+
+def _storage_paths(keys: list[str] | str | None) -> list[str]:
+    """API paths (with an optional '-' prefix) as stored paths, for order_by and only_fields."""
+    if isinstance(keys, str):
+        keys = [keys]
+    return [("-" if k.startswith("-") else "") + storage_path(k.lstrip("-")) for k in keys or [] if k]
+
+
+class TaskBLL:
+    def __init__(self, queues: QueueBLL, projects: ProjectBLL, worker_timeout_sec: int = 600):
+        self.queues = queues
+        self.projects = projects
+        self.worker_timeout_sec = worker_timeout_sec
+        self.on_reset: list[TaskHook] = []
+        self.on_delete: list[TaskHook] = []
+
+    @property
+    def coll(self):
+        return Task._get_collection()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def readable(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
+        """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
+        doc = self.coll.find_one({"_id": task_id, "company": {"$in": [company, ""]}}, proj)
+        if doc is None:
+            raise errors.bad_request.InvalidTaskId(id=task_id)
+        return doc
+
+    def writable(self, company: str, task_id: str) -> dict[str, Any]:
+        doc = self.readable(company, task_id)
+        if doc.get("company") != company:
+            raise errors.forbidden.NoWritePermission("public tasks are read-only", id=task_id)
+        return doc
+
+    def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
+        return to_api(self.readable(company, task_id))
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        query = self.build_query(company, data)
+        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
+        proj = q.projection(_storage_paths(data.get("only_fields")))
+        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
+
+    def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        conds: list[dict[str, Any]] = [{"company": {"$in": [company, ""]}}]
+        if data.get("id"):
+            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
+        if data.get("name"):
+            conds.append({"name": q.regex(data["name"], "name")})
+        for field in LIST_FILTERS:
+            value = data.get(field)
+            if value not in (None, [], ""):
+                conds.append(q.list_filter(field, value, allow_exclude=field in ("tags", "system_tags")))
+        for field in DATE_FIELDS:
+            if data.get(field):
+                conds.append(q.date_filter(field, data[field]))
+        if data.get("search_text"):
+            conds.append(q.search_text(data["search_text"], ("name", "comment", "_id")))
+        for mode in ("_any_", "_all_"):
+            if data.get(mode):
+                fields = {f: storage_path(f) for f in data[mode].get("fields") or []}
+                conds.append(q.multi_field_pattern(data[mode], mode, fields))
+        if not data.get("search_hidden") and not data.get("id"):
+            conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
+        return q.combine(*conds)
+
+    def get_types(self, company: str, projects: list[str] | None) -> list[str]:
+        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+        if projects:
+            match["project"] = {"$in": projects}
+        rows = self.coll.aggregate([{"$match": match}, {"$group": {"_id": "$type"}}])
+        return sorted(r["_id"] for r in rows if r["_id"])
+
+    # -- create, clone, edit ------------------------------------------------------------------
+
+    def _check_references(self, company: str, fields: dict[str, Any]) -> None:
+        if fields.get("project"):
+            self.projects.readable(company, fields["project"], {"_id": 1})
+        if fields.get("parent"):
+            try:
+                self.readable(company, fields["parent"], {"_id": 1})
+            except errors.bad_request.InvalidTaskId:
+                raise errors.bad_request.InvalidTaskId("parent task not found", parent=fields["parent"]) from None
+
+    def _section_fields(self, data: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+        fields = {k: copy.deepcopy(data[k]) for k in allowed if k in data}
+        if "output_dest" in data:
+            fields["output.destination"] = data["output_dest"]
+        return fields
+
+    def validate(self, identity: Identity, data: dict[str, Any]) -> None:
+        self._check_references(identity.company, data)
+
+    def create(self, identity: Identity, data: dict[str, Any]) -> str:
+        fields = self._section_fields(data, CREATE_FIELDS)
+        self._check_references(identity.company, fields)
+        now = utcnow()
+        output = {"destination": fields.pop("output.destination")} if "output.destination" in fields else {}
+        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
+               "status_reason": "", "status_message": "", "status_changed": now, "created": now,
+               "last_update": now, "tags": [], "system_tags": [], "output": output, "execution": {},
+               **to_storage(fields)}
+        self.coll.insert_one(doc)
+        return doc["_id"]
+
+    def clone(self, identity: Identity, data: dict[str, Any]) -> str:
+        source = to_api(self.readable(identity.company, data["task"]))
+        fields = {k: source[k] for k in ("name", "comment", "tags", "type", "parent", "project", "execution",
+                                         "script", "hyperparams", "configuration", "container") if k in source}
+        fields["models"] = {"input": (source.get("models") or {}).get("input", [])}
+        if isinstance(fields.get("execution"), dict):
+            fields["execution"] = {k: v for k, v in fields["execution"].items() if k != "queue"}
+        renames = {"new_task_name": "name", "new_task_comment": "comment", "new_task_tags": "tags",
+                   "new_task_system_tags": "system_tags", "new_task_parent": "parent",
+                   "new_task_project": "project", "new_task_hyperparams": "hyperparams",
+                   "new_task_configuration": "configuration", "new_task_container": "container"}
+        for key, field in renames.items():
+            if key in data:
+                fields[field] = data[key]
+        if data.get("execution_overrides"):
+            fields["execution"] = {**(fields.get("execution") or {}), **data["execution_overrides"]}
+        fields.setdefault("system_tags", [])
+        if data.get("validate_references"):
+            self._check_references(identity.company, fields)
+        now = utcnow()
+        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
+               "status_reason": "", "status_message": "", "status_changed": now, "created": now,
+               "last_update": now, "output": {}, **to_storage(fields)}
+        doc.setdefault("tags", [])
+        self.coll.insert_one(doc)
+        return doc["_id"]
+
+    def _set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
+                    expect_status: str | None = None) -> dict[str, Any]:
+        if not sets:
+            return {"updated": 0, "fields": {}}
+        sets = {**sets, "last_update": utcnow()}
+        flt: dict[str, Any] = {"_id": task["_id"], "company": company}
+        if expect_status:
+            flt["status"] = expect_status
+        result = self.coll.update_one(flt, {"$set": to_storage(sets)})
+        if result.matched_count == 0:
+            raise errors.bad_request.TaskStatusChanged(expected_status=expect_status)
+        changes: dict[str, Any] = {}
+        for key, value in sets.items():
+            changes.update(dotted_changes(key, value) if key in ("execution", "script") else {key: value})
+        return {"updated": 1, "fields": changes}
+
+    def update(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        sets = {k: data[k] for k in UPDATE_FIELDS if k in data}
+        if "output__error" in data:
+            sets["output.error"] = data["output__error"]
+        if "created" in sets:
+            sets["created"] = q.parse_date(sets["created"], "created")
+        self._check_references(identity.company, sets)
+        return self._set_fields(identity.company, task, sets)
+
+    def edit(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        force = bool(data.get("force"))
+        if task["status"] != st.CREATED and not force:
+            raise errors.bad_request.InvalidTaskStatus(
+                "only created tasks can be edited (use force)", status=task["status"])
+        if task["status"] == st.PUBLISHED and not force:
+            raise errors.bad_request.TaskPublished(id=task["_id"])
+        sets = self._section_fields(data, EDIT_FIELDS)
+        self._check_references(identity.company, sets)
+        return self._set_fields(identity.company, task, sets, expect_status=task["status"])
+
+    def set_requirements(self, identity: Identity, task_id: str, requirements: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, task_id)
+        if task["status"] == st.PUBLISHED:
+            raise errors.bad_request.InvalidTaskStatus("published tasks cannot change", status=task["status"])
+        return self._set_fields(identity.company, task, {"script.requirements": requirements})
+
+    def ping(self, identity: Identity, task_id: str) -> None:
+        task = self.writable(identity.company, task_id)
+        self.coll.update_one({"_id": task["_id"]}, {"$set": {"last_update": utcnow()}})
+
+    def add_or_update_artifacts(self, identity: Identity, task_id: str,
+                                artifacts: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        task = self.writable(identity.company, task_id)
+        existing = ((task.get("execution") or {}).get("artifacts") or {})
+        added, updated = [], []
+        sets = {}
+        for artifact in artifacts:
+            art = {"mode": "output", **artifact}
+            key = artifact_id(art)
+            (updated if key in existing else added).append(art["key"])
+            sets[f"execution.artifacts.{key}"] = art
+        if sets:
+            sets["last_update"] = utcnow()
+            self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
+        return added, updated
+
+    def make_public(self, company: str, ids: list[str]) -> int:
+        result = self.coll.update_many({"_id": {"$in": ids}, "company": company},
+                                       {"$set": {"company": "", "company_origin": company}})
+        return result.modified_count
+
+    def make_private(self, company: str, ids: list[str]) -> int:
+        result = self.coll.update_many({"_id": {"$in": ids}, "company": "", "company_origin": company},
+                                       {"$set": {"company": company}, "$unset": {"company_origin": ""}})
+        return result.modified_count
+
+    # -- status changes -----------------------------------------------------------------------
+
+    def change_status(self, company: str, task: dict[str, Any], new_status: str, *, force: bool = False,
+                      reason: str | None = None, message: str | None = None, allow_same: bool = True,
+                      sets: dict[str, Any] | None = None, unsets: tuple[str, ...] = (),
+                      pull: dict[str, Any] | None = None, check: bool = True) -> dict[str, Any]:
+        """One conditional update from the task's current status to ``new_status``."""
+        current = task["status"]
+        if check:
+            st.check_transition(current, new_status, force, allow_same)
+        now = utcnow()
+        fields = {"status": new_status, "status_reason": reason or "", "status_message": message or "",
+                  "status_changed": now, "last_update": now, **(sets or {})}
+        update: dict[str, Any] = {"$set": fields}
+        if unsets:
+            update["$unset"] = {k: "" for k in q.prune_nested(list(unsets))}
+        if pull:
+            update["$pull"] = pull
+        result = self.coll.update_one({"_id": task["_id"], "company": company, "status": current}, update)
+        if result.matched_count == 0:
+            raise errors.bad_request.TaskStatusChanged(
+                f"expected {current}; someone changed it first", id=task["_id"])
+        return {"updated": 1, "fields": {**fields, **{k: None for k in unsets}}}
+
+    def started(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        force = bool(data.get("force"))
+        running = task["status"] == st.IN_PROGRESS
+        sets = {} if running and task.get("started") else {"started": utcnow()}
+        result = self.change_status(identity.company, task, st.IN_PROGRESS, force=force, allow_same=False,
+                                    reason=data.get("status_reason"), message=data.get("status_message"),
+                                    sets=sets, unsets=() if running else ("completed",))
+        return {"started": 1, **result}
+
+    def _finish(self, identity: Identity, data: dict[str, Any], new_status: str) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        return self.change_status(identity.company, task, new_status, force=bool(data.get("force")),
+                                  reason=data.get("status_reason"), message=data.get("status_message"),
+                                  sets={"completed": utcnow()})
+
+    def stopped(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return self._finish(identity, data, st.STOPPED)
+
+    def failed(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return self._finish(identity, data, st.FAILED)
+
+    def completed(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        result = self._finish(identity, data, st.COMPLETED)
+        if data.get("publish"):
+            published = self.publish(identity, {"task": data["task"], "force": data.get("force")})
+            result["fields"].update(published["fields"])
+        return result
+
+    def close(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        return self.change_status(identity.company, task, st.CLOSED, force=bool(data.get("force")),
+                                  reason=data.get("status_reason"), message=data.get("status_message"))
+
+    def publish(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        if not data.get("force") and task["status"] not in (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED,
+                                                              st.PUBLISHING):
+            raise errors.bad_request.InvalidTaskStatus(
+                f"cannot change status from {task['status']} to published", current_status=task["status"],
+                new_status=st.PUBLISHED)
+        return self.change_status(identity.company, task, st.PUBLISHED, force=bool(data.get("force")),
+                                  reason=data.get("status_reason"), message=data.get("status_message"),
+                                  sets={"published": utcnow()})
+
+    def _has_live_worker(self, company: str, task_id: str) -> bool:
+        since = utcnow() - timedelta(seconds=self.worker_timeout_sec)
+        return Worker._get_collection().count_documents(
+            {"company": company, "task": task_id, "last_activity_time": {"$gte": since}}, limit=1) > 0
+
+    def stop(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        force = bool(data.get("force"))
+        who = identity.user_name or identity.user
+        reason = data.get("status_reason") or "stopped"
+        if task["status"] == st.QUEUED:
+            queue = (task.get("execution") or {}).get("queue")
+            result = self.change_status(identity.company, task, st.STOPPED, force=force, reason=reason,
+                                        message=f"Stopped by {who}", unsets=("execution.queue",))
+            if queue:
+                self.queues.remove_entry(identity.company, queue, task["_id"])
+            else:
+                self.queues.remove_task_everywhere(identity.company, task["_id"])
+            return result
+        if not force and task["status"] != st.IN_PROGRESS:
+            st.check_transition(task["status"], st.STOPPED)
+        if DEVELOPMENT_TAG in (task.get("system_tags") or []) or force or \
+                not self._has_live_worker(identity.company, task["_id"]):
+            return self.change_status(identity.company, task, st.STOPPED, force=True, reason=reason,
+                                      message=f"Stopped by {who}", sets={"completed": utcnow()})
+        # A live worker runs it: ask it to stop; it (or the SDK) reports `stopped` itself.
+        return self.change_status(identity.company, task, task["status"], check=False, reason=reason,
+                                  message="stopping")
+
+    def reset(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        force = bool(data.get("force"))
+        if task["status"] == st.PUBLISHED and not force:
+            raise errors.bad_request.InvalidTaskStatus("published tasks can be reset only with force",
+                                                       current_status=task["status"], new_status=st.CREATED)
+        dequeued = self.queues.remove_task_everywhere(identity.company, task["_id"])
+        unsets = RESET_UNSET + (("execution", "script") if data.get("clear_all") else ())
+        result = self.change_status(identity.company, task, st.CREATED, check=False,
+                                    reason=data.get("status_reason") or "reset",
+                                    message=data.get("status_message") or "reset", unsets=unsets)
+        events: dict[str, Any] = {}
+        for hook in self.on_reset:
+            events.update(hook(identity.company, task["_id"]))
+        return {**result, "dequeued": {"removed": dequeued}, "events": events, "deleted_models": 0}
+
+    def delete(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        archived = ARCHIVED_TAG in (task.get("system_tags") or [])
+        if task["status"] != st.CREATED and not archived and not data.get("force"):
+            raise errors.bad_request.TaskCannotBeDeleted(
+                f"status is {task['status']}; only created or archived tasks are deleted without force",
+                id=task["_id"])
+        self.queues.remove_task_everywhere(identity.company, task["_id"])
+        children = self.coll.update_many({"company": identity.company, "parent": task["_id"]},
+                                         {"$unset": {"parent": ""}, "$set": {"last_update": utcnow()}})
+        events: dict[str, Any] = {}
+        for hook in self.on_delete:
+            events.update(hook(identity.company, task["_id"]))
+        deleted = self.coll.delete_one({"_id": task["_id"], "company": identity.company}).deleted_count
+        return {"deleted": bool(deleted), "updated_children": children.modified_count, "updated_models": 0,
+                "events": events}
+
+    # -- queues -------------------------------------------------------------------------------
+
+    def _resolve_queue(self, identity: Identity, data: dict[str, Any]) -> str:
+        if data.get("queue"):
+            return self.queues.get(identity.company, data["queue"], {"_id": 1})["_id"]
+        if data.get("queue_name"):
+            found = self.queues.find_by_name(identity.company, data["queue_name"])
+            if found:
+                return found["_id"]
+            try:
+                return self.queues.create(identity.company, identity.user, data["queue_name"])
+            except errors.bad_request.ExpectedUniqueData:
+                return self.queues.find_by_name(identity.company, data["queue_name"])["_id"]
+        return self.queues.default_queue(identity.company)["_id"]
+
+    def enqueue(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self.writable(identity.company, data["task"])
+        force = bool(data.get("force"))
+        st.check_transition(task["status"], st.QUEUED, force, allow_same=False)
+        queue_id = self._resolve_queue(identity, data)
+        self.queues.add_entry(identity.company, queue_id, task["_id"])
+        try:
+            result = self.change_status(
+                identity.company, task, st.QUEUED, force=force, allow_same=False,
+                reason=data.get("status_reason"), message=data.get("status_message"),
+                sets={"execution.queue": queue_id, "enqueue_status": task["status"]},
+                pull={"system_tags": DEVELOPMENT_TAG})
+        except Exception:
+            self.queues.remove_entry(identity.company, queue_id, task["_id"])  # no queue entry without the task
+            raise
+        return {"queued": 1, **result}
+
+    def dequeue(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            task = self.writable(identity.company, data["task"])
+        except errors.bad_request.InvalidTaskId:
+            removed = self.queues.remove_task_everywhere(identity.company, data["task"])
+            return {"dequeued": removed, "updated": 0, "fields": {}}
+        if task["status"] not in (st.QUEUED, st.IN_PROGRESS) and not data.get("force"):
+            raise errors.bad_request.InvalidTaskStatus("only queued or running tasks can be dequeued",
+                                                       current_status=task["status"])
+        queue = (task.get("execution") or {}).get("queue")
+        removed = self.queues.remove_entry(identity.company, queue, task["_id"]) if queue else \
+            self.queues.remove_task_everywhere(identity.company, task["_id"])
+        new_status = data.get("new_status") or task.get("enqueue_status") or st.CREATED
+        if new_status == st.QUEUED:
+            new_status = st.CREATED
+        result = self.change_status(identity.company, task, new_status, check=False,
+                                    reason=data.get("status_reason") or "dequeued",
+                                    message=data.get("status_message"),
+                                    unsets=("execution.queue", "enqueue_status"))
+        return {"dequeued": max(removed, 1 if task["status"] == st.QUEUED else 0), **result}
+
+    # -- background ---------------------------------------------------------------------------
+
+    def stop_non_responsive(self, max_idle_sec: int) -> int:
+        """Stop in_progress tasks with no update for ``max_idle_sec`` (ClearML: 2 hours)."""
+        cutoff = utcnow() - timedelta(seconds=max_idle_sec)
+        now = utcnow()
+        result = self.coll.update_many(
+            {"status": st.IN_PROGRESS, "last_update": {"$lt": cutoff}},
+            {"$set": {"status": st.STOPPED, "status_reason": "Forced stop (non-responsive)",
+                      "status_message": "Forced stop (non-responsive)", "status_changed": now,
+                      "last_update": now, "completed": now}})
+        return result.modified_count

@@ -1,0 +1,29 @@
+"""Owns the project document; names are unique per company and may be nested with '/'."""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, ListField, StringField
+
+from apiserver.database.model.base import CompanyDocument
+
+
+class Project(CompanyDocument):
+    meta = {
+        "collection": "projects",
+        "strict": False,
+        "indexes": [
+            {"fields": ["company", "name"], "unique": True},
+            ("company", "tags"),
+            ("company", "system_tags"),
+            ("company", "-last_update"),
+        ],
+    }
+
+    name = StringField(required=True)
+    basename = StringField()
+    description = StringField()
+    user = StringField()
+    tags = ListField(StringField())
+    system_tags = ListField(StringField())
+    default_output_destination = StringField()
+    last_update = DateTimeField()

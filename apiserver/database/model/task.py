@@ -1,0 +1,72 @@
+"""Owns the task document: an experiment or job with its status, execution and results.
+
+Nested sections are stored as given, with two internal shapes: ``execution.artifacts`` is a map
+keyed by a hash of (mode, key) so one artifact is replaced with one ``$set``, and user-named keys
+of ``hyperparams``/``configuration`` are escaped (``.``, ``$``, ``%``) so they are legal field names.
+The bll converts both back to the API shapes.
+"""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, DictField, IntField, ListField, StringField
+
+from apiserver.database.model.base import CompanyDocument
+
+TASK_STATUSES = ("created", "queued", "in_progress", "stopped", "published", "publishing", "closed", "failed",
+                 "completed", "unknown")
+TASK_TYPES = ("training", "testing", "inference", "data_processing", "application", "monitor", "controller",
+              "optimizer", "service", "qc", "custom")
+
+
+class Task(CompanyDocument):
+    meta = {
+        "collection": "tasks",
+        "strict": False,
+        "indexes": [
+            # Every get_all filter and sort key has an index led by company (reads are company-scoped).
+            ("company", "status", "-last_update"),
+            ("company", "project", "-last_update"),
+            ("company", "user"),
+            ("company", "type"),
+            ("company", "tags"),
+            ("company", "system_tags"),
+            ("company", "parent"),
+            ("company", "name"),
+            ("company", "-created"),
+            ("company", "-last_update"),
+            ("company", "-status_changed"),
+            ("company", "execution.queue"),
+            ("status", "last_update"),  # the stale in_progress sweep
+        ],
+    }
+
+    name = StringField(required=True)
+    user = StringField(required=True)
+    company_origin = StringField()  # the owner of a task made public
+    type = StringField(required=True)
+    status = StringField(required=True, default="created")
+    status_reason = StringField()
+    status_message = StringField()
+    status_changed = DateTimeField()
+    comment = StringField()
+    started = DateTimeField()
+    completed = DateTimeField()
+    published = DateTimeField()
+    last_update = DateTimeField()
+    parent = StringField()
+    project = StringField()
+    output = DictField()
+    execution = DictField()
+    script = DictField()
+    hyperparams = DictField()
+    configuration = DictField()
+    runtime = DictField()
+    container = DictField()
+    models = DictField()
+    tags = ListField(StringField())
+    system_tags = ListField(StringField())
+    last_worker = StringField()
+    last_worker_report = DateTimeField()
+    last_iteration = IntField()
+    last_metrics = DictField()
+    enqueue_status = StringField()

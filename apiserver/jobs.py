@@ -1,0 +1,17 @@
+"""Owns the periodic background jobs of the deployment (run by the scheduler lease holder)."""
+
+from __future__ import annotations
+
+import logging
+
+from apiserver.scheduler import periodic
+from apiserver.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+@periodic("stop_non_responsive_tasks", "tasks.non_responsive_check_sec", 900)
+def stop_non_responsive_tasks(state: ServerState) -> None:
+    stopped = state.tasks.stop_non_responsive(int(state.config.get("tasks.non_responsive_timeout_sec", 7200)))
+    if stopped:
+        log.info("stopped %d non-responsive tasks", stopped)

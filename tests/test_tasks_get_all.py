@@ -1,0 +1,223 @@
+"""tasks.get_all over a fixture of a few hundred tasks, each answer checked against a plain Python
+filter over the same fixture, plus the race of 20 concurrent `tasks.started` over real HTTP."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from datetime import datetime
+
+import pytest
+import requests
+
+STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed", "closed"]
+TYPES = ["training", "testing", "inference", "qc"]
+N = 240
+
+
+@pytest.fixture(scope="module")
+def fixture(api, other_api):
+    """N tasks in three projects with varied fields; every task as get_by_id shows it."""
+    rng = random.Random(7)
+    tag = f"mx{rng.randrange(10**6)}"
+    projects = [api.call("projects.create", name=f"{tag}-p{i}")["id"] for i in range(3)]
+    ids = []
+    for i in range(N):
+        fields = {"name": f"{tag} {rng.choice(['alpha', 'beta', 'Gamma'])} {i:03d}", "type": rng.choice(TYPES),
+                  "tags": rng.sample(["red", "green", "blue", "x"], rng.randrange(0, 3)),
+                  "system_tags": [tag] + (["hidden"] if i % 17 == 0 else []) + (["archived"] if i % 11 == 0 else []),
+                  "comment": rng.choice(["", "needle in comment", "plain"])}
+        if i % 5:
+            fields["project"] = projects[i % 3]
+        if i > 10 and i % 7 == 0:
+            fields["parent"] = ids[i - 3]
+        task = api.call("tasks.create", **fields)["id"]
+        ids.append(task)
+        status = STATUSES[i % len(STATUSES)]
+        if status == "queued":
+            api.call("tasks.enqueue", task=task)
+        elif status != "created":
+            endpoint = {"in_progress": "tasks.started", "stopped": "tasks.stopped", "completed": "tasks.completed",
+                        "failed": "tasks.failed", "closed": "tasks.close"}[status]
+            api.call(endpoint, task=task, force=True)
+    other = other_api.call("tasks.create", name=f"{tag} alpha other-company", type="training",
+                           system_tags=[tag])["id"]
+    tasks = [api.call("tasks.get_by_id", task=t)["task"] for t in ids]
+    return {"tag": tag, "tasks": tasks, "projects": projects, "other": other}
+
+
+def expected(tasks, *, name=None, status=None, type_=None, tags=None, project=None, parent=None, search_hidden=False,
+             ids=None, search_text=None, any_=None, status_changed_gte=None):
+    out = []
+    for t in tasks:
+        if not search_hidden and not ids and "hidden" in t["system_tags"]:
+            continue
+        if ids and t["id"] not in ids:
+            continue
+        if name and not re.search(name, t["name"]):
+            continue
+        if status and t["status"] not in status:
+            continue
+        if type_ and t["type"] not in type_:
+            continue
+        if tags:
+            inc = [x for x in tags if not x.startswith("-")]
+            exc = [x[1:] for x in tags if x.startswith("-")]
+            if inc and not set(inc) & set(t["tags"]):
+                continue
+            if set(exc) & set(t["tags"]):
+                continue
+        if project is not None:
+            want_none = None in project
+            if not (t.get("project") in project or (want_none and not t.get("project"))):
+                continue
+        if parent and t.get("parent") != parent:
+            continue
+        if search_text and not any(search_text.lower() in (t.get(f) or "").lower() for f in ("name", "comment", "id")):
+            continue
+        if any_ and not any(re.search(any_[1], t.get(f) or "", re.I) for f in any_[0]):
+            continue
+        if status_changed_gte and t["status_changed"] < status_changed_gte:
+            continue
+        out.append(t)
+    return out
+
+
+def query(fixture, **kw):
+    kw = {"system_tags": [fixture["tag"]], "page_size": 500, **kw}
+    return kw
+
+
+CASES = [
+    {},
+    {"name": r"alpha"},
+    {"name": r"^mx\d+ (beta|Gamma) 0[0-4]"},
+    {"status": ["completed", "failed"]},
+    {"type": ["qc"]},
+    {"tags": ["red"]},
+    {"tags": ["red", "blue"]},
+    {"tags": ["-red"]},
+    {"tags": ["green", "-blue"]},
+    {"project": "P0"},
+    {"project": "NONE"},
+    {"parent": "PARENT"},
+    {"search_hidden": True},
+    {"search_text": "NEEDLE"},
+    {"_any_": {"fields": ["name", "comment"], "pattern": "gamma|needle"}},
+    {"status": ["in_progress", "queued"], "type": ["training", "testing"], "tags": ["-x"]},
+    {"name": "beta", "status": ["created"], "project": "P1", "search_hidden": True},
+    {"status_changed": "MIDDLE"},
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+def test_get_all_matches_a_plain_python_filter(api, fixture, case):
+    tasks = fixture["tasks"]
+    req = dict(case)
+    kw = {"search_hidden": req.get("search_hidden", False)}
+    if req.get("project") == "P0":
+        req["project"] = [fixture["projects"][0]]
+    elif req.get("project") == "P1":
+        req["project"] = [fixture["projects"][1]]
+    elif req.get("project") == "NONE":
+        req["project"] = [None]
+    if req.get("parent") == "PARENT":
+        req["parent"] = next(t["parent"] for t in tasks if t.get("parent"))
+    if req.get("status_changed") == "MIDDLE":
+        middle = sorted(t["status_changed"] for t in tasks)[len(tasks) // 2]
+        req["status_changed"] = [f">={middle}"]
+        kw["status_changed_gte"] = middle
+    any_ = req.get("_any_")
+    want = expected(tasks, name=req.get("name"), status=req.get("status"), type_=req.get("type"),
+                    tags=req.get("tags"), project=req.get("project"), parent=req.get("parent"),
+                    search_text=req.get("search_text"), any_=(any_["fields"], any_["pattern"]) if any_ else None, **kw)
+    got = api.call("tasks.get_all", _version="2.13", **query(fixture, **req))["tasks"]
+    assert sorted(t["id"] for t in got) == sorted(t["id"] for t in want)
+    assert len(want) > 0 or case == {"parent": "PARENT"}
+
+
+def test_other_company_tasks_never_appear(api, fixture):
+    got = api.call("tasks.get_all", _version="2.13", system_tags=[fixture["tag"]], search_hidden=True,
+                   page_size=500)["tasks"]
+    assert fixture["other"] not in {t["id"] for t in got}
+    assert len(got) == N
+
+
+@pytest.mark.parametrize("order", [["name"], ["-name"], ["status", "-name"], ["-last_update"], ["type", "name"]])
+def test_order_by_and_paging(api, fixture, order):
+    want = expected(fixture["tasks"])
+
+    def key(t):
+        parts = []
+        for field in order:
+            value = t.get(field.lstrip("-")) or ""
+            parts.append(value)
+        return parts
+
+    # a stable multi-key sort with mixed directions, id last as the tie-break
+    want = sorted(want, key=lambda t: t["id"])
+    for field in reversed(order):
+        want = sorted(want, key=lambda t, f=field: t.get(f.lstrip("-")) or "", reverse=field.startswith("-"))
+    pages = []
+    for page in range(0, 10):
+        chunk = api.call("tasks.get_all", **query(fixture, order_by=order, page=page, page_size=50,
+                                                  only_fields=["id", "name", "status", "type", "last_update"]))["tasks"]
+        pages += chunk
+        if len(chunk) < 50:
+            break
+    assert [t["id"] for t in pages] == [t["id"] for t in want]
+    assert set(pages[0]) <= {"id", "name", "status", "type", "last_update"}
+
+
+def test_ascending_order_puts_empty_values_last(api, fixture):
+    got = api.call("tasks.get_all", **query(fixture, order_by=["project"], only_fields=["project"]))["tasks"]
+    values = [t.get("project") for t in got]
+    first_empty = next(i for i, v in enumerate(values) if not v)
+    assert all(values[:first_empty]) and not any(values[first_empty:])
+    assert values[:first_empty] == sorted(values[:first_empty])
+
+
+def test_only_fields_nesting_and_exclusion(api, fixture):
+    task = fixture["tasks"][1]["id"]
+    got = api.call("tasks.get_all", id=[task], only_fields=["name", "execution.queue", "-x"])["tasks"][0]
+    assert set(got) <= {"id", "name", "execution"}
+    got = api.call("tasks.get_all", id=[task], only_fields=["-comment", "-tags"])["tasks"][0]
+    assert "comment" not in got and "tags" not in got and "name" in got
+
+
+def test_bad_get_all_requests_are_clear_400s(api):
+    for data, field in (({"name": "(unclosed"}, None), ({"page": 1}, None), ({"page_size": 501}, "page_size"),
+                        ({"status": ["bogus"]}, "status.0"), ({"status_changed": [">=not-a-date"]}, "status_changed")):
+        err = api.error("tasks.get_all", _version="2.13", **data)
+        assert err.code == 400 and err.status == 400, data
+        if field:
+            assert err.meta["error_data"]["field"] == field, (data, err.meta)
+
+
+def test_twenty_concurrent_started_calls_one_wins(admin, server):
+    task = admin.call("tasks.create", name="race", type="training")["id"]
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def start():
+        session = requests.Session()
+        barrier.wait()
+        resp = session.post(f"{server.base_url}/tasks.started", json={"task": task},
+                            headers={"Authorization": admin.auth})
+        meta = resp.json()["meta"]
+        with lock:
+            results.append((meta["result_code"], meta["result_subcode"]))
+
+    threads = [threading.Thread(target=start) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 20
+    assert results.count((200, 0)) == 1, results
+    assert all(r in ((400, 121), (400, 110)) for r in results if r != (200, 0)), results
+    doc = admin.call("tasks.get_by_id", task=task)["task"]
+    assert doc["status"] == "in_progress"
+    assert datetime.fromisoformat(doc["started"].replace("Z", "+00:00"))
