@@ -166,7 +166,14 @@ def test_order_by_and_paging(api, fixture, order):
         pages += chunk
         if len(chunk) < 50:
             break
-    assert [t["id"] for t in pages] == [t["id"] for t in want]
+    got_ids, want_ids = [t["id"] for t in pages], [t["id"] for t in want]
+    if got_ids != want_ids:
+        pairs = enumerate(zip(got_ids, want_ids, strict=False))
+        at = next((i for i, (a, b) in pairs if a != b), min(len(got_ids), len(want_ids)))
+        by_id = {t["id"]: t for t in fixture["tasks"]}
+        detail = [(i, by_id.get(a, {}).get(order[0].lstrip("-")), by_id.get(b, {}).get(order[0].lstrip("-")))
+                  for i, (a, b) in enumerate(zip(got_ids[at:at + 3], want_ids[at:at + 3], strict=False), start=at)]
+        raise AssertionError(f"order differs at {at} of {len(want_ids)} (got {len(got_ids)}): {detail}")
     assert set(pages[0]) <= {"id", "name", "status", "type", "last_update"}
 
 

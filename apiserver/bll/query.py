@@ -131,12 +131,42 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
 
 
 def combine(*conds: dict[str, Any]) -> dict[str, Any]:
-    parts = [c for c in conds if c]
-    if not parts:
-        return {}
-    if len(parts) == 1:
-        return parts[0]
-    return {"$and": parts}
+    """AND of conditions as one flat filter document; ``$and`` only where two conditions share a key.
+
+    Flat documents matter: SecantusDB's planner uses no index for an explicit ``$and``.
+    """
+    merged: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for cond in conds:
+        if not cond:
+            continue
+        parts = cond["$and"] if set(cond) == {"$and"} else [cond]
+        for part in parts:
+            if any(key in merged for key in part):
+                extra.append(part)
+            else:
+                merged.update(part)
+    if extra:
+        merged["$and"] = extra
+    return merged
+
+
+def index_hint(model: Any, fields: Iterable[str]) -> list[tuple[str, int]] | None:
+    """The key pattern of the model's declared index that serves the first of ``fields`` present.
+
+    ``fields`` are stored field names, most selective first. Only indexes declared on the model are
+    ever named, so a hint cannot point at a missing index. A company-scoped index (company first,
+    then the field) is preferred; ``_id`` uses the primary index.
+    """
+    specs = [spec["fields"] for spec in model._meta.get("index_specs", [])]
+    for name in fields:
+        if name == "_id":
+            return [("_id", 1)]
+        for keys in specs:
+            names = [k for k, _ in keys]
+            if names[:2] == ["company", name] or names[:1] == [name]:
+                return list(keys)
+    return None
 
 
 def projection(only_fields: list[str] | None, field_map: dict[str, str] | None = None,
@@ -184,21 +214,26 @@ def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = No
 
 
 def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], skip: int, limit: int,
-              proj: dict[str, int] | None = None) -> list[dict[str, Any]]:
+              proj: dict[str, int] | None = None, hint: list[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
     """One page of ``coll.find`` in ``sort`` order, with ClearML's rule that an ascending first key
     puts documents whose value is null, missing or empty last.
 
     MongoDB sorts nulls first; rather than sort on a computed field (no index), this reads the
     filled part and then the empty part, each with an indexed query.
     """
+    def find(flt: dict[str, Any], order: list[tuple[str, int]]):
+        cursor = coll.find(flt, proj).sort(order)
+        return cursor.hint(hint) if hint else cursor
+
     first, direction = sort[0]
     if direction != 1 or first == "_id":
-        return list(coll.find(query, proj).sort(sort).skip(skip).limit(limit))
+        return list(find(query, sort).skip(skip).limit(limit))
     filled_q = combine(query, {first: {"$nin": [None, ""]}})
-    docs = list(coll.find(filled_q, proj).sort(sort).skip(skip).limit(limit))
+    docs = list(find(filled_q, sort).skip(skip).limit(limit))
     if len(docs) == limit:
         return docs
-    filled_total = skip + len(docs) if docs or not skip else coll.count_documents(filled_q)
+    filled_total = skip + len(docs) if docs or not skip else coll.count_documents(filled_q, **(
+        {"hint": hint} if hint else {}))
     empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
-    rest = coll.find(empty_q, proj).sort(sort[1:] or [("_id", 1)]).skip(max(0, skip - filled_total))
+    rest = find(empty_q, sort[1:] or [("_id", 1)]).skip(max(0, skip - filled_total))
     return docs + list(rest.limit(limit - len(docs)))

@@ -12,6 +12,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -30,10 +31,15 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Any]
 JSON_LINES = "application/json-lines"
-_DUMP_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+_DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # One shape for every date: UTC, milliseconds (MongoDB's precision), "Z".
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if hasattr(value, "to_mongo"):  # mongoengine embedded documents

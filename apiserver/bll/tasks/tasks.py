@@ -41,6 +41,9 @@ DEVELOPMENT_TAG = "development"
 ARCHIVED_TAG = "archived"
 HIDDEN_TAG = "hidden"
 LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
+# Filters by how few tasks they usually leave, for choosing the index a listing is served by.
+SELECTIVITY = ("_id", "parent", "execution.queue", "project", "name", "user", "tags", "system_tags", "status",
+               "type", "status_changed", "started", "completed", "last_update", "created")
 
 # Other domains (events) register what they must do when a task is reset or deleted; each hook
 # gets (company, task_id) and returns a small dict for the answer.
@@ -89,7 +92,20 @@ class TaskBLL:
         skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
         sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
         proj = q.projection(_storage_paths(data.get("only_fields")))
-        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
+        hint = self.index_hint(data, sort)
+        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+
+    @staticmethod
+    def index_hint(data: dict[str, Any], sort: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+        """The index for the most selective filter the request gives, else for the sort key.
+
+        Hinted because SecantusDB's planner scans the collection for any filter document holding
+        a predicate it cannot index (the hidden-tag ``$ne``, a regex, two ``$in``s); MongoDB's own
+        choice for these shapes is the same index.
+        """
+        given = {storage_path(k) for k, v in data.items() if v not in (None, "", [])}
+        present = [f for f in SELECTIVITY if f in given] + [k for k, _ in sort]
+        return q.index_hint(Task, present)
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         conds: list[dict[str, Any]] = [{"company": {"$in": [company, ""]}}]

@@ -1,0 +1,163 @@
+"""tasks.* with 100,000 tasks in the database, each as a ratio to the same operation done with pymongo
+directly in the same run:
+
+- latency of tasks.get_all: a page of 500 with only_fields, a status filter and order_by;
+- throughput of tasks.create and tasks.get_by_id.
+
+It also prints the query plan of every get_all filter, to show each is served by an index.
+The server is a real ``python -m apiserver`` (gunicorn) on the embedded database; requests go over
+loopback, pymongo talks to the same database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pymongo
+import requests
+
+from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.database.embedded import EmbeddedDatabase
+from apiserver.database.model.base import new_id, utcnow
+from bench.common import ROOT, free_port
+
+KEY, SECRET = "BENCHADMINKEY00000000000", "bench-admin-secret-000000000000000"
+STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed"]
+
+
+def seed(coll, company: str, user: str, n: int) -> list[str]:
+    rng = random.Random(1)
+    now = utcnow()
+    ids = []
+    batch = []
+    for i in range(n):
+        when = now - timedelta(seconds=n - i)
+        doc = {"_id": new_id(), "company": company, "user": user, "name": f"task {i}", "type": "training",
+               "status": STATUSES[i % len(STATUSES)], "status_reason": "", "status_message": "",
+               "status_changed": when, "created": when, "last_update": when, "project": f"p{i % 20:02d}",
+               "tags": rng.sample(["a", "b", "c", "d"], 2), "system_tags": [], "parent": None,
+               "execution": {"queue": f"q{i % 5}"}, "output": {}, "comment": ""}
+        ids.append(doc["_id"])
+        batch.append(doc)
+        if len(batch) == 2000:
+            coll.insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        coll.insert_many(batch, ordered=False)
+    return ids
+
+
+def timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--ops", type=int, default=300)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
+    db = EmbeddedDatabase(work / "db")
+    uri = db.ensure_running()
+    port = free_port()
+    env = {**os.environ, "APISERVER__database__uri": uri, "APISERVER__database__name": "bench",
+           "APISERVER_ADMIN_ACCESS_KEY": KEY, "APISERVER_ADMIN_SECRET_KEY": SECRET,
+           "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING"}
+    server = subprocess.Popen([sys.executable, "-m", "apiserver", "--port", str(port), "--workers", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        http = requests.Session()
+        token = http.post(base + "/auth.login", auth=(KEY, SECRET)).json()["data"]["token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        me = http.post(base + "/users.get_current_user").json()["data"]["user"]
+        company, user = me["company"]["id"], me["id"]
+        tasks = pymongo.MongoClient(uri).bench.tasks
+        start = time.perf_counter()
+        ids = seed(tasks, company, user, args.tasks)
+        print(f"seeded {args.tasks} tasks in {time.perf_counter() - start:.1f}s")
+
+        # get_all: a page of 500, only_fields, status filter, order_by
+        body = {"status": ["completed", "failed"], "only_fields": ["id", "name", "status", "last_update"],
+                "order_by": ["-last_update"], "page": 0, "page_size": 500}
+        query = {"company": {"$in": [company, ""]}, "status": {"$in": ["completed", "failed"]},
+                 "system_tags": {"$ne": "hidden"}}
+        proj = {"_id": 1, "name": 1, "status": 1, "last_update": 1}
+
+        def api_get_all():
+            r = http.post(base + "/v2.13/tasks.get_all", json=body)
+            assert r.status_code == 200 and len(r.json()["data"]["tasks"]) == 500
+
+        def mongo_get_all():
+            assert len(list(tasks.find(query, proj).sort([("last_update", -1), ("_id", 1)]).limit(500))) == 500
+
+        api_times = timed(api_get_all, args.repeat)
+        mongo_times = timed(mongo_get_all, args.repeat)
+        api_ms, mongo_ms = statistics.median(api_times) * 1000, statistics.median(mongo_times) * 1000
+        print(f"tasks.get_all page of 500: API {api_ms:.1f} ms, pymongo {mongo_ms:.1f} ms (median of {args.repeat}); "
+              f"ratio pymongo/API latency = {mongo_ms / api_ms:.3f}")
+
+        def api_get_by_id():
+            r = http.post(base + "/tasks.get_by_id", json={"task": random.choice(ids)})
+            assert r.status_code == 200
+
+        def mongo_get_by_id():
+            assert tasks.find_one({"_id": random.choice(ids), "company": {"$in": [company, ""]}}) is not None
+
+        for label, api_fn, mongo_fn in (
+            ("tasks.get_by_id", api_get_by_id, mongo_get_by_id),
+            ("tasks.create", lambda: http.post(base + "/tasks.create", json={"name": "bench", "type": "training"})
+             .raise_for_status(),
+             lambda: tasks.insert_one({"_id": new_id(), "company": company, "user": user, "name": "bench",
+                                       "type": "training", "status": "created", "created": utcnow(),
+                                       "last_update": utcnow(), "tags": [], "system_tags": []})),
+        ):
+            api_s, mongo_s = sum(timed(api_fn, args.ops)), sum(timed(mongo_fn, args.ops))
+            print(f"{label}: API {args.ops / api_s:.0f}/s, pymongo {args.ops / mongo_s:.0f}/s; "
+                  f"ratio API/pymongo throughput = {mongo_s / api_s:.3f}")
+
+        print("\nquery plans of get_all filters (every one must use an index):")
+        bll = TaskBLL(None, None)
+        samples = {"status": ["completed"], "project": ["p01"], "user": [user], "type": ["training"],
+                   "tags": ["a"], "system_tags": ["x"], "parent": ids[5], "name": "^task 12",
+                   "status_changed": [">=2020-01-01"], "execution.queue": ["q1"], "id": ids[:3],
+                   "last_update": [">=2020-01-01"], "created": [">=2020-01-01"]}
+        for field, value in samples.items():
+            flt = bll.build_query(company, {field: value})
+            cursor = tasks.find(flt)
+            hint = bll.index_hint({field: value}, [("created", -1), ("_id", 1)])
+            plan = (cursor.hint(hint) if hint else cursor).explain()["queryPlanner"]["winningPlan"]
+            text = str(plan)
+            index = next((part.split("'")[0] for part in text.split("'indexName': '")[1:]), None)
+            print(f"  {field:16s} {'IXSCAN ' + index if 'IXSCAN' in text else 'COLLSCAN (no index!)'}")
+    finally:
+        server.terminate()
+        server.wait(30)
+        db.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
