@@ -12,9 +12,11 @@ from flask import Flask
 from apiserver import MAX_API_VERSION, __version__
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
+from apiserver.bll.events.events import EventBLL
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, load_config
 from apiserver.database.connection import connect
 from apiserver.database.model.auth import Company
@@ -74,10 +76,14 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app = Flask("apiserver")
     app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
     dispatcher.register(app)
-    queues, projects = QueueBLL(), ProjectBLL()
-    tasks = TaskBLL(queues, projects, worker_timeout_sec=int(config.get("workers.timeout_sec", 600)))
+    queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL()
+    worker_timeout = int(config.get("workers.timeout_sec", 600))
+    tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
+    tasks.on_reset.append(events.delete_for_task)
+    tasks.on_delete.append(events.delete_for_task)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
-                        projects=projects, tasks=tasks, embedded=embedded)
+                        projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
+                        workers=WorkerBLL(worker_timeout), events=events, embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):

@@ -15,3 +15,15 @@ def stop_non_responsive_tasks(state: ServerState) -> None:
     stopped = state.tasks.stop_non_responsive(int(state.config.get("tasks.non_responsive_timeout_sec", 7200)))
     if stopped:
         log.info("stopped %d non-responsive tasks", stopped)
+
+
+@periodic("expire_workers", "workers.expiry_check_sec", 30)
+def expire_workers(state: ServerState) -> None:
+    expired = state.workers.expire()
+    if expired:
+        log.info("%d workers expired (no report within their timeout)", expired)
+
+
+@periodic("sample_queue_metrics", "queues.metrics_sample_sec", 30)
+def sample_queue_metrics(state: ServerState) -> None:
+    state.queue_listing.sample_metrics()

@@ -10,9 +10,11 @@ from pymongo.database import Database
 
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
+from apiserver.bll.events.events import EventBLL
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config
 from apiserver.database.embedded import EmbeddedDatabase
 from apiserver.schema.loader import SpecRegistry
@@ -28,6 +30,9 @@ class ServerState:
     queues: QueueBLL
     projects: ProjectBLL
     tasks: TaskBLL
+    queue_listing: QueueListing
+    workers: WorkerBLL
+    events: EventBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)

@@ -258,7 +258,7 @@ def test_reset_and_delete(api):
     assert api.call("tasks.delete", task=archived)["deleted"] is True
     assert api.call("tasks.delete", task=running, force=True)["deleted"] is True
     deleted = api.call("tasks.delete", task=parent)
-    assert deleted == {"deleted": True, "updated_children": 1, "updated_models": 0, "events": {}}
+    assert deleted == {"deleted": True, "updated_children": 1, "updated_models": 0, "events": {"deleted": 0}}
     assert not api.call("tasks.get_by_id", task=child)["task"].get("parent")
     assert api.error("tasks.get_by_id", task=parent).subcode == 101
 

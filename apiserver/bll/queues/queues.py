@@ -8,8 +8,9 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
+from apiserver.bll import query as q
 from apiserver.database.model.base import new_id, utcnow
-from apiserver.database.model.queue import Queue
+from apiserver.database.model.queue import Queue, QueueMetric
 
 DEFAULT_TAG = "default"
 
@@ -87,3 +88,116 @@ class QueueBLL:
         if doc is None:
             return None
         return doc["entries"][0]
+
+
+class QueueListing:
+    """Queue reads and edits beyond entries: listing, update, delete, moves and metrics."""
+
+    def __init__(self, queues: QueueBLL):
+        self.queues = queues
+
+    @property
+    def coll(self):
+        return self.queues.coll
+
+    @staticmethod
+    def to_api(doc: dict[str, Any], max_entries: int | None = None) -> dict[str, Any]:
+        out = dict(doc)
+        out["id"] = out.pop("_id")
+        if max_entries is not None and "entries" in out:
+            out["entries"] = out["entries"][:max_entries]
+        return out
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        conds = [{"company": company}]
+        if data.get("id"):
+            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
+        if data.get("name"):
+            conds.append({"name": q.regex(data["name"], "name")})  # unanchored, as the agent expects
+        for field in ("tags", "system_tags"):
+            if data.get(field):
+                conds.append(q.list_filter(field, data[field]))
+        if data.get("search_text"):
+            conds.append(q.search_text(data["search_text"], ("name",)))
+        if not data.get("search_hidden") and not data.get("id"):
+            conds.append({"system_tags": {"$ne": "hidden"}})
+        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
+        proj = q.projection(data.get("only_fields"), {"id": "_id"})
+        docs = q.find_page(self.coll, q.combine(*conds), sort, skip, limit, proj)
+        return [self.to_api(d, data.get("max_task_entries")) for d in docs]
+
+    def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.queues.get(company, queue_id, {"_id": 1})
+        fields = {k: data[k] for k in ("name", "tags", "system_tags", "metadata") if k in data}
+        if not fields:
+            return {}
+        fields["last_update"] = utcnow()
+        try:
+            self.coll.update_one({"_id": queue_id, "company": company}, {"$set": fields})
+        except DuplicateKeyError:
+            raise errors.bad_request.ExpectedUniqueData("a queue with this name exists", name=data["name"]) from None
+        return fields
+
+    def delete(self, company: str, queue_id: str, force: bool) -> int:
+        queue = self.queues.get(company, queue_id, {"entries": 1})
+        if queue.get("entries") and not force:
+            raise errors.bad_request.QueueNotEmpty(f"{len(queue['entries'])} tasks; use force", queue=queue_id)
+        return self.coll.delete_one({"_id": queue_id, "company": company}).deleted_count
+
+    def move(self, company: str, queue_id: str, task_id: str, how: str, count: int = 1) -> int:
+        """Move a task inside its queue; returns its new position (0 = front).
+
+        Read, reorder, and write back only if the entries did not change meanwhile (the filter holds
+        the entries read); a concurrent change makes this retry.
+        """
+        for _ in range(20):
+            queue = self.queues.get(company, queue_id, {"entries": 1})
+            entries = queue.get("entries") or []
+            index = next((i for i, e in enumerate(entries) if e.get("task") == task_id), None)
+            if index is None:
+                raise errors.bad_request.InvalidQueueOrTaskNotQueued(task=task_id, queue=queue_id)
+            target = {"front": 0, "back": len(entries) - 1, "forward": max(0, index - count),
+                      "backward": min(len(entries) - 1, index + count)}[how]
+            moved = entries[:index] + entries[index + 1:]
+            moved.insert(target, entries[index])
+            result = self.coll.update_one({"_id": queue_id, "company": company, "entries": entries},
+                                          {"$set": {"entries": moved, "last_update": utcnow()}})
+            if result.modified_count or moved == entries:
+                return target
+        raise errors.bad_request.InvalidQueueOrTaskNotQueued("the queue kept changing; try again")
+
+    def sample_metrics(self) -> int:
+        """Record every queue's length and average wait now (a scheduler job)."""
+        now = utcnow()
+        samples = []
+        for queue in self.coll.find({}, {"company": 1, "entries": 1}):
+            entries = queue.get("entries") or []
+            waits = [(now - e["added"]).total_seconds() for e in entries if e.get("added")]
+            samples.append({"_id": new_id(), "company": queue["company"], "queue": queue["_id"], "timestamp": now,
+                            "queue_length": len(entries), "avg_waiting_time": sum(waits) / len(waits) if waits else 0})
+        if samples:
+            QueueMetric._get_collection().insert_many(samples)
+        return len(samples)
+
+    def metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        start, end = q.parse_date(data["from_date"], "from_date"), q.parse_date(data["to_date"], "to_date")
+        interval = int(data["interval"])
+        if end <= start:
+            raise errors.bad_request.ImpossibleTimeRange(from_date=data["from_date"], to_date=data["to_date"])
+        flt: dict[str, Any] = {"company": company, "timestamp": {"$gte": start, "$lt": end}}
+        ids = data.get("queue_ids") or [d["_id"] for d in self.coll.find({"company": company}, {"_id": 1})]
+        flt["queue"] = {"$in": ids}
+        buckets: dict[str, dict[int, list[tuple[float, float]]]] = {qid: {} for qid in ids}
+        for s in QueueMetric._get_collection().find(flt).sort("timestamp", 1):
+            key = int((s["timestamp"] - start).total_seconds() // interval)
+            buckets[s["queue"]].setdefault(key, []).append((s["queue_length"], s["avg_waiting_time"]))
+        out = []
+        for qid in ids:
+            keys = sorted(buckets[qid])
+            points = [buckets[qid][k] for k in keys]
+            out.append({"queue": qid,
+                        "dates": [int(start.timestamp()) + k * interval for k in keys],
+                        "queue_lengths": [sum(p[0] for p in pts) / len(pts) for pts in points],
+                        "avg_waiting_times": [sum(p[1] for p in pts) / len(pts) for pts in points]})
+        return out

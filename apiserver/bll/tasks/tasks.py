@@ -454,6 +454,22 @@ class TaskBLL:
                                     unsets=("execution.queue", "enqueue_status"))
         return {"dequeued": max(removed, 1 if task["status"] == st.QUEUED else 0), **result}
 
+    def next_from_queue(self, identity: Identity, queue_id: str, task_info: bool = False) -> dict[str, Any]:
+        """Pop the queue's first entry whose task is still queued; stale entries are dropped."""
+        self.queues.get(identity.company, queue_id, {"_id": 1})
+        while True:
+            entry = self.queues.pop_front(identity.company, queue_id)
+            if entry is None:
+                return {}
+            task = self.coll.find_one({"_id": entry["task"], "company": identity.company},
+                                      {"status": 1, "company": 1, "user": 1})
+            if task is None or task["status"] != st.QUEUED:
+                continue
+            answer: dict[str, Any] = {"entry": entry}
+            if task_info:
+                answer["task_info"] = {"company": task["company"], "user": task["user"]}
+            return answer
+
     # -- background ---------------------------------------------------------------------------
 
     def stop_non_responsive(self, max_idle_sec: int) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, DictField, IntField, ListField, StringField
+from mongoengine import BooleanField, DateTimeField, DictField, Document, IntField, ListField, StringField
 
-from apiserver.database.model.base import CompanyDocument
+from apiserver.database.model.base import CompanyDocument, new_id
 
 
 class Worker(CompanyDocument):
@@ -34,3 +34,17 @@ class Worker(CompanyDocument):
     system_tags = ListField(StringField())
     runtime_properties = ListField(DictField())
     machine_stats = DictField()
+    expired = BooleanField(default=False)
+
+
+class WorkerStat(Document):
+    """One status report of a worker: machine stats and the task it ran, for stats and activity."""
+
+    meta = {"collection": "worker_stats", "indexes": [("company", "timestamp"), ("company", "worker", "timestamp")]}
+
+    id = StringField(primary_key=True, default=new_id)
+    company = StringField(required=True)
+    worker = StringField(required=True)
+    timestamp = DateTimeField(required=True)
+    task = StringField()
+    stats = DictField()

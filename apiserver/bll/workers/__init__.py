@@ -1,0 +1,1 @@
+"""Owns workers: registration, status reports, expiry, runtime properties and statistics."""

@@ -1,0 +1,204 @@
+"""Owns worker records and their reports; a worker is live until its timeout passes without a report."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.query import parse_date
+from apiserver.database.model.auth import User
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.queue import Queue
+from apiserver.database.model.task import Task
+from apiserver.database.model.worker import Worker, WorkerStat
+
+
+def _bucket(ts: datetime, start: datetime, interval: int) -> int:
+    return int((ts - start).total_seconds() // interval)
+
+
+class WorkerBLL:
+    def __init__(self, default_timeout_sec: int = 600):
+        self.default_timeout_sec = default_timeout_sec
+
+    @property
+    def coll(self):
+        return Worker._get_collection()
+
+    def _live(self, company: str, worker: str) -> dict[str, Any]:
+        doc = self.coll.find_one({"company": company, "worker": worker, "expired": {"$ne": True}})
+        if doc is None:
+            raise errors.bad_request.InvalidWorkerId("worker is not registered", worker=worker)
+        return doc
+
+    def register(self, identity: Identity, data: dict[str, Any], ip: str | None) -> None:
+        timeout = int(data.get("timeout") or self.default_timeout_sec)
+        now = utcnow()
+        sets = {"user": identity.user, "ip": ip, "register_time": now, "last_activity_time": now,
+                "register_timeout": timeout, "expires_at": now + timedelta(seconds=timeout), "expired": False,
+                "queues": data.get("queues") or [], "tags": data.get("tags") or [],
+                "system_tags": data.get("system_tags") or []}
+        self.coll.update_one({"company": identity.company, "worker": data["worker"]},
+                             {"$set": sets, "$setOnInsert": {"_id": new_id(), "runtime_properties": []}},
+                             upsert=True)
+
+    def unregister(self, identity: Identity, worker: str) -> None:
+        if not self.coll.delete_one({"company": identity.company, "worker": worker}).deleted_count:
+            raise errors.bad_request.WorkerNotRegistered(worker=worker)
+
+    def status_report(self, identity: Identity, data: dict[str, Any], ip: str | None) -> None:
+        """Record a report; an unknown (or expired) worker is registered by it."""
+        now = utcnow()
+        worker = data["worker"]
+        existing = self.coll.find_one({"company": identity.company, "worker": worker},
+                                      {"register_timeout": 1, "expired": 1})
+        if existing is None or existing.get("expired"):
+            self.register(identity, {"worker": worker, "queues": data.get("queues"), "tags": data.get("tags")}, ip)
+            existing = {"register_timeout": self.default_timeout_sec}
+        timeout = int(existing.get("register_timeout") or self.default_timeout_sec)
+        sets: dict[str, Any] = {"last_activity_time": now, "expires_at": now + timedelta(seconds=timeout),
+                                "task": data.get("task"), "queue": data.get("queue"), "ip": ip}
+        if data.get("queues") is not None:
+            sets["queues"] = data["queues"]
+        if data.get("machine_stats") is not None:
+            sets["machine_stats"] = data["machine_stats"]
+        for key in ("tags", "system_tags"):
+            if data.get(key) is not None:
+                sets[key] = data[key]
+        if data.get("task"):
+            sets["project"] = (Task._get_collection().find_one(
+                {"_id": data["task"], "company": identity.company}, {"project": 1}) or {}).get("project")
+            Task._get_collection().update_one({"_id": data["task"], "company": identity.company},
+                                              {"$set": {"last_worker": worker, "last_worker_report": now}})
+        self.coll.update_one({"company": identity.company, "worker": worker}, {"$set": sets})
+        WorkerStat._get_collection().insert_one({
+            "_id": new_id(), "company": identity.company, "worker": worker, "timestamp": now,
+            "task": data.get("task"), "stats": data.get("machine_stats") or {}})
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        flt: dict[str, Any] = {"company": company}
+        if not data.get("include_expired"):
+            flt["expired"] = {"$ne": True}
+        if data.get("last_seen"):
+            flt["last_activity_time"] = {"$gte": utcnow() - timedelta(seconds=int(data["last_seen"]))}
+        if data.get("tags"):
+            flt["tags"] = {"$in": data["tags"]}
+        if data.get("system_tags"):
+            flt["system_tags"] = {"$in": data["system_tags"]}
+        docs = list(self.coll.find(flt).sort([("worker", 1)]))
+        queue_ids = {qid for d in docs for qid in (d.get("queues") or []) + [d.get("queue")] if qid}
+        queues = {q["_id"]: q for q in Queue._get_collection().find(
+            {"_id": {"$in": list(queue_ids)}, "company": company}, {"name": 1, "entries": 1})}
+        task_ids = [d["task"] for d in docs if d.get("task")]
+        tasks = {t["_id"]: t for t in Task._get_collection().find(
+            {"_id": {"$in": task_ids}}, {"name": 1, "started": 1, "last_iteration": 1})}
+        users = {u["_id"]: u for u in User._get_collection().find(
+            {"_id": {"$in": [d.get("user") for d in docs]}}, {"name": 1})}
+        now = utcnow()
+        out = []
+        for d in docs:
+            task = tasks.get(d.get("task"))
+            user = users.get(d.get("user"))
+
+            def queue_info(qid, queues=queues):
+                found = queues.get(qid)
+                return {"id": qid, "name": found["name"] if found else None,
+                        "num_tasks": len(found.get("entries") or []) if found else 0}
+
+            out.append({
+                "id": d["worker"], "key": d["_id"], "company": {"id": company},
+                "user": {"id": d.get("user"), "name": user["name"] if user else None}, "ip": d.get("ip"),
+                "register_time": d.get("register_time"), "last_activity_time": d.get("last_activity_time"),
+                "last_report_time": d.get("last_activity_time"), "expired": bool(d.get("expired")),
+                "task": {"id": task["_id"], "name": task.get("name"), "last_iteration": task.get("last_iteration"),
+                         "running_time": int((now - task["started"]).total_seconds() * 1000)
+                         if task.get("started") else None} if task else None,
+                "project": {"id": d["project"]} if d.get("project") else None,
+                "queue": queue_info(d["queue"]) if d.get("queue") else None,
+                "queues": [queue_info(qid) for qid in d.get("queues") or []],
+                "tags": d.get("tags") or [], "system_tags": d.get("system_tags") or [],
+            })
+        return out
+
+    def get_runtime_properties(self, company: str, worker: str) -> list[dict[str, Any]]:
+        doc = self._live(company, worker)
+        now = utcnow()
+        return [p for p in doc.get("runtime_properties") or []
+                if not p.get("expires_at") or p["expires_at"] > now]
+
+    def set_runtime_properties(self, company: str, worker: str, props: list[dict[str, Any]]) -> dict[str, Any]:
+        doc = self._live(company, worker)
+        current = {p["key"]: p for p in doc.get("runtime_properties") or []}
+        now = utcnow()
+        for prop in props:
+            entry = {"key": prop["key"], "value": prop.get("value")}
+            if prop.get("expiry"):
+                entry["expires_at"] = now + timedelta(seconds=int(prop["expiry"]))
+            current[prop["key"]] = entry
+        self.coll.update_one({"_id": doc["_id"]}, {"$set": {"runtime_properties": list(current.values())}})
+        return {"added": [p["key"] for p in props], "removed": [], "errors": []}
+
+    def expire(self) -> int:
+        """Mark workers whose timeout passed without a report; they keep the task they held."""
+        return self.coll.update_many({"expired": {"$ne": True}, "expires_at": {"$lt": utcnow()}},
+                                     {"$set": {"expired": True}}).modified_count
+
+    def _range(self, data: dict[str, Any]) -> tuple[datetime, datetime, int]:
+        start, end = parse_date(data["from_date"], "from_date"), parse_date(data["to_date"], "to_date")
+        interval = int(data.get("interval") or 60)
+        if end <= start:
+            raise errors.bad_request.ImpossibleTimeRange(from_date=data["from_date"], to_date=data["to_date"])
+        if (end - start).total_seconds() / interval > 10_000:
+            raise errors.bad_request.ValidationError("more than 10,000 intervals; use a longer interval",
+                                                     error_data={"field": "interval", "rule": "minimum"})
+        return start, end, interval
+
+    def activity_report(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        start, end, interval = self._range(data)
+        total, active = defaultdict(set), defaultdict(set)
+        for s in WorkerStat._get_collection().find({"company": company, "timestamp": {"$gte": start, "$lt": end}},
+                                                   {"worker": 1, "timestamp": 1, "task": 1}):
+            bucket = _bucket(s["timestamp"], start, interval)
+            total[bucket].add(s["worker"])
+            if s.get("task"):
+                active[bucket].add(s["worker"])
+
+        def series(buckets):
+            keys = sorted(buckets)
+            return {"dates": [int((start + timedelta(seconds=k * interval)).timestamp()) for k in keys],
+                    "counts": [len(buckets[k]) for k in keys]}
+
+        return {"total": series(total), "active": series(active)}
+
+    def get_stats(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        start, end, interval = self._range(data)
+        flt: dict[str, Any] = {"company": company, "timestamp": {"$gte": start, "$lt": end}}
+        if data.get("worker_ids"):
+            flt["worker"] = {"$in": data["worker_ids"]}
+        items = data.get("items") or []
+        series: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(
+            lambda: defaultdict(list)))
+        for s in WorkerStat._get_collection().find(flt, {"worker": 1, "timestamp": 1, "stats": 1}):
+            bucket = _bucket(s["timestamp"], start, interval)
+            for item in items:
+                value = (s.get("stats") or {}).get(item["key"])
+                values = value if isinstance(value, list) else [value]
+                numbers = [float(v) for v in values if isinstance(v, (int, float))]
+                if numbers:
+                    series[s["worker"]][item["key"]][bucket].append(sum(numbers) / len(numbers))
+        agg = {"avg": lambda v: sum(v) / len(v), "min": min, "max": max}
+        out = []
+        for worker, metrics in sorted(series.items()):
+            entries = []
+            for item in items:
+                buckets = metrics.get(item["key"], {})
+                fn = agg[item.get("aggregation", "avg")]
+                keys = sorted(buckets)
+                entries.append({"metric": item["key"], "variant": item.get("aggregation", "avg"),
+                                "dates": [int((start + timedelta(seconds=k * interval)).timestamp()) for k in keys],
+                                "values": [fn(buckets[k]) for k in keys]})
+            out.append({"worker": worker, "metrics": entries})
+        return out
