@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,13 @@ class ApiClient:
         self.base_url = base_url
         self.flask_client = flask_client
         self.auth = auth
-        self.session = requests.Session()
+        self._local = threading.local()  # one requests.Session per thread (Sessions are not thread-safe)
+
+    @property
+    def session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
 
     def with_auth(self, auth: str | None) -> ApiClient:
         return ApiClient(self.base_url, self.flask_client, auth)

@@ -162,3 +162,60 @@ def test_aggregation(coll):
 def test_indexed_filters_use_the_index(coll):
     plan = coll.find({"company": "c1", "status": "queued"}).sort("created", -1).explain()["queryPlanner"]["winningPlan"]
     assert "IXSCAN" in str(plan)
+
+
+def _cas_increments(uri: str, db: str, n: int, out) -> None:
+    c = pymongo.MongoClient(uri)[db]["conformance_cas"]
+    wins = 0
+    for _ in range(n):
+        while True:
+            doc = c.find_one({"_id": "x"})
+            if c.update_one({"_id": "x", "n": doc["n"]}, {"$set": {"n": doc["n"] + 1}}).modified_count:
+                wins += 1
+                break
+    out.put(wins)
+
+
+def _pop_with_pre_image(uri: str, db: str, out) -> None:
+    c = pymongo.MongoClient(uri)[db]["conformance_cas"]
+    got = []
+    while (doc := c.find_one_and_update({"_id": "q", "e.0": {"$exists": True}}, {"$pop": {"e": -1}},
+                                        return_document=ReturnDocument.BEFORE)) is not None:
+        got.append(doc["e"][0])
+    out.put(got)
+
+
+def _in_processes(target, args, n=8):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    return results
+
+
+def test_conditional_update_is_atomic_across_processes(mongo_uri, db_name):
+    """Compare-and-set with update_one: what queue pops, leases and status changes rely on."""
+    c = pymongo.MongoClient(mongo_uri)[db_name]["conformance_cas"]
+    c.delete_many({})
+    c.insert_one({"_id": "x", "n": 0})
+    wins = _in_processes(_cas_increments, (mongo_uri, db_name, 25))
+    assert sum(wins) == 200 and c.find_one({"_id": "x"})["n"] == 200
+
+
+def test_find_one_and_update_pre_image_under_concurrency(mongo_uri, db_name, request):
+    c = pymongo.MongoClient(mongo_uri)[db_name]["conformance_cas"]
+    if "secantusVersion" in c.database.client.server_info():
+        # Known SecantusDB 0.7 gap: the document find_one_and_update returns can be stale when
+        # several processes update the same document, so a $pop hands out one entry twice. The
+        # project never trusts a returned document for a claim (see QueueBLL.pop_front).
+        request.applymarker(pytest.mark.xfail(reason="SecantusDB: stale find_one_and_update pre-image", strict=False))
+    c.delete_many({"_id": "q"})
+    c.insert_one({"_id": "q", "e": list(range(300))})
+    handed = [x for got in _in_processes(_pop_with_pre_image, (mongo_uri, db_name)) for x in got]
+    assert sorted(handed) == list(range(300))

@@ -195,9 +195,14 @@ class AuthBLL:
                 self.ensure_company(entry.get("company_id") or secrets.token_hex(16), entry["company"])
         user = User.objects(username=username).first()
         if user is None:
-            user = self.create_user(company.id, entry.get("name", username), entry.get("role", "user"),
-                                    email=entry.get("email"), username=username,
-                                    password=entry.get("password"), user_id=entry.get("id"))
+            try:
+                user = self.create_user(company.id, entry.get("name", username), entry.get("role", "user"),
+                                        email=entry.get("email"), username=username,
+                                        password=entry.get("password"), user_id=entry.get("id"))
+            except errors.bad_request.UserIdExists:
+                user = User.objects(username=username).first()  # another process created it just now
+                if user is None:
+                    raise
         else:
             changes = {"role": entry.get("role", user.role)}
             if entry.get("password"):
@@ -207,10 +212,14 @@ class AuthBLL:
         if key and secret:
             existing = Credentials.objects(access_key=key).first()
             if existing is None:
-                self.create_credentials(user.id, user.company, label="fixed", access_key=key, secret_key=secret)
-            elif existing.user != user.id:
+                try:
+                    self.create_credentials(user.id, user.company, label="fixed", access_key=key, secret_key=secret)
+                    return
+                except errors.bad_request.ExpectedUniqueData:
+                    existing = Credentials.objects(access_key=key).first()  # created concurrently
+            if existing.user != user.id:
                 raise ValueError(f"fixed user {username}: access key {key} belongs to another user")
-            elif not self._checker.check(secret, existing.secret_hash) or existing.revoked:
+            if existing.revoked or not self._checker.check(secret, existing.secret_hash):
                 existing.update(set__secret_hash=hash_secret(secret, self.bcrypt_rounds), unset__revoked=True)
 
     def _generate_admin(self, company: Company, path: str | None) -> None:

@@ -198,7 +198,8 @@ class EventBLL:
             for entry in variants.values():
                 metrics[entry.get("metric", "")].append({"name": entry.get("variant", ""),
                                                          "last_value": entry.get("value")})
-        return [{"name": name, "variants": variants} for name, variants in sorted(metrics.items())]
+        return [{"name": name, "variants": sorted(variants, key=lambda v: v["name"])}
+                for name, variants in sorted(metrics.items())]
 
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         return {"deleted": self.coll.delete_many({"company": company, "task": task}).deleted_count}

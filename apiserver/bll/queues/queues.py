@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
@@ -79,15 +78,25 @@ class QueueBLL:
                                        {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
         return result.modified_count
 
-    def pop_front(self, company: str, queue_id: str) -> dict[str, Any] | None:
-        """Atomically take the first entry of a queue: two callers never get the same one."""
-        doc = self.coll.find_one_and_update(
-            {"_id": queue_id, "company": company, "entries.0": {"$exists": True}},
-            {"$pop": {"entries": -1}, "$set": {"last_update": utcnow()}},
-            projection={"entries": {"$slice": 1}}, return_document=ReturnDocument.BEFORE)
-        if doc is None:
-            return None
-        return doc["entries"][0]
+    def pop_front(self, company: str, queue_id: str, attempts: int = 1000) -> dict[str, Any] | None:
+        """Atomically take the first entry of a queue: two callers never get the same one.
+
+        Read the front entry, then remove it with an update whose filter requires that same entry
+        to still be first; only one caller's update matches. (Not ``find_one_and_update`` with
+        ``$pop``: on SecantusDB its returned pre-image can be stale under concurrency, see
+        tests/test_database_conformance.py.)
+        """
+        for _ in range(attempts):
+            doc = self.coll.find_one({"_id": queue_id, "company": company}, {"entries": {"$slice": 1}})
+            if not doc or not doc.get("entries"):
+                return None
+            entry = doc["entries"][0]
+            result = self.coll.update_one(
+                {"_id": queue_id, "company": company, "entries.0.task": entry["task"]},
+                {"$pop": {"entries": -1}, "$set": {"last_update": utcnow()}})
+            if result.modified_count:
+                return entry
+        raise errors.server_error.DataError("could not take a task from a busy queue; try again", queue=queue_id)
 
 
 class QueueListing:

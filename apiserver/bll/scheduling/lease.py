@@ -7,7 +7,6 @@ import socket
 from datetime import timedelta
 from uuid import uuid4
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.database.model.base import utcnow
@@ -29,14 +28,15 @@ class LeaseKeeper:
         now = utcnow()
         coll = Lease._get_collection()
         try:
-            doc = coll.find_one_and_update(
+            # One conditional write: it matches only if we hold the lease or it expired. The
+            # answer's counts say whether it matched (no returned document is trusted: see
+            # tests/test_database_conformance.py).
+            result = coll.update_one(
                 {"_id": self.name, "$or": [{"holder": self.holder}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"holder": self.holder, "expires_at": now + self.ttl}},
-                upsert=True, return_document=ReturnDocument.AFTER,
-            )
+                {"$set": {"holder": self.holder, "expires_at": now + self.ttl}}, upsert=True)
         except DuplicateKeyError:
             return False  # someone else holds a live lease (the upsert collided with it)
-        return bool(doc and doc.get("holder") == self.holder)
+        return result.matched_count == 1 or result.upserted_id is not None
 
     def release(self) -> None:
         Lease._get_collection().delete_one({"_id": self.name, "holder": self.holder})

@@ -36,7 +36,13 @@ UPDATE_FIELDS = ("name", "tags", "system_tags", "comment", "project", "created")
 # What `reset` clears; `clear_all` also clears the execution and script sections.
 RESET_UNSET = ("last_iteration", "last_metrics", "output.model", "output.result", "output.error", "runtime",
                "started", "completed", "published", "last_worker", "last_worker_report", "execution.queue",
-               "models.output", "enqueue_status")
+               "enqueue_status")
+
+
+def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
+    """ClearML clients expect ``models.input`` and ``models.output`` lists on every task."""
+    models = dict(models or {})
+    return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
 DEVELOPMENT_TAG = "development"
 ARCHIVED_TAG = "archived"
 HIDDEN_TAG = "hidden"
@@ -166,6 +172,7 @@ class TaskBLL:
                "status_reason": "", "status_message": "", "status_changed": now, "created": now,
                "last_update": now, "tags": [], "system_tags": [], "output": output, "execution": {},
                **to_storage(fields)}
+        doc["models"] = _with_model_lists(doc.get("models"))
         self.coll.insert_one(doc)
         return doc["_id"]
 
@@ -173,7 +180,7 @@ class TaskBLL:
         source = to_api(self.readable(identity.company, data["task"]))
         fields = {k: source[k] for k in ("name", "comment", "tags", "type", "parent", "project", "execution",
                                          "script", "hyperparams", "configuration", "container") if k in source}
-        fields["models"] = {"input": (source.get("models") or {}).get("input", [])}
+        fields["models"] = _with_model_lists({"input": (source.get("models") or {}).get("input", [])})
         if isinstance(fields.get("execution"), dict):
             fields["execution"] = {k: v for k, v in fields["execution"].items() if k != "queue"}
         renames = {"new_task_name": "name", "new_task_comment": "comment", "new_task_tags": "tags",
@@ -231,6 +238,8 @@ class TaskBLL:
         if task["status"] == st.PUBLISHED and not force:
             raise errors.bad_request.TaskPublished(id=task["_id"])
         sets = self._section_fields(data, EDIT_FIELDS)
+        if "models" in sets:
+            sets["models"] = _with_model_lists(sets["models"])
         self._check_references(identity.company, sets)
         return self._set_fields(identity.company, task, sets, expect_status=task["status"])
 
@@ -378,7 +387,8 @@ class TaskBLL:
         unsets = RESET_UNSET + (("execution", "script") if data.get("clear_all") else ())
         result = self.change_status(identity.company, task, st.CREATED, check=False,
                                     reason=data.get("status_reason") or "reset",
-                                    message=data.get("status_message") or "reset", unsets=unsets)
+                                    message=data.get("status_message") or "reset", unsets=unsets,
+                                    sets={"models.output": []})
         events: dict[str, Any] = {}
         for hook in self.on_reset:
             events.update(hook(identity.company, task["_id"]))

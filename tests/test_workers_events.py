@@ -1,0 +1,160 @@
+"""The workers and events services: registration, reports, expiry, properties, stats; events and metrics."""
+
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+import pytest
+
+
+@pytest.fixture()
+def worker_name() -> str:
+    return f"host:{uuid4().hex[:8]}"
+
+
+def test_register_report_list_and_unregister(api, other_api, worker_name):
+    queue = api.call("queues.get_default")["id"]
+    task = api.call("tasks.create", name="worked", type="training")["id"]
+    assert api.call("workers.register", worker=worker_name, queues=[queue], timeout=600) == {}
+    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000), task=task,
+             queue=queue, machine_stats={"cpu_usage": [10.0, 30.0], "memory_used": 1024})
+    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000), machine_stats=None)
+    listed = {w["id"]: w for w in api.call("workers.get_all")["workers"]}
+    assert worker_name in listed and worker_name not in {w["id"] for w in other_api.call("workers.get_all")["workers"]}
+    me = listed[worker_name]
+    assert me["queues"][0] == {"id": queue, "name": "default", "num_tasks": me["queues"][0]["num_tasks"]}
+    assert me["user"]["name"] == "admin" and me["last_activity_time"].endswith("Z")
+    doc = api.call("tasks.get_by_id", task=task)["task"]
+    assert doc["last_worker"] == worker_name and doc["last_worker_report"]
+    assert api.call("workers.get_all", last_seen=60)["workers"]
+    assert api.call("workers.unregister", worker=worker_name) == {}
+    assert api.error("workers.unregister", worker=worker_name).subcode == 1004
+    assert worker_name not in {w["id"] for w in api.call("workers.get_all")["workers"]}
+
+
+def test_report_registers_an_unknown_worker(api, worker_name):
+    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000))
+    assert worker_name in {w["id"] for w in api.call("workers.get_all")["workers"]}
+    err = api.error("workers.status_report", worker=worker_name)
+    assert err.code == 400 and err.meta["error_data"]["field"] == "timestamp"
+
+
+def test_expiry_keeps_what_the_worker_held_visible(api, worker_name):
+    from apiserver.state import get_state
+
+    task = api.call("tasks.create", name="held", type="training")["id"]
+    api.call("workers.register", worker=worker_name, timeout=1)
+    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000), task=task)
+    time.sleep(1.5)
+    assert get_state().workers.expire() >= 1  # what the scheduler job does
+    assert worker_name not in {w["id"] for w in api.call("workers.get_all")["workers"]}
+    expired = {w["id"]: w for w in api.call("workers.get_all", include_expired=True)["workers"]}[worker_name]
+    assert expired["expired"] is True and expired["task"]["id"] == task
+    assert api.error("workers.get_runtime_properties", worker=worker_name).subcode == 1001
+    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000))  # back alive
+    assert worker_name in {w["id"] for w in api.call("workers.get_all")["workers"]}
+
+
+def test_runtime_properties(api, worker_name):
+    api.call("workers.register", worker=worker_name)
+    assert api.call("workers.get_runtime_properties", worker=worker_name) == {"runtime_properties": []}
+    api.call("workers.set_runtime_properties", worker=worker_name,
+             runtime_properties=[{"key": "force_cpu", "value": "1"}, {"key": "short", "value": "x", "expiry": 1}])
+    props = api.call("workers.get_runtime_properties", worker=worker_name)["runtime_properties"]
+    assert {p["key"] for p in props} == {"force_cpu", "short"}
+    time.sleep(1.2)
+    props = api.call("workers.get_runtime_properties", worker=worker_name)["runtime_properties"]
+    assert [p["key"] for p in props] == ["force_cpu"]
+    assert api.error("workers.get_runtime_properties", worker="nobody").subcode == 1001
+
+
+def test_stats_and_activity(api, worker_name):
+    start = time.time() - 1
+    task = api.call("tasks.create", name="busy", type="training")["id"]
+    for cpu in (10.0, 30.0):
+        api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000), task=task,
+                 machine_stats={"cpu_usage": [cpu, cpu + 10], "memory_used": 100})
+    end = time.time() + 1
+    stats = api.call("workers.get_stats", worker_ids=[worker_name], from_date=start, to_date=end, interval=3600,
+                     items=[{"key": "cpu_usage", "aggregation": "max"}, {"key": "memory_used"}])["workers"]
+    metrics = {m["metric"]: m for m in stats[0]["metrics"]}
+    assert metrics["cpu_usage"]["values"] == [35.0] and metrics["memory_used"]["values"] == [100.0]
+    report = api.call("workers.get_activity_report", from_date=start, to_date=end, interval=3600)
+    assert report["total"]["counts"][0] >= 1 and report["active"]["counts"][0] >= 1
+    assert api.error("workers.get_stats", from_date=end, to_date=start, interval=60, items=[{"key": "x"}]).code == 400
+
+
+def _events_body(events) -> str:
+    import json
+
+    return "\n".join(json.dumps(e) for e in events)
+
+
+def test_events_batch_metrics_and_logs(api, other_api):
+    task = api.call("tasks.create", name="events", type="training")["id"]
+    now = int(time.time() * 1000)
+    events = [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": v, "iter": i,
+               "value": float(10 - i) if v == "train" else float(i), "timestamp": now + i}
+              for i in range(10) for v in ("train", "val")]
+    events += [{"task": task, "type": "log", "msg": f"line {i}", "level": "info", "timestamp": now + i}
+               for i in range(30)]
+    events += [{"task": "0" * 32, "type": "log", "msg": "nowhere"}, {"task": task, "type": "training_stats_scalar",
+                                                                     "metric": "m", "variant": "v"}]
+    status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(events),
+                                   headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == 50 and reply["data"]["errors"] == 2
+    doc = api.call("tasks.get_by_id", task=task)["task"]
+    assert doc["last_iteration"] == 9
+    lm = {(e["metric"], e["variant"]): e for v in doc["last_metrics"].values() for e in v.values()}
+    assert lm[("loss", "train")]["value"] == 1.0 and lm[("loss", "train")]["max_value"] == 10.0
+    assert lm[("loss", "val")]["min_value"] == 0.0
+
+    assert api.call("events.get_scalar_metrics_and_variants", task=task)["metrics"] == {
+        "loss": {"train": {"name": "train"}, "val": {"name": "val"}}}
+    hist = api.call("events.scalar_metrics_iter_histogram", task=task, samples=5)
+    assert len(hist["loss"]["train"]["x"]) == 5 and hist["loss"]["train"]["x"][0] == 0
+    full = api.call("events.scalar_metrics_iter_histogram", task=task)
+    assert full["loss"]["val"]["y"] == [float(i) for i in range(10)]
+    latest = api.call("events.get_task_latest_scalar_values", task=task)["metrics"]
+    assert latest == [{"name": "loss", "variants": [{"name": "train", "last_value": 1.0},
+                                                    {"name": "val", "last_value": 9.0}]}]
+
+    log = api.call("events.get_task_log", task=task, batch_size=10)
+    assert log["total"] == 30 and [e["msg"] for e in log["events"]] == [f"line {i}" for i in range(29, 19, -1)]
+    older = api.call("events.get_task_log", task=task, batch_size=10, from_timestamp=log["events"][-1]["timestamp"])
+    assert older["events"][0]["msg"] == "line 19"
+    forward = api.call("events.get_task_log", task=task, batch_size=5, navigate_earlier=False, order="asc")
+    assert [e["msg"] for e in forward["events"]] == [f"line {i}" for i in range(5)]
+
+    seen, scroll = [], None
+    while True:
+        page = api.call("events.get_task_events", task=task, event_type="log", batch_size=7, scroll_id=scroll)
+        if not page["events"]:
+            break
+        seen += [e["msg"] for e in page["events"]]
+        scroll = page["scroll_id"]
+    assert seen == [f"line {i}" for i in range(30)]
+    assert api.error("events.get_task_events", task=task, scroll_id="!!!").subcode == 1104
+
+    assert other_api.error("events.get_task_log", task=task).subcode == 101
+    reply = other_api.call("events.add", task=task, type="log", msg="intruder")
+    assert reply["added"] == 0 and reply["errors"] == 1
+    assert api.call("events.delete_for_task", task=task) == {"deleted": 50}
+    assert api.call("events.get_task_log", task=task)["total"] == 0
+
+
+def test_reset_clears_events(api):
+    task = api.call("tasks.create", name="reset-events", type="training")["id"]
+    api.call("events.add", task=task, type="log", msg="before reset")
+    api.call("tasks.started", task=task)
+    assert api.call("tasks.reset", task=task, force=True)["events"] == {"deleted": 1}
+
+
+def test_bad_events_are_clear_400s(api):
+    task = api.call("tasks.create", name="bad-events", type="training")["id"]
+    err = api.error("events.add", task=task, type="bogus")
+    assert err.code == 400 and err.meta["error_data"] == {"field": "type", "rule": "enum"}
+    status, reply, _ = api.request("POST", "/events.add_batch", raw='{"task": "x"}\n{broken',
+                                   headers={"Content-Type": "application/json-lines"})
+    assert status == 400 and reply["meta"]["result_subcode"] == 30
