@@ -13,6 +13,7 @@ from apiserver import MAX_API_VERSION, __version__
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
+from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -83,7 +84,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks.on_delete.append(events.delete_for_task)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
-                        workers=WorkerBLL(worker_timeout), events=events, embedded=embedded)
+                        workers=WorkerBLL(worker_timeout), events=events,
+                        manager=ManagerBLL(config.get("manager", {})), embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):

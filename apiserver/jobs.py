@@ -27,3 +27,10 @@ def expire_workers(state: ServerState) -> None:
 @periodic("sample_queue_metrics", "queues.metrics_sample_sec", 30)
 def sample_queue_metrics(state: ServerState) -> None:
     state.queue_listing.sample_metrics()
+
+
+@periodic("release_silent_render_workers", "manager.timeout_check_sec", 30)
+def release_silent_render_workers(state: ServerState) -> None:
+    released = state.manager.release_silent_workers()
+    if released:
+        log.info("%d render tasks went back to waiting (their workers went silent)", released)

@@ -11,6 +11,7 @@ from pymongo.database import Database
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
+from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -33,6 +34,7 @@ class ServerState:
     queue_listing: QueueListing
     workers: WorkerBLL
     events: EventBLL
+    manager: ManagerBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)

@@ -86,3 +86,72 @@ def interleaved(rounds: int, measure_a, measure_b) -> tuple[float, float]:
         best_a = max(best_a, measure_a())
         best_b = max(best_b, measure_b())
     return best_a, best_b
+
+
+class ApiServer:
+    """A real ``python -m apiserver`` (gunicorn) on its own embedded database, logged in as admin.
+
+    ``http`` is a requests.Session with a Bearer token; ``db`` is pymongo on the same database, for
+    baselines and for seeding.
+    """
+
+    KEY, SECRET = "BENCHADMINKEY00000000000", "bench-admin-secret-000000000000000"
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
+    def __enter__(self) -> ApiServer:
+        import shutil
+        import tempfile
+
+        import pymongo
+
+        from apiserver.database.embedded import EmbeddedDatabase
+
+        self._work = Path(tempfile.mkdtemp(prefix="bench-"))
+        self._cleanup = lambda: shutil.rmtree(self._work, ignore_errors=True)
+        self.database = EmbeddedDatabase(self._work / "db")
+        uri = self.database.ensure_running()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "APISERVER__database__uri": uri, "APISERVER__database__name": "bench",
+               "APISERVER_ADMIN_ACCESS_KEY": self.KEY, "APISERVER_ADMIN_SECRET_KEY": self.SECRET,
+               "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--port", str(self.port), "--workers",
+                                      str(self.workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.http = requests.Session()
+        token = self.http.post(self.base + "/auth.login", auth=(self.KEY, self.SECRET)).json()["data"]["token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        me = self.call("users.get_current_user")["user"]
+        self.company, self.user = me["company"]["id"], me["id"]
+        self.db = pymongo.MongoClient(uri).bench
+        return self
+
+    def call(self, endpoint: str, **data) -> dict:
+        resp = self.http.post(f"{self.base}/{endpoint}", json=data)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"]
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.database.stop()
+        self._cleanup()
+
+
+def timed(fn, n: int) -> list[float]:
+    """Seconds taken by each of ``n`` calls of ``fn``."""
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out

@@ -12,26 +12,15 @@ loopback, pymongo talks to the same database.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
-
-import pymongo
-import requests
 
 from apiserver.bll.tasks.tasks import TaskBLL
-from apiserver.database.embedded import EmbeddedDatabase
 from apiserver.database.model.base import new_id, utcnow
-from bench.common import ROOT, free_port
+from bench.common import ApiServer, timed
 
-KEY, SECRET = "BENCHADMINKEY00000000000", "bench-admin-secret-000000000000000"
 STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed"]
 
 
@@ -57,44 +46,15 @@ def seed(coll, company: str, user: str, n: int) -> list[str]:
     return ids
 
 
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--ops", type=int, default=300)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
-    db = EmbeddedDatabase(work / "db")
-    uri = db.ensure_running()
-    port = free_port()
-    env = {**os.environ, "APISERVER__database__uri": uri, "APISERVER__database__name": "bench",
-           "APISERVER_ADMIN_ACCESS_KEY": KEY, "APISERVER_ADMIN_SECRET_KEY": SECRET,
-           "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "apiserver", "--port", str(port), "--workers", "1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        http = requests.Session()
-        token = http.post(base + "/auth.login", auth=(KEY, SECRET)).json()["data"]["token"]
-        http.headers["Authorization"] = f"Bearer {token}"
-        me = http.post(base + "/users.get_current_user").json()["data"]["user"]
-        company, user = me["company"]["id"], me["id"]
-        tasks = pymongo.MongoClient(uri).bench.tasks
+    with ApiServer() as server:
+        http, base, company, user = server.http, server.base, server.company, server.user
+        tasks = server.db.tasks
         start = time.perf_counter()
         ids = seed(tasks, company, user, args.tasks)
         print(f"seeded {args.tasks} tasks in {time.perf_counter() - start:.1f}s")
@@ -152,11 +112,6 @@ def main() -> None:
             text = str(plan)
             index = next((part.split("'")[0] for part in text.split("'indexName': '")[1:]), None)
             print(f"  {field:16s} {'IXSCAN ' + index if 'IXSCAN' in text else 'COLLSCAN (no index!)'}")
-    finally:
-        server.terminate()
-        server.wait(30)
-        db.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,8 @@ def test_json_lines_batch(example):
 def test_rest_bindings(example):
     resp = example.get("/things/42?verbose=true")
     assert resp.status_code == 200 and resp.get_json() == {"id": 42, "verbose": True}
+    resp = example.open("/things/7", method="GET", json={"thing_id": "body cannot override the path"})
+    assert resp.status_code == 200 and resp.get_json()["id"] == 7  # path params win, typed, with a body too
     resp = example.get("/things/notanumber")
     assert resp.status_code == 400
     body = resp.get_json()

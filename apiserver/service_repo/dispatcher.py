@@ -188,7 +188,7 @@ class Dispatcher:
             raise errors.bad_request.ValidationError("request body must be a JSON object",
                                                      error_data={"field": "", "rule": "type"})
         # Query args fill in what the body leaves out; path params always win (they name the object).
-        return {**params, **body, **path_params}, None
+        return {**params, **body, **{k: params[k] for k in path_params}}, None
 
     @staticmethod
     def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:

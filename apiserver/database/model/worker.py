@@ -16,6 +16,7 @@ class Worker(CompanyDocument):
             ("company", "last_activity_time"),
             ("company", "task"),
             "expires_at",
+            {"fields": ["manager_id"], "unique": True, "sparse": True},
         ],
     }
 
@@ -35,6 +36,16 @@ class Worker(CompanyDocument):
     runtime_properties = ListField(DictField())
     machine_stats = DictField()
     expired = BooleanField(default=False)
+    # Render/batch manager workers (registered through POST /workers) share this collection, so
+    # workers.get_all lists them too.
+    manager_id = IntField()
+    hostname = StringField()
+    system = StringField()
+    mac_address = StringField()
+    status = StringField()
+    render_task = IntField()
+    update_frequent = DictField()
+    update_less_frequent = DictField()
 
 
 class WorkerStat(Document):

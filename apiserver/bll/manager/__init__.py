@@ -1,0 +1,1 @@
+"""Owns the render/batch manager: frame-range tasks handed to registered workers by priority."""

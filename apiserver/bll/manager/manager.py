@@ -1,0 +1,273 @@
+"""Owns manager tasks and workers: compile, claim by priority, progress, release on timeout.
+
+Task statuses: waiting, rendering, completed, failed, canceled. Worker statuses: enabled,
+available, rendering, disabled, error. Every claim is a compare-and-set ``update_one`` on the
+task's status, so two workers (in any process) never get the same task.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.apierrors import errors
+from apiserver.bll.auth.identity import Identity
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.render import Counter, RenderTask
+from apiserver.database.model.worker import Worker
+
+TASK_STATUSES = ("waiting", "rendering", "completed", "failed", "canceled")
+WORKER_STATUSES = ("enabled", "available", "rendering", "disabled", "error")
+TASK_FIELDS = ("id", "worker_id", "priority", "frame_start", "frame_end", "frame_current", "status", "format",
+               "type", "parser", "settings", "command", "created", "updated")
+
+
+def next_id(name: str) -> int:
+    """The next integer of a sequence, by compare-and-set (safe across processes)."""
+    coll = Counter._get_collection()
+    for _ in range(1000):
+        doc = coll.find_one({"_id": name})
+        if doc is None:
+            try:
+                coll.insert_one({"_id": name, "seq": 1})
+                return 1
+            except DuplicateKeyError:
+                continue
+        if coll.update_one({"_id": name, "seq": doc["seq"]}, {"$set": {"seq": doc["seq"] + 1}}).modified_count:
+            return doc["seq"] + 1
+    raise errors.server_error.DataError("id sequence is too busy; try again", sequence=name)
+
+
+class ManagerBLL:
+    def __init__(self, config: dict[str, Any]):
+        self.compilers: dict[str, dict[str, Any]] = config.get("compilers") or {}
+        self.parsers: list[str] = list(config.get("parsers") or [])
+        self.worker_timeout = timedelta(seconds=int(config.get("worker_timeout_sec", 300)))
+
+    @property
+    def tasks(self):
+        return RenderTask._get_collection()
+
+    @property
+    def workers(self):
+        return Worker._get_collection()
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    @staticmethod
+    def task_to_api(doc: dict[str, Any]) -> dict[str, Any]:
+        out = {k: doc.get(k) for k in TASK_FIELDS if k != "id"}
+        out["id"] = doc["_id"]
+        return out
+
+    def _settings_dict(self, settings: Any) -> dict[str, Any]:
+        if settings is None or settings == "":
+            return {}
+        if isinstance(settings, dict):
+            return settings
+        try:
+            parsed = json.loads(settings)
+        except (TypeError, ValueError):
+            raise errors.bad_request.ValidationError("settings must be a JSON object (as text or object)",
+                                                     error_data={"field": "settings", "rule": "format"}) from None
+        if not isinstance(parsed, dict):
+            raise errors.bad_request.ValidationError("settings must be a JSON object",
+                                                     error_data={"field": "settings", "rule": "type"})
+        return parsed
+
+    def _compile(self, kind: str, settings: dict[str, Any], frame_start: int, frame_end: int) -> str:
+        compiler = self.compilers[kind]
+        missing = [k for k in compiler.get("settings_required") or [] if k not in settings]
+        if missing:
+            raise errors.bad_request.ValidationError(
+                f"the {kind} compiler needs settings {missing}", error_data={"field": f"settings.{missing[0]}",
+                                                                            "rule": "required"})
+        values = {**(compiler.get("defaults") or {}), **settings, "frame_start": frame_start, "frame_end": frame_end}
+        fields = {name for _, name, _, _ in string.Formatter().parse(compiler["command"]) if name}
+        return compiler["command"].format(**{k: values.get(k, "") for k in fields})
+
+    def create_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        kind, parser = data["type"], data["parser"]
+        if kind not in self.compilers:
+            raise errors.bad_request.ValidationError(
+                f"unknown compiler {kind!r}; known: {sorted(self.compilers)}", error_data={"field": "type",
+                                                                                          "rule": "enum"})
+        if parser not in self.parsers:
+            raise errors.bad_request.ValidationError(
+                f"unknown parser {parser!r}; known: {self.parsers}", error_data={"field": "parser", "rule": "enum"})
+        settings = self._settings_dict(data.get("settings"))
+        start = data.get("frame_start", settings.get("frame_start", 1))
+        end = data.get("frame_end", settings.get("frame_end", start if "frame_start" in data else 1))
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            raise errors.bad_request.ValidationError("frame_start and frame_end must be integers",
+                                                     error_data={"field": "frame_start", "rule": "type"})
+        if start > end:
+            raise errors.bad_request.ValidationError(f"frame_start {start} is after frame_end {end}",
+                                                     error_data={"field": "frame_start", "rule": "maximum"})
+        now = utcnow()
+        doc = {"_id": next_id("render_tasks"), "company": identity.company, "user": identity.user, "type": kind,
+               "parser": parser, "settings": data.get("settings"), "command": self._compile(kind, settings, start, end),
+               "priority": int(data.get("priority", 0)), "frame_start": start, "frame_end": end,
+               "frame_current": start, "status": "waiting", "worker_id": None,
+               "format": settings.get("format", data.get("format", "")), "created": now, "updated": now}
+        if data.get("task_id") is not None:
+            doc["external_id"] = data["task_id"]
+        self.tasks.insert_one(doc)
+        return self.task_to_api(doc)
+
+    def get_task(self, company: str, task_id: int) -> dict[str, Any]:
+        doc = self.tasks.find_one({"_id": task_id, "company": company})
+        if doc is None:
+            raise errors.not_found.ObjectNotFound("no such task", task_id=task_id)
+        return doc
+
+    def list_tasks(self, company: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+        flt: dict[str, Any] = {"company": company}
+        if status:
+            flt["status"] = status
+        docs = self.tasks.find(flt).sort([("priority", -1), ("_id", 1)]).limit(limit)
+        return [self.task_to_api(d) for d in docs]
+
+    def update_task(self, company: str, task_id: int, data: dict[str, Any]) -> None:
+        doc = self.get_task(company, task_id)
+        sets: dict[str, Any] = {k: data[k] for k in ("priority", "format") if k in data}
+        if "status" in data:
+            sets["status"] = data["status"]
+            if data["status"] in ("waiting", "canceled", "failed", "completed") and doc.get("worker_id"):
+                self._free_worker(doc["worker_id"], task_id)
+                sets["worker_id"] = None
+        if "frame_current" in data:
+            self._check_frame(doc, data["frame_current"])
+            sets["frame_current"] = data["frame_current"]
+            if data["frame_current"] >= doc["frame_end"]:
+                sets["status"] = "completed"
+                if doc.get("worker_id"):
+                    self._free_worker(doc["worker_id"], task_id)
+        if sets:
+            sets["updated"] = utcnow()
+            self.tasks.update_one({"_id": task_id, "company": company}, {"$set": sets})
+
+    @staticmethod
+    def _check_frame(doc: dict[str, Any], frame: int) -> None:
+        if not doc["frame_start"] <= frame <= doc["frame_end"]:
+            raise errors.bad_request.ValidationError(
+                f"frame_current must be within {doc['frame_start']}..{doc['frame_end']}",
+                error_data={"field": "frame_current", "rule": "range"})
+
+    def delete_task(self, company: str, task_id: int) -> None:
+        doc = self.get_task(company, task_id)
+        self.tasks.delete_one({"_id": task_id, "company": company})
+        if doc.get("worker_id"):
+            self._free_worker(doc["worker_id"], task_id)
+
+    def _free_worker(self, worker_id: int, task_id: int) -> None:
+        self.workers.update_one({"manager_id": worker_id, "render_task": task_id},
+                                {"$set": {"render_task": None, "status": "available"}})
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def register_worker(self, identity: Identity, data: dict[str, Any], ip: str | None) -> dict[str, Any]:
+        """Register (or refresh) a worker by hostname; returns ``{hostname: worker}``."""
+        now = utcnow()
+        flt = {"company": identity.company, "worker": data["hostname"]}
+        existing = self.workers.find_one(flt, {"manager_id": 1})
+        sets = {"hostname": data["hostname"], "system": data.get("system"), "ip": ip, "last_activity_time": now,
+                "expires_at": now + self.worker_timeout, "expired": False, "user": identity.user}
+        for key in ("mac_address", "port"):
+            if key in data:
+                sets[key] = data[key]
+        if existing and existing.get("manager_id"):
+            self.workers.update_one(flt, {"$set": sets})
+        else:
+            sets.update({"manager_id": next_id("manager_workers"), "status": "enabled", "register_time": now})
+            self.workers.update_one(flt, {"$set": sets, "$setOnInsert": {"_id": new_id(), "queues": []}},
+                                    upsert=True)
+        doc = self.workers.find_one(flt)
+        return {doc["hostname"]: self.worker_summary(doc)}
+
+    def worker_summary(self, doc: dict[str, Any]) -> dict[str, Any]:
+        online = doc.get("last_activity_time") and doc["last_activity_time"] > utcnow() - self.worker_timeout
+        return {"id": doc["manager_id"], "hostname": doc["hostname"], "system": doc.get("system"),
+                "ip_address": doc.get("ip"), "port": doc.get("port"), "status": doc.get("status"),
+                "connection": "online" if online else "offline", "current_task": doc.get("render_task"),
+                "activity": None, "log": None, "time_cost": None}
+
+    def list_workers(self, company: str) -> dict[str, Any]:
+        docs = self.workers.find({"company": company, "manager_id": {"$ne": None}}).sort("manager_id", 1)
+        return {d["hostname"]: self.worker_summary(d) for d in docs}
+
+    def get_worker(self, company: str, worker_id: int) -> dict[str, Any]:
+        doc = self.workers.find_one({"company": company, "manager_id": worker_id})
+        if doc is None:
+            raise errors.not_found.ObjectNotFound("no such worker", worker_id=worker_id)
+        return doc
+
+    def worker_info(self, company: str, worker_id: int) -> dict[str, Any]:
+        doc = self.get_worker(company, worker_id)
+        return {"id": worker_id, "hostname": doc["hostname"], "mac_address": doc.get("mac_address"),
+                "system": doc.get("system"), "status": doc.get("status"),
+                "connection": self.worker_summary(doc)["connection"],
+                "update_frequent": doc.get("update_frequent") or {},
+                "update_less_frequent": doc.get("update_less_frequent") or {}, "task_id": doc.get("render_task")}
+
+    def report(self, company: str, worker_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """A worker reports status, stats and progress; the answer names the task it should render."""
+        doc = self.get_worker(company, worker_id)
+        now = utcnow()
+        sets: dict[str, Any] = {"last_activity_time": now, "expires_at": now + self.worker_timeout, "expired": False}
+        for key in ("update_frequent", "update_less_frequent", "system", "mac_address"):
+            if key in data:
+                sets[key] = data[key]
+        status = data.get("status", doc.get("status"))
+        if doc.get("status") == "disabled" and status not in ("enabled", "disabled"):
+            status = "disabled"  # disabled until someone enables it; it gets no work meanwhile
+        if status == "enabled":
+            status = "available"
+        held = doc.get("render_task")
+        if held is not None and "frame_current" in data:
+            self.update_task(company, held, {"frame_current": data["frame_current"]})
+            held = self.workers.find_one({"_id": doc["_id"]}, {"render_task": 1}).get("render_task")
+        if status in ("available", "error", "disabled") and held is not None:
+            self._release(company, held, worker_id)  # it gave the task up (or broke): someone else takes it
+            held = None
+        if status == "available":
+            held = self._claim(company, worker_id)
+            status = "rendering" if held is not None else "available"
+        sets.update({"status": status, "render_task": held})
+        self.workers.update_one({"_id": doc["_id"]}, {"$set": sets})
+        return {"task_id": held}
+
+    def _release(self, company: str, task_id: int, worker_id: int) -> None:
+        self.tasks.update_one({"_id": task_id, "company": company, "worker_id": worker_id, "status": "rendering"},
+                              {"$set": {"status": "waiting", "worker_id": None, "updated": utcnow()}})
+
+    def _claim(self, company: str, worker_id: int) -> int | None:
+        """The waiting task of highest priority (oldest first), taken by compare-and-set."""
+        for _ in range(1000):
+            candidate = self.tasks.find_one({"company": company, "status": "waiting"}, {"_id": 1},
+                                            sort=[("priority", -1), ("_id", 1)])
+            if candidate is None:
+                return None
+            taken = self.tasks.update_one({"_id": candidate["_id"], "status": "waiting"},
+                                          {"$set": {"status": "rendering", "worker_id": worker_id,
+                                                    "updated": utcnow()}})
+            if taken.modified_count:
+                return candidate["_id"]
+        return None
+
+    def release_silent_workers(self) -> int:
+        """Workers silent past the timeout go offline; their tasks go back to waiting."""
+        cutoff = utcnow() - self.worker_timeout
+        released = 0
+        for doc in self.workers.find({"manager_id": {"$ne": None}, "last_activity_time": {"$lt": cutoff},
+                                      "render_task": {"$ne": None}}):
+            self._release(doc["company"], doc["render_task"], doc["manager_id"])
+            # only if it stayed silent meanwhile (a report would have changed last_activity_time)
+            self.workers.update_one({"_id": doc["_id"], "last_activity_time": doc["last_activity_time"]},
+                                    {"$set": {"render_task": None, "status": "available"}})
+            released += 1
+        return released

@@ -1,0 +1,206 @@
+"""The render/batch manager over real HTTP: tasks, workers, priority claims, progress, timeouts, races."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+import requests
+
+
+class Rest:
+    """Plain REST calls with a bearer token."""
+
+    def __init__(self, base_url: str, auth: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = auth
+
+    def __call__(self, method: str, path: str, body: dict | None = None):
+        resp = self.session.request(method, self.base_url + path, json=body)
+        return resp.status_code, (resp.json() if resp.content else None)
+
+
+@pytest.fixture(scope="module")
+def rest(admin, server) -> Rest:
+    return Rest(server.base_url, admin.auth)
+
+
+@pytest.fixture(scope="module")
+def other_rest(other_admin, server) -> Rest:
+    return Rest(server.base_url, other_admin.auth)
+
+
+def make_task(rest, **kw) -> dict:
+    body = {"type": "blender_render", "parser": "blender_render", "settings": '{"filepath": "/s/shot.blend"}', **kw}
+    status, task = rest("POST", "/tasks", body)
+    assert status == 202, task
+    return task
+
+
+def register(rest, hostname=None) -> int:
+    hostname = hostname or f"render-{uuid4().hex[:8]}"
+    status, body = rest("POST", "/workers", {"hostname": hostname, "system": "Linux 6.1"})
+    assert status == 200, body
+    return body[hostname]["id"]
+
+
+def test_create_task_compiles_and_validates(rest):
+    task = make_task(rest, priority=5, frame_start=3, frame_end=9)
+    assert {k: task[k] for k in ("priority", "frame_start", "frame_end", "frame_current", "status", "worker_id")} == \
+        {"priority": 5, "frame_start": 3, "frame_end": 9, "frame_current": 3, "status": "waiting", "worker_id": None}
+    assert isinstance(task["id"], int)
+    assert "--frame-start 3 --frame-end 9" in task["command"] and "/s/shot.blend" in task["command"]
+    from_settings = make_task(rest, settings={"filepath": "/a.blend", "frame_start": 10, "frame_end": 20,
+                                              "format": "EXR"})
+    assert (from_settings["frame_start"], from_settings["frame_end"], from_settings["format"]) == (10, 20, "EXR")
+    default = make_task(rest)
+    assert (default["frame_start"], default["frame_end"]) == (1, 1)
+    status, got = rest("GET", f"/tasks/{task['id']}")
+    assert status == 200 and got["id"] == task["id"]
+    for body, field in (({"type": "maya", "parser": "blender_render"}, "type"),
+                        ({"type": "blender_render", "parser": "nuke"}, "parser"),
+                        ({"type": "blender_render", "parser": "blender_render", "settings": "{}"}, "settings.filepath"),
+                        ({"type": "blender_render", "parser": "blender_render", "settings": "not json"}, "settings"),
+                        ({"type": "blender_render", "parser": "blender_render", "settings": {"filepath": "x"},
+                          "frame_start": 9, "frame_end": 2}, "frame_start"),
+                        ({"parser": "blender_render"}, "type"),
+                        ({"type": "blender_render", "parser": "blender_render", "priority": "high"}, "priority")):
+        status, err = rest("POST", "/tasks", body)
+        assert status == 400 and err["field"] == field, (body, err)
+        assert err["message"]
+
+
+def test_unknown_ids_and_bad_paths(rest):
+    assert rest("GET", "/tasks/999999")[0] == 404
+    assert rest("PATCH", "/tasks/999999", {"priority": 1})[0] == 404
+    assert rest("DELETE", "/tasks/999999")[0] == 404
+    assert rest("GET", "/workers/999999")[0] == 404
+    assert rest("PATCH", "/workers/999999", {"status": "available"})[0] == 404
+    status, err = rest("GET", "/tasks/abc")
+    assert status == 400 and err["field"] == "task_id"
+    status, err = rest("PATCH", f"/workers/{register(rest)}", {"status": "sleepy"})
+    assert status == 400 and err["field"] == "status"
+    assert requests.get(rest.base_url + "/tasks").status_code == 401  # credentials needed
+
+
+def test_workers_register_list_and_isolation(rest, other_rest, admin):
+    hostname = f"render-{uuid4().hex[:8]}"
+    first = register(rest, hostname)
+    assert register(rest, hostname) == first  # idempotent by hostname
+    status, workers = rest("GET", "/workers")
+    assert status == 200 and workers[hostname]["connection"] == "online" and workers[hostname]["status"] == "enabled"
+    assert hostname not in other_rest("GET", "/workers")[1]
+    assert other_rest("GET", f"/workers/{first}")[0] == 404
+    assert hostname in {w["id"] for w in admin.call("workers.get_all")["workers"]}  # the same workers
+    status, info = rest("PATCH", f"/workers/{first}", {"status": "rendering", "update_frequent": {
+        "load_average": {"1min": 2.1}, "worker_cpu_percent": 7.0}, "update_less_frequent": {"worker_num_cpus": 16}})
+    assert status == 200
+    status, info = rest("GET", f"/workers/{first}")
+    assert info["update_frequent"]["worker_cpu_percent"] == 7.0
+    assert info["update_less_frequent"]["worker_num_cpus"] == 16
+
+
+def test_priority_claims_progress_and_completion(rest, other_rest):
+    # drain what earlier tests left waiting, so this test sees only its own tasks
+    for leftover in rest("GET", "/tasks?status=waiting")[1]:
+        rest("PATCH", f"/tasks/{leftover['id']}", {"status": "canceled"})
+    low = make_task(rest, priority=1, frame_start=1, frame_end=3)
+    high_old = make_task(rest, priority=9, frame_start=1, frame_end=2)
+    high_new = make_task(rest, priority=9)
+    other_rest("POST", "/tasks", {"type": "blender_render", "parser": "blender_render", "priority": 100,
+                                  "settings": {"filepath": "/x"}})
+    worker = register(rest)
+    assert rest("PATCH", f"/workers/{worker}", {"status": "available"})[1] == {"task_id": high_old["id"]}
+    assert rest("GET", f"/tasks/{high_old['id']}")[1]["status"] == "rendering"
+    assert rest("PATCH", f"/workers/{worker}", {"status": "rendering", "frame_current": 2})[1]["task_id"] is None
+    done = rest("GET", f"/tasks/{high_old['id']}")[1]
+    assert done["status"] == "completed" and done["frame_current"] == 2
+    assert rest("PATCH", f"/workers/{worker}", {"status": "available"})[1] == {"task_id": high_new["id"]}
+    assert rest("PATCH", f"/tasks/{high_new['id']}", {"frame_current": 1})[0] == 204
+    assert rest("GET", f"/tasks/{high_new['id']}")[1]["status"] == "completed"
+    status, err = rest("PATCH", f"/tasks/{low['id']}", {"frame_current": 7})
+    assert status == 400 and err["field"] == "frame_current"
+    assert rest("PATCH", f"/workers/{worker}", {"status": "available"})[1] == {"task_id": low["id"]}
+    assert rest("DELETE", f"/tasks/{low['id']}")[0] == 202  # the worker holding it is freed
+    assert rest("GET", f"/workers/{worker}")[1]["task_id"] is None
+    assert rest("PATCH", f"/workers/{worker}", {"status": "available"})[1] == {"task_id": None}
+
+    disabled = register(rest)
+    waiting = make_task(rest, priority=50)
+    rest("PATCH", f"/workers/{disabled}", {"status": "disabled"})
+    assert rest("PATCH", f"/workers/{disabled}", {"status": "available"})[1] == {"task_id": None}
+    assert rest("GET", f"/workers/{disabled}")[1]["status"] == "disabled"
+    assert rest("PATCH", f"/workers/{disabled}", {"status": "enabled"})[1] == {"task_id": waiting["id"]}
+
+
+def test_silent_worker_goes_offline_and_its_task_waits_again(api, app):
+    from apiserver.state import get_state
+
+    client = app.test_client()
+    headers = {"Authorization": api.auth}
+    manager = get_state().manager
+    hostname = f"silent-{uuid4().hex[:6]}"
+    worker = client.post("/workers", json={"hostname": hostname}, headers=headers).get_json()[hostname]["id"]
+    for leftover in client.get("/tasks?status=waiting", headers=headers).get_json():
+        client.patch(f"/tasks/{leftover['id']}", json={"status": "canceled"}, headers=headers)
+    task = client.post("/tasks", json={"type": "blender_render", "parser": "blender_render", "priority": 1000,
+                                       "settings": {"filepath": "/f"}}, headers=headers).get_json()
+    assert client.patch(f"/workers/{worker}", json={"status": "available"}, headers=headers).get_json() == \
+        {"task_id": task["id"]}
+    saved = manager.worker_timeout
+    manager.worker_timeout = timedelta(seconds=1)
+    try:
+        time.sleep(1.2)
+        assert manager.release_silent_workers() >= 1  # the scheduler job's work
+        listed = client.get("/workers", headers=headers).get_json()[hostname]
+        assert listed["connection"] == "offline" and listed["current_task"] is None
+    finally:
+        manager.worker_timeout = saved
+    again = client.get(f"/tasks/{task['id']}", headers=headers).get_json()
+    assert again["status"] == "waiting" and again["worker_id"] is None
+
+
+def _render_worker(base_url: str, auth: str, name: str, out) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = auth
+    worker = session.post(f"{base_url}/workers", json={"hostname": name}).json()[name]["id"]
+    done, idle = [], 0
+    while idle < 3:
+        task_id = session.patch(f"{base_url}/workers/{worker}", json={"status": "available"}).json()["task_id"]
+        if task_id is None:
+            idle += 1
+            time.sleep(0.2)
+            continue
+        idle = 0
+        task = session.get(f"{base_url}/tasks/{task_id}").json()
+        assert task["worker_id"] == worker and task["status"] == "rendering"
+        resp = session.patch(f"{base_url}/workers/{worker}", json={"status": "rendering",
+                                                                    "frame_current": task["frame_end"]})
+        assert resp.status_code == 200
+        done.append(task_id)
+    out.put(done)
+
+
+def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
+    for leftover in rest("GET", "/tasks?status=waiting")[1]:
+        rest("PATCH", f"/tasks/{leftover['id']}", {"status": "canceled"})
+    ids = {make_task(rest, priority=i % 7)["id"] for i in range(500)}
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    tag = uuid4().hex[:6]
+    procs = [ctx.Process(target=_render_worker, args=(server.base_url, admin.auth, f"farm-{tag}-{i}", out))
+             for i in range(8)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(60)
+    rendered = [t for r in results for t in r]
+    assert sorted(rendered) == sorted(ids), f"{len(rendered)} rendered, {len(set(rendered))} distinct"
+    assert sum(1 for r in results if r) >= 2
+    statuses = {t["id"]: t["status"] for t in rest("GET", "/tasks?limit=1000")[1] if t["id"] in ids}
+    assert set(statuses.values()) == {"completed"}
