@@ -14,6 +14,8 @@ from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
+from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -85,7 +87,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
                         workers=WorkerBLL(worker_timeout), events=events,
-                        manager=ManagerBLL(config.get("manager", {})), embedded=embedded)
+                        manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
+                        embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):
@@ -99,6 +102,13 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     log.info("API server %s ready: %d endpoints, API versions up to %s", __version__, len(specs.names()),
              format_version(dispatcher.max_version))
     return app
+
+
+def build_pipelines(config: Config) -> PipelineBLL:
+    cfg = config.get("pipeline", {})
+    registry = MemberRegistry(cfg)
+    client = MemberClient(registry, float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)))
+    return PipelineBLL(registry, client, cfg)
 
 
 def _ensure_indexes() -> None:

@@ -34,3 +34,8 @@ def release_silent_render_workers(state: ServerState) -> None:
     released = state.manager.release_silent_workers()
     if released:
         log.info("%d render tasks went back to waiting (their workers went silent)", released)
+
+
+@periodic("pipeline_heartbeat", "pipeline.heartbeat_sec", 2)
+def pipeline_heartbeat(state: ServerState) -> None:
+    state.pipelines.beat()

@@ -12,6 +12,7 @@ from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -35,6 +36,7 @@ class ServerState:
     workers: WorkerBLL
     events: EventBLL
     manager: ManagerBLL
+    pipelines: PipelineBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)

@@ -24,7 +24,7 @@ def embedded_from_config(config: Config, data_dir: str | None = None) -> Embedde
 
 
 def connect(config: Config) -> tuple[Database, EmbeddedDatabase | None]:
-    """Connect the default mongoengine alias; start or join the embedded server when no URI is set.
+    """Connect the default mongoengine alias; start the embedded server when no URI is set.
 
     Returns the pymongo database and the embedded server this process started (to stop it), if any.
     """

@@ -1,9 +1,11 @@
 """Owns the embedded database: a SecantusDB server run as a child process on a loopback port.
 
-One data folder is served by one database process. The process that starts it holds an exclusive
-lock on ``<data_dir>/embedded.lock`` and writes its address to ``<data_dir>/embedded.json``; any
-other process pointed at the same folder (another gunicorn worker, a second ``create_app``) finds
-the lock taken and connects to the running server instead of starting a second one.
+One data folder is served by one database process, owned by one server process. The owner holds
+an exclusive lock on ``<data_dir>/embedded.lock`` and writes the address to
+``<data_dir>/embedded.json`` (gunicorn workers get the address from the master, never from here).
+Another server pointed at the same folder waits for the lock (a restart overlapping the old
+server's shutdown), then fails with a message naming the owner: joining a database that another
+process is about to stop would leave it without one.
 
 SecantusDB is GPL-2.0 and runs as a separate program; this project never imports it.
 """
@@ -79,15 +81,20 @@ class EmbeddedDatabase:
         return self.process is not None and self._owner_pid == os.getpid()
 
     def ensure_running(self) -> str:
-        """Start the server, or join the one another process runs for this folder; return its URI."""
+        """Start the server for this folder once the folder is free; return its URI."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.data_dir / "embedded.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return self._join_running()
+        fd = os.open(self.data_dir / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RuntimeError(f"the data folder {self.data_dir} is in use by another server "
+                                       f"({self._owner_info()}); stop it or use another --data-dir") from None
+                time.sleep(0.2)
         self._lock_fd = fd
         self._owner_pid = os.getpid()
         try:
@@ -97,20 +104,12 @@ class EmbeddedDatabase:
             raise
         return self.uri
 
-    def _join_running(self) -> str:
-        info_path = self.data_dir / "embedded.json"
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            try:
-                info = json.loads(info_path.read_text())
-                self.host, self.port = info["host"], int(info["port"])
-                _wait_until_listening(self.host, self.port, None, max(1.0, deadline - time.monotonic()))
-                log.info("using the embedded database of pid %s at %s:%s", info.get("pid"), self.host, self.port)
-                return self.uri
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.2)
-        raise RuntimeError(f"another process holds {self.data_dir}/embedded.lock but its database "
-                           f"did not answer within {self.start_timeout:.0f}s")
+    def _owner_info(self) -> str:
+        try:
+            info = json.loads((self.data_dir / "embedded.json").read_text())
+            return f"server pid {info.get('owner_pid')}, database on port {info.get('port')}"
+        except (OSError, ValueError):
+            return "owner unknown"
 
     def _start(self) -> None:
         port = self.port or _free_port(self.host)

@@ -1,0 +1,1 @@
+"""Owns the pipeline leader: member registry, member calls, workflow stepping and the heartbeat."""

@@ -1,0 +1,282 @@
+"""Owns pipeline records and their stepping through the member state machine.
+
+A step moves pending -> starting -> started -> running -> completed (or failed / stopped). Every
+move is one ``update_one`` whose filter holds the pipeline's current step and that step's status
+as read, so a heartbeat in another process, or a status report handled at the same moment, can
+never apply a move twice: ``/start`` is sent at most once per step.
+
+A member's ``/status_report`` is a hint: the leader answers it, then asks the member itself with
+``/status_request`` and moves the workflow only on that answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.pipelines.members import MEMBER_WORDS, CallResult, MemberClient, MemberRegistry, log_call
+from apiserver.bll.query import page_bounds
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.pipeline import Pipeline, PipelineLog
+
+log = logging.getLogger(__name__)
+
+REPORT_STATUSES = ("success", "failed", "completed")
+ACTIVE_STEP = ("starting", "started", "running")
+
+
+class PipelineBLL:
+    def __init__(self, registry: MemberRegistry, client: MemberClient, config: dict[str, Any]):
+        self.registry = registry
+        self.client = client
+        self.max_missed = int(config.get("max_missed_beats", 3))
+        self.default_workflow = list(config.get("default_workflow") or [])
+        self.host_only = bool(config.get("reports_from_member_host_only", False))
+        self._pool = ThreadPoolExecutor(max_workers=int(config.get("max_concurrent_calls", 64)),
+                                        thread_name_prefix="pipeline")
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def coll(self):
+        return Pipeline._get_collection()
+
+    # -- records ------------------------------------------------------------------------------
+
+    @staticmethod
+    def to_api(doc: dict[str, Any]) -> dict[str, Any]:
+        steps = [{k: s.get(k) for k in ("container_id", "status", "start_calls", "started", "finished", "reason")}
+                 for s in doc.get("steps") or []]
+        return {"id": doc["_id"], "project_id": doc["project_id"], "user_id": doc["user_id"],
+                "status": doc["status"], "current_step": doc.get("current_step", 0), "steps": steps,
+                "reason": doc.get("reason"), "created": doc.get("created"), "started": doc.get("started"),
+                "finished": doc.get("finished")}
+
+    def get(self, company: str, pipeline_id: str) -> dict[str, Any]:
+        doc = self.coll.find_one({"_id": pipeline_id, "company": company})
+        if doc is None:
+            raise errors.bad_request.InvalidPipelineId(id=pipeline_id)
+        return doc
+
+    def create(self, identity: Identity, project_id: str, workflow: list[str] | None) -> str:
+        workflow = workflow or self.default_workflow
+        if not workflow:
+            raise errors.bad_request.ValidationError("the workflow is empty and no default is configured",
+                                                     error_data={"field": "workflow", "rule": "minItems"})
+        for i, cid in enumerate(workflow):
+            self.registry.check_id(cid, f"workflow.{i}")
+        now = utcnow()
+        doc = {"_id": new_id(), "company": identity.company, "user_id": identity.user, "project_id": project_id,
+               "status": "created", "current_step": 0, "created": now,
+               "steps": [{"container_id": cid, "status": "pending", "start_calls": 0, "misses": 0}
+                         for cid in workflow]}
+        self.coll.insert_one(doc)
+        return doc["_id"]
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        flt: dict[str, Any] = {"company": company}
+        for key in ("status", "project_id"):
+            if data.get(key):
+                flt[key] = {"$in": data[key]} if isinstance(data[key], list) else data[key]
+        skip, limit = page_bounds(data.get("page"), data.get("page_size"))
+        return [self.to_api(d) for d in self.coll.find(flt).sort([("created", -1), ("_id", 1)]).skip(skip)
+                .limit(limit)]
+
+    def get_log(self, company: str, pipeline_id: str) -> list[dict[str, Any]]:
+        self.get(company, pipeline_id)
+        rows = PipelineLog._get_collection().find({"pipeline": pipeline_id}, {"company": 0, "pipeline": 0}) \
+            .sort([("time", 1), ("_id", 1)])
+        return [{k: v for k, v in r.items() if k != "_id"} for r in rows]
+
+    def check_members(self, workflow: list[str]) -> list[dict[str, Any]]:
+        """Ask each member with empty ids whether it is ready, and record the answers."""
+        futures = {cid: self._pool.submit(self.client.call, cid, "status_request", "", "") for cid in workflow}
+        out = []
+        for cid, future in futures.items():
+            result = future.result()
+            ready = self.registry.record_readiness(cid, result)
+            out.append({"container_id": cid, "ready": ready, "answer": result.answer, "error": result.error})
+        return out
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def start(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
+        doc = self.get(identity.company, pipeline_id)
+        if doc["status"] != "created":
+            raise errors.bad_request.InvalidPipelineStatus(f"only created pipelines start (this one is "
+                                                           f"{doc['status']})", id=pipeline_id)
+        busy = self.coll.find_one({"status": "running", "project_id": doc["project_id"], "user_id": doc["user_id"]},
+                                  {"_id": 1})
+        if busy:
+            raise errors.bad_request.InvalidPipelineStatus(
+                "another pipeline of this user and project is running", running=busy["_id"])
+        members = self.check_members(sorted({s["container_id"] for s in doc["steps"]}))
+        not_ready = [m["container_id"] for m in members if not m["ready"]]
+        if not_ready:
+            raise errors.bad_request.MembersNotReady(f"not ready: {not_ready}", error_data={"members": members})
+        moved = self.coll.update_one({"_id": pipeline_id, "status": "created"},
+                                     {"$set": {"status": "running", "started": utcnow()}})
+        if not moved.modified_count:
+            raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
+        self.advance(pipeline_id)  # send the first /start now rather than at the next beat
+        return self.to_api(self.get(identity.company, pipeline_id))
+
+    def stop(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
+        doc = self.get(identity.company, pipeline_id)
+        if doc["status"] not in ("running", "created"):
+            raise errors.bad_request.InvalidPipelineStatus(f"the pipeline is {doc['status']}", id=pipeline_id)
+        moved = self.coll.update_one({"_id": pipeline_id, "status": doc["status"]},
+                                     {"$set": {"status": "stopped", "finished": utcnow(), "reason": "stopped by user"}})
+        if not moved.modified_count:
+            raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
+        i = doc.get("current_step", 0)
+        step = doc["steps"][i]
+        if doc["status"] == "running" and step["status"] in ACTIVE_STEP:
+            result = self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
+            reason = "stopped by user" + ("" if result.answer == "finished" else
+                                          f" (member answered {result.answer or result.error})")
+            self.coll.update_one({"_id": pipeline_id}, {"$set": {f"steps.{i}.status": "stopped",
+                                                                 f"steps.{i}.finished": utcnow(),
+                                                                 f"steps.{i}.reason": reason}})
+        return self.to_api(self.get(identity.company, pipeline_id))
+
+    def delete(self, identity: Identity, pipeline_id: str, force: bool) -> int:
+        doc = self.get(identity.company, pipeline_id)
+        if doc["status"] == "running":
+            if not force:
+                raise errors.bad_request.InvalidPipelineStatus("stop the pipeline first (or use force)",
+                                                               id=pipeline_id)
+            self.stop(identity, pipeline_id)
+        PipelineLog._get_collection().delete_many({"pipeline": pipeline_id})
+        return self.coll.delete_one({"_id": pipeline_id, "company": identity.company}).deleted_count
+
+    # -- stepping -----------------------------------------------------------------------------
+
+    def beat(self) -> int:
+        """One heartbeat: every running pipeline not already being stepped is stepped concurrently."""
+        submitted = 0
+        for doc in self.coll.find({"status": "running"}, {"_id": 1}):
+            with self._lock:
+                if doc["_id"] in self._in_flight:
+                    continue  # a slow member keeps only its own pipeline waiting
+                self._in_flight.add(doc["_id"])
+            self._pool.submit(self._advance_and_release, doc["_id"])
+            submitted += 1
+        return submitted
+
+    def _advance_and_release(self, pipeline_id: str) -> None:
+        try:
+            self.advance(pipeline_id)
+        except Exception:  # noqa: BLE001 - one pipeline's fault must not stop the heartbeat
+            log.exception("stepping pipeline %s failed", pipeline_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(pipeline_id)
+
+    def advance(self, pipeline_id: str) -> None:
+        """Move the pipeline as far as its members' answers allow right now."""
+        for _ in range(1000):  # bounded: one loop per completed step
+            doc = self.coll.find_one({"_id": pipeline_id})
+            if doc is None or doc["status"] != "running":
+                return
+            i = doc.get("current_step", 0)
+            step = doc["steps"][i]
+            if step["status"] == "pending":
+                self._start_step(doc, i)
+                return
+            if step["status"] not in ACTIVE_STEP:
+                return
+            result = self.client.call(step["container_id"], "status_request", doc["user_id"], doc["project_id"], doc)
+            if not self._apply_answer(doc, i, step, result):
+                return
+
+    def _step_filter(self, doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
+        return {"_id": doc["_id"], "status": "running", "current_step": i, f"steps.{i}.status": status}
+
+    def _start_step(self, doc: dict[str, Any], i: int) -> None:
+        step = doc["steps"][i]
+        claimed = self.coll.update_one(self._step_filter(doc, i, "pending"),
+                                       {"$set": {f"steps.{i}.status": "starting"},
+                                        "$inc": {f"steps.{i}.start_calls": 1}})
+        if not claimed.modified_count:
+            return  # another process (or thread) started it
+        result = self.client.call(step["container_id"], "start", doc["user_id"], doc["project_id"], doc)
+        if result.answer == "started":
+            self.coll.update_one(self._step_filter(doc, i, "starting"),
+                                 {"$set": {f"steps.{i}.status": "started", f"steps.{i}.started": utcnow(),
+                                           f"steps.{i}.misses": 0}})
+        else:
+            # Not re-sent: a /start that may have arrived is never repeated.
+            why = f"start answered {result.answer!r}" if result.answer is not None else f"start failed: {result.error}"
+            self._fail(doc, i, "starting", why)
+
+    def _fail(self, doc: dict[str, Any], i: int, from_status: str, reason: str, step_status: str = "failed") -> None:
+        now = utcnow()
+        self.coll.update_one(self._step_filter(doc, i, from_status),
+                             {"$set": {f"steps.{i}.status": step_status, f"steps.{i}.finished": now,
+                                       f"steps.{i}.reason": reason, "status": "failed", "finished": now,
+                                       "reason": f"{doc['steps'][i]['container_id']}: {reason}"}})
+
+    def _apply_answer(self, doc: dict[str, Any], i: int, step: dict[str, Any], result: CallResult) -> bool:
+        """Act on a member's status word; True when the pipeline moved to its next step."""
+        answer, status = result.answer, step["status"]
+        if answer in ("started", "running"):
+            self.coll.update_one(self._step_filter(doc, i, status),
+                                 {"$set": {f"steps.{i}.status": answer, f"steps.{i}.misses": 0,
+                                           f"steps.{i}.last_answer": answer}})
+            return False
+        if answer == "completed":
+            now = utcnow()
+            last = i + 1 == len(doc["steps"])
+            sets = {f"steps.{i}.status": "completed", f"steps.{i}.finished": now}
+            if last:
+                sets.update({"status": "completed", "finished": now})
+            else:
+                sets["current_step"] = i + 1
+            moved = self.coll.update_one(self._step_filter(doc, i, status), {"$set": sets})
+            return bool(moved.modified_count) and not last
+        if answer == "failed":
+            self._fail(doc, i, status, "the member reported failed")
+            return False
+        if answer == "stopped":
+            self._fail(doc, i, status, "the member stopped on its own", step_status="stopped")
+            return False
+        # No answer, "ready" (it lost our job) or a word outside the protocol: a missed beat.
+        if answer is not None:
+            what = "is ready, not running this job" if answer == "ready" else \
+                f"answered {answer!r}, not one of {list(MEMBER_WORDS)}"
+            log_call(doc, "note", step["container_id"], "status_request", {}, None, note=f"member {what}")
+        misses = int(step.get("misses", 0)) + 1
+        if misses >= self.max_missed:
+            self._fail(doc, i, status, f"no usable answer for {misses} beats ({answer or result.error})")
+        else:
+            self.coll.update_one(self._step_filter(doc, i, status), {"$set": {f"steps.{i}.misses": misses}})
+        return False
+
+    # -- the member's report ------------------------------------------------------------------
+
+    def handle_report(self, data: dict[str, Any], remote_addr: str | None) -> str:
+        container_id, status = data["container_id"], data["status"]
+        self.registry.check_id(container_id)
+        if status not in REPORT_STATUSES:
+            raise errors.bad_request.ValidationError(
+                f"status must be one of {list(REPORT_STATUSES)}", error_data={"field": "status", "rule": "enum"})
+        params = {k: data.get(k) for k in ("container_id", "user_id", "project_id", "status")}
+        if self.host_only and remote_addr and self.registry.host_of(container_id) not in (remote_addr,):
+            log_call(None, "from_member", container_id, "status_report", params, None,
+                     project_id=data.get("project_id"), note=f"ignored: sent from {remote_addr}")
+            return "OK"
+        doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
+                                  "user_id": data.get("user_id", "")})
+        current = doc["steps"][doc.get("current_step", 0)] if doc else None
+        if current is None or current["container_id"] != container_id:
+            log_call(doc, "from_member", container_id, "status_report", params, None,
+                     project_id=data.get("project_id"), note="no running step of this project is this member's")
+            return "OK"
+        log_call(doc, "from_member", container_id, "status_report", params, CallResult("OK"))
+        self.advance(doc["_id"])  # confirmed by the member's own /status_request answer
+        return "OK"

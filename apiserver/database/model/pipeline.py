@@ -1,0 +1,60 @@
+"""Owns pipeline records: ordered member steps, their state, and the log of every member call."""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, DictField, Document, IntField, ListField, StringField
+
+from apiserver.database.model.base import CompanyDocument, new_id
+
+
+class Pipeline(CompanyDocument):
+    meta = {
+        "collection": "pipelines",
+        "strict": False,
+        "indexes": [("company", "-created"), ("status", "project_id", "user_id"), ("company", "project_id")],
+    }
+
+    user_id = StringField(required=True)
+    project_id = StringField(required=True)
+    status = StringField(required=True, default="created")  # created, running, completed, failed, stopped
+    current_step = IntField(default=0)
+    # [{container_id, status, start_calls, started, finished, reason, misses, last_answer}]
+    steps = ListField(DictField())
+    reason = StringField()
+    started = DateTimeField()
+    finished = DateTimeField()
+    last_beat = DateTimeField()
+
+
+class PipelineLog(Document):
+    """One call to or from a member, with its answer and time (pipelines.get_log)."""
+
+    meta = {"collection": "pipeline_log", "indexes": [("pipeline", "time"), ("company", "project_id", "time")]}
+
+    id = StringField(primary_key=True, default=new_id)
+    company = StringField()
+    pipeline = StringField()
+    project_id = StringField()
+    time = DateTimeField(required=True)
+    direction = StringField(required=True)  # to_member, from_member, note
+    container_id = StringField()
+    call = StringField()
+    params = DictField()
+    answer = StringField()
+    error = StringField()
+    duration_ms = IntField()
+
+
+class PipelineMember(Document):
+    """A member registered at run time (overrides the config registry), and its last readiness."""
+
+    meta = {"collection": "pipeline_members"}
+
+    id = StringField(primary_key=True)  # container id
+    url = StringField(required=True)
+    registered_by = StringField()
+    registered = DateTimeField()
+    ready = IntField()
+    last_check = DateTimeField()
+    last_answer = StringField()
+    host_only = ListField(StringField())

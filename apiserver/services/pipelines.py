@@ -1,0 +1,74 @@
+"""Handlers of the pipeline leader: pipelines.*, members.* and the members' /status_report."""
+
+from __future__ import annotations
+
+from apiserver.service_repo import Call, endpoint
+from apiserver.state import get_state
+
+
+def _pipelines():
+    return get_state().pipelines
+
+
+@endpoint("pipelines.status_report")
+def status_report(call: Call) -> str:
+    return _pipelines().handle_report(call.data, call.remote_addr)
+
+
+@endpoint("pipelines.create")
+def create(call: Call) -> dict:
+    return {"id": _pipelines().create(call.identity, call.data["project_id"], call.data.get("workflow"))}
+
+
+@endpoint("pipelines.get_all")
+def get_all(call: Call) -> dict:
+    return {"pipelines": _pipelines().get_all(call.company, call.data)}
+
+
+@endpoint("pipelines.get_by_id")
+def get_by_id(call: Call) -> dict:
+    p = _pipelines()
+    return {"pipeline": p.to_api(p.get(call.company, call.data["pipeline"]))}
+
+
+@endpoint("pipelines.start")
+def start(call: Call) -> dict:
+    return {"pipeline": _pipelines().start(call.identity, call.data["pipeline"])}
+
+
+@endpoint("pipelines.stop")
+def stop(call: Call) -> dict:
+    return {"pipeline": _pipelines().stop(call.identity, call.data["pipeline"])}
+
+
+@endpoint("pipelines.delete")
+def delete(call: Call) -> dict:
+    return {"deleted": _pipelines().delete(call.identity, call.data["pipeline"], bool(call.data.get("force")))}
+
+
+@endpoint("pipelines.get_log")
+def get_log(call: Call) -> dict:
+    return {"events": _pipelines().get_log(call.company, call.data["pipeline"])}
+
+
+@endpoint("pipelines.check_members")
+def check_members(call: Call) -> dict:
+    p = _pipelines()
+    if call.data.get("pipeline"):
+        ids = sorted({s["container_id"] for s in p.get(call.company, call.data["pipeline"])["steps"]})
+    else:
+        ids = call.data.get("container_ids") or sorted(p.registry.known_ids())
+    for i, cid in enumerate(ids):
+        p.registry.check_id(cid, f"container_ids.{i}")
+    return {"members": p.check_members(ids)}
+
+
+@endpoint("members.register")
+def register(call: Call) -> dict:
+    _pipelines().registry.register(call.data["container_id"], call.data["url"], call.user)
+    return {}
+
+
+@endpoint("members.get_all")
+def members_get_all(call: Call) -> dict:
+    return {"members": _pipelines().registry.all()}

@@ -1,0 +1,263 @@
+"""The pipeline leader end to end: a real server process with its heartbeat, real member processes
+(member_kit), completion in order, failures, hung members, stops, forged reports, two leaders on
+one database, and a restart in the middle of a pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from uuid import uuid4
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, ApiClient, ServerProcess, free_port
+
+FAST = {"APISERVER__pipeline__heartbeat_sec": "1", "APISERVER__pipeline__read_timeout_sec": "1",
+        "APISERVER__pipeline__connect_timeout_sec": "1", "APISERVER__pipeline__max_missed_beats": "2",
+        "APISERVER__scheduler__lease_renew_sec": "1", "APISERVER__scheduler__lease_ttl_sec": "4"}
+
+
+class Members:
+    """Real member processes; each registered with the leader at run time."""
+
+    def __init__(self, leader_url: str, log_dir):
+        self.leader_url = leader_url
+        self.log_dir = log_dir
+        self.procs: dict[str, tuple[subprocess.Popen, int]] = {}
+
+    def start(self, container_id: str, work: str = "0.3:success", *flags: str) -> int:
+        port = free_port()
+        log = open(self.log_dir / f"member-{container_id}-{port}.log", "wb")  # noqa: SIM115 - child's
+        proc = subprocess.Popen([sys.executable, "-m", "member_kit", "--container-id", container_id, "--port",
+                                 str(port), "--leader", self.leader_url, "--work", work, *flags], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/_calls", timeout=0.5)
+                break
+            except requests.RequestException:
+                if "--unresponsive" in flags:
+                    time.sleep(0.5)
+                    break
+                time.sleep(0.1)
+        self.procs[container_id] = (proc, port)
+        return port
+
+    def url(self, container_id: str) -> str:
+        return f"http://127.0.0.1:{self.procs[container_id][1]}"
+
+    def calls(self, container_id: str) -> dict:
+        return requests.get(self.url(container_id) + "/_calls", timeout=5).json()
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs.values():
+            proc.kill()
+            proc.wait(10)
+        self.procs.clear()
+
+
+@pytest.fixture(scope="module")
+def leader(mongo_uri, tmp_path_factory):
+    db_name = f"pipelines_{uuid4().hex[:8]}"
+    proc = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path_factory.mktemp("leader"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def members(leader, tmp_path):
+    group = Members(leader.base_url, tmp_path)
+    yield group
+    group.stop_all()
+
+
+def register(admin: ApiClient, members: Members, *ids: str) -> None:
+    for cid in ids:
+        admin.call("members.register", container_id=cid, url=members.url(cid))
+
+
+def wait_for(admin: ApiClient, pipeline: str, statuses=("completed", "failed", "stopped"), timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = admin.call("pipelines.get_by_id", pipeline=pipeline)["pipeline"]
+        if doc["status"] in statuses:
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"pipeline still {doc['status']}: {doc}")
+
+
+def test_three_members_complete_in_order(leader, members):
+    admin = leader.admin()
+    for cid in ("labelling", "bms", "neck_nas"):
+        members.start(cid, "0.5:success")
+    register(admin, members, "labelling", "bms", "neck_nas")
+    pid = admin.call("pipelines.create", project_id=f"p-{uuid4().hex[:6]}",
+                     workflow=["labelling", "bms", "neck_nas"])["id"]
+    checks = admin.call("pipelines.check_members", pipeline=pid)["members"]
+    assert {m["container_id"]: m["ready"] for m in checks} == {"bms": True, "labelling": True, "neck_nas": True}
+    started = admin.call("pipelines.start", pipeline=pid)["pipeline"]
+    assert started["status"] == "running" and started["steps"][0]["start_calls"] == 1
+    done = wait_for(admin, pid)
+    assert done["status"] == "completed"
+    assert [(s["container_id"], s["status"], s["start_calls"]) for s in done["steps"]] == [
+        ("labelling", "completed", 1), ("bms", "completed", 1), ("neck_nas", "completed", 1)]
+    for cid in ("labelling", "bms", "neck_nas"):
+        assert members.calls(cid)["start"] == 1
+    events = admin.call("pipelines.get_log", pipeline=pid)["events"]
+    starts = [e["container_id"] for e in events if e["call"] == "start"]
+    assert starts == ["labelling", "bms", "neck_nas"]
+    assert any(e["direction"] == "from_member" and e["call"] == "status_report" for e in events)
+    assert all(e["time"] and e["direction"] in ("to_member", "from_member", "note") for e in events)
+    assert any(e["call"] == "status_request" and e["answer"] == "completed" for e in events)
+
+
+def test_a_failing_member_fails_the_pipeline_and_later_members_never_start(leader, members):
+    admin = leader.admin()
+    members.start("labelling", "0.2:success")
+    members.start("bms", "0.2:failure")
+    members.start("neck_nas", "0.2:success")
+    register(admin, members, "labelling", "bms", "neck_nas")
+    pid = admin.call("pipelines.create", project_id=f"p-{uuid4().hex[:6]}",
+                     workflow=["labelling", "bms", "neck_nas"])["id"]
+    admin.call("pipelines.start", pipeline=pid)
+    done = wait_for(admin, pid)
+    assert done["status"] == "failed" and "bms" in done["reason"]
+    assert [s["status"] for s in done["steps"]] == ["completed", "failed", "pending"]
+    assert members.calls("neck_nas").get("start", 0) == 0
+
+
+def test_a_hung_member_fails_its_step_and_others_keep_going(leader, members):
+    admin = leader.admin()
+    members.start("vis2code", "30:success", "--freeze-after-start")
+    members.start("code_gen", "0.3:success")
+    members.start("cloud_deploy", "0.3:success")
+    register(admin, members, "vis2code", "code_gen", "cloud_deploy")
+    hung = admin.call("pipelines.create", project_id=f"h-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
+    fine = admin.call("pipelines.create", project_id=f"f-{uuid4().hex[:6]}",
+                      workflow=["code_gen", "cloud_deploy"])["id"]
+    admin.call("pipelines.start", pipeline=hung)
+    began = time.monotonic()
+    admin.call("pipelines.start", pipeline=fine)
+    assert wait_for(admin, fine)["status"] == "completed"
+    fine_took = time.monotonic() - began
+    failed = wait_for(admin, hung, timeout=60)
+    assert failed["status"] == "failed" and "no usable answer" in failed["steps"][0]["reason"]
+    assert fine_took < 15, f"the healthy pipeline took {fine_took:.1f}s next to a hung member"
+
+
+def test_stop_in_the_middle(leader, members):
+    admin = leader.admin()
+    members.start("backbone_nas", "0.2:success")
+    members.start("ondevice_deploy", "60:success")
+    members.start("bms", "0.2:success")
+    register(admin, members, "backbone_nas", "ondevice_deploy", "bms")
+    pid = admin.call("pipelines.create", project_id=f"s-{uuid4().hex[:6]}",
+                     workflow=["backbone_nas", "ondevice_deploy", "bms"])["id"]
+    admin.call("pipelines.start", pipeline=pid)
+    deadline = time.monotonic() + 30
+    while admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stopped = admin.call("pipelines.stop", pipeline=pid)["pipeline"]
+    assert stopped["status"] == "stopped" and stopped["steps"][1]["status"] == "stopped"
+    assert members.calls("ondevice_deploy")["stop"] == 1
+    time.sleep(2.5)  # beats pass; nothing moves a stopped pipeline
+    assert admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["status"] == "stopped"
+    assert members.calls("bms").get("start", 0) == 0
+    assert admin.error("pipelines.start", pipeline=pid).subcode == 1202
+    assert admin.call("pipelines.delete", pipeline=pid) == {"deleted": 1}
+
+
+def test_forged_and_misdirected_reports_move_nothing(leader, members):
+    admin = leader.admin()
+    members.start("labelling", "30:success")
+    register(admin, members, "labelling")
+    project = f"forge-{uuid4().hex[:6]}"
+    pid = admin.call("pipelines.create", project_id=project, workflow=["labelling"])["id"]
+    user = admin.call("pipelines.start", pipeline=pid)["pipeline"]["user_id"]
+    forged = requests.get(leader.base_url + "/status_report", params={
+        "container_id": "labelling", "user_id": user, "project_id": project, "status": "success"})
+    assert forged.status_code == 200 and forged.text == "OK"
+    time.sleep(1.5)
+    doc = admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]
+    assert doc["status"] == "running" and doc["steps"][0]["status"] == "running"  # the member says running
+    other = requests.get(leader.base_url + "/status_report", params={
+        "container_id": "bms", "user_id": user, "project_id": "no-such-project", "status": "failed"})
+    assert other.status_code == 200
+    for params in ({"container_id": "nope", "status": "success"}, {"container_id": "bms", "status": "done"},
+                   {"status": "success"}):
+        bad = requests.get(leader.base_url + "/status_report", params=params)
+        assert bad.status_code == 400 and bad.text, params
+    admin.call("pipelines.stop", pipeline=pid)
+
+
+def test_validation_and_roles(leader, server):
+    admin = leader.admin()
+    err = admin.error("pipelines.create", project_id="x", workflow=["bms", "nope"])
+    assert err.code == 400 and err.meta["error_data"]["field"] == "workflow.1"
+    assert admin.error("pipelines.get_by_id", pipeline="0" * 32).subcode == 1201
+    assert admin.error("members.register", container_id="x", url="ftp://nowhere").code == 400
+    assert admin.error("members.register", container_id="Bad Id", url="http://h:1").code == 400
+    made = admin.call("users.create", name="plain", role="user", credentials=True)["credentials"]
+    plain = leader.client().login(made["access_key"], made["secret_key"])
+    assert plain.error("members.register", container_id="x1", url="http://h:1").code == 403
+    assert "bms" in {m["container_id"] for m in plain.call("members.get_all")["members"]}
+    not_ready = admin.call("pipelines.create", project_id="nr", workflow=["cloud_deploy"])["id"]
+    admin.call("members.register", container_id="cloud_deploy", url=f"http://127.0.0.1:{free_port()}")
+    err = admin.error("pipelines.start", pipeline=not_ready)
+    assert err.subcode == 1204 and "cloud_deploy" in err.msg
+
+
+def test_two_leaders_start_each_member_once(mongo_uri, tmp_path, members):
+    db_name = f"two_leaders_{uuid4().hex[:8]}"
+    first = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path)
+    second = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path)
+    try:
+        members.leader_url = first.base_url
+        for cid in ("labelling", "bms", "neck_nas"):
+            members.start(cid, "0.5:success")
+        admin = first.admin()
+        register(admin, members, "labelling", "bms", "neck_nas")
+        pids = [admin.call("pipelines.create", project_id=f"two-{i}", workflow=["labelling", "bms", "neck_nas"])["id"]
+                for i in range(2)]
+        admin.call("pipelines.start", pipeline=pids[0])
+        wait_for(admin, pids[0])
+        second.admin().call("pipelines.start", pipeline=pids[1])
+        for pid in pids:
+            done = wait_for(admin, pid)
+            assert done["status"] == "completed" and [s["start_calls"] for s in done["steps"]] == [1, 1, 1]
+        for cid in ("labelling", "bms", "neck_nas"):
+            assert members.calls(cid)["start"] == 2  # one per step, two pipelines
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_restart_in_the_middle_resumes(mongo_uri, tmp_path, members):
+    db_name = f"restart_{uuid4().hex[:8]}"
+    server = ServerProcess(mongo_uri, db_name, workers=1, extra_env=FAST)
+    port = server.port
+    server.start(tmp_path)
+    members.leader_url = server.base_url
+    members.start("labelling", "0.2:success")
+    members.start("bms", "4:success")
+    members.start("neck_nas", "0.2:success")
+    admin = server.admin()
+    register(admin, members, "labelling", "bms", "neck_nas")
+    pid = admin.call("pipelines.create", project_id="restart", workflow=["labelling", "bms", "neck_nas"])["id"]
+    admin.call("pipelines.start", pipeline=pid)
+    deadline = time.monotonic() + 30
+    while admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    server.stop()
+    again = ServerProcess(mongo_uri, db_name, workers=1, extra_env=FAST, port=port).start(tmp_path)
+    try:
+        done = wait_for(again.admin(), pid)
+        assert done["status"] == "completed" and [s["start_calls"] for s in done["steps"]] == [1, 1, 1]
+        assert members.calls("bms")["start"] == 1
+    finally:
+        again.stop()
