@@ -107,7 +107,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
 def build_pipelines(config: Config) -> PipelineBLL:
     cfg = config.get("pipeline", {})
     registry = MemberRegistry(cfg)
-    client = MemberClient(registry, float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)))
+    client = MemberClient(registry, float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)),
+                          int(cfg.get("max_concurrent_calls", 64)))
     return PipelineBLL(registry, client, cfg)
 
 

@@ -97,8 +97,9 @@ class ApiServer:
 
     KEY, SECRET = "BENCHADMINKEY00000000000", "bench-admin-secret-000000000000000"
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, workers: int = 1, env: dict[str, str] | None = None):
         self.workers = workers
+        self.extra_env = env or {}
 
     def __enter__(self) -> ApiServer:
         import shutil
@@ -116,7 +117,8 @@ class ApiServer:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "APISERVER__database__uri": uri, "APISERVER__database__name": "bench",
                "APISERVER_ADMIN_ACCESS_KEY": self.KEY, "APISERVER_ADMIN_SECRET_KEY": self.SECRET,
-               "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING"}
+               "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING",
+               **self.extra_env}
         self.proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--port", str(self.port), "--workers",
                                       str(self.workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)

@@ -63,6 +63,11 @@ def check_members(call: Call) -> dict:
     return {"members": p.check_members(ids)}
 
 
+@endpoint("pipelines.get_heartbeat_stats")
+def get_heartbeat_stats(call: Call) -> dict:
+    return _pipelines().heartbeat_stats()
+
+
 @endpoint("members.register")
 def register(call: Call) -> dict:
     _pipelines().registry.register(call.data["container_id"], call.data["url"], call.user)

@@ -6,6 +6,7 @@ and duration; a call never raises: a fault comes back as an answer of None with 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -88,10 +89,15 @@ class MemberRegistry:
 
 
 class MemberClient:
-    def __init__(self, registry: MemberRegistry, connect_timeout: float, read_timeout: float):
+    def __init__(self, registry: MemberRegistry, connect_timeout: float, read_timeout: float,
+                 max_connections: int = 64):
         self.registry = registry
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
+        # Keep one connection per concurrent caller (the default keeps 10 per host and churns).
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=max_connections, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def call(self, container_id: str, command: str, user_id: str, project_id: str,
              pipeline: dict[str, Any] | None = None) -> CallResult:
@@ -110,10 +116,39 @@ class MemberClient:
         return result
 
 
+class CallLog:
+    """Log entries of member calls, written in batches: one insert per heartbeat cycle, not per call.
+
+    ``flush`` runs at the end of every cycle and command and before the log is read; at most a
+    cycle's worth of entries waits in memory.
+    """
+
+    def __init__(self, max_pending: int = 2000):
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._max = max_pending
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(entry)
+            full = len(self._pending) >= self._max
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            PipelineLog._get_collection().insert_many(batch, ordered=False)
+
+
+CALL_LOG = CallLog()
+
+
 def log_call(pipeline: dict[str, Any] | None, direction: str, container_id: str | None, call: str,
              params: dict[str, Any], result: CallResult | None, duration_ms: int | None = None,
              project_id: str | None = None, note: str | None = None) -> None:
-    PipelineLog._get_collection().insert_one({
+    CALL_LOG.add({
         "_id": new_id(), "company": (pipeline or {}).get("company"), "pipeline": (pipeline or {}).get("_id"),
         "project_id": project_id or (pipeline or {}).get("project_id"), "time": utcnow(), "direction": direction,
         "container_id": container_id, "call": call, "params": params,

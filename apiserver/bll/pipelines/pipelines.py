@@ -12,16 +12,25 @@ A member's ``/status_report`` is a hint: the leader answers it, then asks the me
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.pipelines.members import MEMBER_WORDS, CallResult, MemberClient, MemberRegistry, log_call
+from apiserver.bll.pipelines.members import (
+    CALL_LOG,
+    MEMBER_WORDS,
+    CallResult,
+    MemberClient,
+    MemberRegistry,
+    log_call,
+)
 from apiserver.bll.query import page_bounds
 from apiserver.database.model.base import new_id, utcnow
-from apiserver.database.model.pipeline import Pipeline, PipelineLog
+from apiserver.database.model.pipeline import Pipeline, PipelineHeartbeat, PipelineLog
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,7 @@ class PipelineBLL:
 
     def get_log(self, company: str, pipeline_id: str) -> list[dict[str, Any]]:
         self.get(company, pipeline_id)
+        CALL_LOG.flush()
         rows = PipelineLog._get_collection().find({"pipeline": pipeline_id}, {"company": 0, "pipeline": 0}) \
             .sort([("time", 1), ("_id", 1)])
         return [{k: v for k, v in r.items() if k != "_id"} for r in rows]
@@ -100,6 +110,7 @@ class PipelineBLL:
             result = future.result()
             ready = self.registry.record_readiness(cid, result)
             out.append({"container_id": cid, "ready": ready, "answer": result.answer, "error": result.error})
+        CALL_LOG.flush()
         return out
 
     # -- commands -----------------------------------------------------------------------------
@@ -123,6 +134,7 @@ class PipelineBLL:
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
         self.advance(pipeline_id)  # send the first /start now rather than at the next beat
+        CALL_LOG.flush()
         return self.to_api(self.get(identity.company, pipeline_id))
 
     def stop(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
@@ -142,6 +154,7 @@ class PipelineBLL:
             self.coll.update_one({"_id": pipeline_id}, {"$set": {f"steps.{i}.status": "stopped",
                                                                  f"steps.{i}.finished": utcnow(),
                                                                  f"steps.{i}.reason": reason}})
+        CALL_LOG.flush()
         return self.to_api(self.get(identity.company, pipeline_id))
 
     def delete(self, identity: Identity, pipeline_id: str, force: bool) -> int:
@@ -157,30 +170,61 @@ class PipelineBLL:
     # -- stepping -----------------------------------------------------------------------------
 
     def beat(self) -> int:
-        """One heartbeat: every running pipeline not already being stepped is stepped concurrently."""
-        submitted = 0
-        for doc in self.coll.find({"status": "running"}, {"_id": 1}):
+        """One heartbeat: every running pipeline not already being stepped is stepped concurrently.
+
+        When the last of them is done, the cycle's duration is recorded (``heartbeat_stats``)."""
+        began = time.monotonic()
+        docs = []
+        for doc in self.coll.find({"status": "running"}):
             with self._lock:
                 if doc["_id"] in self._in_flight:
                     continue  # a slow member keeps only its own pipeline waiting
                 self._in_flight.add(doc["_id"])
-            self._pool.submit(self._advance_and_release, doc["_id"])
-            submitted += 1
-        return submitted
+            docs.append(doc)
+        if not docs:
+            return 0
+        remaining = [len(docs)]
 
-    def _advance_and_release(self, pipeline_id: str) -> None:
+        def done(_future) -> None:
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                CALL_LOG.flush()
+                self._record_cycle(len(docs), time.monotonic() - began)
+
+        for doc in docs:
+            self._pool.submit(self._advance_and_release, doc["_id"], doc).add_done_callback(done)
+        return len(docs)
+
+    @staticmethod
+    def _record_cycle(pipelines: int, seconds: float) -> None:
+        PipelineHeartbeat._get_collection().update_one(
+            {"_id": "last_cycle"}, {"$set": {"pipelines": pipelines, "seconds": round(seconds, 4),
+                                             "at": utcnow(), "pid": os.getpid()}}, upsert=True)
+
+    @staticmethod
+    def heartbeat_stats() -> dict[str, Any]:
+        doc = PipelineHeartbeat._get_collection().find_one({"_id": "last_cycle"}) or {}
+        return {k: doc.get(k) for k in ("pipelines", "seconds", "at", "pid")}
+
+    def _advance_and_release(self, pipeline_id: str, doc: dict[str, Any] | None = None) -> None:
         try:
-            self.advance(pipeline_id)
+            self.advance(pipeline_id, doc)
         except Exception:  # noqa: BLE001 - one pipeline's fault must not stop the heartbeat
             log.exception("stepping pipeline %s failed", pipeline_id)
         finally:
             with self._lock:
                 self._in_flight.discard(pipeline_id)
 
-    def advance(self, pipeline_id: str) -> None:
-        """Move the pipeline as far as its members' answers allow right now."""
+    def advance(self, pipeline_id: str, doc: dict[str, Any] | None = None) -> None:
+        """Move the pipeline as far as its members' answers allow right now.
+
+        ``doc`` (as the heartbeat just read it) saves a read; it may be stale, which is safe: every
+        move is conditional on the state it was decided from.
+        """
         for _ in range(1000):  # bounded: one loop per completed step
-            doc = self.coll.find_one({"_id": pipeline_id})
+            doc = doc or self.coll.find_one({"_id": pipeline_id})
             if doc is None or doc["status"] != "running":
                 return
             i = doc.get("current_step", 0)
@@ -193,6 +237,7 @@ class PipelineBLL:
             result = self.client.call(step["container_id"], "status_request", doc["user_id"], doc["project_id"], doc)
             if not self._apply_answer(doc, i, step, result):
                 return
+            doc = None  # moved on: read the new state
 
     def _step_filter(self, doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
         return {"_id": doc["_id"], "status": "running", "current_step": i, f"steps.{i}.status": status}
@@ -225,9 +270,10 @@ class PipelineBLL:
         """Act on a member's status word; True when the pipeline moved to its next step."""
         answer, status = result.answer, step["status"]
         if answer in ("started", "running"):
-            self.coll.update_one(self._step_filter(doc, i, status),
-                                 {"$set": {f"steps.{i}.status": answer, f"steps.{i}.misses": 0,
-                                           f"steps.{i}.last_answer": answer}})
+            if answer != status or step.get("misses"):  # record a change (running included); skip a no-op
+                self.coll.update_one(self._step_filter(doc, i, status),
+                                     {"$set": {f"steps.{i}.status": answer, f"steps.{i}.misses": 0,
+                                               f"steps.{i}.last_answer": answer}})
             return False
         if answer == "completed":
             now = utcnow()
@@ -276,7 +322,9 @@ class PipelineBLL:
         if current is None or current["container_id"] != container_id:
             log_call(doc, "from_member", container_id, "status_report", params, None,
                      project_id=data.get("project_id"), note="no running step of this project is this member's")
+            CALL_LOG.flush()
             return "OK"
         log_call(doc, "from_member", container_id, "status_report", params, CallResult("OK"))
         self.advance(doc["_id"])  # confirmed by the member's own /status_request answer
+        CALL_LOG.flush()
         return "OK"

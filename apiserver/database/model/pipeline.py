@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, DictField, Document, IntField, ListField, StringField
+from mongoengine import DateTimeField, DictField, Document, FloatField, IntField, ListField, StringField
 
 from apiserver.database.model.base import CompanyDocument, new_id
 
@@ -58,3 +58,15 @@ class PipelineMember(Document):
     last_check = DateTimeField()
     last_answer = StringField()
     host_only = ListField(StringField())
+
+
+class PipelineHeartbeat(Document):
+    """The last heartbeat cycle: how many pipelines it stepped and how long that took."""
+
+    meta = {"collection": "pipeline_heartbeat"}
+
+    id = StringField(primary_key=True)
+    pipelines = IntField()
+    seconds = FloatField()
+    at = DateTimeField()
+    pid = IntField()
