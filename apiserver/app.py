@@ -93,7 +93,6 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):
         queues.ensure_default(company.id)
-    _run_startup_hooks(state)
     if start_scheduler if start_scheduler is not None else config.get("scheduler.enabled", True):
         import apiserver.jobs  # noqa: F401 - registers the periodic jobs
         from apiserver.scheduler import start_scheduler as start
@@ -135,18 +134,5 @@ def _import_models() -> None:
         importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
-_STARTUP_HOOKS: list = []
 
-
-def on_startup(fn):
-    """Register ``fn(state)`` to run once the app is built (e.g. create the default queue)."""
-    _STARTUP_HOOKS.append(fn)
-    return fn
-
-
-def _run_startup_hooks(state: ServerState) -> None:
-    for hook in _STARTUP_HOOKS:
-        hook(state)
-
-
-__all__ = ["create_app", "get_state", "on_startup"]
+__all__ = ["create_app", "get_state"]

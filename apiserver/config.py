@@ -18,6 +18,8 @@ from typing import Any
 from pyhocon import ConfigFactory, ConfigTree
 from pyhocon.exceptions import ConfigException
 
+from apiserver.plain import to_plain
+
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config" / "default"
 ENV_PREFIX = "APISERVER__"
 ENV_CONFIG_DIRS = "APISERVER_CONFIG_DIR"
@@ -39,7 +41,7 @@ def _parse_value(name: str, raw: str) -> Any:
     if not (_SCALAR.match(text) or text[:1] in "[{"):
         return raw
     try:
-        return _to_plain(ConfigFactory.parse_string(f"v = {text}")["v"])
+        return to_plain(ConfigFactory.parse_string(f"v = {text}")["v"])
     except Exception as exc:  # pyparsing raises many kinds
         raise ConfigError(f"cannot parse environment variable {name}={raw!r}: {exc}") from exc
 
@@ -55,13 +57,6 @@ def _load_dir(tree: ConfigTree, folder: Path) -> ConfigTree:
         tree.put(path.stem, merged[path.stem], append=False)
     return tree
 
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, ConfigTree):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    return value
 
 
 class Config(Mapping):
@@ -92,15 +87,8 @@ class Config(Mapping):
         return len(self._data)
 
     def as_dict(self) -> dict[str, Any]:
-        return _deepcopy(self._data)
+        return to_plain(self._data)
 
-
-def _deepcopy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deepcopy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deepcopy(v) for v in value]
-    return value
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -126,7 +114,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: dict[str, Any] 
             _load_dir(tree, Path(folder))
     except ConfigException as exc:
         raise ConfigError(str(exc)) from exc
-    data = _to_plain(tree)
+    data = to_plain(tree)
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue

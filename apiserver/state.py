@@ -40,8 +40,6 @@ class ServerState:
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)
-    # Domain objects (queues, pipelines, ...) register themselves here by name.
-    services: dict[str, Any] = field(default_factory=dict)
 
 
 _STATE: ServerState | None = None

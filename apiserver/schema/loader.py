@@ -22,6 +22,8 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError
 from pyhocon import ConfigFactory
 
+from apiserver.plain import to_plain
+
 SERVICES_DIR = Path(__file__).resolve().parent / "services"
 
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
@@ -143,14 +145,6 @@ def _parse_file(path: Path) -> dict[str, Any]:
     return tree.as_plain_ordered_dict()
 
 
-def _plain(value: Any) -> Any:
-    """OrderedDicts to dicts, recursively, so schemas are plain JSON values."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
 
 def _refs(node: Any) -> set[str]:
     found: set[str] = set()
@@ -231,7 +225,7 @@ def _check_schema(schema: Any, where: str) -> None:
 def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
     """Parse one service file into its endpoint specs (one per declared version)."""
     service = service or path.stem
-    data = _plain(_parse_file(path))
+    data = to_plain(_parse_file(path))
     definitions = data.get("_definitions") or {}
     specs: list[EndpointSpec] = []
     for action, entry in data.items():

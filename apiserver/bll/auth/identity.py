@@ -7,8 +7,6 @@ from dataclasses import dataclass
 # Strongest first. system and root pass every role check; guest is read-only.
 ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
 SUPER_ROLES = frozenset({"system", "root"})
-# The model registry's roles map onto these.
-REGISTRY_ROLE_ALIASES = {"SUPERVISOR": "admin", "USER": "user"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +23,3 @@ class Identity:
         return {"user": self.user, "company": self.company, "role": self.role,
                 "user_name": self.user_name, "company_name": self.company_name}
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role in SUPER_ROLES or self.role == "admin"

@@ -152,8 +152,6 @@ class AuthBLL:
             raise errors.unauthorized.InvalidCredentials()
         return self.identity_of(user)
 
-    def touch_credentials(self, access_key: str) -> None:
-        Credentials.objects(access_key=access_key).update(set__last_used=utcnow())
 
     # -- bootstrap ----------------------------------------------------------------------------
 
