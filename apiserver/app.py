@@ -18,6 +18,7 @@ from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
+from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, load_config
@@ -80,6 +81,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
     dispatcher.register(app)
     queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL()
+    deployments = DeploymentBLL(config.get("registry", {}))
     worker_timeout = int(config.get("workers.timeout_sec", 600))
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
@@ -88,6 +90,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
                         workers=WorkerBLL(worker_timeout), events=events,
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
+                        deployments=deployments,
+                        models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10))),
                         embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state

@@ -15,6 +15,7 @@ from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
+from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config
@@ -37,6 +38,8 @@ class ServerState:
     events: EventBLL
     manager: ManagerBLL
     pipelines: PipelineBLL
+    deployments: DeploymentBLL
+    models: ModelRegistryBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)

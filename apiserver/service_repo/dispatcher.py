@@ -248,8 +248,10 @@ class Dispatcher:
             return Response("" if result is None else str(result), status=http.status, mimetype="text/plain")
         if http.style == "rpc":
             return self._envelope(uuid4().hex, "", spec.name, spec.version_str, spec, 200, 0, "OK", result)
-        if result is None and http.status == 204:
-            return Response(status=204)
+        if http.status == 204:
+            # HTTP allows no body with 204: a confirmation ({message, message_code}) goes in headers.
+            headers = {f"X-{k.replace('_', '-').title()}": str(v) for k, v in (result or {}).items()}
+            return Response(status=204, headers=headers)
         return Response(dumps(result), status=http.status, mimetype="application/json")
 
     def _rest_error(self, exc: APIError, call_id: str, spec: EndpointSpec | None,

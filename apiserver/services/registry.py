@@ -1,0 +1,64 @@
+"""Handlers of the model registry (/api/model) and deployments (/api/deployment)."""
+
+from __future__ import annotations
+
+from apiserver.service_repo import Call, endpoint
+from apiserver.state import get_state
+
+DELETED_MODEL = {"message": "The TANGO Model has been deleted", "message_code": "ok"}
+DELETED_DEPLOYMENT = {"message": "The TANGO Deployment has been deleted", "message_code": "ok"}
+
+
+@endpoint("deployments.create")
+def create_deployment(call: Call) -> list:
+    return [get_state().deployments.create(call.identity, call.data)]
+
+
+@endpoint("deployments.get_all")
+def list_deployments(call: Call) -> list:
+    bll = get_state().deployments
+    return [bll.to_api(d, call.identity.company_name) for d in bll.list(call.company)]
+
+
+@endpoint("deployments.get")
+def get_deployment(call: Call) -> list:
+    bll = get_state().deployments
+    return [bll.to_api(bll.get(call.company, call.data["deploymentKey"]), call.identity.company_name)]
+
+
+@endpoint("deployments.delete")
+def delete_deployment(call: Call) -> dict:
+    get_state().deployments.delete(call.company, call.data["deploymentKey"])
+    return DELETED_DEPLOYMENT
+
+
+@endpoint("models.create")
+def create_model(call: Call) -> list:
+    payload = {k: v for k, v in call.data.items()}
+    return get_state().models.register(call.identity, payload)
+
+
+@endpoint("models.get_all")
+def list_models(call: Call) -> list:
+    bll = get_state().models
+    return [bll.to_api(d, call.identity.company_name)
+            for d in bll.list(call.company, call.data.get("page"), call.data.get("page_size"))]
+
+
+@endpoint("models.get")
+def get_model(call: Call) -> dict:
+    bll = get_state().models
+    return bll.to_api(bll.get(call.company, call.data["modelCode"], call.data["modelVersion"]),
+                      call.identity.company_name)
+
+
+@endpoint("models.delete")
+def delete_model(call: Call) -> dict:
+    get_state().models.delete(call.company, call.data["modelCode"], call.data["modelVersion"])
+    return DELETED_MODEL
+
+
+@endpoint("models.invoke")
+def invoke_model(call: Call):
+    payload = {k: v for k, v in call.data.items() if k not in ("modelCode", "modelVersion")}
+    return get_state().models.invoke(call.company, call.data["modelCode"], call.data["modelVersion"], payload)
