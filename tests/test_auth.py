@@ -129,7 +129,7 @@ def test_registry_token_form(admin, server):
     bearer = {"Authorization": f"Bearer {body['access']}"}
     spaces = requests.get(server.base_url + "/api/auth/workspace", headers=bearer)
     assert spaces.status_code == 200 and spaces.json() == [{"id": body["workspace"]["id"], "name": "default",
-                                                            "role": "user"}]
+                                                            "role": "user", "registry_role": "USER"}]
     for bad in ({"email": "reg@example.com", "password": "wrong"},
                 {"email": "reg@example.com", "password": "correct-horse", "workspace": "other-co"},
                 {"access_key": ADMIN_KEY, "secret_key": "nope"}):
@@ -140,6 +140,9 @@ def test_registry_token_form(admin, server):
     resp = requests.post(server.base_url + "/api/auth/token/obtain",
                          json={"access_key": ADMIN_KEY, "secret_key": ADMIN_SECRET, "workspace": "default"})
     assert resp.status_code == 200
+    admin_spaces = requests.get(server.base_url + "/api/auth/workspace",
+                                headers={"Authorization": f"Bearer {resp.json()['access']}"}).json()
+    assert admin_spaces[0]["registry_role"] == "SUPERVISOR"
     assert requests.get(server.base_url + "/api/auth/workspace").status_code == 401
 
 

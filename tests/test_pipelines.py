@@ -194,6 +194,39 @@ def test_forged_and_misdirected_reports_move_nothing(leader, members):
     admin.call("pipelines.stop", pipeline=pid)
 
 
+def test_a_reply_outside_the_protocol_is_recorded_not_a_crash(leader):
+    """A member that answers /start but then talks nonsense: noted on the log, then the step fails."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Babbler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            command = self.path.split("?")[0].strip("/")
+            query = self.path.partition("?")[2]
+            word = {"start": b"started"}.get(command, b"ready" if "user_id=&" in query else b"banana")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(word)))
+            self.end_headers()
+            self.wfile.write(word)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Babbler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        admin = leader.admin()
+        admin.call("members.register", container_id="vis2code", url=f"http://127.0.0.1:{httpd.server_address[1]}")
+        pid = admin.call("pipelines.create", project_id=f"babble-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
+        admin.call("pipelines.start", pipeline=pid)
+        done = wait_for(admin, pid)
+        assert done["status"] == "failed" and "banana" in done["steps"][0]["reason"]
+        notes = [e for e in admin.call("pipelines.get_log", pipeline=pid)["events"] if e["direction"] == "note"]
+        assert notes and "not one of" in notes[0]["error"]
+    finally:
+        httpd.shutdown()
+
+
 def test_validation_and_roles(leader, server):
     admin = leader.admin()
     err = admin.error("pipelines.create", project_id="x", workflow=["bms", "nope"])

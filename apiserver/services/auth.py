@@ -55,4 +55,5 @@ def obtain_token(call: Call) -> dict:
 @endpoint("auth.workspaces")
 def workspaces(call: Call) -> list:
     ident = call.identity
-    return [{"id": ident.company, "name": ident.company_name, "role": ident.role}]
+    return [{"id": ident.company, "name": ident.company_name, "role": ident.role,
+             "registry_role": ident.registry_role}]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 # Strongest first. system and root pass every role check; guest is read-only.
 ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
 SUPER_ROLES = frozenset({"system", "root"})
+# The model registry speaks of SUPERVISOR and USER: the first four roles are supervisors.
+REGISTRY_SUPERVISOR_ROLES = frozenset({"system", "root", "admin", "superuser"})
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,10 @@ class Identity:
     role: str
     user_name: str = ""
     company_name: str = ""
+
+    @property
+    def registry_role(self) -> str:
+        return "SUPERVISOR" if self.role in REGISTRY_SUPERVISOR_ROLES else "USER"
 
     def to_dict(self) -> dict[str, str]:
         return {"user": self.user, "company": self.company, "role": self.role,
