@@ -294,3 +294,29 @@ def test_restart_in_the_middle_resumes(mongo_uri, tmp_path, members):
         assert members.calls("bms")["start"] == 1
     finally:
         again.stop()
+
+
+def test_reports_only_from_the_members_host(mongo_uri, tmp_path, members):
+    """With reports_from_member_host_only, a report from another address is logged and ignored."""
+    env = {**FAST, "APISERVER__pipeline__reports_from_member_host_only": "true",
+           "APISERVER__pipeline__heartbeat_sec": "30"}  # no beat in time: only the report could move it
+    server = ServerProcess(mongo_uri, f"hostonly_{uuid4().hex[:8]}", workers=1, extra_env=env).start(tmp_path)
+    try:
+        members.leader_url = server.base_url
+        members.start("code_gen", "0.5:success", "--host", "0.0.0.0")
+        admin = server.admin()
+        # Registered as 127.0.0.2 (loopback too); its report arrives from 127.0.0.1, another address.
+        admin.call("members.register", container_id="code_gen",
+                   url=members.url("code_gen").replace("127.0.0.1", "127.0.0.2"))
+        pid = admin.call("pipelines.create", project_id="host-only", workflow=["code_gen"])["id"]
+        admin.call("pipelines.start", pipeline=pid)
+        deadline = time.monotonic() + 15
+        notes = []
+        while not notes and time.monotonic() < deadline:
+            time.sleep(0.3)
+            notes = [e for e in admin.call("pipelines.get_log", pipeline=pid)["events"]
+                     if e["call"] == "status_report"]
+        assert notes and "ignored: sent from 127.0.0.1" in notes[0]["error"]
+        assert admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["status"] == "running"
+    finally:
+        server.stop()

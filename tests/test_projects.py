@@ -40,6 +40,8 @@ def test_get_all_filters_and_paging(api):
     page = api.call("projects.get_all", name=f"^{tag}-", order_by=["-name"], page=1, page_size=3)["projects"]
     assert [p["name"] for p in page] == [f"{tag}-04", f"{tag}-02", f"{tag}-01"]
     assert api.call("projects.get_all", id=[ids[3]])["projects"][0]["id"] == ids[3]  # id finds hidden ones
+    assert [p["id"] for p in api.call("projects.get_all_ex", name=f"^{tag}-", order_by=["name"])["projects"]] == \
+        [i for n, i in enumerate(ids) if n != 3]
     assert api.error("projects.get_all", name="[").subcode == 21
 
 

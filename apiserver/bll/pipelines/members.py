@@ -6,6 +6,7 @@ and duration; a call never raises: a fault comes back as an answer of None with 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -81,11 +82,13 @@ class MemberRegistry:
                                              "last_answer": result.answer or result.error}}, upsert=True)
         return ready
 
-    def host_of(self, container_id: str) -> str | None:
+    def addresses_of(self, container_id: str) -> set[str]:
+        """The IP addresses the member's registered host name resolves to (empty if unknown)."""
         try:
-            return urlparse(self.url(container_id)).hostname
-        except errors.bad_request.InvalidMemberId:
-            return None
+            host = urlparse(self.url(container_id)).hostname
+            return {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+        except (errors.bad_request.InvalidMemberId, OSError):
+            return set()
 
 
 class MemberClient:

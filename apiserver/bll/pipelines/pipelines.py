@@ -312,12 +312,13 @@ class PipelineBLL:
             raise errors.bad_request.ValidationError(
                 f"status must be one of {list(REPORT_STATUSES)}", error_data={"field": "status", "rule": "enum"})
         params = {k: data.get(k) for k in ("container_id", "user_id", "project_id", "status")}
-        if self.host_only and remote_addr and self.registry.host_of(container_id) not in (remote_addr,):
-            log_call(None, "from_member", container_id, "status_report", params, None,
-                     project_id=data.get("project_id"), note=f"ignored: sent from {remote_addr}")
-            return "OK"
         doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
                                   "user_id": data.get("user_id", "")})
+        if self.host_only and remote_addr and remote_addr not in self.registry.addresses_of(container_id):
+            log_call(doc, "from_member", container_id, "status_report", params, None,
+                     project_id=data.get("project_id"), note=f"ignored: sent from {remote_addr}")
+            CALL_LOG.flush()
+            return "OK"
         current = doc["steps"][doc.get("current_step", 0)] if doc else None
         if current is None or current["container_id"] != container_id:
             log_call(doc, "from_member", container_id, "status_report", params, None,
