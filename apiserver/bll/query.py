@@ -20,6 +20,8 @@ from typing import Any
 from apiserver.apierrors import errors
 
 MAX_PAGE_SIZE = 500
+HIDDEN_TAG = "hidden"
+FIELD_IDS = {"id": "_id"}
 
 
 def regex(pattern: str, field: str, ignore_case: bool = False) -> dict[str, Any]:
@@ -128,6 +130,46 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
     """Free text: the literal text, case-insensitive, in any of ``fields`` (no text index needed)."""
     cond = {"$regex": re.escape(text), "$options": "i"}
     return {"$or": [{f: cond} for f in fields]}
+
+
+def api_id(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as the API shows it: ``_id`` is called ``id``."""
+    out = dict(doc)
+    if "_id" in out:
+        out["id"] = out.pop("_id")
+    return out
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, "", [])
+
+
+def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, patterns: tuple[str, ...] = ("name",),
+                   lists: tuple[str, ...] = ("tags", "system_tags"),
+                   excludable: tuple[str, ...] = ("tags", "system_tags"), dates: tuple[str, ...] = (),
+                   text: tuple[str, ...] = ("name",), path=lambda field: FIELD_IDS.get(field, field)
+                   ) -> dict[str, Any]:
+    """One filter document for a ``get_all`` request in ClearML's language (see the module doc).
+
+    ``scope`` is the company condition; ``patterns`` are regex fields, ``lists`` list fields (of which
+    ``excludable`` take ``-x``), ``dates`` date-constraint fields, ``text`` the fields ``search_text``
+    looks in; ``path`` maps an API field to its stored name. Objects with the ``hidden`` system tag
+    are left out unless ``search_hidden`` or ``id`` is given.
+    """
+    conds: list[dict[str, Any]] = [scope]
+    if _given(data.get("id")):
+        conds.append(list_filter("_id", data["id"], allow_exclude=False))
+    conds += [{path(f): regex(data[f], f)} for f in patterns if _given(data.get(f))]
+    conds += [list_filter(path(f), data[f], allow_exclude=f in excludable) for f in lists if _given(data.get(f))]
+    conds += [date_filter(path(f), data[f]) for f in dates if _given(data.get(f))]
+    if data.get("search_text"):
+        conds.append(search_text(data["search_text"], [path(f) for f in text]))
+    for mode in ("_any_", "_all_"):
+        if data.get(mode):
+            conds.append(multi_field_pattern(data[mode], mode, {f: path(f) for f in data[mode].get("fields") or []}))
+    if not data.get("search_hidden") and not _given(data.get("id")):
+        conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
+    return combine(*conds)
 
 
 def combine(*conds: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pymongo import UpdateOne
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.query import api_id
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.event import Event
 from apiserver.database.model.task import Task
@@ -126,13 +127,7 @@ class EventBLL:
         else:
             docs.sort(key=lambda d: (d["timestamp"], d["_id"]), reverse=True)
         total = self.coll.count_documents({"task": task, "type": LOG})
-        return {"events": [self._to_api(d) for d in docs], "returned": len(docs), "total": total}
-
-    @staticmethod
-    def _to_api(doc: dict[str, Any]) -> dict[str, Any]:
-        out = dict(doc)
-        out["id"] = out.pop("_id")
-        return out
+        return {"events": [api_id(d) for d in docs], "returned": len(docs), "total": total}
 
     def get_task_events(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         task = data["task"]
@@ -152,7 +147,7 @@ class EventBLL:
         docs = list(self.coll.find(flt, {"company": 0}).sort([("timestamp", direction), ("_id", direction)])
                     .limit(size))
         scroll = _scroll_encode({"t": docs[-1]["timestamp"], "i": docs[-1]["_id"]}) if docs else data.get("scroll_id")
-        return {"events": [self._to_api(d) for d in docs], "returned": len(docs), "total": total,
+        return {"events": [api_id(d) for d in docs], "returned": len(docs), "total": total,
                 "scroll_id": scroll}
 
     def metrics_and_variants(self, company: str, task: str) -> dict[str, dict[str, dict[str, str]]]:

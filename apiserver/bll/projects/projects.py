@@ -16,12 +16,6 @@ from apiserver.database.model.task import Task
 EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination")
 
 
-def _to_api(doc: dict[str, Any]) -> dict[str, Any]:
-    out = dict(doc)
-    out["id"] = out.pop("_id")
-    return out
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
     parts = name.split("/")
@@ -63,30 +57,16 @@ class ProjectBLL:
         return doc["_id"]
 
     def get_by_id(self, company: str, project_id: str) -> dict[str, Any]:
-        return _to_api(self.readable(company, project_id))
+        return q.api_id(self.readable(company, project_id))
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        conds = [{"company": {"$in": [company, ""]}}]
-        if data.get("id"):
-            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
-        if data.get("name"):
-            conds.append({"name": q.regex(data["name"], "name")})
-        if data.get("basename"):
-            conds.append({"basename": q.regex(data["basename"], "basename")})
-        for field in ("tags", "system_tags", "user"):
-            if data.get(field):
-                conds.append(q.list_filter(field, data[field]))
-        if data.get("search_text"):
-            conds.append(q.search_text(data["search_text"], ("name", "description")))
-        for mode in ("_any_", "_all_"):
-            if data.get(mode):
-                conds.append(q.multi_field_pattern(data[mode], mode, {"id": "_id"}))
-        if not data.get("search_hidden") and not data.get("id"):
-            conds.append({"system_tags": {"$ne": "hidden"}})
+        query = q.listing_filter(data, {"company": {"$in": [company, ""]}}, patterns=("name", "basename"),
+                                 lists=("tags", "system_tags", "user"), excludable=("tags", "system_tags", "user"),
+                                 text=("name", "description"))
         skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
         proj = q.projection(data.get("only_fields"), {"id": "_id"})
-        return [_to_api(d) for d in q.find_page(self.coll, q.combine(*conds), sort, skip, limit, proj)]
+        return [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
 
     def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self.writable(identity.company, project_id)

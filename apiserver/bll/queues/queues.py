@@ -111,29 +111,18 @@ class QueueListing:
 
     @staticmethod
     def to_api(doc: dict[str, Any], max_entries: int | None = None) -> dict[str, Any]:
-        out = dict(doc)
-        out["id"] = out.pop("_id")
+        out = q.api_id(doc)
         if max_entries is not None and "entries" in out:
             out["entries"] = out["entries"][:max_entries]
         return out
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        conds = [{"company": company}]
-        if data.get("id"):
-            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
-        if data.get("name"):
-            conds.append({"name": q.regex(data["name"], "name")})  # unanchored, as the agent expects
-        for field in ("tags", "system_tags"):
-            if data.get(field):
-                conds.append(q.list_filter(field, data[field]))
-        if data.get("search_text"):
-            conds.append(q.search_text(data["search_text"], ("name",)))
-        if not data.get("search_hidden") and not data.get("id"):
-            conds.append({"system_tags": {"$ne": "hidden"}})
+        # Queues are never public; name is unanchored, as the agent expects.
+        query = q.listing_filter(data, {"company": company})
         skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
         proj = q.projection(data.get("only_fields"), {"id": "_id"})
-        docs = q.find_page(self.coll, q.combine(*conds), sort, skip, limit, proj)
+        docs = q.find_page(self.coll, query, sort, skip, limit, proj)
         return [self.to_api(d, data.get("max_task_entries")) for d in docs]
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from apiserver.bll.query import api_id
+
 # API field -> stored field, for filters, projections and sort keys.
 FIELD_MAP = {"id": "_id"}
 DATE_FIELDS = ("created", "started", "completed", "published", "last_update", "status_changed", "last_worker_report")
@@ -46,9 +48,7 @@ def to_storage(fields: dict[str, Any]) -> dict[str, Any]:
 
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored task document as the API returns it."""
-    out = dict(doc)
-    if "_id" in out:
-        out["id"] = out.pop("_id")
+    out = api_id(doc)
     out.pop("company_origin", None)
     if isinstance(out.get("hyperparams"), dict):
         out["hyperparams"] = _map_keys(out["hyperparams"], unescape_key, 2)

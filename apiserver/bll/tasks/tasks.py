@@ -45,7 +45,6 @@ def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
     return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
 DEVELOPMENT_TAG = "development"
 ARCHIVED_TAG = "archived"
-HIDDEN_TAG = "hidden"
 LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
 # Filters by how few tasks they usually leave, for choosing the index a listing is served by.
 SELECTIVITY = ("_id", "parent", "execution.queue", "project", "name", "user", "tags", "system_tags", "status",
@@ -114,27 +113,8 @@ class TaskBLL:
         return q.index_hint(Task, present)
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
-        conds: list[dict[str, Any]] = [{"company": {"$in": [company, ""]}}]
-        if data.get("id"):
-            conds.append(q.list_filter("_id", data["id"], allow_exclude=False))
-        if data.get("name"):
-            conds.append({"name": q.regex(data["name"], "name")})
-        for field in LIST_FILTERS:
-            value = data.get(field)
-            if value not in (None, [], ""):
-                conds.append(q.list_filter(field, value, allow_exclude=field in ("tags", "system_tags")))
-        for field in DATE_FIELDS:
-            if data.get(field):
-                conds.append(q.date_filter(field, data[field]))
-        if data.get("search_text"):
-            conds.append(q.search_text(data["search_text"], ("name", "comment", "_id")))
-        for mode in ("_any_", "_all_"):
-            if data.get(mode):
-                fields = {f: storage_path(f) for f in data[mode].get("fields") or []}
-                conds.append(q.multi_field_pattern(data[mode], mode, fields))
-        if not data.get("search_hidden") and not data.get("id"):
-            conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
-        return q.combine(*conds)
+        return q.listing_filter(data, {"company": {"$in": [company, ""]}}, lists=LIST_FILTERS, dates=DATE_FIELDS,
+                                text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
         match: dict[str, Any] = {"company": {"$in": [company, ""]}}
