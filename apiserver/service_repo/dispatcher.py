@@ -18,12 +18,12 @@ from uuid import uuid4
 
 import orjson
 from flask import Flask, Response, request
-from jsonschema.exceptions import best_match
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
+from apiserver.schema.validation import error_field, first_error
 from apiserver.service_repo.auth import Authenticator
 from apiserver.service_repo.call import Call
 
@@ -192,26 +192,16 @@ class Dispatcher:
 
     @staticmethod
     def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:
-        validator = spec.request_validator
-        first = next(validator.iter_errors(data), None)
-        if first is None:
+        err = first_error(spec.request_validator, data)
+        if err is None:
             return data
-        err = best_match(validator.iter_errors(data))
-        path = [str(p) for p in err.absolute_path]
+        field = prefix + error_field(err)
         if err.validator == "required":
-            missing = [p for p in err.validator_value if isinstance(err.instance, dict) and p not in err.instance]
-            field = ".".join(path + missing[:1])
-            cls = errors.bad_request.MissingRequiredFields
-            text = f"field '{prefix}{field}' is required"
-        else:
-            if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-                allowed = set(err.schema.get("properties") or {})
-                extra = sorted(set(err.instance) - allowed)
-                path += extra[:1]
-            field = ".".join(path)
-            cls = errors.bad_request.ValidationError
-            text = f"field '{prefix}{field or '<body>'}': {err.message} (rule: {err.validator})"
-        raise cls(text, error_data={"field": f"{prefix}{field}", "rule": err.validator})
+            raise errors.bad_request.MissingRequiredFields(f"field '{field}' is required",
+                                                          error_data={"field": field, "rule": err.validator})
+        raise errors.bad_request.ValidationError(
+            f"field '{field or '<body>'}': {err.message} (rule: {err.validator})",
+            error_data={"field": field, "rule": err.validator})
 
     # -- answers ------------------------------------------------------------------------------
 

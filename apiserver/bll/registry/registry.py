@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import SchemaError
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from apiserver.apierrors import errors
@@ -22,6 +22,7 @@ from apiserver.bll.query import page_bounds
 from apiserver.bll.registry.connectors import Connector, ConnectorError, RegistryConnector, ServerProxy
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.registry import Deployment, RegistryModel
+from apiserver.schema.validation import error_field, first_error
 
 MASK = "********"
 SECRET_SUFFIXES = ("_pat", "_token", "_secret", "password")
@@ -62,12 +63,9 @@ class ConnectorAllowlist:
 
 
 def _check_init(cls: type[Connector], init: dict[str, Any], field: str) -> None:
-    error = best_match(Draft7Validator(cls.INIT_SCHEMA).iter_errors(init))
+    error = first_error(Draft7Validator(cls.INIT_SCHEMA), init)
     if error is not None:
-        path = ".".join([field, *map(str, error.absolute_path)])
-        if error.validator == "required":
-            missing = [k for k in error.validator_value if k not in error.instance]
-            path = f"{path}.{missing[0]}" if missing else path
+        path = ".".join(p for p in (field, error_field(error)) if p)
         raise _bad(f"field '{path}': {error.message} ({cls.__name__} init)", path, error.validator)
 
 
@@ -276,13 +274,10 @@ class ModelRegistryBLL:
 
     @staticmethod
     def _validate(schema: dict[str, Any], value: Any, what: str, code: int) -> None:
-        error = best_match(Draft7Validator(schema).iter_errors(value))
+        error = first_error(Draft7Validator(schema), value)
         if error is None:
             return
-        path = ".".join(map(str, error.absolute_path))
-        if error.validator == "required":
-            missing = [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
-            path = ".".join(p for p in (path, missing[0] if missing else "") if p)
+        path = error_field(error)
         if code == 400:
             raise _bad(f"{what} field '{path}': {error.message}", path, error.validator)
         raise errors.service_unavailable.UpstreamUnavailable(

@@ -1,0 +1,28 @@
+"""Owns reading JSON Schema errors: the one error to report and the field it is about."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+
+def first_error(validator: Draft7Validator, value: Any) -> ValidationError | None:
+    """The most relevant error, or None when ``value`` is valid (a valid value costs one pass)."""
+    if next(validator.iter_errors(value), None) is None:
+        return None
+    return best_match(validator.iter_errors(value))
+
+
+def error_field(error: ValidationError) -> str:
+    """The dotted path of the field an error is about: for ``required`` the first missing key, for
+    ``additionalProperties`` the first key that is not allowed."""
+    path = [str(p) for p in error.absolute_path]
+    if isinstance(error.instance, dict):
+        if error.validator == "required":
+            path += [k for k in error.validator_value if k not in error.instance][:1]
+        elif error.validator == "additionalProperties":
+            allowed = set(error.schema.get("properties") or {})
+            path += sorted(set(error.instance) - allowed)[:1]
+    return ".".join(path)
