@@ -53,14 +53,8 @@ def get_log(call: Call) -> dict:
 
 @endpoint("pipelines.check_members")
 def check_members(call: Call) -> dict:
-    p = _pipelines()
-    if call.data.get("pipeline"):
-        ids = sorted({s["container_id"] for s in p.get(call.company, call.data["pipeline"])["steps"]})
-    else:
-        ids = call.data.get("container_ids") or sorted(p.registry.known_ids())
-    for i, cid in enumerate(ids):
-        p.registry.check_id(cid, f"container_ids.{i}")
-    return {"members": p.check_members(ids)}
+    members = _pipelines().check_members_of(call.company, call.data.get("pipeline"), call.data.get("container_ids"))
+    return {"members": members}
 
 
 @endpoint("pipelines.get_heartbeat_stats")

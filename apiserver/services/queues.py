@@ -46,9 +46,7 @@ def delete(call: Call) -> dict:
 
 @endpoint("queues.add_task")
 def add_task(call: Call) -> dict:
-    state = get_state()
-    state.tasks.writable(call.company, call.data["task"])
-    state.queues.add_entry(call.company, call.data["queue"], call.data["task"])
+    get_state().tasks.add_to_queue(call.company, call.data["queue"], call.data["task"])
     return {"added": 1}
 
 

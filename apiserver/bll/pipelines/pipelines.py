@@ -102,6 +102,17 @@ class PipelineBLL:
             .sort([("time", 1), ("_id", 1)])
         return [{k: v for k, v in r.items() if k != "_id"} for r in rows]
 
+    def check_members_of(self, company: str, pipeline_id: str | None, container_ids: list[str] | None
+                         ) -> list[dict[str, Any]]:
+        """Readiness of a pipeline's members, of the given ids, or of every known member."""
+        if pipeline_id:
+            ids = sorted({s["container_id"] for s in self.get(company, pipeline_id)["steps"]})
+        else:
+            ids = container_ids or sorted(self.registry.known_ids())
+        for i, cid in enumerate(ids):
+            self.registry.check_id(cid, f"container_ids.{i}")
+        return self.check_members(ids)
+
     def check_members(self, workflow: list[str]) -> list[dict[str, Any]]:
         """Ask each member with empty ids whether it is ready, and record the answers."""
         futures = {cid: self._pool.submit(self.client.call, cid, "status_request", "", "") for cid in workflow}

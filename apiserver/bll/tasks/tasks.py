@@ -444,6 +444,11 @@ class TaskBLL:
                                     unsets=("execution.queue", "enqueue_status"))
         return {"dequeued": max(removed, 1 if task["status"] == st.QUEUED else 0), **result}
 
+    def add_to_queue(self, company: str, queue_id: str, task_id: str) -> None:
+        """queues.add_task: only a task of the company goes in; its status does not change."""
+        self.writable(company, task_id)
+        self.queues.add_entry(company, queue_id, task_id)
+
     def next_from_queue(self, identity: Identity, queue_id: str, task_info: bool = False) -> dict[str, Any]:
         """Pop the queue's first entry whose task is still queued; stale entries are dropped."""
         self.queues.get(identity.company, queue_id, {"_id": 1})
