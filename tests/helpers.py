@@ -189,3 +189,19 @@ class ServerProcess:
 
     def admin(self) -> ApiClient:
         return self.client().login(ADMIN_KEY, ADMIN_SECRET)
+
+
+def run_in_processes(target, args_per_process: list[tuple], timeout: float = 300) -> list[Any]:
+    """Run ``target(*args, out)`` in one spawned process per args tuple, all at once; each puts one
+    result on ``out``. Returns the results (in finishing order)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, out)) for args in args_per_process]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=timeout) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return results

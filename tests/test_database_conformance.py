@@ -14,6 +14,8 @@ import pytest
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from tests.helpers import run_in_processes
+
 N = 300
 
 
@@ -186,17 +188,7 @@ def _pop_with_pre_image(uri: str, db: str, out) -> None:
 
 
 def _in_processes(target, args, n=8):
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, out)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-    return results
+    return run_in_processes(target, [args] * n, timeout=120)
 
 
 def test_conditional_update_is_atomic_across_processes(mongo_uri, db_name):

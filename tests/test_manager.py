@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 import requests
+
+from tests.helpers import run_in_processes
 
 
 class Rest:
@@ -189,16 +190,9 @@ def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
     for leftover in rest("GET", "/tasks?status=waiting")[1]:
         rest("PATCH", f"/tasks/{leftover['id']}", {"status": "canceled"})
     ids = {make_task(rest, priority=i % 7)["id"] for i in range(500)}
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
     tag = uuid4().hex[:6]
-    procs = [ctx.Process(target=_render_worker, args=(server.base_url, admin.auth, f"farm-{tag}-{i}", out))
-             for i in range(8)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(60)
+    results = run_in_processes(_render_worker, [(server.base_url, admin.auth, f"farm-{tag}-{i}") for i in range(8)],
+                               timeout=600)
     rendered = [t for r in results for t in r]
     assert sorted(rendered) == sorted(ids), f"{len(rendered)} rendered, {len(set(rendered))} distinct"
     assert sum(1 for r in results if r) >= 2

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 import requests
+
+from tests.helpers import run_in_processes
 
 
 def new_queue(api, **kw) -> str:
@@ -103,14 +104,7 @@ def test_eight_processes_pop_every_task_exactly_once(admin, server):
 
     with ThreadPoolExecutor(8) as pool:  # setup only; clients keep their own sessions
         expected = list(pool.map(enqueue_one, range(1000)))
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_claim_all, args=(server.base_url, admin.auth, qid, out)) for _ in range(8)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join(60)
+    results = run_in_processes(_claim_all, [(server.base_url, admin.auth, qid)] * 8)
     handed = [t for r in results for t in r]
     assert sorted(handed) == sorted(expected), f"{len(handed)} handed out, {len(set(handed))} distinct"
     assert sum(1 for r in results if r) >= 2  # the work really was shared
