@@ -4,10 +4,11 @@ The filter language (``get_all`` of tasks, projects, queues, models):
 
 - list fields (``id``, ``user``, ``tags``, ``status``, ...) match any listed value; ``null`` in the
   list matches a missing or empty value; a ``-x`` entry excludes ``x`` (for tag-like fields);
-- pattern fields (``name``) are Python regexes, checked before they reach the database;
+- pattern fields (``name``) are regular expressions run only by RE2 (``bll/patterns.py``): a literal
+  pattern becomes a database condition, any other is matched in the server over the filtered set;
 - date fields take ``">=2024-01-01"`` style strings (``>``, ``>=``, ``<``, ``<=``; ISO dates or
   epoch seconds) or a two-item ``[from, to]`` range;
-- ``_any_`` / ``_all_`` take ``{fields, pattern}``: a case-insensitive regex over several fields.
+- ``_any_`` / ``_all_`` take ``{fields, pattern}``: a case-insensitive pattern over several fields.
 """
 
 from __future__ import annotations
@@ -18,27 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll.patterns import Matcher, matcher
 
 MAX_PAGE_SIZE = 500
 HIDDEN_TAG = "hidden"
 FIELD_IDS = {"id": "_id"}
-
-
-def regex(pattern: str, field: str, ignore_case: bool = False) -> dict[str, Any]:
-    """A ``$regex`` condition, after checking the pattern compiles (a bad one is 400/21, not a 500).
-
-    Always the string form ``{"$regex": ...}``, never a compiled BSON regex and never mongoengine's
-    ``__contains``/``__startswith``/``__iexact`` (which compile one): SecantusDB matches nothing
-    with a BSON regex on an indexed field (tests/test_database_conformance.py).
-    """
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise errors.bad_request.InvalidRegexError(f"{exc}", field=field, pattern=pattern) from None
-    cond: dict[str, Any] = {"$regex": pattern}
-    if ignore_case:
-        cond["$options"] = "i"
-    return cond
 
 
 def page_bounds(page: int | None, page_size: int | None, default_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
@@ -115,15 +100,15 @@ def date_filter(field: str, constraints: list[Any] | str) -> dict[str, Any]:
     return {field: cond} if cond else {}
 
 
-def multi_field_pattern(spec: dict[str, Any], mode: str, field_map: dict[str, str] | None = None) -> dict[str, Any]:
-    """``_any_``/``_all_``: a case-insensitive regex over several fields."""
+def multi_field_pattern(spec: dict[str, Any], mode: str, field_map: dict[str, str] | None = None
+                        ) -> tuple[dict[str, Any], Matcher | None]:
+    """``_any_``/``_all_``: a case-insensitive pattern over several fields."""
     pattern, fields = spec.get("pattern"), spec.get("fields") or []
     if not pattern or not fields:
-        return {}
-    cond = regex(pattern, f"{mode}.pattern", ignore_case=True)
+        return {}, None
     field_map = field_map or {}
-    parts = [{field_map.get(f, f): cond} for f in fields]
-    return {"$or" if mode == "_any_" else "$and": parts}
+    return matcher(pattern, f"{mode}.pattern", [field_map.get(f, f) for f in fields], ignore_case=True,
+                   any_field=mode == "_any_")
 
 
 def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
@@ -144,7 +129,14 @@ def _given(value: Any) -> bool:
     return value not in (None, "", [])
 
 
-def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, patterns: tuple[str, ...] = ("name",),
+# Most documents the in-server pattern matching reads for one request (their ids and the matched
+# fields only); past it the request is refused rather than left running.
+MAX_PATTERN_SCAN = 200_000
+PATTERN_SCAN_MS = 10_000
+
+
+def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any = None,
+                   patterns: tuple[str, ...] = ("name",),
                    lists: tuple[str, ...] = ("tags", "system_tags"),
                    excludable: tuple[str, ...] = ("tags", "system_tags"), dates: tuple[str, ...] = (),
                    text: tuple[str, ...] = ("name",), path=lambda field: FIELD_IDS.get(field, field)
@@ -154,22 +146,56 @@ def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, patterns: tup
     ``scope`` is the company condition; ``patterns`` are regex fields, ``lists`` list fields (of which
     ``excludable`` take ``-x``), ``dates`` date-constraint fields, ``text`` the fields ``search_text``
     looks in; ``path`` maps an API field to its stored name. Objects with the ``hidden`` system tag
-    are left out unless ``search_hidden`` or ``id`` is given.
+    are left out unless ``search_hidden`` or ``id`` is given. A pattern that is not a plain literal
+    is matched by RE2 over ``coll`` and comes back as an ``_id`` condition.
     """
     conds: list[dict[str, Any]] = [scope]
+    matchers: list[Matcher] = []
+
+    def add(cond: dict[str, Any], match: Matcher | None) -> None:
+        conds.append(cond)
+        if match is not None:
+            matchers.append(match)
+
     if _given(data.get("id")):
         conds.append(list_filter("_id", data["id"], allow_exclude=False))
-    conds += [{path(f): regex(data[f], f)} for f in patterns if _given(data.get(f))]
+    for f in patterns:
+        if _given(data.get(f)):
+            add(*matcher(data[f], f, [path(f)]))
     conds += [list_filter(path(f), data[f], allow_exclude=f in excludable) for f in lists if _given(data.get(f))]
     conds += [date_filter(path(f), data[f]) for f in dates if _given(data.get(f))]
     if data.get("search_text"):
         conds.append(search_text(data["search_text"], [path(f) for f in text]))
     for mode in ("_any_", "_all_"):
         if data.get(mode):
-            conds.append(multi_field_pattern(data[mode], mode, {f: path(f) for f in data[mode].get("fields") or []}))
+            add(*multi_field_pattern(data[mode], mode, {f: path(f) for f in data[mode].get("fields") or []}))
     if not data.get("search_hidden") and not _given(data.get("id")):
         conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
-    return combine(*conds)
+    query = combine(*conds)
+    if matchers:
+        query = combine(query, {"_id": {"$in": matching_ids(coll, query, matchers)}})
+    return query
+
+
+def matching_ids(coll: Any, query: dict[str, Any], matchers: list[Matcher]) -> list[Any]:
+    """Ids of the documents ``query`` selects whose fields the RE2 ``matchers`` all accept.
+
+    Reads only ids and the matched fields, bounded in count and time, so a pattern costs a linear
+    pass over the candidates and never a backtracking engine's worst case.
+    """
+    if coll is None:
+        raise TypeError("listing_filter needs the collection to match a pattern in the server")
+    fields = {f for m in matchers for f in m.fields}
+    cursor = coll.find(query, {f: 1 for f in fields} | {"_id": 1}).max_time_ms(PATTERN_SCAN_MS)
+    ids = []
+    for n, doc in enumerate(cursor):
+        if n >= MAX_PATTERN_SCAN:
+            raise errors.bad_request.ValidationError(
+                f"a regular expression may search at most {MAX_PATTERN_SCAN} objects; narrow the request "
+                "with other filters or use a literal name", error_data={"field": "name", "rule": "maxScan"})
+        if all(m(doc) for m in matchers):
+            ids.append(doc["_id"])
+    return ids
 
 
 def combine(*conds: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from mongoengine.errors import NotUniqueError
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import ROLES, Identity
 from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, generate_secret_key, hash_secret
-from apiserver.bll.query import page_bounds, regex
+from apiserver.bll.query import listing_filter, page_bounds
 from apiserver.database.model.auth import Company, Credentials, ServerSetting, User
 from apiserver.database.model.base import utcnow
 
@@ -105,11 +105,9 @@ class AuthBLL:
 
     def list_users(self, company: str, id: list[str] | None = None, name: str | None = None,  # noqa: A002
                    page: int | None = None, page_size: int | None = None, **_: Any) -> list[dict[str, Any]]:
-        query = User.objects(company=company)
-        if id:
-            query = query.filter(id__in=id)
-        if name:
-            query = query.filter(__raw__={"name": regex(name, "name")})
+        flt = listing_filter({"id": id, "name": name, "search_hidden": True}, {"company": company},
+                             coll=User._get_collection(), lists=(), excludable=())
+        query = User.objects(__raw__=flt)
         skip, limit = page_bounds(page, page_size)
         query = query.order_by("name", "id").skip(skip).limit(limit)
         return [self.user_info(u) for u in query]

@@ -60,7 +60,8 @@ class ProjectBLL:
         return q.api_id(self.readable(company, project_id))
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        query = q.listing_filter(data, {"company": {"$in": [company, ""]}}, patterns=("name", "basename"),
+        query = q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll,
+                                 patterns=("name", "basename"),
                                  lists=("tags", "system_tags", "user"), excludable=("tags", "system_tags", "user"),
                                  text=("name", "description"))
         skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))

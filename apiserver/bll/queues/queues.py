@@ -118,7 +118,7 @@ class QueueListing:
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         # Queues are never public; name is unanchored, as the agent expects.
-        query = q.listing_filter(data, {"company": company})
+        query = q.listing_filter(data, {"company": company}, coll=self.coll)
         skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
         proj = q.projection(data.get("only_fields"), {"id": "_id"})

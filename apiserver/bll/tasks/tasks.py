@@ -113,8 +113,8 @@ class TaskBLL:
         return q.index_hint(Task, present)
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
-        return q.listing_filter(data, {"company": {"$in": [company, ""]}}, lists=LIST_FILTERS, dates=DATE_FIELDS,
-                                text=("name", "comment", "id"), path=storage_path)
+        return q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll, lists=LIST_FILTERS,
+                                dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
         match: dict[str, Any] = {"company": {"$in": [company, ""]}}
