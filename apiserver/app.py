@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from apiserver import MAX_API_VERSION, __version__
+from apiserver.bll.auth.throttle import ThrottleLimits
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
@@ -68,13 +69,18 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     if not auth_cfg.get("generated_credentials_file"):
         data_dir = config.get("database.embedded.data_dir", "./data")
         auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
-    users = AuthBLL(bcrypt_rounds=int(auth_cfg.get("bcrypt_rounds", 12)))
+    throttle = auth_cfg["sign_in_throttle"]
+    users = AuthBLL(bcrypt_rounds=int(auth_cfg.get("bcrypt_rounds", 12)),
+                    throttle=ThrottleLimits(int(throttle["window_sec"]), int(throttle["max_failures_per_account"]),
+                                            int(throttle["max_failures_per_address"])))
     _ensure_indexes()
     users.bootstrap(auth_cfg)
     tokens = TokenService(users.token_secret(auth_cfg.get("token_secret", "")),
                           int(auth_cfg.get("token_expiration_sec", 2592000)),
                           int(auth_cfg.get("max_token_expiration_sec", 31536000)),
-                          MAX_API_VERSION, __version__)
+                          MAX_API_VERSION, __version__, still_valid=users.token_problem,
+                          recheck_sec=float(auth_cfg["token_recheck_sec"]))
+    users.on_tokens_revoked.append(tokens.forget_checks)
     dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
 
     app = Flask("apiserver")

@@ -39,7 +39,9 @@ def db_name() -> str:
 def server(mongo_uri, db_name, tmp_path_factory):
     """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured."""
     proc = ServerProcess(mongo_uri, db_name, workers=2,
-                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS})
+                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS,
+                                    # every test client comes from 127.0.0.1: throttle per account only
+                                    "APISERVER__auth__sign_in_throttle__max_failures_per_address": "100000"})
     proc.start(tmp_path_factory.mktemp("logs"))
     yield proc
     proc.stop()
@@ -65,7 +67,8 @@ def app(mongo_uri, db_name):
         mp.setenv("APISERVER_ADMIN_ACCESS_KEY", ADMIN_KEY)
         mp.setenv("APISERVER_ADMIN_SECRET_KEY", ADMIN_SECRET)
         application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
-                                            "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN]},
+                                            "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN],
+                                            "auth.sign_in_throttle.max_failures_per_address": 100000},
                                  start_scheduler=False)
     return application
 

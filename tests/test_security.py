@@ -76,3 +76,146 @@ def test_basic_header_helper_is_used(server):
     from tests.helpers import ADMIN_KEY, ADMIN_SECRET
 
     assert server.client(basic(ADMIN_KEY, ADMIN_SECRET)).call("debug.ping") == {"msg": "ping"}
+
+
+# -- tokens end with what made them ------------------------------------------------------------------
+
+def _until_refused(client, deadline_sec: float = 6.0):
+    """The first error of ``debug.ping`` within the deadline (tokens are re-checked every 2 s per process)."""
+    deadline = time.monotonic() + deadline_sec
+    while time.monotonic() < deadline:
+        status, body = client.envelope("debug.ping")
+        if status != 200:
+            return status, body["meta"]
+        time.sleep(0.1)
+    raise AssertionError("the token kept working")
+
+
+def test_a_revoked_keys_tokens_stop_working(admin, server):
+    made = admin.call("auth.create_credentials", label="revoke-me")["credentials"]
+    other = admin.call("auth.create_credentials", label="keep-me")["credentials"]
+    doomed = server.client().login(made["access_key"], made["secret_key"])
+    kept = server.client().login(other["access_key"], other["secret_key"])
+    assert doomed.call("debug.ping") == {"msg": "ping"}
+    assert admin.call("auth.revoke_credentials", access_key=made["access_key"]) == {"revoked": 1}
+    status, meta = _until_refused(doomed)
+    assert (status, meta["result_code"], meta["result_subcode"]) == (401, 401, 32)
+    assert "revoked" in meta["result_msg"]
+    for _ in range(6):  # both gunicorn workers: the other key's token is untouched
+        assert kept.call("debug.ping") == {"msg": "ping"}
+
+
+def test_a_demoted_users_tokens_stop_working(admin, server):
+    made = admin.call("users.create", name="Soon Demoted", role="admin", credentials=True)
+    token_client = server.client().login(made["credentials"]["access_key"], made["credentials"]["secret_key"])
+    assert token_client.call("users.create", name="made by an admin")["id"]
+    assert admin.call("auth.edit_user", user=made["id"], role="guest")["updated"] == 1
+    status, meta = _until_refused(token_client)
+    assert (status, meta["result_subcode"]) == (401, 32) and "role" in meta["result_msg"]
+    # Signing in again gives a token with the new role.
+    again = server.client().login(made["credentials"]["access_key"], made["credentials"]["secret_key"])
+    assert again.call("users.get_current_user")["user"]["role"] == "guest"
+    assert again.error("users.create", name="x").code == 403
+
+
+def test_a_token_cannot_renew_itself(admin):
+    err = admin.error("auth.login")
+    assert (err.code, err.subcode) == (401, 10)
+
+
+# -- sign-in throttling and timing ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def strict_server(mongo_uri, tmp_path_factory):
+    """A server with production-like bcrypt cost and a small per-address limit, on its own database."""
+    from tests.helpers import ServerProcess
+
+    proc = ServerProcess(mongo_uri, f"sec_{time.time_ns()}", workers=1, extra_env={
+        "APISERVER__auth__bcrypt_rounds": "10",
+        "APISERVER__auth__sign_in_throttle__max_failures_per_address": "40"})
+    proc.start(tmp_path_factory.mktemp("strict"))
+    yield proc
+    proc.stop()
+
+
+def _median_wrong_ms(server, key: str, n: int = 5) -> float:
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        resp = requests.post(server.base_url + "/debug.ping", headers={"Authorization": basic(key, f"wrong-{i}")},
+                             timeout=10)
+        times.append((time.perf_counter() - started) * 1000)
+        assert resp.status_code == 401
+    return sorted(times)[n // 2]
+
+
+def test_wrong_secrets_cost_the_same_before_and_after_a_good_login_and_for_unknown_keys(strict_server):
+    admin = strict_server.admin()
+    made = admin.call("auth.create_credentials", label="timing")["credentials"]
+    before = _median_wrong_ms(strict_server, made["access_key"])
+    assert strict_server.client(basic(made["access_key"], made["secret_key"])).call("debug.ping")  # good login
+    after = _median_wrong_ms(strict_server, made["access_key"])
+    unknown = _median_wrong_ms(strict_server, "NOSUCHKEY0000000000000000")
+    # bcrypt at cost 10 is tens of ms; a cached compare or a missing user was ~1 ms.
+    assert before > 10
+    for other in (after, unknown):
+        assert 0.5 < other / before < 2.0, (before, after, unknown)
+
+
+def test_the_eleventh_wrong_attempt_is_throttled_even_with_the_right_secret(strict_server):
+    admin = strict_server.admin()
+    made = admin.call("auth.create_credentials", label="throttle")["credentials"]
+    key, secret = made["access_key"], made["secret_key"]
+    url = strict_server.base_url
+    for i in range(10):
+        resp = requests.post(url + "/auth.login", headers={"Authorization": basic(key, f"guess-{i}")}, timeout=10)
+        assert resp.status_code == 401, i
+    resp = requests.post(url + "/auth.login", headers={"Authorization": basic(key, "guess-10")}, timeout=10)
+    assert resp.status_code == 429 and resp.json()["meta"]["result_code"] == 429
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    resp = requests.post(url + "/auth.login", headers={"Authorization": basic(key, secret)}, timeout=10)
+    assert resp.status_code == 429  # the right secret does not get through while throttled
+    # Other accounts are not affected by this account's failures.
+    other = admin.call("auth.create_credentials", label="unaffected")["credentials"]
+    assert strict_server.client().login(other["access_key"], other["secret_key"]).call("debug.ping")
+
+
+def test_password_sign_in_is_throttled_per_user_name(strict_server):
+    admin = strict_server.admin()
+    admin.call("users.create", name="Pw User", username="pw-user", password="correct horse battery")
+    url = strict_server.base_url + "/api/auth/token/obtain"
+    assert requests.post(url, json={"username": "pw-user", "password": "correct horse battery"},
+                         timeout=10).status_code == 200
+    for i in range(10):
+        assert requests.post(url, json={"username": "pw-user", "password": f"nope-{i}"}, timeout=10).status_code == 401
+    resp = requests.post(url, json={"username": "pw-user", "password": "correct horse battery"}, timeout=10)
+    assert resp.status_code == 429 and resp.json()["code"] == 429 and int(resp.headers["Retry-After"]) >= 1
+
+
+def test_failures_from_one_address_are_throttled_across_accounts(mongo_uri, tmp_path):
+    from tests.helpers import ServerProcess
+
+    proc = ServerProcess(mongo_uri, f"addr_{time.time_ns()}", workers=1, extra_env={
+        "APISERVER__auth__sign_in_throttle__max_failures_per_address": "5"}).start(tmp_path)
+    try:
+        url = proc.base_url + "/debug.ping"
+        statuses = [requests.post(url, headers={"Authorization": basic(f"UNKNOWNKEY{i:014d}", "x")}, timeout=10)
+                    .status_code for i in range(7)]
+        assert statuses == [401] * 5 + [429] * 2  # 5 failures from this address, whatever the keys
+        resp = requests.post(url, headers={"Authorization": basic(*_admin_pair())}, timeout=10)
+        assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+    finally:
+        proc.stop()
+
+
+def _admin_pair() -> tuple[str, str]:
+    from tests.helpers import ADMIN_KEY, ADMIN_SECRET
+
+    return ADMIN_KEY, ADMIN_SECRET
+
+
+def test_secrets_are_refused_in_query_strings(server):
+    resp = requests.post(server.base_url + "/api/auth/token/obtain?password=hunter22",
+                         json={"username": "nobody"}, timeout=10)
+    assert resp.status_code == 400
+    assert (resp.json()["field"], resp.json()["rule"]) == ("password", "notInQuery")

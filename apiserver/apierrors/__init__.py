@@ -25,10 +25,12 @@ class APIError(Exception):
     group: str = "server_error"
     name: str = "internal_error"
 
-    def __init__(self, extra_message: str | None = None, error_data: dict | None = None, **details: Any):
+    def __init__(self, extra_message: str | None = None, error_data: dict | None = None,
+                 headers: dict[str, str] | None = None, **details: Any):
         self.extra_message = extra_message
         self.details = details
         self.error_data = error_data or {}
+        self.headers = headers or {}  # HTTP headers the answer carries (e.g. Retry-After)
         super().__init__(self.message)
 
     @property

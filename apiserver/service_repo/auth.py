@@ -29,7 +29,7 @@ class Authenticator:
         self.tokens = tokens
         self.users = users
 
-    def identify(self, header: str | None) -> Identity:
+    def identify(self, header: str | None, address: str | None = None) -> Identity:
         """The caller's identity from an ``Authorization`` header value, or a 401 error."""
         if not header:
             raise errors.unauthorized.NoCredentials("send 'Authorization: Bearer <token>' (see auth.login)")
@@ -42,7 +42,7 @@ class Authenticator:
             return self.tokens.verify(token)
         if scheme == "basic":
             key, secret = parse_basic(header)
-            return self.users.authenticate_key(key, secret)
+            return self.users.authenticate_key(key, secret, address)
         raise errors.unauthorized.BadAuthType("use Bearer or Basic")
 
     @staticmethod

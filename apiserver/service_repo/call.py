@@ -27,6 +27,11 @@ class Call:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def auth_scheme(self) -> str:
+        """``basic``, ``bearer`` or "" (no credentials), lower case."""
+        return (self.authorization or "").strip().partition(" ")[0].lower()
+
+    @property
     def company(self) -> str:
         return self.identity.company if self.identity else ""
 

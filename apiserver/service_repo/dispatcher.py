@@ -30,6 +30,8 @@ from apiserver.service_repo.call import Call
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Any]
+# Request fields that carry secrets: refused in a query string, wherever the endpoint.
+SECRET_FIELDS = frozenset({"password", "secret_key", "secret", "token", "access_token", "api_key"})
 JSON_LINES = "application/json-lines"
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
@@ -137,7 +139,7 @@ class Dispatcher:
         if spec.authorize:
             if self.authenticator is None:
                 raise errors.server_error.ConfigError("authentication is not configured")
-            identity = self.authenticator.identify(auth_header)
+            identity = self.authenticator.identify(auth_header, request.remote_addr)
             self.authenticator.check_role(spec, identity)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:
@@ -159,6 +161,12 @@ class Dispatcher:
         params: dict[str, Any] = {}
         if request.args:
             params.update(request.args.to_dict())
+            secret = next((k for k in params if k.lower() in SECRET_FIELDS), None)
+            if secret is not None:
+                # URLs end up in proxy logs, browser history and Referer headers.
+                raise errors.bad_request.ValidationError(
+                    f"'{secret}' may not be sent in the query string; send it in the JSON body",
+                    error_data={"field": secret, "rule": "notInQuery"})
         params.update(path_params)
         for key, kind in spec.coercions.items():
             if isinstance(params.get(key), str):
@@ -229,8 +237,10 @@ class Dispatcher:
     def _error_envelope(self, exc: APIError, call_id: str, trx: str, name: str, requested: str | None,
                         spec: EndpointSpec | None, cause: BaseException | None = None) -> Response:
         stack = "".join(traceback.format_exception(cause or exc)) if self.debug else None
-        return self._envelope(call_id, trx, name, requested, spec, exc.code, exc.subcode, exc.message, {},
+        resp = self._envelope(call_id, trx, name, requested, spec, exc.code, exc.subcode, exc.message, {},
                               stack, exc.error_data)
+        resp.headers.update(exc.headers)
+        return resp
 
     def _rest_response(self, spec: EndpointSpec, result: Any) -> Response:
         http = spec.http
@@ -253,8 +263,8 @@ class Dispatcher:
         if self.debug:
             body["error_stack"] = "".join(traceback.format_exception(cause or exc))
         if spec is not None and spec.http and spec.http.style == "text":
-            return Response(exc.message, status=exc.code, mimetype="text/plain")
-        return Response(dumps(body), status=exc.code, mimetype="application/json")
+            return Response(exc.message, status=exc.code, mimetype="text/plain", headers=exc.headers)
+        return Response(dumps(body), status=exc.code, mimetype="application/json", headers=exc.headers)
 
     def _internal(self, exc: Exception, call_id: str, name: str) -> APIError:
         log.exception("request %s to %s failed", call_id, name)

@@ -9,8 +9,8 @@ from apiserver.state import get_state
 
 @endpoint("auth.login")
 def login(call: Call) -> dict:
-    state = get_state()
-    return {"token": state.tokens.issue(call.identity, call.data.get("expiration_sec"))}
+    return {"token": get_state().tokens.issue_at_sign_in(call.identity, call.auth_scheme,
+                                                         call.data.get("expiration_sec"))}
 
 
 @endpoint("auth.create_credentials")
@@ -41,9 +41,10 @@ def obtain_token(call: Call) -> dict:
     state = get_state()
     data = call.data
     if data.get("access_key"):
-        identity = state.auth.authenticate_key(data["access_key"], data["secret_key"])
+        identity = state.auth.authenticate_key(data["access_key"], data["secret_key"], call.remote_addr)
     else:
-        identity = state.auth.authenticate_password(data.get("email") or data["username"], data["password"])
+        identity = state.auth.authenticate_password(data.get("email") or data["username"], data["password"],
+                                                    call.remote_addr)
     workspace = data.get("workspace")
     if workspace and workspace not in (identity.company, identity.company_name):
         raise errors.unauthorized.InvalidCredentials("the user is not a member of this workspace")

@@ -20,12 +20,11 @@ class Identity:
     role: str
     user_name: str = ""
     company_name: str = ""
+    # What a token issued to this identity depends on: the access key it signed in with ("" for a
+    # password) and the user's token_version then. Revoking the key or bumping the version ends it.
+    credential: str = ""
+    token_version: int = 0
 
     @property
     def registry_role(self) -> str:
         return "SUPERVISOR" if self.role in REGISTRY_SUPERVISOR_ROLES else "USER"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"user": self.user, "company": self.company, "role": self.role,
-                "user_name": self.user_name, "company_name": self.company_name}
-

@@ -32,22 +32,26 @@ def hash_secret(secret: str, rounds: int = 12) -> str:
 
 
 class SecretChecker:
-    """bcrypt checks, remembered per stored hash so a Basic-auth client pays the cost once.
+    """bcrypt checks, remembering only secrets proven right, so a Basic-auth client pays the cost once.
 
-    The memo holds a SHA-256 of the secret next to the stored hash it was checked against. A new
-    hash (secret rotated) or a revoked key (the caller no longer finds the record) never matches.
+    The memo holds, per stored hash, a SHA-256 of the one secret that bcrypt accepted for it. Only
+    that exact secret is answered from memory; any other secret (a guess) costs a full bcrypt
+    check, as it did before a first good sign-in, so guessing gets no cheaper and timing says
+    nothing. A new hash (secret rotated) or a revoked key (no record found) never matches.
+    ``check_unknown`` spends the same bcrypt time for an account that does not exist.
     """
 
-    def __init__(self, max_entries: int = 10_000):
+    def __init__(self, rounds: int = 12, max_entries: int = 10_000):
         self._verified: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._max = max_entries
+        self._dummy_hash = hash_secret(secrets.token_urlsafe(16), rounds)
 
     def check(self, secret: str, stored_hash: str) -> bool:
         digest = hashlib.sha256(secret.encode()).digest()
         known = self._verified.get(stored_hash)
-        if known is not None:
-            return hmac.compare_digest(known, digest)
+        if known is not None and hmac.compare_digest(known, digest):
+            return True
         try:
             ok = bcrypt.checkpw(_prehash(secret), stored_hash.encode())
         except ValueError:
@@ -58,3 +62,8 @@ class SecretChecker:
                     self._verified.clear()
                 self._verified[stored_hash] = digest
         return ok
+
+    def check_unknown(self, secret: str) -> bool:
+        """As long as a wrong secret for a real account; always False."""
+        bcrypt.checkpw(_prehash(secret), self._dummy_hash.encode())
+        return False

@@ -16,6 +16,7 @@ from mongoengine.errors import NotUniqueError
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import ROLES, Identity
 from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, generate_secret_key, hash_secret
+from apiserver.bll.auth.throttle import SignInThrottle, ThrottleLimits
 from apiserver.bll.query import listing_filter, page_bounds
 from apiserver.database.model.auth import Company, Credentials, ServerSetting, User
 from apiserver.database.model.base import utcnow
@@ -36,9 +37,12 @@ class NewCredentials:
 class AuthBLL:
     """Identity operations over the database; one instance per app."""
 
-    def __init__(self, bcrypt_rounds: int = 12):
+    def __init__(self, bcrypt_rounds: int = 12, throttle: ThrottleLimits | None = None):
         self.bcrypt_rounds = bcrypt_rounds
-        self._checker = SecretChecker()
+        self._checker = SecretChecker(bcrypt_rounds)
+        self.throttle = SignInThrottle(throttle or ThrottleLimits(60, 10, 100))
+        # Called after a change that ends tokens (role, password, key), to drop this process's cache.
+        self.on_tokens_revoked: list = []
 
     # -- companies and users ------------------------------------------------------------------
 
@@ -51,10 +55,27 @@ class AuthBLL:
                 company = Company.objects(id=company_id).first() or Company.objects(name=name).first()
         return company
 
-    def identity_of(self, user: User) -> Identity:
+    def identity_of(self, user: User, credential: str = "") -> Identity:
         company = Company.objects(id=user.company).only("name").first()
         return Identity(user=user.id, company=user.company, role=user.role, user_name=user.name,
-                        company_name=company.name if company else "")
+                        company_name=company.name if company else "", credential=credential,
+                        token_version=user.token_version or 0)
+
+    def _tokens_revoked(self) -> None:
+        for hook in self.on_tokens_revoked:
+            hook()
+
+    def token_problem(self, identity: Identity) -> str | None:
+        """Why a token issued to ``identity`` no longer holds (key revoked, role or password changed)."""
+        user = User.objects(id=identity.user).only("company", "token_version", "role").first()
+        if user is None or user.company != identity.company:
+            return "the user no longer exists"
+        if (user.token_version or 0) != identity.token_version or user.role != identity.role:
+            return "the user's role or password changed"
+        if identity.credential and not Credentials.objects(access_key=identity.credential, user=identity.user,
+                                                           revoked=None).only("id").first():
+            return "the key it was issued for was revoked"
+        return None
 
     def create_user(self, company: str, name: str, role: str = "user", email: str | None = None,
                     username: str | None = None, password: str | None = None,
@@ -83,7 +104,11 @@ class AuthBLL:
         target = self.get_user(user_id, caller.company)
         self._check_can_grant(caller, role)
         self._check_can_grant(caller, target.role)
-        return User.objects(id=user_id, company=caller.company).update(set__role=role)
+        if role == target.role:
+            return 0
+        updated = User.objects(id=user_id, company=caller.company).update(set__role=role, inc__token_version=1)
+        self._tokens_revoked()
+        return updated
 
     def create_user_by(self, caller: Identity, name: str, role: str = "user", email: str | None = None,
                        username: str | None = None, password: str | None = None,
@@ -131,22 +156,36 @@ class AuthBLL:
                  "last_used_from": None, "created": c.created} for c in creds]
 
     def revoke_credentials(self, access_key: str, user: str, company: str) -> int:
-        return Credentials.objects(access_key=access_key, user=user, company=company, revoked=None) \
+        revoked = Credentials.objects(access_key=access_key, user=user, company=company, revoked=None) \
             .update(set__revoked=utcnow())
+        if revoked:
+            self._tokens_revoked()
+        return revoked
 
-    def authenticate_key(self, access_key: str, secret_key: str) -> Identity:
-        """Identity of a key pair, or 401/22. Revoked keys fail at once (looked up every time)."""
+    def authenticate_key(self, access_key: str, secret_key: str, address: str | None = None) -> Identity:
+        """Identity of a key pair, or 401/22. Revoked keys fail at once (looked up every time).
+
+        Every wrong or unknown key costs one bcrypt check and counts against the key and the address.
+        """
+        self.throttle.check(access_key, address)
         cred = Credentials.objects(access_key=access_key, revoked=None).first()
-        if cred is None or not self._checker.check(secret_key, cred.secret_hash):
-            raise errors.unauthorized.InvalidCredentials()
-        user = User.objects(id=cred.user, company=cred.company).first()
+        ok = self._checker.check(secret_key, cred.secret_hash) if cred else self._checker.check_unknown(secret_key)
+        user = User.objects(id=cred.user, company=cred.company).first() if ok else None
         if user is None:
-            raise errors.unauthorized.InvalidCredentials("user no longer exists")
-        return self.identity_of(user)
+            self.throttle.failed(access_key, address)
+            raise errors.unauthorized.InvalidCredentials()
+        return self.identity_of(user, credential=access_key)
 
-    def authenticate_password(self, login: str, password: str) -> Identity:
+    def authenticate_password(self, login: str, password: str, address: str | None = None) -> Identity:
+        """Identity of a user name (or e-mail) and password, or 401/22; throttled like keys."""
+        self.throttle.check(login, address)
         user = User.objects(email=login).first() or User.objects(username=login).first()
-        if user is None or not user.password_hash or not self._checker.check(password, user.password_hash):
+        if user is not None and user.password_hash:
+            ok = self._checker.check(password, user.password_hash)
+        else:
+            ok = self._checker.check_unknown(password)
+        if not ok:
+            self.throttle.failed(login, address)
             raise errors.unauthorized.InvalidCredentials()
         return self.identity_of(user)
 
@@ -200,10 +239,14 @@ class AuthBLL:
                 if user is None:
                     raise
         else:
-            changes = {"role": entry.get("role", user.role)}
-            if entry.get("password"):
-                changes["password_hash"] = hash_secret(entry["password"], self.bcrypt_rounds)
-            user.update(**{f"set__{k}": v for k, v in changes.items()})
+            changes: dict[str, Any] = {}
+            if entry.get("role", user.role) != user.role:
+                changes["set__role"] = entry["role"]
+            if entry.get("password") and not (user.password_hash and
+                                              self._checker.check(entry["password"], user.password_hash)):
+                changes["set__password_hash"] = hash_secret(entry["password"], self.bcrypt_rounds)
+            if changes:
+                user.update(inc__token_version=1, **changes)
         key, secret = entry.get("access_key"), entry.get("secret_key")
         if key and secret:
             existing = Credentials.objects(access_key=key).first()
@@ -217,6 +260,7 @@ class AuthBLL:
                 raise ValueError(f"fixed user {username}: access key {key} belongs to another user")
             if existing.revoked or not self._checker.check(secret, existing.secret_hash):
                 existing.update(set__secret_hash=hash_secret(secret, self.bcrypt_rounds), unset__revoked=True)
+                User.objects(id=user.id).update(inc__token_version=1)  # re-keyed: the old key's tokens end
 
     def _generate_admin(self, company: Company, path: str | None) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, Document, EmailField, StringField
+from mongoengine import DateTimeField, Document, EmailField, IntField, StringField
 
 from apiserver.database.model.base import CompanyDocument, new_id, utcnow
 
@@ -30,6 +30,8 @@ class User(CompanyDocument):
     email = EmailField()
     role = StringField(required=True, default="user")
     password_hash = StringField()
+    # Bumped when the role or password changes: tokens issued before carry the old value and stop working.
+    token_version = IntField(default=0)
 
 
 class Credentials(CompanyDocument):
@@ -56,3 +58,13 @@ class ServerSetting(Document):
     id = StringField(primary_key=True)
     value = StringField(required=True)
     created = DateTimeField(default=utcnow)
+
+
+class SignInFailure(Document):
+    """Failed sign-ins of one account or address in the current window (bll/auth/throttle.py)."""
+
+    meta = {"collection": "sign_in_failures", "indexes": [{"fields": ["expires"], "expireAfterSeconds": 0}]}
+
+    id = StringField(primary_key=True)
+    count = IntField(default=0)
+    expires = DateTimeField(required=True)
