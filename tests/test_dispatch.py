@@ -47,7 +47,7 @@ boom {
 update { authorize: false, "2.1" { request { type: object, required: [id], properties { id { type: string } } } } }
 update_many {
   authorize: false
-  "2.1" { batch_request { action: update, version: 2.1 } }
+  "2.1" { batch_request { action: update, version: 2.1, max_items: 1000 } }
 }
 item {
   authorize: false

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -219,3 +220,50 @@ def test_secrets_are_refused_in_query_strings(server):
                          json={"username": "nobody"}, timeout=10)
     assert resp.status_code == 400
     assert (resp.json()["field"], resp.json()["rule"]) == ("password", "notInQuery")
+
+
+# -- smaller findings ------------------------------------------------------------------------------------
+
+def test_another_companys_worker_cannot_read_our_task_name(admin, other_admin):
+    ours = admin.call("tasks.create", name="our secret experiment", type="training")["id"]
+    theirs = other_admin.call("tasks.create", name="their own experiment", type="training")["id"]
+    worker = f"spy-{time.time_ns()}"
+    other_admin.call("workers.status_report", worker=worker, timestamp=int(time.time() * 1000), task=ours)
+    other_admin.call("workers.status_report", worker=worker + "-ok", timestamp=int(time.time() * 1000), task=theirs)
+    listed = {w["id"]: w for w in other_admin.call("workers.get_all")["workers"]}
+    assert listed[worker + "-ok"]["task"]["name"] == "their own experiment"  # positive control
+    assert listed[worker]["task"] is None  # not ours to show: as if the id did not exist
+    assert "our secret experiment" not in str(listed)
+
+
+def test_a_body_over_the_limit_is_a_413_not_a_500(server, admin):
+    import http.client
+
+    for path in ("/tasks.get_all", "/api/auth/token/obtain"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("POST", path)
+        conn.putheader("Authorization", admin.auth)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(500 * 1024 * 1024))
+        conn.endheaders()
+        conn.send(b"{}")
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 413, (path, body[:200])
+        assert b"Traceback" not in body and b"too large" in body
+        conn.close()
+
+
+def test_an_oversized_json_lines_batch_is_refused_before_parsing(admin, server):
+    task = admin.call("tasks.create", name="batch cap", type="training")["id"]
+    line = json.dumps({"task": task, "type": "log", "msg": "x", "timestamp": 1}).encode() + b"\n"
+    started = time.monotonic()
+    status, body, _ = admin.request("POST", "/events.add_batch", raw=line * 200_000 + b"not json\n",
+                                    headers={"Content-Type": "application/json-lines"})
+    elapsed = time.monotonic() - started
+    assert status == 400 and body["meta"]["error_data"] == {"field": "", "rule": "maxItems"}
+    assert "200001" in body["meta"]["result_msg"]  # counted, not parsed (the last line is not JSON)
+    assert elapsed < 3.0
+    status, body, _ = admin.request("POST", "/events.add_batch", raw=line * 3,
+                                    headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and body["data"]["added"] == 3

@@ -74,7 +74,8 @@ def test_project_services_load_and_every_endpoint_has_one_handler():
     ('a { internal: true }', r"endpoint bad\.a: declares no version"),
     ('a { "2.1" { http { method: FETCH, path: "/x" } } }', r"bad\.a version 2\.1: http\.method 'FETCH'"),
     ('a { "2.1" { allow_roles: [wizard] } }', r"allow_roles names unknown roles \['wizard'\]"),
-    ('a { "2.1" { batch_request { action: nothing, version: 1.0 } } }', r"batch_request names bad\.nothing"),
+    ('a { "2.1" { batch_request { action: nothing, version: 1.0, max_items: 10 } } }',
+     r"batch_request names bad\.nothing"),
     ('a { "2.1" { http { method: GET, path: "/x/{id}" } } }\nb { "2.1" { http { method: GET, path: "/x/{key}" } } }',
      r"http GET /x/\{key\} is already bound to bad\.a"),
 ])

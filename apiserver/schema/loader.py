@@ -76,6 +76,7 @@ class EndpointSpec:
     read_only: bool = False
     internal: bool = False
     batch_action: tuple[str, Version] | None = None
+    batch_max_items: int | None = None  # json-lines batches: most lines, counted before any is parsed
     http: HttpBinding | None = None
     request_validator: Draft7Validator = field(init=False, repr=False)
     # Top-level request properties declared as integer/number/boolean: query strings and path
@@ -251,12 +252,13 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
             if unknown:
                 raise SpecError(f"{vwhere}: unknown keys {sorted(unknown)}")
             batch = block.get("batch_request")
-            batch_action = None
+            batch_action, batch_max = None, None
             if batch is not None:
                 target = batch.get("action") if isinstance(batch, dict) else None
                 bversion = parse_version(batch.get("version", "")) if isinstance(batch, dict) else None
-                if not target or bversion is None:
-                    raise SpecError(f"{vwhere}: batch_request needs 'action' and 'version'")
+                batch_max = batch.get("max_items") if isinstance(batch, dict) else None
+                if not target or bversion is None or not isinstance(batch_max, int) or batch_max < 1:
+                    raise SpecError(f"{vwhere}: batch_request needs 'action', 'version' and 'max_items'")
                 batch_action = (f"{service}.{target}", bversion)
                 request = {"type": "array"}
             else:
@@ -275,7 +277,7 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
                 allow_roles=_parse_roles(block.get("allow_roles", entry.get("allow_roles")), vwhere),
                 read_only=bool(block.get("read_only", entry.get("read_only", False))),
                 internal=bool(block.get("internal", entry.get("internal", False))),
-                batch_action=batch_action, http=http,
+                batch_action=batch_action, batch_max_items=batch_max, http=http,
             ))
     return specs
 

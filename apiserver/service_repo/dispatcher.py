@@ -112,6 +112,8 @@ class Dispatcher:
             return self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data)
         except APIError as exc:
             return self._error_envelope(exc, call_id, trx, name, requested, spec)
+        except HTTPException as exc:
+            return self._error_envelope(_http_api_error(exc), call_id, trx, name, requested, spec)
         except Exception as exc:  # noqa: BLE001 - every failure gets an envelope, never a bare 500
             return self._error_envelope(self._internal(exc, call_id, name), call_id, trx, name, requested,
                                         spec, exc)
@@ -124,6 +126,8 @@ class Dispatcher:
                 return self._rest_response(spec, result)
             except APIError as exc:
                 return self._rest_error(exc, call_id, spec)
+            except HTTPException as exc:
+                return self._rest_error(_http_api_error(exc), call_id, spec)
             except Exception as exc:  # noqa: BLE001
                 return self._rest_error(self._internal(exc, call_id, spec.name), call_id, spec, exc)
 
@@ -175,12 +179,20 @@ class Dispatcher:
             if not raw.strip():
                 raise errors.bad_request.BatchContainsNoItems()
             lines = [line for line in raw.splitlines() if line.strip()]
+            if len(lines) > spec.batch_max_items:  # counted before parsing: no work for an oversized batch
+                raise errors.bad_request.BatchValidationError(
+                    f"at most {spec.batch_max_items} items per batch, got {len(lines)}",
+                    error_data={"field": "", "rule": "maxItems"})
             try:
                 items = [orjson.loads(line) for line in lines]
             except orjson.JSONDecodeError as exc:
                 raise errors.bad_request.InvalidJson(f"json-lines body: {exc}") from None
             if len(items) == 1 and isinstance(items[0], list):
                 items = items[0]  # a plain JSON array is accepted too
+                if len(items) > spec.batch_max_items:
+                    raise errors.bad_request.BatchValidationError(
+                        f"at most {spec.batch_max_items} items per batch, got {len(items)}",
+                        error_data={"field": "", "rule": "maxItems"})
             if not all(isinstance(i, dict) for i in items):
                 raise errors.bad_request.BatchValidationError("every line must be a JSON object")
             return {}, items
@@ -284,6 +296,14 @@ class Dispatcher:
                     "subcode": 0, "request_id": call_id}
             return Response(dumps(body), status=code, mimetype="application/json")
         return self._envelope(call_id, call_id, request.path.strip("/"), None, None, code, 0, msg, {})
+
+
+def _http_api_error(exc: HTTPException) -> APIError:
+    """Werkzeug's errors raised while a request is read (body over the limit, a broken form) as ours."""
+    if exc.code == 413:
+        return errors.payload_too_large.RequestTooLarge(
+            f"the body is larger than this server accepts ({request.max_content_length} bytes)")
+    return errors.bad_request.ValidationError(exc.description or exc.name, error_data={"field": "", "rule": "http"})
 
 
 def _coerce(value: str, kind: str) -> Any:

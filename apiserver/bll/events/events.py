@@ -21,7 +21,6 @@ from apiserver.database.model.task import Task
 SCALAR = "training_stats_scalar"
 LOG = "log"
 EVENT_TYPES = (SCALAR, "training_stats_vector", "training_debug_image", "plot", LOG)
-MAX_BATCH = 10_000
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
                 "worker", "url", "key", "plot_str", "model_event")
@@ -56,9 +55,6 @@ class EventBLL:
 
     def add_events(self, identity: Identity, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored."""
-        if len(events) > MAX_BATCH:
-            raise errors.bad_request.ValidationError(f"at most {MAX_BATCH} events per batch",
-                                                     error_data={"field": "", "rule": "maxItems"})
         known = self._writable_tasks(identity.company, {e["task"] for e in events})
         now_ms = int(time.time() * 1000)
         docs, errors_info = [], defaultdict(int)
@@ -187,7 +183,8 @@ class EventBLL:
 
     def latest_scalar_values(self, company: str, task: str) -> list[dict[str, Any]]:
         self._readable_task(company, task)
-        doc = Task._get_collection().find_one({"_id": task}, {"last_metrics": 1}) or {}
+        doc = Task._get_collection().find_one({"_id": task, "company": {"$in": [company, ""]}},
+                                              {"last_metrics": 1}) or {}
         metrics: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for variants in (doc.get("last_metrics") or {}).values():
             for entry in variants.values():

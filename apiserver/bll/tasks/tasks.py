@@ -231,7 +231,7 @@ class TaskBLL:
 
     def ping(self, identity: Identity, task_id: str) -> None:
         task = self.writable(identity.company, task_id)
-        self.coll.update_one({"_id": task["_id"]}, {"$set": {"last_update": utcnow()}})
+        self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": {"last_update": utcnow()}})
 
     def add_or_update_artifacts(self, identity: Identity, task_id: str,
                                 artifacts: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -471,7 +471,7 @@ class TaskBLL:
         """Stop in_progress tasks with no update for ``max_idle_sec`` (ClearML: 2 hours)."""
         cutoff = utcnow() - timedelta(seconds=max_idle_sec)
         now = utcnow()
-        result = self.coll.update_many(
+        result = self.coll.update_many(  # all companies: the sweep is server-wide, as in ClearML
             {"status": st.IN_PROGRESS, "last_update": {"$lt": cutoff}},
             {"$set": {"status": st.STOPPED, "status_reason": "Forced stop (non-responsive)",
                       "status_message": "Forced stop (non-responsive)", "status_changed": now,

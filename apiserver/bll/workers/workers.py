@@ -94,7 +94,8 @@ class WorkerBLL:
             {"_id": {"$in": list(queue_ids)}, "company": company}, {"name": 1, "entries": 1})}
         task_ids = [d["task"] for d in docs if d.get("task")]
         tasks = {t["_id"]: t for t in Task._get_collection().find(
-            {"_id": {"$in": task_ids}}, {"name": 1, "started": 1, "last_iteration": 1})}
+            {"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}},
+            {"name": 1, "started": 1, "last_iteration": 1})}
         users = {u["_id"]: u for u in User._get_collection().find(
             {"_id": {"$in": [d.get("user") for d in docs]}}, {"name": 1})}
         now = utcnow()

@@ -1,0 +1,77 @@
+"""Every query the business layer sends to the tasks collection is scoped by company.
+
+A static check over ``apiserver/bll``: any call of a query or write method on the tasks collection
+(``Task._get_collection()`` anywhere, or ``self.coll`` inside the tasks bll) must name ``company`` in
+its filter. A lookup by id alone would show or change another company's task.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+QUERY_METHODS = {"find", "find_one", "find_one_and_update", "find_one_and_delete", "update_one", "update_many",
+                 "delete_one", "delete_many", "count_documents", "replace_one", "distinct"}
+TASKS_BLL = ROOT / "apiserver" / "bll" / "tasks"
+
+
+def _is_tasks_collection(node: ast.AST, path: Path) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_get_collection":
+        return isinstance(node.func.value, ast.Name) and node.func.value.id == "Task"
+    if TASKS_BLL in path.parents and isinstance(node, ast.Attribute) and node.attr == "coll":
+        return isinstance(node.value, ast.Name) and node.value.id == "self"
+    return False
+
+
+ALL_COMPANIES = "# all companies:"  # marks a deliberate server-wide query (a background sweep), with why
+
+
+def unscoped_task_queries() -> list[str]:
+    found = []
+    for path in sorted((ROOT / "apiserver" / "bll").rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for node in ast.walk(func):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in QUERY_METHODS and _is_tasks_collection(node.func.value, path)):
+                    continue
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                if any(ALL_COMPANIES in lines[i] for i in range(max(0, node.lineno - 2), node.end_lineno)):
+                    continue
+                if not node.args:
+                    found.append(f"{where}: no filter")
+                    continue
+                arg = node.args[0]
+                text = ast.get_source_segment(source, arg) or ""
+                if isinstance(arg, ast.Name):  # a filter built earlier in the function
+                    text = " ".join(ast.get_source_segment(source, a.value) or "" for a in ast.walk(func)
+                                    if _assigns(a, arg.id))
+                if "company" not in text:
+                    found.append(f"{where}: {ast.get_source_segment(source, arg)[:80]}")
+    return sorted(set(found))
+
+
+def _assigns(node: ast.AST, name: str) -> bool:
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    return isinstance(node, ast.AnnAssign) and node.value is not None and \
+        isinstance(node.target, ast.Name) and node.target.id == name
+
+
+def test_every_task_query_in_the_bll_names_a_company():
+    assert unscoped_task_queries() == []
+
+
+def test_the_check_finds_an_unscoped_query(tmp_path, monkeypatch):
+    """Positive control: the check flags a lookup by id alone."""
+    bad = ROOT / "apiserver" / "bll" / "_scoping_probe.py"
+    bad.write_text("from apiserver.database.model.task import Task\n\n"
+                   "def peek(task_id):\n    return Task._get_collection().find_one({'_id': task_id})\n")
+    try:
+        assert unscoped_task_queries() == ["apiserver/bll/_scoping_probe.py:4: {'_id': task_id}"]
+    finally:
+        bad.unlink()
