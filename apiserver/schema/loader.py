@@ -3,7 +3,7 @@
 A service file (``tasks.conf``) holds ``_description``, ``_references``, ``_definitions`` and one
 entry per action. An action holds endpoint-level keys (``internal``, ``authorize``,
 ``allow_roles``, ``read_only``) and one block per version (``"2.1" { request, response, ... }``).
-Version blocks may add ``batch_request {action, version}`` (json-lines batches of another action's
+Version blocks may add ``batch_request {action, version, max_items?}`` (json-lines batches of another action's
 request) and ``http {method, path, status, style}`` (a REST or query-string binding).
 
 Every problem is a ``SpecError`` naming the file, the endpoint and what is wrong, so a broken spec
@@ -32,6 +32,8 @@ HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 WIRE_STYLES = {"rpc", "rest", "text"}
 ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
 ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_description"}
+# Most items of a json-lines batch when its batch_request names no max_items.
+DEFAULT_BATCH_MAX_ITEMS = 10_000
 VERSION_KEYS = {"description", "request", "response", "batch_request", "http", "authorize",
                 "allow_roles", "read_only", "internal"}
 
@@ -256,9 +258,11 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
             if batch is not None:
                 target = batch.get("action") if isinstance(batch, dict) else None
                 bversion = parse_version(batch.get("version", "")) if isinstance(batch, dict) else None
-                batch_max = batch.get("max_items") if isinstance(batch, dict) else None
-                if not target or bversion is None or not isinstance(batch_max, int) or batch_max < 1:
-                    raise SpecError(f"{vwhere}: batch_request needs 'action', 'version' and 'max_items'")
+                batch_max = batch.get("max_items", DEFAULT_BATCH_MAX_ITEMS) if isinstance(batch, dict) else None
+                if not target or bversion is None:
+                    raise SpecError(f"{vwhere}: batch_request needs 'action' and 'version'")
+                if not isinstance(batch_max, int) or isinstance(batch_max, bool) or batch_max < 1:
+                    raise SpecError(f"{vwhere}: batch_request max_items must be a positive integer")
                 batch_action = (f"{service}.{target}", bversion)
                 request = {"type": "array"}
             else:
