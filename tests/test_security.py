@@ -267,3 +267,40 @@ def test_an_oversized_json_lines_batch_is_refused_before_parsing(admin, server):
     status, body, _ = admin.request("POST", "/events.add_batch", raw=line * 3,
                                     headers={"Content-Type": "application/json-lines"})
     assert status == 200 and body["data"]["added"] == 3
+
+
+def test_the_embedded_database_needs_the_servers_credentials(tmp_path):
+    import os
+    import stat
+
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    from tests.helpers import ServerProcess
+
+    data = tmp_path / "data"
+    for round_ in range(2):  # first start provisions the user; a restart reuses it
+        proc = ServerProcess(None, "apiserver", workers=1, data_dir=data).start(tmp_path)
+        try:
+            admin = proc.admin()
+            if round_ == 0:
+                admin.call("projects.create", name="kept across restarts")
+            assert [p["name"] for p in admin.call("projects.get_all", name="^kept across restarts$")["projects"]] \
+                == ["kept across restarts"]
+            port = json.loads((data / "embedded.json").read_text())["port"]
+            creds = json.loads((data / "db_credentials.json").read_text())
+            assert stat.S_IMODE(os.stat(data / "db_credentials.json").st_mode) == 0o600
+            assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+            anonymous = pymongo.MongoClient("127.0.0.1", port, retryWrites=False, serverSelectionTimeoutMS=5000)
+            with pytest.raises(OperationFailure, match="requires authentication"):
+                anonymous.apiserver.server_settings.find_one()
+            wrong = pymongo.MongoClient("127.0.0.1", port, username=creds["user"], password="guess",
+                                        authSource="admin", retryWrites=False, serverSelectionTimeoutMS=5000)
+            with pytest.raises(OperationFailure):
+                wrong.apiserver.server_settings.find_one()
+            right = pymongo.MongoClient("127.0.0.1", port, username=creds["user"], password=creds["password"],
+                                        authSource="admin", retryWrites=False, serverSelectionTimeoutMS=5000)
+            assert right.apiserver.server_settings.find_one({"_id": "token_secret"})  # positive control
+            assert [u["user"] for u in right.admin.command("usersInfo")["users"]] == ["apiserver"]
+        finally:
+            proc.stop()

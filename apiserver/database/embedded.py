@@ -7,6 +7,12 @@ Another server pointed at the same folder waits for the lock (a restart overlapp
 server's shutdown), then fails with a message naming the owner: joining a database that another
 process is about to stop would leave it without one.
 
+The database requires authentication: on a folder's first start the server generates a user and
+password, kept in ``<data_dir>/db_credentials.json`` (mode 0600, the folder 0700), provisions it
+on a short start without authentication (the folder holds no data yet, or only this server's),
+then restarts the database with ``--auth`` and removes any other user, so that other local users
+cannot read the database (token secret included) through its loopback port.
+
 SecantusDB is GPL-2.0 and runs as a separate program; this project never imports it.
 """
 
@@ -18,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +35,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 URI_OPTIONS = "retryWrites=false"  # pymongo's retryable writes slow SecantusDB down ~8x
+DB_USER = "apiserver"
+CREDENTIALS_FILE = "db_credentials.json"
 
 
 def _free_port(host: str) -> int:
@@ -70,10 +79,13 @@ class EmbeddedDatabase:
         self.process: subprocess.Popen | None = None
         self._lock_fd: int | None = None
         self._owner_pid: int | None = None  # forked children (gunicorn workers) must not stop it
+        self._password: str | None = None
 
     @property
     def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/?{URI_OPTIONS}"
+        if self._password is None:
+            return f"mongodb://{self.host}:{self.port}/?{URI_OPTIONS}"
+        return f"mongodb://{DB_USER}:{self._password}@{self.host}:{self.port}/?{URI_OPTIONS}&authSource=admin"
 
     @property
     def owner(self) -> bool:
@@ -81,8 +93,9 @@ class EmbeddedDatabase:
         return self.process is not None and self._owner_pid == os.getpid()
 
     def ensure_running(self) -> str:
-        """Start the server for this folder once the folder is free; return its URI."""
+        """Start the server for this folder once the folder is free; return its URI (with credentials)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
         fd = os.open(self.data_dir / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -113,10 +126,23 @@ class EmbeddedDatabase:
 
     def _start(self) -> None:
         port = self.port or _free_port(self.host)
-        storage = self.data_dir / "db"
+        creds = self.data_dir / CREDENTIALS_FILE
+        if creds.exists():
+            self._password = json.loads(creds.read_text())["password"]
+            self._launch(port, auth=True)
+        else:
+            self._provision(port, creds)
+        info = {"pid": self.process.pid, "owner_pid": os.getpid(), "host": self.host, "port": port}
+        (self.data_dir / "embedded.json").write_text(json.dumps(info))
+        log.info("embedded database (SecantusDB) listening on %s:%s, data in %s", self.host, port,
+                 self.data_dir / "db")
+
+    def _launch(self, port: int, auth: bool) -> None:
         cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(port),
-               "--storage-path", str(storage), "--cache-size", str(self.cache_size),
+               "--storage-path", str(self.data_dir / "db"), "--cache-size", str(self.cache_size),
                "--log-level", "WARNING"]
+        if auth:
+            cmd.append("--auth")
         if self.sync_on_commit:
             cmd.append("--sync-on-commit")
         log_file = open(self.data_dir / "embedded.log", "ab")  # noqa: SIM115 - kept for the child's life
@@ -127,14 +153,35 @@ class EmbeddedDatabase:
             log_file.close()
         self.port = port
         _wait_until_listening(self.host, port, self.process, self.start_timeout)
-        info = {"pid": self.process.pid, "owner_pid": os.getpid(), "host": self.host, "port": port}
-        (self.data_dir / "embedded.json").write_text(json.dumps(info))
-        log.info("embedded database (SecantusDB) listening on %s:%s, data in %s", self.host, port, storage)
 
-    def stop(self, timeout: float = 15) -> None:
-        """Stop the server if this process started it, and release the folder."""
-        if self._owner_pid is not None and self._owner_pid != os.getpid():
-            return
+    def _provision(self, port: int, creds: Path) -> None:
+        """First start of a folder: create the server's database user, then restart with --auth."""
+        import pymongo  # only the owner of a folder's first start needs it here
+
+        password = secrets.token_urlsafe(32)
+        self._launch(port, auth=False)
+        client = pymongo.MongoClient(self.host, port, retryWrites=False, serverSelectionTimeoutMS=10_000)
+        try:
+            existing = {u["user"] for u in client.admin.command("usersInfo")["users"]}
+            command = "updateUser" if DB_USER in existing else "createUser"
+            client.admin.command(command, DB_USER, pwd=password, roles=[{"role": "root", "db": "admin"}])
+        finally:
+            client.close()
+        self._stop_process()
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"user": DB_USER, "password": password}, fh)
+        self._password = password
+        self._launch(port, auth=True)
+        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=10_000)
+        try:  # whoever connected during the short open start may have added a user: none stays
+            for user in client.admin["system.users"].find({}, {"user": 1, "db": 1}):  # users of every db
+                if user["user"] != DB_USER or user.get("db") != "admin":
+                    client.get_database(user.get("db", "admin")).command("dropUser", user["user"])
+        finally:
+            client.close()
+
+    def _stop_process(self, timeout: float = 15) -> None:
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -144,6 +191,12 @@ class EmbeddedDatabase:
                 log.warning("embedded database did not stop in %ss; killing it", timeout)
                 proc.kill()
                 proc.wait()
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop the server if this process started it, and release the folder."""
+        if self._owner_pid is not None and self._owner_pid != os.getpid():
+            return
+        self._stop_process(timeout)
         if self._lock_fd is not None:
             try:
                 (self.data_dir / "embedded.json").unlink(missing_ok=True)
