@@ -2,7 +2,8 @@
 next to a bare Flask route that returns the same JSON.
 
 The declared endpoints go through the full pipeline (routing, version negotiation, auth where
-declared, JSON-Schema validation, handler, envelope); the database is not involved.
+declared, JSON-Schema validation, handler, envelope). With ``BENCH_MONGODB_URI`` set, tokens are
+also re-checked against the database (key not revoked, role unchanged) as the server does.
 """
 
 from __future__ import annotations
@@ -42,12 +43,38 @@ def ping(call):
     return {"msg": "ping"}
 
 
+BENCH_IDENTITY = Identity(user="u" * 32, company="c" * 32, role="user", user_name="bench",
+                          credential="BENCHKEY0000000000000000")
+RECHECK_SEC = 2.0  # the server's default auth.token_recheck_sec
+
+
 def tokens() -> TokenService:
-    return TokenService(SECRET, 3600, 86400, "2.23", "bench")
+    still_valid = None
+    if os.environ.get("BENCH_MONGODB_URI"):
+        import mongoengine
+
+        from apiserver.bll.auth.users import AuthBLL
+
+        mongoengine.connect(db="bench_auth", host=os.environ["BENCH_MONGODB_URI"], alias="default")
+        still_valid = AuthBLL(bcrypt_rounds=4).token_problem
+    return TokenService(SECRET, 3600, 86400, "2.23", "bench", still_valid=still_valid, recheck_sec=RECHECK_SEC)
+
+
+def seed_identity(uri: str) -> None:
+    """The user and key the bench token names, so the database re-check finds them valid."""
+    import pymongo
+
+    db = pymongo.MongoClient(uri)["bench_auth"]
+    ident = BENCH_IDENTITY
+    db.users.replace_one({"_id": ident.user}, {"_id": ident.user, "company": ident.company, "name": "bench",
+                                               "role": ident.role, "token_version": 0}, upsert=True)
+    db.credentials.replace_one({"access_key": ident.credential}, {
+        "access_key": ident.credential, "secret_hash": "x", "user": ident.user, "company": ident.company},
+        upsert=True)
 
 
 def bench_token() -> str:
-    return tokens().issue(Identity(user="u" * 32, company="c" * 32, role="user", user_name="bench"))
+    return TokenService(SECRET, 3600, 86400, "2.23", "bench").issue(BENCH_IDENTITY)
 
 
 def build() -> Flask:
