@@ -26,7 +26,7 @@ from apiserver.config import Config, load_config
 from apiserver.database.connection import connect
 from apiserver.database.model.auth import Company
 from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
-from apiserver.service_repo.auth import Authenticator
+from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
 from apiserver.service_repo.endpoint import bind_handlers, import_handlers
 from apiserver.state import ServerState, get_state, set_state
@@ -39,6 +39,12 @@ def configure_logging(level: str = "INFO") -> None:
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def session_cookie(config: Config) -> SessionCookie:
+    cookie = config.get("auth.session_cookie")
+    return SessionCookie(name=cookie["name"], secure=bool(config.get("apiserver.https")),
+                         max_age_sec=int(config.get("auth.token_expiration_sec")))
 
 
 def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tuple[Dispatcher, Any]:
@@ -54,7 +60,9 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
     handlers = bind_handlers(specs)
     dispatcher = Dispatcher(specs, handlers, authenticator, max_version,
                             check_max_version=bool(config.get("apiserver.check_max_version", False)),
-                            debug=bool(config.get("apiserver.debug", False)))
+                            debug=bool(config.get("apiserver.debug", False)), session_cookie=session_cookie(config),
+                            https=bool(config.get("apiserver.https")),
+                            trusted_proxies=tuple(config.get("apiserver.trusted_proxies") or ()))
     return dispatcher, specs
 
 
@@ -98,7 +106,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
                         models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10))),
-                        embedded=embedded)
+                        embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):

@@ -41,6 +41,7 @@ class ServerState:
     deployments: DeploymentBLL
     models: ModelRegistryBLL
     embedded: EmbeddedDatabase | None = None
+    session_cookie: Any = None  # service_repo.auth.SessionCookie: the browser sign-in cookie
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)
 

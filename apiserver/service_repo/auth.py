@@ -1,15 +1,25 @@
-"""Owns reading credentials off a request: Bearer tokens and HTTP Basic key pairs."""
+"""Owns reading credentials off a request: Bearer tokens, HTTP Basic pairs and the browser's session cookie.
+
+The session cookie (set by ``auth.login`` for a password sign-in, see ``SessionCookie``) is the only
+credential a browser sends by itself, so a request authenticated by the cookie alone must prove it
+comes from our own pages: it must carry the ``X-Clearml-Client`` header and, with a body, a JSON
+content type. A cross-site form or image can set neither, so cookies cannot be ridden (CSRF).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import SUPER_ROLES, Identity
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.schema.loader import EndpointSpec
+
+CLIENT_HEADER = "X-Clearml-Client"
+JSON_TYPES = ("application/json", "application/json-lines")
 
 
 def parse_basic(header: str) -> tuple[str, str]:
@@ -22,6 +32,31 @@ def parse_basic(header: str) -> tuple[str, str]:
     if not sep or not key or not secret:
         raise errors.unauthorized.MalformedCredentials("Basic credentials are not 'key:secret'")
     return key, secret
+
+
+@dataclass(frozen=True)
+class SessionCookie:
+    """The browser session cookie's name and attributes (config ``auth.session_cookie``)."""
+
+    name: str
+    secure: bool
+    max_age_sec: int
+
+    def attributes(self, secure: bool | None = None) -> dict:
+        return {"httponly": True, "samesite": "Strict", "secure": self.secure if secure is None else secure,
+                "path": "/"}
+
+
+@dataclass(frozen=True)
+class RequestCredentials:
+    """What a request carries that can identify its caller."""
+
+    authorization: str | None = None
+    cookie_token: str | None = None
+    client_header: str | None = None
+    content_type: str | None = None
+    has_body: bool = False
+    address: str | None = None
 
 
 class Authenticator:
@@ -42,8 +77,21 @@ class Authenticator:
             return self.tokens.verify(token)
         if scheme == "basic":
             key, secret = parse_basic(header)
-            return self.users.authenticate_key(key, secret, address)
+            return self.users.authenticate_basic(key, secret, address)
         raise errors.unauthorized.BadAuthType("use Bearer or Basic")
+
+    def identify_request(self, creds: RequestCredentials) -> Identity:
+        """The identity of a request: its Authorization header, else its session cookie (CSRF-checked)."""
+        if creds.authorization or not creds.cookie_token:
+            return self.identify(creds.authorization, creds.address)
+        if not (creds.client_header or "").strip():
+            raise errors.unauthorized.NoCredentials(
+                f"a request signed in by the session cookie must carry the {CLIENT_HEADER} header")
+        ctype = (creds.content_type or "").split(";")[0].strip().lower()
+        if creds.has_body and ctype not in JSON_TYPES:
+            raise errors.unauthorized.NoCredentials(
+                "a request signed in by the session cookie must send its body as application/json")
+        return self.tokens.verify(creds.cookie_token)
 
     @staticmethod
     def check_role(spec: EndpointSpec, identity: Identity) -> None:

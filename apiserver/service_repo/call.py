@@ -24,7 +24,12 @@ class Call:
     remote_addr: str | None = None
     # The raw Authorization header value (auth.login reads the Basic pair from it).
     authorization: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The browser session cookie's token, if the request carried one.
+    cookie_token: str | None = None
+    # Whether the client reached us over HTTPS (directly or through a trusted proxy).
+    secure_transport: bool = False
+    # Cookies the answer sets: (name, value or None to delete, attributes).
+    set_cookies: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def auth_scheme(self) -> str:

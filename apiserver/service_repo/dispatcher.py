@@ -24,7 +24,7 @@ from werkzeug.routing import BaseConverter
 from apiserver.apierrors import APIError, errors
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
 from apiserver.schema.validation import error_field, first_error
-from apiserver.service_repo.auth import Authenticator
+from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
 from apiserver.service_repo.call import Call
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,17 @@ class EndpointNameConverter(BaseConverter):
 class Dispatcher:
     def __init__(self, specs: SpecRegistry, handlers: dict[tuple[str, Version], Handler],
                  authenticator: Authenticator | None, max_version: Version,
-                 check_max_version: bool = False, debug: bool = False):
+                 check_max_version: bool = False, debug: bool = False, session_cookie: SessionCookie | None = None,
+                 https: bool = False, trusted_proxies: tuple[str, ...] = ()):
         self.specs = specs
         self.handlers = handlers
         self.authenticator = authenticator
         self.check_max_version = check_max_version
         self.debug = debug
         self.max_version = max_version
+        self.session_cookie = session_cookie
+        self.https = https
+        self.trusted_proxies = frozenset(trusted_proxies)
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -108,8 +112,8 @@ class Dispatcher:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
                     f"{name} exists from version {first}", version=version, first_version=first)
-            data = self._run(spec, call_id, trx, requested or spec.version_str, {})
-            return self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data)
+            data, call = self._run(spec, call_id, trx, requested or spec.version_str, {})
+            return self._with_cookies(self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data), call)
         except APIError as exc:
             return self._error_envelope(exc, call_id, trx, name, requested, spec)
         except HTTPException as exc:
@@ -122,8 +126,8 @@ class Dispatcher:
         def view(**path_params: str) -> Response:
             call_id = uuid4().hex
             try:
-                result = self._run(spec, call_id, call_id, spec.version_str, path_params)
-                return self._rest_response(spec, result)
+                result, call = self._run(spec, call_id, call_id, spec.version_str, path_params)
+                return self._with_cookies(self._rest_response(spec, result), call)
             except APIError as exc:
                 return self._rest_error(exc, call_id, spec)
             except HTTPException as exc:
@@ -137,13 +141,16 @@ class Dispatcher:
     # -- the pipeline -------------------------------------------------------------------------
 
     def _run(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
-             path_params: dict[str, str]) -> Any:
+             path_params: dict[str, str]) -> tuple[Any, Call]:
         identity = None
         auth_header = request.headers.get("Authorization")
+        cookie_token = request.cookies.get(self.session_cookie.name) if self.session_cookie else None
         if spec.authorize:
             if self.authenticator is None:
                 raise errors.server_error.ConfigError("authentication is not configured")
-            identity = self.authenticator.identify(auth_header, request.remote_addr)
+            identity = self.authenticator.identify_request(RequestCredentials(
+                authorization=auth_header, cookie_token=cookie_token, client_header=request.headers.get(CLIENT_HEADER),
+                content_type=request.content_type, has_body=bool(request.content_length), address=request.remote_addr))
             self.authenticator.check_role(spec, identity)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:
@@ -153,8 +160,26 @@ class Dispatcher:
             data = self._validated(spec, data)
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
-                    remote_addr=request.remote_addr, authorization=auth_header)
-        return self.handlers[(spec.name, spec.version)](call)
+                    remote_addr=request.remote_addr, authorization=auth_header, cookie_token=cookie_token,
+                    secure_transport=self._secure_transport())
+        return self.handlers[(spec.name, spec.version)](call), call
+
+    def _secure_transport(self) -> bool:
+        """HTTPS by config, or by the X-Forwarded-Proto of a trusted proxy."""
+        if self.https:
+            return True
+        return request.remote_addr in self.trusted_proxies and \
+            request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+    @staticmethod
+    def _with_cookies(resp: Response, call: Call) -> Response:
+        for name, value, attrs in call.set_cookies:
+            if value is None:
+                resp.delete_cookie(name, path=attrs.get("path", "/"), secure=attrs.get("secure", False),
+                                   httponly=True, samesite=attrs.get("samesite"))
+            else:
+                resp.set_cookie(name, value, **attrs)
+        return resp
 
     def _batch_target(self, spec: EndpointSpec) -> EndpointSpec:
         target = self.specs.resolve(spec.batch_action[0], spec.version) or self.specs.versions(spec.batch_action[0])[0]

@@ -9,8 +9,14 @@ from apiserver.state import get_state
 
 @endpoint("auth.login")
 def login(call: Call) -> dict:
-    return {"token": get_state().tokens.issue_at_sign_in(call.identity, call.auth_scheme,
-                                                         call.data.get("expiration_sec"))}
+    state = get_state()
+    token = state.tokens.issue_at_sign_in(call.identity, call.auth_scheme, call.data.get("expiration_sec"))
+    if not call.identity.credential:  # a password sign-in: a person in the web app, who gets the cookie
+        cookie = state.session_cookie
+        attrs = cookie.attributes(call.secure_transport or cookie.secure)
+        call.set_cookies.append((cookie.name, token, {**attrs, "max_age": call.data.get("expiration_sec")
+                                                      or cookie.max_age_sec}))
+    return {"token": token}
 
 
 @endpoint("auth.create_credentials")

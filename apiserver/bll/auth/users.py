@@ -176,6 +176,16 @@ class AuthBLL:
             raise errors.unauthorized.InvalidCredentials()
         return self.identity_of(user, credential=access_key)
 
+    def authenticate_basic(self, name: str, secret: str, address: str | None = None) -> Identity:
+        """HTTP Basic: an access key and its secret, else a user name (or e-mail) and password.
+
+        ``auth.login`` from the ClearML web app sends the second; API clients the first. One bcrypt
+        check either way, so the answer's timing tells nothing about which names exist.
+        """
+        if Credentials.objects(access_key=name, revoked=None).only("id").first() is not None:
+            return self.authenticate_key(name, secret, address)
+        return self.authenticate_password(name, secret, address)
+
     def authenticate_password(self, login: str, password: str, address: str | None = None) -> Identity:
         """Identity of a user name (or e-mail) and password, or 401/22; throttled like keys."""
         self.throttle.check(login, address)
