@@ -1,4 +1,4 @@
-"""``python -m apiserver [--host H] [--port P] [--data-dir DIR] [--workers N]``: run the server."""
+"""``python -m apiserver [--host H] [--port P] [--data-dir DIR] [--workers N] [--webapp DIR]``: run the server."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="listen port (default from config: 8008)")
     parser.add_argument("--data-dir", help="embedded database folder (default ./data)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes")
+    parser.add_argument("--webapp", help="serve this web app build (e.g. the ClearML web app) at /")
     args = parser.parse_args(argv)
     # Flags become env overrides so the gunicorn workers, which load config themselves, see them.
     for key, value in (("apiserver__listen__host", args.host), ("apiserver__listen__port", args.port),
-                       ("database__embedded__data_dir", args.data_dir), ("apiserver__workers", args.workers)):
+                       ("database__embedded__data_dir", args.data_dir), ("apiserver__workers", args.workers),
+                       ("webapp__dir", args.webapp and os.path.abspath(args.webapp))):
         if value is not None:
             os.environ[f"APISERVER__{key}"] = str(value)
     config = load_config()

@@ -29,6 +29,7 @@ from apiserver.schema.loader import SpecError, format_version, load_specs, parse
 from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
 from apiserver.service_repo.endpoint import bind_handlers, import_handlers
+from apiserver.service_repo.webapp import WebApp
 from apiserver.state import ServerState, get_state, set_state
 
 log = logging.getLogger("apiserver")
@@ -94,6 +95,10 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app = Flask("apiserver")
     app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
     dispatcher.register(app)
+    if config.get("webapp.dir"):
+        webapp = WebApp(config.get("webapp.dir"))
+        webapp.register(app)
+        dispatcher.static_fallback = webapp.answer
     queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL()
     deployments = DeploymentBLL(config.get("registry", {}))
     worker_timeout = int(config.get("workers.timeout_sec", 600))

@@ -89,3 +89,11 @@ def api(app) -> ApiClient:
 def other_api(app) -> ApiClient:
     """In-process client logged in as the admin of another company."""
     return ApiClient(flask_client=app.test_client()).login(OTHER_KEY, OTHER_SECRET)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the test item (browser fixtures keep a screenshot of a failure)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -60,6 +60,14 @@ def test_a_cookie_only_request_without_the_client_header_or_json_is_refused(serv
     assert form.status_code == 401 and "application/json" in form.json()["meta"]["result_msg"]
     ok = session.post(url, json={}, headers=CLIENT, timeout=10)  # positive control
     assert ok.status_code == 200
+    # The web app's own calls carry no client header: the browser's fetch metadata says same-origin.
+    own = {"Sec-Fetch-Site": "same-origin", "Origin": server.base_url}
+    assert session.post(url, json={}, headers=own, timeout=10).status_code == 200
+    assert session.post(url, json={}, headers={"Origin": server.base_url}, timeout=10).status_code == 200
+    for foreign in ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.127.0.0.1.example"},
+                    {"Origin": "https://evil.example"}):
+        assert session.post(url, json={}, headers=foreign, timeout=10).status_code == 401, foreign
 
 
 def test_key_and_secret_sign_in_sets_no_cookie(server):

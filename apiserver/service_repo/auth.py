@@ -2,8 +2,12 @@
 
 The session cookie (set by ``auth.login`` for a password sign-in, see ``SessionCookie``) is the only
 credential a browser sends by itself, so a request authenticated by the cookie alone must prove it
-comes from our own pages: it must carry the ``X-Clearml-Client`` header and, with a body, a JSON
-content type. A cross-site form or image can set neither, so cookies cannot be ridden (CSRF).
+comes from our own pages (CSRF): with a body, a JSON content type (a cross-site form cannot send
+one, and a cross-site script cannot without a CORS preflight we never approve); and either the
+``X-Clearml-Client`` header (which only script can set) or the browser's own word that the request
+is same-origin (``Sec-Fetch-Site: same-origin``, else an ``Origin`` equal to ours). The ClearML web
+app's boot calls carry no client header, so the fetch-metadata check is what they pass. The cookie
+is ``SameSite=Strict`` besides, so a cross-site request does not even carry it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,16 @@ class RequestCredentials:
     content_type: str | None = None
     has_body: bool = False
     address: str | None = None
+    fetch_site: str | None = None  # Sec-Fetch-Site
+    origin: str | None = None  # Origin
+    own_origin: str | None = None  # scheme://host of this request, as the browser addressed it
+
+
+def _same_origin(creds: RequestCredentials) -> bool:
+    site = (creds.fetch_site or "").strip().lower()
+    if site:
+        return site == "same-origin"
+    return bool(creds.origin) and creds.origin.rstrip("/") == (creds.own_origin or "").rstrip("/")
 
 
 class Authenticator:
@@ -84,13 +98,14 @@ class Authenticator:
         """The identity of a request: its Authorization header, else its session cookie (CSRF-checked)."""
         if creds.authorization or not creds.cookie_token:
             return self.identify(creds.authorization, creds.address)
-        if not (creds.client_header or "").strip():
-            raise errors.unauthorized.NoCredentials(
-                f"a request signed in by the session cookie must carry the {CLIENT_HEADER} header")
         ctype = (creds.content_type or "").split(";")[0].strip().lower()
         if creds.has_body and ctype not in JSON_TYPES:
             raise errors.unauthorized.NoCredentials(
                 "a request signed in by the session cookie must send its body as application/json")
+        if not ((creds.client_header or "").strip() or _same_origin(creds)):
+            raise errors.unauthorized.NoCredentials(
+                f"a request signed in by the session cookie must carry the {CLIENT_HEADER} header "
+                "or come from this server's own pages")
         return self.tokens.verify(creds.cookie_token)
 
     @staticmethod

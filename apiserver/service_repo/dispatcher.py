@@ -71,6 +71,8 @@ class Dispatcher:
         self.session_cookie = session_cookie
         self.https = https
         self.trusted_proxies = frozenset(trusted_proxies)
+        # GET of a name that is no endpoint (``/index.html``): a served web app's file, if any.
+        self.static_fallback: Callable[[str], Response | None] | None = None
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -106,6 +108,10 @@ class Dispatcher:
                     raise errors.bad_request.InvalidVersionTooHigh(
                         version=version, max_version=format_version(self.max_version))
             if name not in self.specs:
+                if self.static_fallback is not None and version is None and request.method in ("GET", "HEAD"):
+                    static = self.static_fallback(name)  # e.g. /index.html of a served web app
+                    if static is not None:
+                        return static
                 return self._not_found(call_id, trx, name, requested)
             spec = self.specs.resolve(name, wanted)
             if spec is None:
@@ -150,7 +156,9 @@ class Dispatcher:
                 raise errors.server_error.ConfigError("authentication is not configured")
             identity = self.authenticator.identify_request(RequestCredentials(
                 authorization=auth_header, cookie_token=cookie_token, client_header=request.headers.get(CLIENT_HEADER),
-                content_type=request.content_type, has_body=bool(request.content_length), address=request.remote_addr))
+                content_type=request.content_type, has_body=bool(request.content_length), address=request.remote_addr,
+                fetch_site=request.headers.get("Sec-Fetch-Site"), origin=request.headers.get("Origin"),
+                own_origin=request.host_url))
             self.authenticator.check_role(spec, identity)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:

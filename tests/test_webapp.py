@@ -1,0 +1,123 @@
+"""The ClearML web app served by the server itself, signed in through its own login page in a real
+browser (Debian's chromium-headless-shell driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, ServerProcess
+
+WEBAPP = Path(os.environ.get("CLEARML_WEBAPP_DIR", ROOT.parent / "shared" / "clearml-web"))
+BROWSER = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium-headless-shell") or shutil.which("chromium")
+USER, PASSWORD = "webapp-user", "webapp password 1"
+ARTIFACTS = ROOT / "test-artifacts"
+
+needs_build = pytest.mark.skipif(not (WEBAPP / "index.html").is_file(),
+                                 reason=f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
+
+
+@pytest.fixture(scope="module")
+def web(mongo_uri, tmp_path_factory):
+    if not (WEBAPP / "index.html").is_file():
+        pytest.skip(f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
+    users = f'[{{username: "{USER}", name: "Web User", password: "{PASSWORD}", role: "admin"}}]'
+    proc = ServerProcess(mongo_uri, f"web_{time.time_ns()}", workers=2,
+                         extra_env={"APISERVER__auth__fixed_users": users},
+                         argv=None)
+    proc.argv += ["--webapp", str(WEBAPP)]
+    proc.start(tmp_path_factory.mktemp("web"))
+    yield proc
+    proc.stop()
+
+
+@needs_build
+def test_the_server_serves_the_app_with_its_configuration(web):
+    index = requests.get(web.base_url + "/", timeout=10)
+    assert index.status_code == 200 and index.text == (WEBAPP / "index.html").read_text()
+    assert index.headers["X-Content-Type-Options"] == "nosniff"
+    conf = requests.get(web.base_url + "/configuration.json", timeout=10).json()
+    assert (conf["apiBaseUrl"], conf["fileBaseUrl"]) == ("/api", "/files")
+    # Client-side routes get the app; a missing asset and the API's own prefixes do not.
+    deep = requests.get(web.base_url + "/projects/abc/experiments", timeout=10)
+    assert deep.status_code == 200 and deep.text == index.text
+    assert requests.get(web.base_url + "/no-such-chunk.js", timeout=10).status_code == 404
+    assert requests.get(web.base_url + "/api/nothing-here", timeout=10).status_code == 404
+    assert requests.get(web.base_url + "/version.json", timeout=10).json()
+    # The API still answers next to the app.
+    assert requests.get(web.base_url + "/health", timeout=10).json()["status"] == "ok"
+    assert requests.post(web.base_url + "/debug.ping", timeout=10).status_code == 401
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if BROWSER is None:
+        pytest.skip("no Chromium: install Debian's chromium-headless-shell (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=BROWSER, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.api_log = []
+    page.on("response", lambda r: page.api_log.append((r.status, r.url.rsplit("/", 1)[-1]))
+            if "/api/" in r.url else None)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+    context.close()
+
+
+def _sign_in(page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    name = page.locator("input[name=name], input[formcontrolname=name], input[type=text]").first
+    name.wait_for(timeout=30_000)
+    name.fill(USER)
+    page.locator("input[type=password]").fill(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+
+
+@needs_build
+def test_sign_in_through_the_login_page_and_out_again(web, page):
+    _sign_in(page, web.base_url)
+    page.get_by_text("Projects Dashboard", exact=False).first.wait_for(timeout=30_000)
+    calls = dict((name, status) for status, name in page.api_log)
+    assert calls["auth.login"] == 200 and calls["users.get_current_user"] == 200
+    assert not [c for c in page.api_log if c[0] == 401], page.api_log
+    cookie = next(c for c in page.context.cookies() if c["name"] == "clearml_token_basic")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # Signing out (what the app's menu calls) leads back to the login page.
+    status = page.evaluate("""async () => (await fetch('/api/v999.0/login.logout', {method: 'POST',
+        headers: {'Content-Type': 'application/json'}, body: '{}'})).status""")
+    assert status == 200
+    assert not [c for c in page.context.cookies() if c["name"] == "clearml_token_basic"]
+    page.goto(web.base_url + "/dashboard")
+    page.locator("input[type=password]").wait_for(timeout=30_000)
+
+
+@needs_build
+def test_an_expired_session_leads_to_the_login_page(web, page):
+    token = requests.post(web.base_url + "/auth.login", json={"expiration_sec": 1},
+                          auth=(USER, PASSWORD), timeout=10).json()["data"]["token"]
+    host = web.base_url.split("//", 1)[1].split(":")[0]
+    page.context.add_cookies([{"name": "clearml_token_basic", "value": token, "domain": host, "path": "/",
+                               "httpOnly": True, "sameSite": "Strict"}])
+    time.sleep(1.5)  # the token's own expiry, not a wait for the server
+    page.goto(web.base_url + "/dashboard")
+    page.locator("input[type=password]").wait_for(timeout=30_000)
+    assert "/login" in page.url
