@@ -246,6 +246,12 @@ class Dispatcher:
     @staticmethod
     def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:
         err = first_error(spec.request_validator, data)
+        # ClearML's clients send null for every optional argument they leave unset, and ClearML
+        # takes it as absent: a null the schema does not accept is dropped, then the rest checked.
+        for _ in range(MAX_DROPPED_NULLS):
+            if err is None or not _drop_refused_null(data, err):
+                break
+            err = first_error(spec.request_validator, data)
         if err is None:
             return data
         field = prefix + error_field(err)
@@ -329,6 +335,24 @@ class Dispatcher:
                     "subcode": 0, "request_id": call_id}
             return Response(dumps(body), status=code, mimetype="application/json")
         return self._envelope(call_id, call_id, request.path.strip("/"), None, None, code, 0, msg, {})
+
+
+MAX_DROPPED_NULLS = 200
+
+
+def _drop_refused_null(data: dict, err: Any) -> bool:
+    """Remove the object key whose null value ``err`` refuses; False when ``err`` is about something else."""
+    if err.instance is not None or err.validator not in ("type", "enum", "format", "minLength", "$ref") \
+            or not err.absolute_path:
+        return False
+    *parents, key = list(err.absolute_path)
+    holder: Any = data
+    for part in parents:
+        holder = holder[part]
+    if not isinstance(holder, dict) or key not in holder or holder[key] is not None:
+        return False
+    del holder[key]
+    return True
 
 
 def _http_api_error(exc: HTTPException) -> APIError:
