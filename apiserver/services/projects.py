@@ -42,3 +42,8 @@ def delete(call: Call) -> dict:
 @endpoint("projects.get_task_tags")
 def get_task_tags(call: Call) -> dict:
     return _projects().task_tags(call.company, call.data.get("projects"))
+
+
+@endpoint("projects.get_user_names")
+def get_user_names(call: Call) -> dict:
+    return {"users": _projects().user_names(call.company, call.data.get("projects"), call.data.get("entity"))}

@@ -34,3 +34,9 @@ def info(call: Call) -> dict:
 @endpoint("server.openapi")
 def openapi(call: Call) -> dict:
     return build_openapi(get_state().specs, __version__, MAX_API_VERSION)
+
+
+@endpoint("server.report_stats_option")
+def report_stats_option(call: Call) -> dict:
+    return {"supported": False, "enabled": False, "enabled_time": None, "enabled_version": None,
+            "enabled_user": None, "current_version": __version__}

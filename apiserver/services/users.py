@@ -35,3 +35,13 @@ def create(call: Call) -> dict:
     if creds:
         answer["credentials"] = {"access_key": creds.access_key, "secret_key": creds.secret_key}
     return answer
+
+
+@endpoint("users.get_preferences")
+def get_preferences(call: Call) -> dict:
+    return {"preferences": get_state().auth.get_preferences(call.identity)}
+
+
+@endpoint("users.set_preferences")
+def set_preferences(call: Call) -> dict:
+    return get_state().auth.set_preferences(call.identity, call.data["preferences"])

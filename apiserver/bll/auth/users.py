@@ -27,6 +27,18 @@ ADMIN_KEY_ENV = "APISERVER_ADMIN_ACCESS_KEY"
 ADMIN_SECRET_ENV = "APISERVER_ADMIN_SECRET_KEY"
 
 
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class NewCredentials:
     access_key: str
@@ -136,6 +148,25 @@ class AuthBLL:
         skip, limit = page_bounds(page, page_size)
         query = query.order_by("name", "id").skip(skip).limit(limit)
         return [self.user_info(u) for u in query]
+
+    # -- preferences --------------------------------------------------------------------------
+
+    MAX_PREFERENCES_BYTES = 256 * 1024
+
+    def get_preferences(self, identity: Identity) -> dict[str, Any]:
+        user = User.objects(id=identity.user, company=identity.company).only("preferences").first()
+        return json.loads(user.preferences) if user and user.preferences else {}
+
+    def set_preferences(self, identity: Identity, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the caller's preferences (objects key by key; null removes)."""
+        merged = _merge(self.get_preferences(identity), changes)
+        text = json.dumps(merged, separators=(",", ":"))
+        if len(text) > self.MAX_PREFERENCES_BYTES:
+            raise errors.bad_request.ValidationError(
+                f"preferences are at most {self.MAX_PREFERENCES_BYTES} bytes of JSON",
+                error_data={"field": "preferences", "rule": "maxLength"})
+        updated = User.objects(id=identity.user, company=identity.company).update(set__preferences=text)
+        return {"updated": int(bool(updated)), "fields": {"preferences": merged}}
 
     # -- credentials --------------------------------------------------------------------------
 

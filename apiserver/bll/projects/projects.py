@@ -9,6 +9,7 @@ from pymongo.errors import DuplicateKeyError
 from apiserver.apierrors import errors
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
+from apiserver.database.model.auth import User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
@@ -100,6 +101,19 @@ class ProjectBLL:
                                               ).modified_count
         deleted = self.coll.delete_one({"_id": project_id, "company": identity.company}).deleted_count
         return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks}
+
+    def user_names(self, company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
+        """The users who own the entity's objects in ``projects`` (all readable ones when none)."""
+        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+        if projects:
+            match["project"] = {"$in": projects}
+        coll = Task._get_collection() if (entity or "task") == "task" else None
+        if coll is None:
+            return []  # models arrive with the ClearML models service
+        ids = [d["_id"] for d in coll.aggregate([{"$match": match}, {"$group": {"_id": "$user"}}]) if d["_id"]]
+        users = User._get_collection().find({"_id": {"$in": ids}, "company": company}, {"name": 1})
+        return sorted(({"id": u["_id"], "name": u.get("name")} for u in users),
+                      key=lambda u: (u["name"] or "", u["id"]))
 
     def task_tags(self, company: str, projects: list[str] | None) -> dict[str, list[str]]:
         match: dict[str, Any] = {"company": {"$in": [company, ""]}}

@@ -32,6 +32,8 @@ class User(CompanyDocument):
     password_hash = StringField()
     # Bumped when the role or password changes: tokens issued before carry the old value and stop working.
     token_version = IntField(default=0)
+    # The web app's preferences, kept as JSON text: its keys are the app's, not valid BSON keys.
+    preferences = StringField()
 
 
 class Credentials(CompanyDocument):

@@ -1,0 +1,42 @@
+"""Endpoints the ClearML web app calls at boot, with the app's own request bodies (read from its
+network log)."""
+
+from __future__ import annotations
+
+import time
+
+
+def test_preferences_merge_key_by_key_and_stay_per_user(admin, other_admin):
+    before = admin.call("users.get_preferences", _version="999.0")["preferences"]
+    stamp = str(time.time_ns())
+    answer = admin.call("users.set_preferences", _version="999.0",
+                        preferences={"views": {"table.cols": ["name", "status"], "theme": "dark"}, "stamp": stamp})
+    assert answer["updated"] == 1
+    admin.call("users.set_preferences", _version="999.0", preferences={"views": {"theme": "light", "$odd.key": 1}})
+    prefs = admin.call("users.get_preferences", _version="999.0")["preferences"]
+    assert prefs == {**before, "views": {"table.cols": ["name", "status"], "theme": "light", "$odd.key": 1},
+                     "stamp": stamp}
+    admin.call("users.set_preferences", _version="999.0", preferences={"stamp": None})
+    assert "stamp" not in admin.call("users.get_preferences", _version="999.0")["preferences"]
+    assert "stamp" not in str(other_admin.call("users.get_preferences", _version="999.0")["preferences"])
+    err = admin.error("users.set_preferences", preferences={"big": "x" * 300_000})
+    assert err.meta["error_data"] == {"field": "preferences", "rule": "maxLength"}
+
+
+def test_report_stats_option_says_nothing_is_reported(admin):
+    answer = admin.call("server.report_stats_option", _version="999.0")
+    assert (answer["supported"], answer["enabled"]) == (False, False)
+    assert admin.call("server.report_stats_option", _version="999.0", enabled=True)["enabled"] is False
+
+
+def test_project_user_names_lists_task_owners(admin, other_admin):
+    project = admin.call("projects.create", name=f"owners-{time.time_ns()}")["id"]
+    admin.call("tasks.create", name="owned", type="training", project=project)
+    other_admin.call("tasks.create", name="theirs", type="training")
+    me = admin.call("users.get_current_user")["user"]
+    for body in ({"include_subprojects": True, "entity": "task"}, {"projects": [project]}):
+        users = admin.call("projects.get_user_names", _version="999.0", **body)["users"]
+        assert {"id": me["id"], "name": me["name"]} in users
+        assert "Other Admin" not in [u["name"] for u in users]
+    assert admin.call("projects.get_user_names", projects=[project])["users"] == [{"id": me["id"],
+                                                                                   "name": me["name"]}]
