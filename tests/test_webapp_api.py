@@ -40,3 +40,24 @@ def test_project_user_names_lists_task_owners(admin, other_admin):
         assert "Other Admin" not in [u["name"] for u in users]
     assert admin.call("projects.get_user_names", projects=[project])["users"] == [{"id": me["id"],
                                                                                    "name": me["name"]}]
+
+
+def test_list_operators_the_app_sends(admin):
+    project = admin.call("projects.create", name=f"ops-{time.time_ns()}")["id"]
+    ids = {}
+    for name, ttype, tags, system_tags in (("plain", "training", ["a", "b"], []),
+                                           ("archived", "training", ["a"], ["archived"]),
+                                           ("annotation", "data_processing", ["c"], [])):
+        ids[name] = admin.call("tasks.create", name=name, type=ttype, project=project, tags=tags,
+                               system_tags=system_tags)["id"]
+
+    def names(**flt):
+        found = admin.call("tasks.get_all_ex", _version="999.0", project=[project], only_fields=["name"], **flt)
+        return sorted(t["name"] for t in found["tasks"])
+
+    assert names(system_tags=["__$not", "archived"]) == ["annotation", "plain"]
+    assert names(type=["__$not", "annotation_manual", "__$not", "data_processing"]) == ["archived", "plain"]
+    assert names(tags=["__$all", "a", "b"]) == ["plain"]
+    assert names(tags=["__$all", "a", "b", "__$or", "c"]) == ["annotation", "plain"]
+    assert names(tags=["__$any", "a", "c"]) == ["annotation", "archived", "plain"]
+    assert names(tags=["a", "__$and", "__$not", "b"]) == ["archived"]

@@ -32,18 +32,60 @@ def page_bounds(page: int | None, page_size: int | None, default_size: int = MAX
     return (page or 0) * size, size
 
 
+LIST_OPS = ("__$not", "__$all", "__$any", "__$and", "__$or")
+
+
 def list_filter(field: str, values: Iterable[Any] | Any, allow_exclude: bool = True) -> dict[str, Any]:
-    """The condition for a list-valued filter: include any of, ``null`` for empty, ``-x`` to exclude."""
+    """The condition for a list-valued filter: include any of, ``null`` for empty, ``-x`` to exclude.
+
+    ClearML's list operators work too: ``__$not`` excludes the value after it; ``__$all`` makes the
+    values after it all required, ``__$any`` (the default) any one; ``__$and`` / ``__$or`` join the
+    group before with the group after (``["__$all", "a", "b", "__$or", "c"]``: a and b, or c).
+    """
     if not isinstance(values, (list, tuple)):
         values = [values]
-    include, exclude, want_empty = [], [], False
+    groups: list[dict[str, Any]] = []
+    joins: list[str] = []
+    current: list[Any] = []
     for value in values:
+        if value in ("__$and", "__$or"):
+            groups.append(_list_group(field, current, allow_exclude))
+            joins.append(value)
+            current = []
+        else:
+            current.append(value)
+    groups.append(_list_group(field, current, allow_exclude))
+    result = groups[0]
+    for join, group in zip(joins, groups[1:], strict=True):
+        parts = [g for g in (result, group) if g]
+        if len(parts) == 2:
+            result = {"$or": parts} if join == "__$or" else {"$and": parts}
+        elif parts:
+            result = parts[0]
+    return result
+
+
+def _list_group(field: str, values: list[Any], allow_exclude: bool) -> dict[str, Any]:
+    include, require, exclude, want_empty = [], [], [], False
+    negate, mode_all = False, False
+    for value in values:
+        if value == "__$not":
+            negate = True
+            continue
+        if value in ("__$all", "__$any"):
+            mode_all = value == "__$all"
+            continue
         if value is None:
             want_empty = True
+        elif negate:
+            exclude.append(value)
         elif allow_exclude and isinstance(value, str) and value.startswith("-") and len(value) > 1:
             exclude.append(value[1:])
+        elif mode_all:
+            require.append(value)
         else:
             include.append(value)
+        negate = False
     conds: list[dict[str, Any]] = []
     if include or want_empty:
         alternatives: list[dict[str, Any]] = []
@@ -52,6 +94,8 @@ def list_filter(field: str, values: Iterable[Any] | Any, allow_exclude: bool = T
         if want_empty:
             alternatives += [{field: None}, {field: ""}, {field: {"$size": 0}}]
         conds.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
+    if require:
+        conds.append({field: {"$all": require}})
     if exclude:
         conds.append({field: {"$nin": exclude}})
     if not conds:
