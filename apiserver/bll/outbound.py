@@ -239,12 +239,18 @@ class OutboundClient:
             raise OutboundError(_summary(exc.reason, what, connect, read)) from None
         except (HTTPError, OSError, ValueError) as exc:
             raise OutboundError(_summary(exc, what, connect, read)) from None
+        complete = False
         try:
             if 300 <= resp.status < 400:
                 raise OutboundError(f"HTTP {resp.status} from {what}: redirects are not followed")
-            return Answer(resp.status, self._read(resp, what, deadline), dict(resp.headers))
+            answer = Answer(resp.status, self._read(resp, what, deadline), dict(resp.headers))
+            complete = True
+            return answer
         finally:
-            resp.close()  # a partly read answer's connection is dropped, never reused
+            if complete:
+                resp.release_conn()  # read to the end: the connection goes back to the pool
+            else:
+                resp.close()  # a partly read answer's connection is dropped, never reused
 
     def _read(self, resp: urllib3.BaseHTTPResponse, what: str, deadline: float) -> bytes:
         cap = self.max_response_bytes
