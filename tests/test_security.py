@@ -158,13 +158,29 @@ def test_internal_urls_are_refused_when_stored(guarded, internal):
     assert internal.requests == []
 
 
+def test_base_urls_are_checked_when_stored(guarded, stand_in):
+    """A #fragment would cut off the path the server appends ('/private#' + '/api/2.0/...'); a member
+    URL's password is never shown back."""
+    ws = workspace(guarded, "sec-ssrf")
+    status, err, _ = ws("POST", "/api/deployment", deployment("https://models.example.com/private#",
+                                                              "https://models.example.com"))
+    assert status == 400 and err["field"] == "registry_connector_init.model_registry_url", err
+    assert "#fragment" in err["message"]
+    admin = guarded.admin()
+    err = admin.error("members.register", container_id="vis2code", url="https://members.example.com/x#")
+    assert err.code == 400 and err.meta["error_data"] == {"field": "url", "rule": "format"}, err.meta
+    admin.call("members.register", container_id="vis2code", url=f"http://svc:member-pw-9@{stand_in.url[7:]}")
+    listed = {m["container_id"]: m["url"] for m in admin.call("members.get_all")["members"]}
+    assert listed["vis2code"] == f"http://svc:********@{stand_in.url[7:]}"
+
+
 def test_a_name_resolving_to_loopback_is_refused_at_connect_time(guarded, internal, stand_in):
     """``localhost`` passes the store-time check (names are not resolved then) and is refused when the
     server connects, for the registry, for a model's invocation and for a pipeline member."""
     ws = workspace(guarded, "sec-ssrf")
     fresh(ws)
     key = f"lh-{uuid4().hex[:6]}"
-    status, body, _ = ws("POST", "/api/deployment", deployment(f"http://localhost:{internal.port}/private#",
+    status, body, _ = ws("POST", "/api/deployment", deployment(f"http://localhost:{internal.port}/private",
                                                                f"http://localhost:{internal.port}/", key))
     assert status == 201, body
     status, err, _ = ws("POST", "/api/model", model())

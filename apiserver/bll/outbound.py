@@ -130,6 +130,22 @@ class AddressPolicy:
             return None
         return self.refusal(host, addr) if addr is not None else None
 
+    def base_url_problem(self, url: str) -> tuple[str, str] | None:
+        """(what is wrong, rule) with a base URL the server will call, or None. Checked when a URL is
+        stored, so the caller gets a 400 then rather than a failed call later."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "is not a URL", "format"
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "must be http(s)://host[:port][/path]", "format"
+        refusal = self.literal_refusal(url)
+        if refusal:
+            return f"{refusal} (outbound.allow_hosts does not name it)", "outbound"
+        if parts.fragment or url.endswith("#"):
+            return "must not have a #fragment: it would cut off the path the server adds", "format"
+        return None
+
 
 class _GuardedConnection:
     """urllib3 connection whose socket goes only to addresses the policy allows."""
@@ -223,8 +239,9 @@ class OutboundClient:
         url, hdrs = _split_credentials(url)
         hdrs.update({"Accept-Encoding": "identity", "User-Agent": "apiserver"})
         hdrs.update(headers or {})
-        if params:
-            url += ("&" if urlsplit(url).query else "?") + urlencode(params)
+        parts = urlsplit(url)
+        query = "&".join(q for q in (parts.query, urlencode(params or {})) if q)
+        url = urlunsplit(parts._replace(query=query, fragment=""))  # a fragment is never sent, nor hides a path
         body = None
         if json is not None:
             body = jsonlib.dumps(json).encode()

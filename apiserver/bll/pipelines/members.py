@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from apiserver.apierrors import errors
 from apiserver.bll.outbound import AddressPolicy, OutboundClient, OutboundError
+from apiserver.bll.registry.secrets import masked_url
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import PipelineLog, PipelineMember
 
@@ -87,14 +88,10 @@ class MemberRegistry:
         return self.resolve(container_id, company)[0]
 
     def register(self, company: str, container_id: str, url: str, user: str) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise errors.bad_request.ValidationError("url must be http(s)://host[:port]",
-                                                     error_data={"field": "url", "rule": "format"})
-        refusal = self.policy.literal_refusal(url)
-        if refusal:
-            raise errors.bad_request.ValidationError(f"url: {refusal} (outbound.allow_hosts does not name it)",
-                                                     error_data={"field": "url", "rule": "outbound"})
+        problem = self.policy.base_url_problem(url)
+        if problem:
+            raise errors.bad_request.ValidationError(f"url {problem[0]}",
+                                                     error_data={"field": "url", "rule": problem[1]})
         self.coll.update_one(
             {"_id": _key(company, container_id)},
             {"$set": {"company": company, "container_id": container_id, "url": url.rstrip("/"),
@@ -106,7 +103,8 @@ class MemberRegistry:
         for cid in sorted(self.known_ids(company)):
             doc = stored.get(cid, {})
             url = doc.get("url") or self._config_urls.get(cid)
-            out.append({"container_id": cid, "url": url, "source": "registered" if doc.get("url") else "config",
+            out.append({"container_id": cid, "url": masked_url(url) if url else None,
+                        "source": "registered" if doc.get("url") else "config",
                         "ready": None if doc.get("ready") is None else bool(doc["ready"]),
                         "last_check": doc.get("last_check"), "last_answer": doc.get("last_answer")})
         return out

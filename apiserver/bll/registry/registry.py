@@ -121,14 +121,13 @@ class DeploymentBLL:
         return self.to_api(doc, identity.company_name)
 
     def _check_urls(self, init: dict[str, Any], field: str) -> None:
-        """A URL whose host is an address the server never calls is a 400 now, not a failure later
-        (host names are resolved, and checked, on every call)."""
+        """A URL the server could never call is a 400 now, not a failure later (host names are
+        resolved, and checked, on every call)."""
         for name, value in init.items():
             if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
-                refusal = self.outbound.policy.literal_refusal(value)
-                if refusal:
-                    raise _bad(f"field '{field}.{name}': {refusal} (outbound.allow_hosts does not name it)",
-                               f"{field}.{name}", "outbound")
+                problem = self.outbound.policy.base_url_problem(value)
+                if problem:
+                    raise _bad(f"field '{field}.{name}' {problem[0]}", f"{field}.{name}", problem[1])
 
     def get(self, company: str, key: str) -> dict[str, Any]:
         doc = self.coll.find_one({"_id": key, "company": company, "deleted": None})
