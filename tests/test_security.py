@@ -455,3 +455,22 @@ def test_masking_by_name_and_declared_keys():
     assert secret_name("opaque", ("opaque",))
     assert shown({"user": "u", "nested": {"password": "p"}}) == {"user": "u", "nested": {"password": MASK}}
     assert shown("postgres://me:pw@db:5432/x") == f"postgres://me:{MASK}@db:5432/x"
+
+
+def test_sealed_secrets_open_only_with_their_key_and_place():
+    from apiserver.apierrors import APIError
+    from apiserver.bll.registry.secrets import SecretBox
+
+    init = {"tracking_server_pat": "p-1", "model_registry_url": "https://u:p-2@h/", "region": "eu"}
+    box = SecretBox("key-one")
+    stored = box.seal_init(init, (), "dep-a/registry_connector_init")
+    assert stored["region"] == "eu" and "p-1" not in str(stored) and "p-2" not in str(stored)
+    assert box.open_init(stored, "dep-a/registry_connector_init") == init
+    for other_box, place in ((SecretBox("key-two"), "dep-a/registry_connector_init"),
+                             (box, "dep-b/registry_connector_init"), (box, "dep-a/server_proxy_init")):
+        with pytest.raises(APIError) as caught:
+            other_box.open_init(stored, place)
+        assert "cannot be opened" in str(caught.value)
+    with pytest.raises(APIError) as caught:
+        box.seal_init({"extra": {"sealed": "v1:AAAA", "shown": "x"}}, (), "dep-a/server_proxy_init")
+    assert caught.value.error_data == {"field": "server_proxy_init.extra", "rule": "format"}

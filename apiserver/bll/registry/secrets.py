@@ -107,6 +107,11 @@ class SecretBox:
         return {k: self._seal_value(v, k, declared, f"{context}.{k}") for k, v in init.items()}
 
     def _seal_value(self, value: Any, key: str, declared: tuple[str, ...], where: str) -> Any:
+        if _is_sealed(value):  # would be taken for a sealed secret when the connector is built
+            field = where.partition("/")[2]
+            raise errors.bad_request.ValidationError(
+                f"field '{field}' has the shape the server keeps sealed secrets in ({{sealed, shown}})",
+                error_data={"field": field, "rule": "format"})
         if secret_name(key, declared) and value not in (None, ""):
             return self._seal(value, MASK, where)
         if isinstance(value, str):
