@@ -312,6 +312,11 @@ def test_address_policy():
     assert listed.refusal("x", ipaddress.ip_address("10.0.0.6"))
     with pytest.raises(ValueError):
         AddressPolicy(["http://not-a-host/"])
+    from apiserver.bll.outbound import OutboundClient, OutboundError
+
+    for url in ("http://[::1", "gopher://example.com/", "http://user:pw@[::1/x"):  # a summary, never a crash
+        with pytest.raises(OutboundError, match="^the URL of the registry is not usable$"):
+            OutboundClient(policy).request("GET", url, what="the registry")
 
 
 # -- 2. deployments are admins' business -------------------------------------------------------

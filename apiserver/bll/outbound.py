@@ -236,10 +236,13 @@ class OutboundClient:
         """Call ``url``; any status but a 3xx comes back as an Answer. ``what`` names the upstream in
         errors ("the registry"). Raises OutboundError (OutboundRefused) with a short summary."""
         connect, read = timeout or self.timeout
-        url, hdrs = _split_credentials(url)
+        try:
+            url, hdrs = _split_credentials(url)
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket in a stored URL
+            raise OutboundError(f"the URL of {what} is not usable") from None
         hdrs.update({"Accept-Encoding": "identity", "User-Agent": "apiserver"})
         hdrs.update(headers or {})
-        parts = urlsplit(url)
         query = "&".join(q for q in (parts.query, urlencode(params or {})) if q)
         url = urlunsplit(parts._replace(query=query, fragment=""))  # a fragment is never sent, nor hides a path
         body = None
