@@ -15,14 +15,17 @@ from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
+from apiserver.bll.registry.secrets import SecretBox
+from apiserver.bll.server_settings import configured_or_generated
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
-from apiserver.config import Config, load_config
+from apiserver.config import Config, ConfigError, load_config
 from apiserver.database.connection import connect
 from apiserver.database.model.auth import Company
 from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
@@ -100,7 +103,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         webapp.register(app)
         dispatcher.static_fallback = webapp.answer
     queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL()
-    deployments = DeploymentBLL(config.get("registry", {}))
+    deployments = build_deployments(config)
     worker_timeout = int(config.get("workers.timeout_sec", 600))
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
@@ -110,7 +113,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         workers=WorkerBLL(worker_timeout), events=events,
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
-                        models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10))),
+                        models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
+                                                int(config.get("registry.max_schema_bytes", 65536))),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
     app.extensions["apiserver"] = state
@@ -126,12 +130,30 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     return app
 
 
+def build_deployments(config: Config) -> DeploymentBLL:
+    """Deployments with the guarded outbound client and the box that seals their secrets."""
+    cfg = config.get("registry", {})
+    key = configured_or_generated("registry_secrets_key", str(cfg.get("secrets_key") or ""), SecretBox.generate_key)
+    return DeploymentBLL(cfg, outbound_client(config), SecretBox(key))
+
+
+def outbound_client(config: Config, **kwargs: Any) -> OutboundClient:
+    try:
+        return OutboundClient.from_config(config.get("outbound", {}), **kwargs)
+    except ValueError as exc:  # a bad allow_hosts entry: stop start-up and say which
+        raise ConfigError(str(exc)) from None
+
+
 def build_pipelines(config: Config) -> PipelineBLL:
     cfg = config.get("pipeline", {})
-    registry = MemberRegistry(cfg)
-    client = MemberClient(registry, float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)),
-                          int(cfg.get("max_concurrent_calls", 64)))
-    return PipelineBLL(registry, client, cfg)
+    max_calls = int(cfg.get("max_concurrent_calls", 64))
+    timeout = (float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)))
+    strict = outbound_client(config, timeout=timeout, hosts=64, per_host=max_calls)
+    registry = MemberRegistry(cfg, strict.policy)
+    # The operator's own members (pipeline.conf) may be on hosts the allowlist does not name.
+    trusted = OutboundClient(strict.policy.also_allowing(registry.config_hosts()), strict.max_response_bytes,
+                             timeout=timeout, hosts=64, per_host=max_calls)
+    return PipelineBLL(registry, MemberClient(registry, strict, trusted), cfg)
 
 
 def _ensure_indexes() -> None:

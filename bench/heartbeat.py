@@ -61,7 +61,8 @@ def main() -> None:
         servers.append(httpd)
     ids = ["labelling", "bms", "vis2code", "backbone_nas", "neck_nas", "code_gen", "cloud_deploy", "ondevice_deploy"]
     ids = (ids * (args.members // len(ids) + 1))[:args.members]
-    env = {"APISERVER__pipeline__heartbeat_sec": str(args.period)}
+    env = {"APISERVER__pipeline__heartbeat_sec": str(args.period),
+           "APISERVER__outbound__allow_hosts": '["127.0.0.1"]'}  # the member servers are on loopback
     with ApiServer(workers=2, env=env) as server:
         rss_idle = rss_mb(server.proc.pid)
         for cid, httpd in zip(ids, servers, strict=True):

@@ -12,7 +12,16 @@ from uuid import uuid4
 import pytest
 
 from apiserver.database.embedded import EmbeddedDatabase
-from tests.helpers import ADMIN_KEY, ADMIN_SECRET, OTHER_KEY, OTHER_SECRET, ApiClient, ServerProcess
+from tests.helpers import (
+    ADMIN_KEY,
+    ADMIN_SECRET,
+    ALLOW_LOOPBACK,
+    LOOPBACK_HOSTS,
+    OTHER_KEY,
+    OTHER_SECRET,
+    ApiClient,
+    ServerProcess,
+)
 
 OTHER_ADMIN = {"username": "other-admin", "name": "Other Admin", "company": "other-co", "role": "admin",
                "access_key": OTHER_KEY, "secret_key": OTHER_SECRET}
@@ -37,9 +46,10 @@ def db_name() -> str:
 
 @pytest.fixture(scope="session")
 def server(mongo_uri, db_name, tmp_path_factory):
-    """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured."""
+    """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured; it may
+    call anything on loopback (members and stand-ins that tests run)."""
     proc = ServerProcess(mongo_uri, db_name, workers=2,
-                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS,
+                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS, **ALLOW_LOOPBACK,
                                     # every test client comes from 127.0.0.1: throttle per account only
                                     "APISERVER__auth__sign_in_throttle__max_failures_per_address": "100000"})
     proc.start(tmp_path_factory.mktemp("logs"))
@@ -68,7 +78,8 @@ def app(mongo_uri, db_name):
         mp.setenv("APISERVER_ADMIN_SECRET_KEY", ADMIN_SECRET)
         application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
                                             "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN],
-                                            "auth.sign_in_throttle.max_failures_per_address": 100000},
+                                            "auth.sign_in_throttle.max_failures_per_address": 100000,
+                                            "outbound.allow_hosts": LOOPBACK_HOSTS},
                                  start_scheduler=False)
     return application
 

@@ -23,6 +23,10 @@ ADMIN_KEY = "TESTADMINKEY0000000000AA"
 ADMIN_SECRET = "test-admin-secret-4c1f0e8b9f2d4a7e"
 OTHER_KEY = "TESTOTHERKEY000000000BBB"
 OTHER_SECRET = "test-other-secret-1b2c3d4e5f60718293"
+# The servers of most tests call members, registries and model servers on this machine, which the
+# outbound guard refuses unless allowlisted. The SSRF tests run a server without this.
+LOOPBACK_HOSTS = ["127.0.0.0/8", "::1"]
+ALLOW_LOOPBACK = {"APISERVER__outbound__allow_hosts": '["127.0.0.0/8", "::1"]'}
 
 _SPECS: SpecRegistry | None = None
 

@@ -75,6 +75,26 @@ def test_create_task_compiles_and_validates(rest):
         assert err["message"]
 
 
+def test_commands_are_argument_lists_not_shell_lines(rest):
+    """A setting's value is one argument whatever it holds; ``command`` is the same list, shell-quoted."""
+    import shlex
+
+    hostile = "a.blend; curl x | sh #"
+    task = make_task(rest, settings={"filepath": hostile, "format": "PNG $(id)"}, frame_start=2, frame_end=4)
+    assert task["args"] == ["blender", "--background", hostile, "--render-output", "//render/#####",
+                            "--render-format", "PNG $(id)", "--frame-start", "2", "--frame-end", "4", "--render-anim"]
+    assert shlex.split(task["command"]) == task["args"]
+    status, got = rest("GET", f"/tasks/{task['id']}")
+    assert status == 200 and got["args"] == task["args"]
+    for settings, rule in (({"filepath": "--python-expr=import os"}, "option"),
+                           ({"filepath": {"nested": "object"}}, "type"),
+                           ({"filepath": "a\u0000b"}, "format")):
+        status, err = rest("POST", "/tasks", {"type": "blender_render", "parser": "blender_render",
+                                              "settings": settings})
+        assert status == 400 and err["field"] == "settings.filepath", (settings, err)
+        assert {"option": "option", "type": "string or a number", "format": "NUL"}[rule] in err["message"]
+
+
 def test_unknown_ids_and_bad_paths(rest):
     assert rest("GET", "/tasks/999999")[0] == 404
     assert rest("PATCH", "/tasks/999999", {"priority": 1})[0] == 404

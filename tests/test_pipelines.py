@@ -12,9 +12,9 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import ROOT, ApiClient, ServerProcess, free_port
+from tests.helpers import ALLOW_LOOPBACK, ROOT, ApiClient, ServerProcess, free_port
 
-FAST = {"APISERVER__pipeline__heartbeat_sec": "1", "APISERVER__pipeline__read_timeout_sec": "1",
+FAST = {**ALLOW_LOOPBACK, "APISERVER__pipeline__heartbeat_sec": "1", "APISERVER__pipeline__read_timeout_sec": "1",
         "APISERVER__pipeline__connect_timeout_sec": "1", "APISERVER__pipeline__max_missed_beats": "2",
         "APISERVER__scheduler__lease_renew_sec": "1", "APISERVER__scheduler__lease_ttl_sec": "4"}
 
@@ -320,3 +320,32 @@ def test_reports_only_from_the_members_host(mongo_uri, tmp_path, members):
         assert admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["status"] == "running"
     finally:
         server.stop()
+
+
+def test_members_belong_to_the_registering_company(server, admin, other_admin, tmp_path):
+    """Another company's admin registers ``labelling`` at his own URL: our pipelines still call ours,
+    and each company's members.get_all shows its own registration."""
+    ours, theirs = Members(server.base_url, tmp_path), Members(server.base_url, tmp_path)
+    try:
+        ours.start("labelling", "0.3:success")
+        theirs.start("labelling", "0.3:success")
+        admin.call("members.register", container_id="labelling", url=ours.url("labelling"))
+        other_admin.call("members.register", container_id="labelling", url=theirs.url("labelling"))
+        for client, group in ((admin, ours), (other_admin, theirs)):
+            listed = {m["container_id"]: m for m in client.call("members.get_all")["members"]}
+            assert listed["labelling"]["url"] == group.url("labelling")
+            assert listed["labelling"]["source"] == "registered"
+        pid = admin.call("pipelines.create", project_id=f"mine-{uuid4().hex[:6]}", workflow=["labelling"])["id"]
+        admin.call("pipelines.start", pipeline=pid)
+        assert wait_for(admin, pid)["status"] == "completed"
+        assert ours.calls("labelling")["start"] == 1
+        assert sum(n for c, n in theirs.calls("labelling").items() if c != "_calls") == 0  # never called
+        # their own pipeline calls their member
+        theirs_pid = other_admin.call("pipelines.create", project_id=f"theirs-{uuid4().hex[:6]}",
+                                      workflow=["labelling"])["id"]
+        other_admin.call("pipelines.start", pipeline=theirs_pid)
+        assert wait_for(other_admin, theirs_pid)["status"] == "completed"
+        assert theirs.calls("labelling")["start"] == 1 and ours.calls("labelling")["start"] == 1
+    finally:
+        ours.stop_all()
+        theirs.stop_all()

@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import ServerProcess
+from tests.helpers import ALLOW_LOOPBACK, ServerProcess
 
 WORKSPACES = ("ws-mlflow", "ws-plain", "ws-other")
 MLFLOW_REGISTRY = "tango_shared.connectors.deployment.mlflow_registry_connector.MlflowModelRegistryConnector"
@@ -49,7 +49,7 @@ def registry_server(mongo_uri, tmp_path_factory):
     users = ", ".join(f'{{username: "{ws}-admin", company: "{ws}", role: admin, access_key: "KEY{ws.upper()}", '
                       f'secret_key: "secret-of-{ws}-0000000"}}' for ws in WORKSPACES)
     proc = ServerProcess(mongo_uri, f"registry_{uuid4().hex[:8]}", workers=2,
-                         extra_env={"APISERVER__auth__fixed_users": f"[{users}]"})
+                         extra_env={"APISERVER__auth__fixed_users": f"[{users}]", **ALLOW_LOOPBACK})
     proc.start(tmp_path_factory.mktemp("registry"))
     yield proc
     proc.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -9,10 +10,16 @@ from jsonschema.exceptions import ValidationError, best_match
 
 
 def first_error(validator: Draft7Validator, value: Any) -> ValidationError | None:
-    """The most relevant error, or None when ``value`` is valid (a valid value costs one pass)."""
-    if next(validator.iter_errors(value), None) is None:
+    """The most relevant error, or None when ``value`` is valid.
+
+    One pass over ``value``, valid or not: the errors of that pass go to ``best_match`` (a second
+    pass would double the cost of every invalid value, whatever its schema makes that cost).
+    """
+    found = validator.iter_errors(value)
+    first = next(found, None)
+    if first is None:
         return None
-    return best_match(validator.iter_errors(value))
+    return best_match(chain((first,), found))
 
 
 def error_field(error: ValidationError) -> str:

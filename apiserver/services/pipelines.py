@@ -64,10 +64,10 @@ def get_heartbeat_stats(call: Call) -> dict:
 
 @endpoint("members.register")
 def register(call: Call) -> dict:
-    _pipelines().registry.register(call.data["container_id"], call.data["url"], call.user)
+    _pipelines().registry.register(call.company, call.data["container_id"], call.data["url"], call.user)
     return {}
 
 
 @endpoint("members.get_all")
 def members_get_all(call: Call) -> dict:
-    return {"members": _pipelines().registry.all()}
+    return {"members": _pipelines().registry.all(call.company)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -18,7 +17,8 @@ from apiserver.bll.auth.identity import ROLES, Identity
 from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, generate_secret_key, hash_secret
 from apiserver.bll.auth.throttle import SignInThrottle, ThrottleLimits
 from apiserver.bll.query import listing_filter, page_bounds
-from apiserver.database.model.auth import Company, Credentials, ServerSetting, User
+from apiserver.bll.server_settings import configured_or_generated
+from apiserver.database.model.auth import Company, Credentials, User
 from apiserver.database.model.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -235,14 +235,7 @@ class AuthBLL:
 
     def token_secret(self, configured: str) -> str:
         """The configured secret, else the deployment's generated one (created once, shared)."""
-        if configured:
-            return configured
-        setting = ServerSetting.objects(id="token_secret").first()
-        if setting is None:
-            with contextlib.suppress(NotUniqueError):  # another process won the race: use its secret
-                ServerSetting(id="token_secret", value=secrets.token_urlsafe(48)).save(force_insert=True)
-            setting = ServerSetting.objects(id="token_secret").first()
-        return setting.value
+        return configured_or_generated("token_secret", configured, lambda: secrets.token_urlsafe(48))
 
     def bootstrap(self, auth_config: dict[str, Any], env: dict[str, str] | None = None) -> None:
         """Create the default company, the configured users and, on a bare install, one admin."""

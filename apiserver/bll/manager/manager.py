@@ -3,11 +3,16 @@
 Task statuses: waiting, rendering, completed, failed, canceled. Worker statuses: enabled,
 available, rendering, disabled, error. Every claim is a compare-and-set ``update_one`` on the
 task's status, so two workers (in any process) never get the same task.
+
+A compiled command is a list of arguments (``args``), each setting's value inside its own
+argument: a worker runs it without a shell. ``command`` is the same list joined with shell
+quoting (``shlex.join``) for people and for workers that insist on a shell line.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import string
 from datetime import timedelta
 from typing import Any
@@ -23,7 +28,7 @@ from apiserver.database.model.worker import Worker
 TASK_STATUSES = ("waiting", "rendering", "completed", "failed", "canceled")
 WORKER_STATUSES = ("enabled", "available", "rendering", "disabled", "error")
 TASK_FIELDS = ("id", "worker_id", "priority", "frame_start", "frame_end", "frame_current", "status", "format",
-               "type", "parser", "settings", "command", "created", "updated")
+               "type", "parser", "settings", "command", "args", "created", "updated")
 
 
 def next_id(name: str) -> int:
@@ -40,6 +45,21 @@ def next_id(name: str) -> int:
         if coll.update_one({"_id": name, "seq": doc["seq"]}, {"$set": {"seq": doc["seq"] + 1}}).modified_count:
             return doc["seq"] + 1
     raise errors.server_error.DataError("id sequence is too busy; try again", sequence=name)
+
+
+def _check_argument_value(name: str, value: Any, starts_argument: bool) -> None:
+    """A value put into an argument: a scalar, no NUL, and not an option where it starts the argument."""
+    field = f"settings.{name}"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise errors.bad_request.ValidationError(f"{field} must be a string or a number",
+                                                 error_data={"field": field, "rule": "type"})
+    if isinstance(value, str) and "\x00" in value:
+        raise errors.bad_request.ValidationError(f"{field} must not hold a NUL character",
+                                                 error_data={"field": field, "rule": "format"})
+    if starts_argument and isinstance(value, str) and value.startswith("-"):
+        raise errors.bad_request.ValidationError(
+            f"{field} must not start with '-': the program would read it as an option",
+            error_data={"field": field, "rule": "option"})
 
 
 class ManagerBLL:
@@ -79,16 +99,25 @@ class ManagerBLL:
                                                      error_data={"field": "settings", "rule": "type"})
         return parsed
 
-    def _compile(self, kind: str, settings: dict[str, Any], frame_start: int, frame_end: int) -> str:
+    def _compile(self, kind: str, settings: dict[str, Any], frame_start: int, frame_end: int) -> list[str]:
+        """The command as a list of arguments: each template element formatted on its own."""
         compiler = self.compilers[kind]
+        template = compiler.get("command")
+        if not isinstance(template, list) or not all(isinstance(e, str) for e in template):
+            raise errors.server_error.ConfigError(f"manager.compilers.{kind}.command must be a list of arguments")
         missing = [k for k in compiler.get("settings_required") or [] if k not in settings]
         if missing:
             raise errors.bad_request.ValidationError(
                 f"the {kind} compiler needs settings {missing}", error_data={"field": f"settings.{missing[0]}",
                                                                             "rule": "required"})
         values = {**(compiler.get("defaults") or {}), **settings, "frame_start": frame_start, "frame_end": frame_end}
-        fields = {name for _, name, _, _ in string.Formatter().parse(compiler["command"]) if name}
-        return compiler["command"].format(**{k: values.get(k, "") for k in fields})
+        args = []
+        for element in template:
+            names = [name for _, name, _, _ in string.Formatter().parse(element) if name]
+            for name in names:
+                _check_argument_value(name, values.get(name, ""), starts_argument=element.startswith("{" + name))
+            args.append(element.format(**{k: values.get(k, "") for k in names}))
+        return args
 
     def create_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         kind, parser = data["type"], data["parser"]
@@ -108,9 +137,10 @@ class ManagerBLL:
         if start > end:
             raise errors.bad_request.ValidationError(f"frame_start {start} is after frame_end {end}",
                                                      error_data={"field": "frame_start", "rule": "maximum"})
+        args = self._compile(kind, settings, start, end)
         now = utcnow()
         doc = {"_id": next_id("render_tasks"), "company": identity.company, "user": identity.user, "type": kind,
-               "parser": parser, "settings": data.get("settings"), "command": self._compile(kind, settings, start, end),
+               "parser": parser, "settings": data.get("settings"), "args": args, "command": shlex.join(args),
                "priority": int(data.get("priority", 0)), "frame_start": start, "frame_end": end,
                "frame_current": start, "status": "waiting", "worker_id": None,
                "format": settings.get("format", data.get("format", "")), "created": now, "updated": now}

@@ -1,7 +1,14 @@
-"""Owns who the members are (config, overridden at run time) and calling them over HTTP.
+"""Owns who the members are (config, overridden per company at run time) and calling them over HTTP.
 
-Every call has a connect and a read timeout and is written to the pipeline log with its answer
-and duration; a call never raises: a fault comes back as an answer of None with the error text.
+Members declared in config (``pipeline.member_ports`` / ``member_urls``) are the operator's and
+shared by every company. ``members.register`` records a URL for the registering company only, and
+readiness is recorded per company too: a pipeline calls the URL its own company registered, else
+the config URL, so one company's admin can never point another company's pipelines anywhere.
+
+Every call goes through the guarded outbound client (config members' hosts are allowed for calls
+to them; registered URLs get only ``outbound.allow_hosts``), has a connect and a read timeout and
+is written to the pipeline log with its answer and duration; a call never raises: a fault comes
+back as an answer of None with a short summary.
 """
 
 from __future__ import annotations
@@ -13,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-import requests
-
 from apiserver.apierrors import errors
+from apiserver.bll.outbound import AddressPolicy, OutboundClient, OutboundError
+from apiserver.bll.registry.secrets import masked_url
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import PipelineLog, PipelineMember
 
@@ -31,89 +38,118 @@ class CallResult:
     error: str | None = None
 
 
+def _key(company: str, container_id: str) -> str:
+    return f"{company}:{container_id}"
+
+
 class MemberRegistry:
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], policy: AddressPolicy | None = None):
         host = config.get("member_host", "127.0.0.1")
         self._config_urls = {cid: f"http://{host}:{port}" for cid, port in (config.get("member_ports") or {}).items()}
         self._config_urls.update(config.get("member_urls") or {})
+        self.policy = policy or AddressPolicy()
 
-    def known_ids(self) -> set[str]:
-        registered = {m["_id"] for m in PipelineMember._get_collection().find({"url": {"$exists": True}}, {"_id": 1})}
+    @property
+    def coll(self):
+        return PipelineMember._get_collection()
+
+    def config_hosts(self) -> set[str]:
+        """Hosts of the operator's members (config), allowed for calls to those members."""
+        return {h for h in (urlparse(u).hostname for u in self._config_urls.values()) if h}
+
+    def known_ids(self, company: str | None) -> set[str]:
+        """Reference, config and the company's registered ids (every company's when ``company`` is None:
+        an unauthenticated status report names no company)."""
+        flt: dict[str, Any] = {"url": {"$exists": True}}
+        if company is not None:
+            flt["company"] = company
+        registered = {m["container_id"] for m in self.coll.find(flt, {"container_id": 1}) if m.get("container_id")}
         return set(REFERENCE_IDS) | set(self._config_urls) | registered
 
-    def check_id(self, container_id: str, field: str = "container_id") -> None:
-        if container_id not in self.known_ids():
+    def check_id(self, container_id: str, company: str | None, field: str = "container_id") -> None:
+        known = self.known_ids(company)
+        if container_id not in known:
             raise errors.bad_request.InvalidMemberId(
-                f"unknown container id {container_id!r}; known: {sorted(self.known_ids())}",
+                f"unknown container id {container_id!r}; known: {sorted(known)}",
                 error_data={"field": field, "rule": "enum"})
 
-    def url(self, container_id: str) -> str:
-        doc = PipelineMember._get_collection().find_one({"_id": container_id}, {"url": 1})
-        url = (doc or {}).get("url") or self._config_urls.get(container_id)  # a readiness record has no url
+    def resolve(self, container_id: str, company: str) -> tuple[str, bool]:
+        """(the URL a pipeline of ``company`` calls, whether it is the operator's config URL)."""
+        doc = self.coll.find_one({"_id": _key(company, container_id)}, {"url": 1})
+        if doc and doc.get("url"):  # a readiness record has no url
+            return doc["url"].rstrip("/"), False
+        url = self._config_urls.get(container_id)
         if not url:
             raise errors.bad_request.InvalidMemberId(f"no URL is known for member {container_id!r}",
                                                      error_data={"field": "container_id", "rule": "registered"})
-        return url.rstrip("/")
+        return url.rstrip("/"), True
 
-    def register(self, container_id: str, url: str, user: str) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise errors.bad_request.ValidationError("url must be http(s)://host[:port]",
-                                                     error_data={"field": "url", "rule": "format"})
-        PipelineMember._get_collection().update_one(
-            {"_id": container_id}, {"$set": {"url": url.rstrip("/"), "registered_by": user,
-                                             "registered": utcnow()}}, upsert=True)
+    def url(self, container_id: str, company: str) -> str:
+        return self.resolve(container_id, company)[0]
 
-    def all(self) -> list[dict[str, Any]]:
-        stored = {m["_id"]: m for m in PipelineMember._get_collection().find()}
+    def register(self, company: str, container_id: str, url: str, user: str) -> None:
+        problem = self.policy.base_url_problem(url)
+        if problem:
+            raise errors.bad_request.ValidationError(f"url {problem[0]}",
+                                                     error_data={"field": "url", "rule": problem[1]})
+        self.coll.update_one(
+            {"_id": _key(company, container_id)},
+            {"$set": {"company": company, "container_id": container_id, "url": url.rstrip("/"),
+                      "registered_by": user, "registered": utcnow()}}, upsert=True)
+
+    def all(self, company: str) -> list[dict[str, Any]]:
+        stored = {m["container_id"]: m for m in self.coll.find({"company": company}) if m.get("container_id")}
         out = []
-        for cid in sorted(self.known_ids()):
+        for cid in sorted(self.known_ids(company)):
             doc = stored.get(cid, {})
             url = doc.get("url") or self._config_urls.get(cid)
-            out.append({"container_id": cid, "url": url, "source": "registered" if doc.get("url") else "config",
+            out.append({"container_id": cid, "url": masked_url(url) if url else None,
+                        "source": "registered" if doc.get("url") else "config",
                         "ready": None if doc.get("ready") is None else bool(doc["ready"]),
                         "last_check": doc.get("last_check"), "last_answer": doc.get("last_answer")})
         return out
 
-    def record_readiness(self, container_id: str, result: CallResult) -> bool:
+    def record_readiness(self, container_id: str, company: str, result: CallResult) -> bool:
         ready = result.answer == "ready"
-        PipelineMember._get_collection().update_one(
-            {"_id": container_id}, {"$set": {"ready": int(ready), "last_check": utcnow(),
-                                             "last_answer": result.answer or result.error}}, upsert=True)
+        self.coll.update_one(
+            {"_id": _key(company, container_id)},
+            {"$set": {"company": company, "container_id": container_id, "ready": int(ready),
+                      "last_check": utcnow(), "last_answer": result.answer or result.error}}, upsert=True)
         return ready
 
-    def addresses_of(self, container_id: str) -> set[str]:
-        """The IP addresses the member's registered host name resolves to (empty if unknown)."""
+    def addresses_of(self, container_id: str, company: str) -> set[str]:
+        """The IP addresses the member's host name (as ``company`` calls it) resolves to (empty if unknown)."""
         try:
-            host = urlparse(self.url(container_id)).hostname
+            host = urlparse(self.url(container_id, company)).hostname
             return {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
         except (errors.bad_request.InvalidMemberId, OSError):
             return set()
 
 
 class MemberClient:
-    def __init__(self, registry: MemberRegistry, connect_timeout: float, read_timeout: float,
-                 max_connections: int = 64):
+    """Calls members through the guarded outbound clients; pooled, so a heartbeat reuses connections."""
+
+    def __init__(self, registry: MemberRegistry, strict: OutboundClient, trusted: OutboundClient | None = None):
         self.registry = registry
-        self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
-        # Keep one connection per concurrent caller (the default keeps 10 per host and churns).
-        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=max_connections, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.strict = strict  # registered URLs: outbound.allow_hosts only
+        self.trusted = trusted or strict  # the operator's config URLs: their hosts allowed too
 
     def call(self, container_id: str, command: str, user_id: str, project_id: str,
-             pipeline: dict[str, Any] | None = None) -> CallResult:
+             pipeline: dict[str, Any] | None = None, company: str | None = None) -> CallResult:
         """GET <member>/<command>?user_id=&project_id= ; logged; never raises."""
         params = {"user_id": user_id, "project_id": project_id}
+        company = company or (pipeline or {}).get("company") or ""
         started = time.monotonic()
         try:
-            url = f"{self.registry.url(container_id)}/{command}"
-            resp = self.session.get(url, params=params, timeout=self.timeout)
-            answer = resp.text.strip().strip('"').lower() if resp.status_code == 200 else None
-            result = CallResult(answer, None if answer is not None else f"HTTP {resp.status_code}")
-        except (requests.RequestException, errors.bad_request.InvalidMemberId) as exc:
-            result = CallResult(None, f"{type(exc).__name__}: {exc}"[:500])
+            url, from_config = self.registry.resolve(container_id, company)
+            client = self.trusted if from_config else self.strict
+            resp = client.request("GET", f"{url}/{command}", what=f"member {container_id}", params=params)
+            answer = resp.text.strip().strip('"').lower() if resp.status == 200 else None
+            result = CallResult(answer, None if answer is not None else f"HTTP {resp.status}")
+        except OutboundError as exc:
+            result = CallResult(None, str(exc)[:500])
+        except errors.bad_request.InvalidMemberId as exc:
+            result = CallResult(None, f"InvalidMemberId: {exc}"[:500])
         log_call(pipeline, "to_member", container_id, command, params, result,
                  int((time.monotonic() - started) * 1000), project_id)
         return result

@@ -77,7 +77,7 @@ class PipelineBLL:
             raise errors.bad_request.ValidationError("the workflow is empty and no default is configured",
                                                      error_data={"field": "workflow", "rule": "minItems"})
         for i, cid in enumerate(workflow):
-            self.registry.check_id(cid, f"workflow.{i}")
+            self.registry.check_id(cid, identity.company, f"workflow.{i}")
         now = utcnow()
         doc = {"_id": new_id(), "company": identity.company, "user_id": identity.user, "project_id": project_id,
                "status": "created", "current_step": 0, "created": now,
@@ -108,18 +108,19 @@ class PipelineBLL:
         if pipeline_id:
             ids = sorted({s["container_id"] for s in self.get(company, pipeline_id)["steps"]})
         else:
-            ids = container_ids or sorted(self.registry.known_ids())
+            ids = container_ids or sorted(self.registry.known_ids(company))
         for i, cid in enumerate(ids):
-            self.registry.check_id(cid, f"container_ids.{i}")
-        return self.check_members(ids)
+            self.registry.check_id(cid, company, f"container_ids.{i}")
+        return self.check_members(ids, company)
 
-    def check_members(self, workflow: list[str]) -> list[dict[str, Any]]:
-        """Ask each member with empty ids whether it is ready, and record the answers."""
-        futures = {cid: self._pool.submit(self.client.call, cid, "status_request", "", "") for cid in workflow}
+    def check_members(self, workflow: list[str], company: str) -> list[dict[str, Any]]:
+        """Ask each of the company's members with empty ids whether it is ready, and record the answers."""
+        futures = {cid: self._pool.submit(self.client.call, cid, "status_request", "", "", None, company)
+                   for cid in workflow}
         out = []
         for cid, future in futures.items():
             result = future.result()
-            ready = self.registry.record_readiness(cid, result)
+            ready = self.registry.record_readiness(cid, company, result)
             out.append({"container_id": cid, "ready": ready, "answer": result.answer, "error": result.error})
         CALL_LOG.flush()
         return out
@@ -136,7 +137,7 @@ class PipelineBLL:
         if busy:
             raise errors.bad_request.InvalidPipelineStatus(
                 "another pipeline of this user and project is running", running=busy["_id"])
-        members = self.check_members(sorted({s["container_id"] for s in doc["steps"]}))
+        members = self.check_members(sorted({s["container_id"] for s in doc["steps"]}), identity.company)
         not_ready = [m["container_id"] for m in members if not m["ready"]]
         if not_ready:
             raise errors.bad_request.MembersNotReady(f"not ready: {not_ready}", error_data={"members": members})
@@ -318,14 +319,16 @@ class PipelineBLL:
 
     def handle_report(self, data: dict[str, Any], remote_addr: str | None) -> str:
         container_id, status = data["container_id"], data["status"]
-        self.registry.check_id(container_id)
+        doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
+                                  "user_id": data.get("user_id", "")})
+        company = doc["company"] if doc else None  # the report itself names no company
+        self.registry.check_id(container_id, company)
         if status not in REPORT_STATUSES:
             raise errors.bad_request.ValidationError(
                 f"status must be one of {list(REPORT_STATUSES)}", error_data={"field": "status", "rule": "enum"})
         params = {k: data.get(k) for k in ("container_id", "user_id", "project_id", "status")}
-        doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
-                                  "user_id": data.get("user_id", "")})
-        if self.host_only and remote_addr and remote_addr not in self.registry.addresses_of(container_id):
+        if self.host_only and remote_addr and remote_addr not in self.registry.addresses_of(container_id,
+                                                                                           company or ""):
             log_call(doc, "from_member", container_id, "status_report", params, None,
                      project_id=data.get("project_id"), note=f"ignored: sent from {remote_addr}")
             CALL_LOG.flush()

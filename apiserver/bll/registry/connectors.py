@@ -1,9 +1,11 @@
-"""Owns the connector interface and the built-in MLflow and Databricks connectors (REST via requests).
+"""Owns the connector interface and the built-in MLflow and Databricks connectors.
 
 A registry connector answers "does this model version exist, and what is it"; a server proxy
 invokes a served model and checks its health. Each class declares the JSON Schema of its init
 dict and which init keys are secrets. Classes are only ever loaded from the allowlist in config
 (``registry.registry_connectors`` / ``registry.server_proxies``), never from a name in a request.
+Every call goes through the server's guarded outbound client, and a failure is reported as a
+short summary: an upstream's body never reaches the caller.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import requests
+from apiserver.bll.outbound import Answer, OutboundClient, OutboundError
 
-TIMEOUT = (3, 30)
+REGISTRY = "the model registry"
+SERVER = "the model server"
 URL = {"type": "string", "pattern": "^https?://[^\\s/$.?#].[^\\s]*$"}
 SECRET = {"type": "string", "minLength": 1}
 
@@ -26,17 +29,18 @@ class Connector:
     INIT_SCHEMA: dict[str, Any] = {"type": "object"}
     SECRET_KEYS: tuple[str, ...] = ()
 
-    def __init__(self, **init: Any):
+    def __init__(self, outbound: OutboundClient, /, **init: Any):
+        self.outbound = outbound
         self.init = init
 
     def _headers(self) -> dict[str, str]:
         return {}
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> Answer:
         try:
-            return requests.request(method, url, headers=self._headers(), timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise ConnectorError(f"{type(exc).__name__}: {exc}") from None
+            return self.outbound.request(method, url, what=what, headers=self._headers(), **kwargs)
+        except OutboundError as exc:
+            raise ConnectorError(str(exc)) from None
 
 
 class RegistryConnector(Connector):
@@ -63,16 +67,16 @@ class MlflowRegistryConnector(RegistryConnector):
         return self.init["model_registry_url"].rstrip("/")
 
     def model_version(self, name: str, version: str) -> dict[str, Any] | None:
-        resp = self._request("GET", f"{self._base()}/api/2.0/mlflow/model-versions/get",
+        resp = self._request("GET", f"{self._base()}/api/2.0/mlflow/model-versions/get", REGISTRY,
                              params={"name": name, "version": version})
-        if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
+        if resp.status == 404 or (resp.status == 400 and b"RESOURCE_DOES_NOT_EXIST" in resp.body):
             return None
-        if resp.status_code != 200:
-            raise ConnectorError(f"model registry answered HTTP {resp.status_code}: {resp.text[:200]}")
+        if resp.status != 200:
+            raise ConnectorError(f"HTTP {resp.status} from {REGISTRY}")
         try:
             return resp.json()["model_version"]
-        except (ValueError, KeyError):
-            raise ConnectorError("model registry answered without a model_version") from None
+        except (ValueError, KeyError, TypeError):
+            raise ConnectorError(f"{REGISTRY} answered without a model_version") from None
 
 
 class MlflowServerProxy(ServerProxy):
@@ -84,18 +88,18 @@ class MlflowServerProxy(ServerProxy):
         return f"{self.init['server_proxy_url'].rstrip('/')}/invocations"
 
     def invoke(self, model_code: str, version: str, payload: dict[str, Any]) -> Any:
-        resp = self._request("POST", self._invocations_url(model_code), json={"dataframe_records": [payload]})
-        if resp.status_code != 200:
-            raise ConnectorError(f"model server answered HTTP {resp.status_code}: {resp.text[:300]}")
+        resp = self._request("POST", self._invocations_url(model_code), SERVER, json={"dataframe_records": [payload]})
+        if resp.status != 200:
+            raise ConnectorError(f"HTTP {resp.status} from {SERVER}")
         try:
             predictions = resp.json()["predictions"]
         except (ValueError, KeyError, TypeError):
-            raise ConnectorError("model server answered without predictions") from None
+            raise ConnectorError(f"{SERVER} answered without predictions") from None
         return predictions[0] if isinstance(predictions, list) and len(predictions) == 1 else predictions
 
     def health(self, model_code: str, version: str) -> bool:
         try:
-            return self._request("GET", f"{self.init['server_proxy_url'].rstrip('/')}/ping").status_code == 200
+            return self._request("GET", f"{self.init['server_proxy_url'].rstrip('/')}/ping", SERVER).status == 200
         except ConnectorError:
             return False
 
@@ -127,6 +131,6 @@ class DatabricksServerProxy(MlflowServerProxy):
     def health(self, model_code: str, version: str) -> bool:
         url = f"{self.init['server_proxy_url'].rstrip('/')}/api/2.0/serving-endpoints/{quote(model_code)}"
         try:
-            return self._request("GET", url).status_code == 200
+            return self._request("GET", url, SERVER).status == 200
         except ConnectorError:
             return False

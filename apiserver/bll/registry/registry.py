@@ -3,7 +3,9 @@
 - Deployment keys and model code + version pairs are unique across all workspaces and stay taken
   after a (soft) delete. Another workspace's records look missing (404), never forbidden.
 - Connector classes come only from the config allowlist; a deployment's init dicts are checked
-  against the class's own schema; secrets are stored but answered masked.
+  against the class's own schema; secrets are sealed at rest and answered masked (secrets.py), and
+  opened only to build a connector, whose calls go through the guarded outbound client.
+- Stored input/output schemas are checked and run by schemas.py (local refs only, RE2 patterns).
 - A model and its explainer chain are created together or not at all.
 """
 
@@ -13,19 +15,20 @@ import importlib
 from typing import Any
 
 from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError
 from pymongo.errors import BulkWriteError, DuplicateKeyError
+from referencing.exceptions import Unresolvable
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.query import page_bounds
 from apiserver.bll.registry.connectors import Connector, ConnectorError, RegistryConnector, ServerProxy
+from apiserver.bll.registry.schemas import check_stored_schema, validator_for
+from apiserver.bll.registry.secrets import SecretBox, shown
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.registry import Deployment, RegistryModel
 from apiserver.schema.validation import error_field, first_error
 
-MASK = "********"
-SECRET_SUFFIXES = ("_pat", "_token", "_secret", "password")
 LIST_INDEX = [("company", 1), ("deleted", 1), ("explains", 1), ("model_code", 1), ("version", 1)]
 MODEL_FIELDS = ("model_code", "version", "name", "description", "input_schema", "output_schema",
                 "realtime_execution", "allow_download", "need_context")
@@ -69,15 +72,17 @@ def _check_init(cls: type[Connector], init: dict[str, Any], field: str) -> None:
         raise _bad(f"field '{path}': {error.message} ({cls.__name__} init)", path, error.validator)
 
 
-def _masked(cls: type[Connector] | None, init: dict[str, Any]) -> dict[str, Any]:
-    secret = set(cls.SECRET_KEYS if cls else ())
-    return {k: (MASK if (k in secret or k.lower().endswith(SECRET_SUFFIXES)) and v else v) for k, v in init.items()}
+def _shown_init(cls: type[Connector] | None, init: dict[str, Any]) -> dict[str, Any]:
+    declared = tuple(cls.SECRET_KEYS if cls else ())
+    return {k: shown(v, k, declared) for k, v in init.items()}
 
 
 class DeploymentBLL:
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], outbound: OutboundClient, box: SecretBox):
         self.registries = ConnectorAllowlist(config.get("registry_connectors"), RegistryConnector)
         self.proxies = ConnectorAllowlist(config.get("server_proxies"), ServerProxy)
+        self.outbound = outbound
+        self.box = box
 
     @property
     def coll(self):
@@ -88,20 +93,24 @@ class DeploymentBLL:
         proxy = self.proxies.loaded_or_none(doc["server_proxy_class"])
         return {"deployment_key": doc["_id"], "workspace": workspace_name,
                 "registry_connector_class": doc["registry_connector_class"],
-                "registry_connector_init": _masked(registry, doc["registry_connector_init"]),
+                "registry_connector_init": _shown_init(registry, doc["registry_connector_init"]),
                 "server_proxy_class": doc["server_proxy_class"],
-                "server_proxy_init": _masked(proxy, doc["server_proxy_init"]),
+                "server_proxy_init": _shown_init(proxy, doc["server_proxy_init"]),
                 "created": doc.get("created")}
 
     def create(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         registry = self.registries.load(data["registry_connector_class"], "registry_connector_class")
         proxy = self.proxies.load(data["server_proxy_class"], "server_proxy_class")
-        _check_init(registry, data["registry_connector_init"], "registry_connector_init")
-        _check_init(proxy, data["server_proxy_init"], "server_proxy_init")
-        doc = {"_id": data["deployment_key"], "company": identity.company, "user": identity.user,
+        key = data["deployment_key"]
+        sealed = {}
+        for cls, field in ((registry, "registry_connector_init"), (proxy, "server_proxy_init")):
+            _check_init(cls, data[field], field)
+            self._check_urls(data[field], field)
+            sealed[field] = self.box.seal_init(data[field], tuple(cls.SECRET_KEYS), f"{key}/{field}")
+        doc = {"_id": key, "company": identity.company, "user": identity.user,
                "registry_connector_class": data["registry_connector_class"],
-               "registry_connector_init": data["registry_connector_init"],
-               "server_proxy_class": data["server_proxy_class"], "server_proxy_init": data["server_proxy_init"],
+               "registry_connector_init": sealed["registry_connector_init"],
+               "server_proxy_class": data["server_proxy_class"], "server_proxy_init": sealed["server_proxy_init"],
                "created": utcnow(), "deleted": None}
         try:
             self.coll.insert_one(doc)
@@ -110,6 +119,15 @@ class DeploymentBLL:
                 "deployment_key is taken (keys are never reused, even after a delete)",
                 deployment_key=data["deployment_key"]) from None
         return self.to_api(doc, identity.company_name)
+
+    def _check_urls(self, init: dict[str, Any], field: str) -> None:
+        """A URL the server could never call is a 400 now, not a failure later (host names are
+        resolved, and checked, on every call)."""
+        for name, value in init.items():
+            if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+                problem = self.outbound.policy.base_url_problem(value)
+                if problem:
+                    raise _bad(f"field '{field}.{name}' {problem[0]}", f"{field}.{name}", problem[1])
 
     def get(self, company: str, key: str) -> dict[str, Any]:
         doc = self.coll.find_one({"_id": key, "company": company, "deleted": None})
@@ -127,7 +145,10 @@ class DeploymentBLL:
     def connectors(self, doc: dict[str, Any]) -> tuple[RegistryConnector, ServerProxy]:
         registry = self.registries.load(doc["registry_connector_class"], "registry_connector_class")
         proxy = self.proxies.load(doc["server_proxy_class"], "server_proxy_class")
-        return registry(**doc["registry_connector_init"]), proxy(**doc["server_proxy_init"])
+        key = doc["_id"]
+        return (registry(self.outbound, **self.box.open_init(doc["registry_connector_init"],
+                                                            f"{key}/registry_connector_init")),
+                proxy(self.outbound, **self.box.open_init(doc["server_proxy_init"], f"{key}/server_proxy_init")))
 
     def for_model(self, company: str, deployment_key: str | None, field: str) -> dict[str, Any] | None:
         """The deployment a model uses: the one it names, else the workspace's only one, else none."""
@@ -145,9 +166,10 @@ class DeploymentBLL:
 
 
 class ModelRegistryBLL:
-    def __init__(self, deployments: DeploymentBLL, max_explainers: int = 10):
+    def __init__(self, deployments: DeploymentBLL, max_explainers: int = 10, max_schema_bytes: int = 65536):
         self.deployments = deployments
         self.max_explainers = max_explainers
+        self.max_schema_bytes = max_schema_bytes
 
     @property
     def coll(self):
@@ -167,13 +189,7 @@ class ModelRegistryBLL:
         return chain
 
     def _check_io_schema(self, value: dict[str, Any], field: str) -> None:
-        schema = value.get("schema")
-        try:
-            Draft7Validator.check_schema(schema)
-        except SchemaError as exc:
-            inner = ".".join(map(str, exc.absolute_path))
-            raise _bad(f"{field}.schema is not a valid JSON Schema: {exc.message}",
-                       f"{field}.schema" + (f".{inner}" if inner else ""), "jsonSchema") from None
+        check_stored_schema(value.get("schema"), f"{field}.schema", self.max_schema_bytes)
 
     def register(self, identity: Identity, payload: dict[str, Any]) -> list[dict[str, Any]]:
         chain = self._chain(payload)
@@ -259,7 +275,7 @@ class ModelRegistryBLL:
         if (doc.get("input_schema") or {}).get("type") != "json":
             raise _bad("only models with a json input_schema are invoked here (file models go through storage)",
                        "input_schema.type", "const")
-        self._validate(doc["input_schema"]["schema"], payload, "input", 400)
+        self._validate(doc["input_schema"]["schema"], payload, "input", 400, "input_schema.schema")
         deployment = self.deployments.for_model(company, doc.get("deployment_key"), "deployment_key")
         if deployment is None:
             raise _bad("the model's workspace has no deployment to invoke it on", "deployment_key", "required")
@@ -269,12 +285,16 @@ class ModelRegistryBLL:
         except ConnectorError as exc:
             raise errors.service_unavailable.UpstreamUnavailable(f"the model server failed: {exc}") from None
         if (doc.get("output_schema") or {}).get("type") == "json":
-            self._validate(doc["output_schema"]["schema"], answer, "output", 502)
+            self._validate(doc["output_schema"]["schema"], answer, "output", 502, "output_schema.schema")
         return answer
 
     @staticmethod
-    def _validate(schema: dict[str, Any], value: Any, what: str, code: int) -> None:
-        error = first_error(Draft7Validator(schema), value)
+    def _validate(schema: dict[str, Any], value: Any, what: str, code: int, schema_field: str) -> None:
+        try:
+            error = first_error(validator_for(schema), value)
+        except Unresolvable as exc:  # a schema stored before references were checked: never fetched
+            raise _bad(f"the model's {schema_field} refers outside itself ({exc}); nothing is fetched",
+                       schema_field, "ref") from None
         if error is None:
             return
         path = error_field(error)

@@ -46,12 +46,15 @@ class PipelineLog(Document):
 
 
 class PipelineMember(Document):
-    """A member registered at run time (overrides the config registry), and its last readiness."""
+    """A company's member registered at run time (overrides the config URL for that company only),
+    and its last readiness as that company saw it."""
 
-    meta = {"collection": "pipeline_members"}
+    meta = {"collection": "pipeline_members", "strict": False, "indexes": [("company", "container_id")]}
 
-    id = StringField(primary_key=True)  # container id
-    url = StringField(required=True)
+    id = StringField(primary_key=True)  # "<company>:<container id>"
+    company = StringField(required=True)
+    container_id = StringField(required=True)
+    url = StringField()  # none on a readiness record of a config member
     registered_by = StringField()
     registered = DateTimeField()
     ready = IntField()
