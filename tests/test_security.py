@@ -312,3 +312,23 @@ def test_the_embedded_database_needs_the_servers_credentials(tmp_path):
             assert [u["user"] for u in right.admin.command("usersInfo")["users"]] == ["apiserver"]
         finally:
             proc.stop()
+
+
+def test_open_status_reports_leave_one_record_per_member_and_hide_member_ids(server, admin):
+    from pymongo import MongoClient
+
+    url = server.base_url + "/status_report"
+    project = f"spam-{time.time_ns()}"
+    for i in range(30):
+        resp = requests.get(url, params={"container_id": "bms", "user_id": f"u{i}", "project_id": project,
+                                         "status": "success"}, timeout=10)
+        assert resp.status_code == 200 and resp.text == "OK"
+    bad = requests.get(url, params={"container_id": "no-such-member", "status": "success"}, timeout=10)
+    assert bad.status_code == 400
+    assert "labelling" not in bad.text and "known:" not in bad.text  # no list of member ids for strangers
+    db = MongoClient(server.env["APISERVER__database__uri"])[server.env["APISERVER__database__name"]]
+    records = list(db.pipeline_log.find({"container_id": "bms", "params.project_id": project}))
+    assert len(records) == 1 and records[0]["count"] == 30 and records[0]["params"]["user_id"] == "u29"
+    # A signed-in caller still learns which ids exist.
+    err = admin.error("pipelines.create", project_id=project, workflow=["no-such-member"])
+    assert "labelling" in err.msg

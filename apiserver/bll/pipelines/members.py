@@ -66,12 +66,14 @@ class MemberRegistry:
         registered = {m["container_id"] for m in self.coll.find(flt, {"container_id": 1}) if m.get("container_id")}
         return set(REFERENCE_IDS) | set(self._config_urls) | registered
 
-    def check_id(self, container_id: str, company: str | None, field: str = "container_id") -> None:
+    def check_id(self, container_id: str, company: str | None, field: str = "container_id",
+                 list_known: bool = True) -> None:
+        """400 for an unknown member id; the known ids are listed only to a signed-in caller."""
         known = self.known_ids(company)
         if container_id not in known:
-            raise errors.bad_request.InvalidMemberId(
-                f"unknown container id {container_id!r}; known: {sorted(known)}",
-                error_data={"field": field, "rule": "enum"})
+            listing = f"; known: {sorted(known)}" if list_known else ""
+            raise errors.bad_request.InvalidMemberId(f"unknown container id {container_id!r}{listing}",
+                                                     error_data={"field": field, "rule": "enum"})
 
     def resolve(self, container_id: str, company: str) -> tuple[str, bool]:
         """(the URL a pipeline of ``company`` calls, whether it is the operator's config URL)."""
@@ -182,6 +184,18 @@ class CallLog:
 
 
 CALL_LOG = CallLog()
+
+
+def note_ignored_report(pipeline: dict[str, Any] | None, container_id: str, params: dict[str, Any], note: str) -> None:
+    """Record a member report the leader ignores: one record per pipeline and member, overwritten
+    with the latest report and counted, so that open ``/status_report`` calls cannot grow the log."""
+    PipelineLog._get_collection().update_one(
+        {"_id": f"ignored-report:{(pipeline or {}).get('_id') or '-'}:{container_id}"},
+        {"$set": {"company": (pipeline or {}).get("company"), "pipeline": (pipeline or {}).get("_id"),
+                  "project_id": (pipeline or {}).get("project_id"), "time": utcnow(), "direction": "from_member",
+                  "container_id": container_id, "call": "status_report", "params": params, "answer": None,
+                  "error": note, "duration_ms": None},
+         "$inc": {"count": 1}}, upsert=True)
 
 
 def log_call(pipeline: dict[str, Any] | None, direction: str, container_id: str | None, call: str,

@@ -27,6 +27,7 @@ from apiserver.bll.pipelines.members import (
     MemberClient,
     MemberRegistry,
     log_call,
+    note_ignored_report,
 )
 from apiserver.bll.query import page_bounds
 from apiserver.database.model.base import new_id, utcnow
@@ -322,22 +323,18 @@ class PipelineBLL:
         doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
                                   "user_id": data.get("user_id", "")})
         company = doc["company"] if doc else None  # the report itself names no company
-        self.registry.check_id(container_id, company)
+        self.registry.check_id(container_id, company, list_known=False)  # the caller is anonymous
         if status not in REPORT_STATUSES:
             raise errors.bad_request.ValidationError(
                 f"status must be one of {list(REPORT_STATUSES)}", error_data={"field": "status", "rule": "enum"})
         params = {k: data.get(k) for k in ("container_id", "user_id", "project_id", "status")}
         if self.host_only and remote_addr and remote_addr not in self.registry.addresses_of(container_id,
                                                                                            company or ""):
-            log_call(doc, "from_member", container_id, "status_report", params, None,
-                     project_id=data.get("project_id"), note=f"ignored: sent from {remote_addr}")
-            CALL_LOG.flush()
+            note_ignored_report(doc, container_id, params, f"ignored: sent from {remote_addr}")
             return "OK"
         current = doc["steps"][doc.get("current_step", 0)] if doc else None
         if current is None or current["container_id"] != container_id:
-            log_call(doc, "from_member", container_id, "status_report", params, None,
-                     project_id=data.get("project_id"), note="no running step of this project is this member's")
-            CALL_LOG.flush()
+            note_ignored_report(doc, container_id, params, "no running step of this project is this member's")
             return "OK"
         log_call(doc, "from_member", container_id, "status_report", params, CallResult("OK"))
         self.advance(doc["_id"])  # confirmed by the member's own /status_request answer
