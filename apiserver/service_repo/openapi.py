@@ -41,6 +41,8 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
     components: dict[str, Any] = {}
     for name in specs.names():
         spec = specs.versions(name)[-1]
+        if spec.internal:  # the dispatcher does not serve it: a caller may not call it
+            continue
         request = _relocate(spec.request_schema, spec, components)
         response = _relocate(spec.response_schema, spec, components)
         security = [{"bearerAuth": []}, {"basicAuth": []}] if spec.authorize else []
@@ -64,8 +66,11 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
             if params:
                 op["parameters"] = params
             content = "text/plain" if spec.http.style == "text" else "application/json"
-            op["responses"] = {str(spec.http.status): {
-                "description": "Success", "content": {content: {"schema": response}}}}
+            if spec.http.status == 204:  # no body: a confirmation travels in X-Message headers
+                op["responses"] = {"204": {"description": "Success (no body)"}}
+            else:
+                op["responses"] = {str(spec.http.status): {
+                    "description": "Success", "content": {content: {"schema": response}}}}
         else:
             method, path = "post", f"/{name}"
             op["requestBody"] = {"content": {"application/json": {"schema": request}}}
