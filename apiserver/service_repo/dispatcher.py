@@ -320,10 +320,14 @@ def _coerce(value: str, kind: str) -> Any:
     """Query-string and path text to the declared type; left as text when it does not parse."""
     try:
         if kind == "integer":
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                number = float(value)  # "487.0" is an integer here as in a JSON body
+                return int(number) if number.is_integer() else value
         if kind == "number":
             return float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return value
     if kind == "boolean" and value.lower() in ("true", "false", "1", "0"):
         return value.lower() in ("true", "1")
