@@ -91,6 +91,10 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
             op["responses"] = {"200": {"description": "ClearML envelope; `data` has this schema", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "meta": {"$ref": "#/components/schemas/Meta"}, "data": response}}}}}}
+        if op.get("parameters"):
+            # A long path or query string is refused by gunicorn before the app sees it, in its own HTML.
+            op["responses"]["414"] = {"description": "Request line longer than gunicorn's limit_request_line",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}
         op["responses"]["default"] = _error_response(spec)
         paths.setdefault(re.sub(r"<([^>]+)>", r"{\1}", path), {})[method] = op
     components["Meta"] = {"type": "object", "required": list(_META_REQUIRED), "properties": {
