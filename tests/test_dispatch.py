@@ -240,3 +240,37 @@ def test_rest_bindings(example):
     resp = example.get("/plain")
     assert resp.status_code == 200 and resp.get_data(as_text=True) == "OK"
     assert resp.headers["Content-Type"].startswith("text/plain")
+
+
+INTERNAL = """
+shown { authorize: false, "2.1" { request { type: object } } }
+hidden {
+  internal: true
+  authorize: false
+  "2.1" { request { type: object } }
+}
+hidden_rest {
+  internal: true
+  authorize: false
+  "2.1" { http { method: GET, path: "/hidden", status: 200, style: rest } }
+}
+"""
+
+
+def test_internal_endpoints_are_neither_served_nor_published(tmp_path):
+    from apiserver.service_repo.openapi import build_openapi
+
+    (tmp_path / "svc.conf").write_text(INTERNAL)
+    registry = load_specs(tmp_path)
+    handlers = bind_handlers(registry, [Binding(f"svc.{n}", None, lambda call: {"called": True})
+                                        for n in ("shown", "hidden", "hidden_rest")])
+    app = Flask("internal")
+    Dispatcher(registry, handlers, None, max_version=(2, 23)).register(app)
+    client = app.test_client()
+    assert client.post("/svc.shown", json={}).status_code == 200
+    for path in ("/svc.hidden", "/v2.1/svc.hidden", "/api/svc.hidden", "/svc.hidden_rest"):
+        resp = client.post(path, json={})
+        meta, data = meta_of(resp)
+        assert resp.status_code == 404 and data == {} and "Unable to find endpoint" in meta["result_msg"], path
+    assert client.get("/hidden").status_code == 404
+    assert set(build_openapi(registry, "0", "2.23")["paths"]) == {"/svc.shown"}

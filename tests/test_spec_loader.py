@@ -129,3 +129,33 @@ def test_app_refuses_a_version_above_the_server_maximum(services, monkeypatch):
     expected = r"ex\.conf: endpoint ex\.one declares version 3\.0, above the server.s maximum"
     with pytest.raises(SpecError, match=expected):
         app_module.build_dispatcher(load_config(), None)
+
+
+def test_integer_rules_shared_by_every_request_schema():
+    from apiserver.schema.normalize import INT32, INT64, TIMESTAMP_MS, bound_integers, integers_from_floats
+
+    schema = bound_integers({
+        "type": "object",
+        "properties": {
+            "page": {"type": "integer", "minimum": 0}, "n": {"type": "integer"},
+            "timestamp": {"type": ["integer", "null"]}, "cap": {"type": "integer", "exclusiveMaximum": 9},
+            "ref": {"$ref": "#/definitions/counted"}, "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "list": {"type": "array", "items": {"type": "integer"}}, "ratio": {"type": "number"},
+            "free": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+        "definitions": {"counted": {"type": "object", "properties": {"page_size": {"type": "integer"}}}},
+    })
+    props = schema["properties"]
+    assert (props["page"]["minimum"], props["page"]["maximum"]) == (0, INT32[1])
+    assert (props["n"]["minimum"], props["n"]["maximum"]) == INT64
+    assert (props["timestamp"]["minimum"], props["timestamp"]["maximum"]) == TIMESTAMP_MS
+    assert "maximum" not in props["cap"] and props["cap"]["minimum"] == INT64[0]
+    assert schema["definitions"]["counted"]["properties"]["page_size"]["maximum"] == INT32[1]
+    assert "maximum" not in props["ratio"]
+    data = {"page": 2.0, "n": 3.5, "ref": {"page_size": 10.0}, "either": 4.0, "list": [1.0, 2],
+            "ratio": 1.0, "free": {"a": 5.0}, "extra": 6.0}
+    out = integers_from_floats(schema, data)
+    assert out == {"page": 2, "n": 3.5, "ref": {"page_size": 10}, "either": 4, "list": [1, 2], "ratio": 1.0,
+                   "free": {"a": 5}, "extra": 6.0}
+    assert [type(out[k]) for k in ("page", "either", "ratio", "extra")] == [int, int, float, float]
+    assert type(out["ref"]["page_size"]) is int and type(out["list"][0]) is int

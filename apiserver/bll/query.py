@@ -151,7 +151,8 @@ def multi_field_pattern(spec: dict[str, Any], mode: str, field_map: dict[str, st
     if not pattern or not fields:
         return {}, None
     field_map = field_map or {}
-    return matcher(pattern, f"{mode}.pattern", [field_map.get(f, f) for f in fields], ignore_case=True,
+    fields = [field_path(field_map.get(f, f), f"{mode}.fields") for f in fields]
+    return matcher(pattern, f"{mode}.pattern", fields, ignore_case=True,
                    any_field=mode == "_any_")
 
 
@@ -281,11 +282,22 @@ def index_hint(model: Any, fields: Iterable[str]) -> list[tuple[str, int]] | Non
     return None
 
 
+def field_path(path: str, field: str) -> str:
+    """``path`` if it can name a stored field (dotted, no empty part, no NUL, no part starting with
+    ``$``), else a 400 naming the request ``field`` it came from."""
+    if "\x00" in path or any(not part or part.startswith("$") for part in path.split(".")):
+        raise errors.bad_request.ValidationError(
+            f"field '{field}': {path!r} is not a field path (rule: fieldPath)",
+            error_data={"field": field, "rule": "fieldPath"})
+    return path
+
+
 def projection(only_fields: list[str] | None, field_map: dict[str, str] | None = None,
-               always: Iterable[str] = ("_id",)) -> dict[str, int] | None:
+               always: Iterable[str] = ("_id",), field: str = "only_fields") -> dict[str, int] | None:
     """A MongoDB projection from ``only_fields`` (dotted paths; ``-field`` excludes)."""
     if not only_fields:
         return None
+    only_fields = [field_path(f[1:] if f.startswith("-") else f, field) and f for f in only_fields]
     field_map = field_map or {}
     include = [field_map.get(f, f) for f in only_fields if not f.startswith("-")]
     exclude = [field_map.get(f[1:], f[1:]) for f in only_fields if f.startswith("-")]
@@ -307,7 +319,7 @@ def prune_nested(paths: list[str]) -> list[str]:
 
 
 def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = None,
-             default: tuple[tuple[str, int], ...] = ()) -> list[tuple[str, int]]:
+             default: tuple[tuple[str, int], ...] = (), field: str = "order_by") -> list[tuple[str, int]]:
     """Sort keys from ``["-last_update", "name"]``; ``_id`` is added last as a tie-break."""
     if isinstance(keys, str):
         keys = [keys]
@@ -318,6 +330,9 @@ def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = No
             continue
         direction = -1 if key.startswith("-") else 1
         name = key.lstrip("-+")
+        if not name:
+            continue
+        field_path(name, field)
         result.append((field_map.get(name, name), direction))
     result = result or list(default)
     if all(name != "_id" for name, _ in result):

@@ -147,8 +147,11 @@ class EmbeddedDatabase:
             cmd.append("--sync-on-commit")
         log_file = open(self.data_dir / "embedded.log", "ab")  # noqa: SIM115 - kept for the child's life
         try:
+            # The database holds the folder's lock too (the same open file): after a kill -9 of the
+            # server it shuts down on SIGTERM, and a restart must wait for that, not only for the server.
             self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                                            pass_fds=(self._lock_fd,) if self._lock_fd is not None else ())
         finally:
             log_file.close()
         self.port = port

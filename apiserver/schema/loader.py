@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from pyhocon import ConfigFactory
 
 from apiserver.plain import to_plain
+from apiserver.schema.normalize import bound_integers, declares_integers
 
 SERVICES_DIR = Path(__file__).resolve().parent / "services"
 
@@ -38,6 +39,17 @@ VERSION_KEYS = {"description", "request", "response", "batch_request", "http", "
                 "allow_roles", "read_only", "internal"}
 
 Version = tuple[int, int]
+
+# The formats a request's validator checks. Only ``email``: it is stored and signed in with, and
+# this is its one rule (the user model keeps it as plain text). ``date-time`` values are read where
+# they are used, in the looser forms ClearML's clients send.
+FORMATS = FormatChecker(formats=())
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]{0,252}$")
+
+
+@FORMATS.checks("email")
+def _is_email(value: object) -> bool:
+    return not isinstance(value, str) or _EMAIL.match(value) is not None
 
 
 class SpecError(RuntimeError):
@@ -76,7 +88,7 @@ class EndpointSpec:
     authorize: bool = True
     allow_roles: frozenset[str] | None = None  # None: every role
     read_only: bool = False
-    internal: bool = False
+    internal: bool = False  # never served: the dispatcher answers 404, /openapi.json leaves it out
     batch_action: tuple[str, Version] | None = None
     batch_max_items: int | None = None  # json-lines batches: most lines, counted before any is parsed
     http: HttpBinding | None = None
@@ -84,9 +96,11 @@ class EndpointSpec:
     # Top-level request properties declared as integer/number/boolean: query strings and path
     # params arrive as text and are converted to these before validation.
     coercions: dict[str, str] = field(init=False, repr=False)
+    has_integers: bool = field(init=False, repr=False)  # integral floats to convert after validation
 
     def __post_init__(self) -> None:
-        self.request_validator = Draft7Validator(self.request_schema)
+        self.request_validator = Draft7Validator(self.request_schema, format_checker=FORMATS)
+        self.has_integers = declares_integers(self.request_schema)
         props = self.request_schema.get("properties") or {}
         self.coercions = {
             key: prop["type"] for key, prop in props.items()
@@ -274,7 +288,7 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
             specs.append(EndpointSpec(
                 name=name, service=service, action=action, version=version,
                 description=str(block.get("description", entry.get("_description", ""))).strip(),
-                request_schema=_attach_definitions(request, definitions, f"{vwhere} request"),
+                request_schema=bound_integers(_attach_definitions(request, definitions, f"{vwhere} request")),
                 response_schema=_attach_definitions(response, definitions, f"{vwhere} response"),
                 source=path.name,
                 authorize=bool(block.get("authorize", entry.get("authorize", True))),

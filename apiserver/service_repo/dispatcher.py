@@ -23,6 +23,7 @@ from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
+from apiserver.schema.normalize import integers_from_floats, unstorable_key
 from apiserver.schema.validation import error_field, first_error
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
 from apiserver.service_repo.call import Call
@@ -85,7 +86,7 @@ class Dispatcher:
                              methods=methods)
         bound: set[str] = set()
         for spec in reversed(self.specs.all()):  # newest version of each endpoint owns its path
-            if spec.http and spec.name not in bound:
+            if spec.http and not spec.internal and spec.name not in bound:
                 bound.add(spec.name)
                 app.add_url_rule(spec.http.path, f"rest:{spec.name}", self._rest_view(spec),
                                  methods=[spec.http.method])
@@ -114,6 +115,8 @@ class Dispatcher:
                         return static
                 return self._not_found(call_id, trx, name, requested)
             spec = self.specs.resolve(name, wanted)
+            if spec is not None and spec.internal:  # declared for the server's own use, never served
+                return self._not_found(call_id, trx, name, requested)
             if spec is None:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
@@ -253,7 +256,12 @@ class Dispatcher:
                 break
             err = first_error(spec.request_validator, data)
         if err is None:
-            return data
+            bad_key = unstorable_key(data)
+            if bad_key is not None:
+                raise errors.bad_request.ValidationError(
+                    f"field '{prefix + bad_key}': keys may not contain a NUL byte (rule: keyCharacters)",
+                    error_data={"field": prefix + bad_key, "rule": "keyCharacters"})
+            return integers_from_floats(spec.request_schema, data) if spec.has_integers else data
         field = prefix + error_field(err)
         if err.validator == "required":
             raise errors.bad_request.MissingRequiredFields(f"field '{field}' is required",
@@ -302,7 +310,9 @@ class Dispatcher:
         if http.status == 204:
             # HTTP allows no body with 204: a confirmation ({message, message_code}) goes in headers.
             headers = {f"X-{k.replace('_', '-').title()}": str(v) for k, v in (result or {}).items()}
-            return Response(status=204, headers=headers)
+            resp = Response(status=204, headers=headers)
+            del resp.headers["Content-Type"]  # nothing follows, so no type either
+            return resp
         return Response(dumps(result), status=http.status, mimetype="application/json")
 
     def _rest_error(self, exc: APIError, call_id: str, spec: EndpointSpec | None,
@@ -367,10 +377,14 @@ def _coerce(value: str, kind: str) -> Any:
     """Query-string and path text to the declared type; left as text when it does not parse."""
     try:
         if kind == "integer":
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                number = float(value)  # "487.0" is an integer here as in a JSON body
+                return int(number) if number.is_integer() else value
         if kind == "number":
             return float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return value
     if kind == "boolean" and value.lower() in ("true", "false", "1", "0"):
         return value.lower() in ("true", "1")

@@ -36,11 +36,27 @@ def _relocate(schema: dict[str, Any], spec: EndpointSpec, components: dict[str, 
     return fix(schema)
 
 
+_META_REQUIRED = ("id", "trx", "endpoint", "result_code", "result_subcode", "result_msg", "error_data")
+
+
+def _error_response(spec: EndpointSpec) -> dict[str, Any]:
+    """Every error in the shape the dispatcher gives it: an envelope (RPC), a REST body, or text."""
+    if spec.http is None:
+        shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+        return {"description": "Error: ClearML envelope, `meta.result_code` is the HTTP status", "content": shape}
+    if spec.http.style == "text":
+        return {"description": "Error: its message as text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    shape = {"application/json": {"schema": {"$ref": "#/components/schemas/RestError"}}}
+    return {"description": "Error: {message, message_code, code, subcode, request_id, field?}", "content": shape}
+
+
 def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     components: dict[str, Any] = {}
     for name in specs.names():
         spec = specs.versions(name)[-1]
+        if spec.internal:  # the dispatcher does not serve it: a caller may not call it
+            continue
         request = _relocate(spec.request_schema, spec, components)
         response = _relocate(spec.response_schema, spec, components)
         security = [{"bearerAuth": []}, {"basicAuth": []}] if spec.authorize else []
@@ -64,21 +80,36 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
             if params:
                 op["parameters"] = params
             content = "text/plain" if spec.http.style == "text" else "application/json"
-            op["responses"] = {str(spec.http.status): {
-                "description": "Success", "content": {content: {"schema": response}}}}
+            if spec.http.status == 204:  # no body: a confirmation travels in X-Message headers
+                op["responses"] = {"204": {"description": "Success (no body)"}}
+            else:
+                op["responses"] = {str(spec.http.status): {
+                    "description": "Success", "content": {content: {"schema": response}}}}
         else:
             method, path = "post", f"/{name}"
             op["requestBody"] = {"content": {"application/json": {"schema": request}}}
             op["responses"] = {"200": {"description": "ClearML envelope; `data` has this schema", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "meta": {"$ref": "#/components/schemas/Meta"}, "data": response}}}}}}
-        op["responses"]["default"] = {"description": "Error (ClearML envelope or REST error body)"}
+        if op.get("parameters"):
+            # A long path or query string is refused by gunicorn before the app sees it, in its own HTML.
+            op["responses"]["414"] = {"description": "Request line longer than gunicorn's limit_request_line",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}
+        op["responses"]["default"] = _error_response(spec)
         paths.setdefault(re.sub(r"<([^>]+)>", r"{\1}", path), {})[method] = op
-    components["Meta"] = {"type": "object", "properties": {
+    components["Meta"] = {"type": "object", "required": list(_META_REQUIRED), "properties": {
         "id": {"type": "string"}, "trx": {"type": "string"}, "endpoint": {"type": "object"},
         "result_code": {"type": "integer"}, "result_subcode": {"type": "integer"},
         "result_msg": {"type": "string"}, "error_stack": {"type": ["string", "null"]},
         "error_data": {"type": "object"}}}
+    components["ErrorEnvelope"] = {"type": "object", "required": ["meta", "data"], "properties": {
+        "meta": {"$ref": "#/components/schemas/Meta"}, "data": {"type": "object"}}}
+    components["RestError"] = {
+        "type": "object", "required": ["message", "message_code", "code", "subcode", "request_id"],
+        "properties": {"message": {"type": "string"}, "message_code": {"type": "string"},
+                       "code": {"type": "integer"}, "subcode": {"type": "integer"},
+                       "request_id": {"type": "string"}, "field": {"type": "string"},
+                       "rule": {"type": "string"}, "error_stack": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ML API server", "version": server_version,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, Document, EmailField, IntField, StringField
+from mongoengine import DateTimeField, Document, IntField, StringField
 
 from apiserver.database.model.base import CompanyDocument, new_id, utcnow
 
@@ -27,7 +27,7 @@ class User(CompanyDocument):
 
     name = StringField(required=True)
     username = StringField()
-    email = EmailField()
+    email = StringField()  # checked by the request schema (format: email), the one rule
     role = StringField(required=True, default="user")
     password_hash = StringField()
     # Bumped when the role or password changes: tokens issued before carry the old value and stop working.
