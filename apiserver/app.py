@@ -91,7 +91,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         workers=WorkerBLL(worker_timeout), events=events,
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
-                        models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10))),
+                        registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10))),
                         embedded=embedded)
     set_state(state)
     app.extensions["apiserver"] = state

@@ -39,7 +39,7 @@ class ServerState:
     manager: ManagerBLL
     pipelines: PipelineBLL
     deployments: DeploymentBLL
-    models: ModelRegistryBLL
+    registry: ModelRegistryBLL
     embedded: EmbeddedDatabase | None = None
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)
