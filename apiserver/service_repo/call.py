@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from apiserver.bll.auth.identity import Identity
 
@@ -24,6 +25,13 @@ class Call:
     remote_addr: str | None = None
     # The raw Authorization header value (auth.login reads the Basic pair from it).
     authorization: str | None = None
+    # The Host header the request came to (URLs this server handed out name it).
+    host: str | None = None
+    # Stream endpoints (http style "stream") read the body and headers themselves.
+    stream: BinaryIO | None = None
+    headers: Mapping[str, str] | None = None
+    cookies: Mapping[str, str] | None = None
+    environ: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -79,8 +79,9 @@ class Dispatcher:
         for spec in reversed(self.specs.all()):  # newest version of each endpoint owns its path
             if spec.http and spec.name not in bound:
                 bound.add(spec.name)
+                # "/files/" also answers "/files": a redirect would lose a streamed POST body.
                 app.add_url_rule(spec.http.path, f"rest:{spec.name}", self._rest_view(spec),
-                                 methods=[spec.http.method])
+                                 methods=[spec.http.method], strict_slashes=not spec.http.path.endswith("/"))
         app.register_error_handler(HTTPException, self._http_error)
 
     # -- views --------------------------------------------------------------------------------
@@ -102,6 +103,8 @@ class Dispatcher:
             if name not in self.specs:
                 return self._not_found(call_id, trx, name, requested)
             spec = self.specs.resolve(name, wanted)
+            if spec is not None and spec.http is not None and spec.http.style == "stream":
+                return self._not_found(call_id, trx, name, requested)  # only at its own path
             if spec is None:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
@@ -134,11 +137,13 @@ class Dispatcher:
              path_params: dict[str, str]) -> Any:
         identity = None
         auth_header = request.headers.get("Authorization")
-        if spec.authorize:
+        if spec.authorize and (auth_header or not spec.auth_optional):
             if self.authenticator is None:
                 raise errors.server_error.ConfigError("authentication is not configured")
             identity = self.authenticator.identify(auth_header)
             self.authenticator.check_role(spec, identity)
+        if spec.http is not None and spec.http.style == "stream":
+            return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:
             batch = [self._validated(self._batch_target(spec), item, f"[{i}]") for i, item in enumerate(batch)]
@@ -147,7 +152,23 @@ class Dispatcher:
             data = self._validated(spec, data)
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
-                    remote_addr=request.remote_addr, authorization=auth_header)
+                    remote_addr=request.remote_addr, authorization=auth_header, host=request.host)
+        return self.handlers[(spec.name, spec.version)](call)
+
+    def _run_stream(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
+                    path_params: dict[str, str], identity: Any, auth_header: str | None) -> Response:
+        """A handler that reads the body itself: only the query and path are validated here, and
+        the body's size is the handler's to limit (it may be far above max_content_length)."""
+        params: dict[str, Any] = {**request.args.to_dict(), **path_params}
+        for key, kind in spec.coercions.items():
+            if isinstance(params.get(key), str):
+                params[key] = _coerce(params[key], kind)
+        request.max_content_length = None
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+                    actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
+                    remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
+                    stream=request.stream, headers=request.headers, cookies=request.cookies,
+                    environ=request.environ)
         return self.handlers[(spec.name, spec.version)](call)
 
     def _batch_target(self, spec: EndpointSpec) -> EndpointSpec:
@@ -234,6 +255,8 @@ class Dispatcher:
 
     def _rest_response(self, spec: EndpointSpec, result: Any) -> Response:
         http = spec.http
+        if http.style == "stream":
+            return result
         if http.style == "text":
             return Response("" if result is None else str(result), status=http.status, mimetype="text/plain")
         if http.style == "rpc":

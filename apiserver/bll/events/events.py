@@ -196,5 +196,10 @@ class EventBLL:
         return [{"name": name, "variants": sorted(variants, key=lambda v: v["name"])}
                 for name, variants in sorted(metrics.items())]
 
+    def urls_of_task(self, company: str, task: str) -> list[str]:
+        """The file URLs the task's events point at (debug images, media), each once."""
+        docs = self.coll.find({"company": company, "task": task, "url": {"$nin": [None, ""]}}, {"url": 1, "_id": 0})
+        return list(dict.fromkeys(d["url"] for d in docs if d.get("url")))
+
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         return {"deleted": self.coll.delete_many({"company": company, "task": task}).deleted_count}

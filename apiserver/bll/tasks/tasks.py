@@ -44,6 +44,7 @@ def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
     models = dict(models or {})
     return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
 DEVELOPMENT_TAG = "development"
+PUBLISHABLE = (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED, st.PUBLISHING)
 ARCHIVED_TAG = "archived"
 LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
 # Filters by how few tasks they usually leave, for choosing the index a listing is served by.
@@ -249,6 +250,68 @@ class TaskBLL:
             self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
         return added, updated
 
+    # -- models of a task ---------------------------------------------------------------------
+
+    def link_model(self, identity: Identity, task_id: str, kind: str, name: str, model_id: str,
+                   iteration: int | None = None) -> dict[str, Any]:
+        """Make ``model_id`` the task's ``kind`` (input/output) model called ``name`` (replacing one
+        of that name). The first output model is also the legacy ``output.model``."""
+        task = self.writable(identity.company, task_id)
+        entries = [e for e in ((task.get("models") or {}).get(kind) or []) if e.get("name") != name]
+        entries.append({"name": name, "model": model_id, "updated": utcnow()})
+        sets: dict[str, Any] = {f"models.{kind}": entries}
+        if kind == "output":
+            sets["output.model"] = model_id
+        else:
+            sets["execution.model"] = model_id
+        result = self._set_fields(identity.company, task, sets)
+        if iteration is not None:
+            self.raise_iteration(identity.company, task["_id"], iteration)
+        return result
+
+    def delete_models(self, identity: Identity, task_id: str, models: list[dict[str, str]]) -> dict[str, Any]:
+        task = self.writable(identity.company, task_id)
+        sets: dict[str, Any] = {}
+        for kind in ("input", "output"):
+            names = {m["name"] for m in models if m["type"] == kind}
+            if names:
+                current = (task.get("models") or {}).get(kind) or []
+                sets[f"models.{kind}"] = [e for e in current if e.get("name") not in names]
+        return self._set_fields(identity.company, task, sets)
+
+    def tasks_using_model(self, company: str, model_id: str, kind: str, exclude: str | None = None) -> list[str]:
+        flt: dict[str, Any] = {"company": company, f"models.{kind}.model": model_id}
+        if exclude:
+            flt["_id"] = {"$ne": exclude}
+        return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(100)]
+
+    def unlink_model(self, company: str, model_id: str) -> int:
+        """A deleted model leaves every task's model lists (and the legacy single-model fields)."""
+        result = self.coll.update_many(
+            {"company": company, "$or": [{"models.input.model": model_id}, {"models.output.model": model_id},
+                                         {"output.model": model_id}, {"execution.model": model_id}]},
+            {"$pull": {"models.input": {"model": model_id}, "models.output": {"model": model_id}},
+             "$set": {"last_update": utcnow()}})
+        for field in ("output.model", "execution.model"):
+            self.coll.update_many({"company": company, field: model_id}, {"$unset": {field: ""}})
+        return result.modified_count
+
+    def status_of(self, company: str, task_id: str) -> str | None:
+        doc = self.coll.find_one({"_id": task_id, "company": company}, {"status": 1})
+        return doc["status"] if doc else None
+
+    def raise_iteration(self, company: str, task_id: str, iteration: int) -> None:
+        self.coll.update_one({"_id": task_id, "company": company}, {"$max": {"last_iteration": iteration}})
+
+    def publish_if_possible(self, identity: Identity, task_id: str, force: bool = False) -> dict[str, Any] | None:
+        """Publish the task when its status allows it (any status but published with force); else None."""
+        status = self.status_of(identity.company, task_id)
+        if status is None or status == st.PUBLISHED:
+            return None
+        if not force and status not in PUBLISHABLE:
+            return None
+        return self.publish(identity, {"task": task_id, "force": force})
+
     def make_public(self, company: str, ids: list[str]) -> int:
         result = self.coll.update_many({"_id": {"$in": ids}, "company": company},
                                        {"$set": {"company": "", "company_origin": company}})
@@ -319,8 +382,7 @@ class TaskBLL:
 
     def publish(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
-        if not data.get("force") and task["status"] not in (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED,
-                                                              st.PUBLISHING):
+        if not data.get("force") and task["status"] not in PUBLISHABLE:
             raise errors.bad_request.InvalidTaskStatus(
                 f"cannot change status from {task['status']} to published", current_status=task["status"],
                 new_status=st.PUBLISHED)
