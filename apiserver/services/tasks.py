@@ -80,6 +80,25 @@ def add_or_update_artifacts_count(call: Call) -> dict:
     return {"updated": 1}
 
 
+@endpoint("tasks.edit_hyper_params")
+def edit_hyper_params(call: Call) -> dict:
+    data = call.data
+    return {"updated": _tasks().edit_hyper_params(call.identity, data["task"], data["hyperparams"],
+                                                  data.get("replace_hyperparams") or "none", bool(data.get("force")))}
+
+
+@endpoint("tasks.delete_hyper_params")
+def delete_hyper_params(call: Call) -> dict:
+    data = call.data
+    return {"deleted": _tasks().delete_hyper_params(call.identity, data["task"], data["hyperparams"],
+                                                    bool(data.get("force")))}
+
+
+@endpoint("tasks.get_hyper_params")
+def get_hyper_params(call: Call) -> dict:
+    return {"params": _tasks().get_hyper_params(call.company, call.data["tasks"])}
+
+
 @endpoint("tasks.add_or_update_model")
 def add_or_update_model(call: Call) -> dict:
     data = call.data
