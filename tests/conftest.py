@@ -38,8 +38,11 @@ def db_name() -> str:
 @pytest.fixture(scope="session")
 def server(mongo_uri, db_name, tmp_path_factory):
     """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured."""
+    files = tmp_path_factory.mktemp("files")
     proc = ServerProcess(mongo_uri, db_name, workers=2,
-                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS})
+                         extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS,
+                                    "APISERVER__files__local__dir": str(files)})
+    proc.files_dir = files
     proc.start(tmp_path_factory.mktemp("logs"))
     yield proc
     proc.stop()
@@ -57,7 +60,7 @@ def other_admin(server) -> ApiClient:
 
 
 @pytest.fixture(scope="session")
-def app(mongo_uri, db_name):
+def app(mongo_uri, db_name, tmp_path_factory):
     """The Flask app in this process (no scheduler), for fast API tests through the test client."""
     from apiserver.app import create_app
 
@@ -65,7 +68,8 @@ def app(mongo_uri, db_name):
         mp.setenv("APISERVER_ADMIN_ACCESS_KEY", ADMIN_KEY)
         mp.setenv("APISERVER_ADMIN_SECRET_KEY", ADMIN_SECRET)
         application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
-                                            "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN]},
+                                            "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN],
+                                            "files.local.dir": str(tmp_path_factory.mktemp("app-files"))},
                                  start_scheduler=False)
     return application
 

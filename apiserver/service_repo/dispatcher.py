@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Any]
 JSON_LINES = "application/json-lines"
+UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
@@ -163,7 +164,8 @@ class Dispatcher:
         for key, kind in spec.coercions.items():
             if isinstance(params.get(key), str):
                 params[key] = _coerce(params[key], kind)
-        request.max_content_length = None
+        # Lift max_content_length for this request (None would fall back to the app's setting).
+        request.max_content_length = UNLIMITED
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
                     actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
                     remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
