@@ -311,3 +311,69 @@ def test_debug_images_by_iteration_with_scroll(api):
     assert done["metrics"][0]["iterations"] == []
     everything = api.call("events.debug_images", metrics=[{"task": task}], iters=1, navigate_earlier=False)
     assert [i["iter"] for i in everything["metrics"][0]["iterations"]] == [0]
+
+
+# -- the two stores behind one interface --------------------------------------------------------
+
+@pytest.fixture(params=["local", "gridfs"])
+def store(request, tmp_path, app):
+    from apiserver.bll.files.storage import GridFSStore, LocalStore
+
+    if request.param == "local":
+        return LocalStore(tmp_path)
+    return GridFSStore(get_state().db, bucket=f"test{uuid4().hex[:8]}", chunk_size=1000)
+
+
+def stored_bytes(store, key: str) -> bytes | None:
+    found = store.stat(key)
+    if found is None:
+        return None
+    with found.open() as f:
+        return f.read()
+
+
+def test_store_two_phase_uploads(store):
+    first = store.begin("co/a/b.bin")
+    first.write(b"x" * 2500)
+    assert first.finish() == 2500
+    assert store.stat("co/a/b.bin") is None  # finished but not published: nobody sees it
+    first.publish()
+    assert stored_bytes(store, "co/a/b.bin") == b"x" * 2500
+    replaced = store.begin("co/a/b.bin")
+    replaced.write(b"new")
+    replaced.finish()
+    assert stored_bytes(store, "co/a/b.bin") == b"x" * 2500
+    replaced.publish()
+    assert stored_bytes(store, "co/a/b.bin") == b"new"
+    aborted = store.begin("co/a/c.bin")
+    aborted.write(b"half")
+    aborted.abort()
+    assert store.stat("co/a/c.bin") is None
+    finished_then_aborted = store.begin("co/a/d.bin")
+    finished_then_aborted.write(b"d")
+    finished_then_aborted.finish()
+    finished_then_aborted.abort()
+    assert store.stat("co/a/d.bin") is None
+    assert store.sweep_incoming(-1) == 0  # nothing unfinished is left behind
+    assert store.is_folder("co/a") and not store.is_folder("co/a/b.bin")
+    with store.stat("co/a/b.bin").open() as f:
+        f.seek(1)
+        assert f.read(2) == b"ew"
+    assert store.delete_folder("co/a") == 1 and store.stat("co/a/b.bin") is None
+    assert store.delete("co/a/b.bin") is False
+
+
+def test_gridfs_upload_over_the_limit_leaves_no_chunks(api, monkeypatch):
+    from apiserver.bll.files.files import FileBLL
+    from apiserver.bll.files.storage import GridFSStore
+
+    bucket = f"test{uuid4().hex[:8]}"
+    state = get_state()
+    grid = FileBLL(GridFSStore(state.db, bucket=bucket, chunk_size=1000), state.tokens, {"max_upload_size_mb": 0.01})
+    identity = state.tokens.verify(api.auth.split()[1])
+    parts = iter([("a.bin", [b"x" * 4000]), ("b.bin", [b"y" * 4000] * 3)])
+    with pytest.raises(Exception) as info:
+        grid.upload(identity, parts, None)
+    assert getattr(info.value, "code", None) == 413
+    assert state.db[f"{bucket}.files"].count_documents({}) == 0
+    assert state.db[f"{bucket}.chunks"].count_documents({}) == 0
