@@ -377,3 +377,25 @@ def test_gridfs_upload_over_the_limit_leaves_no_chunks(api, monkeypatch):
     assert getattr(info.value, "code", None) == 413
     assert state.db[f"{bucket}.files"].count_documents({}) == 0
     assert state.db[f"{bucket}.chunks"].count_documents({}) == 0
+
+
+def test_multipart_reader_handles_delimiters_split_across_reads(monkeypatch):
+    from apiserver.service_repo import multipart
+
+    class Trickle(io.BytesIO):
+        def read(self, size=-1):
+            return super().read(7)
+
+    monkeypatch.setattr(multipart, "BLOCK", 7)
+    body = (b"preamble\r\n--B\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n--B  \r\n"
+            b"Content-Disposition: form-data; name=\"x/1\"; filename=\"1\"\r\nContent-Type: a/b\r\n\r\n"
+            b"ab\r\n-\r\n-B\r\n--B\r\n"
+            b"Content-Disposition: form-data; name=\"x/2\"; filename=\"2\"\r\n\r\n\r\n--B--")
+    parts = [(name, b"".join(bytes(c) for c in chunks))
+             for name, chunks in multipart.iter_file_parts(Trickle(body), "multipart/form-data; boundary=B")]
+    assert parts == [("x/1", b"ab\r\n-\r\n-B"), ("x/2", b"")]
+    with pytest.raises(Exception, match="ends inside a part"):
+        for _, chunks in multipart.iter_file_parts(Trickle(body[:140]), "multipart/form-data; boundary=B"):
+            list(chunks)
+    with pytest.raises(Exception, match="multipart/form-data"):
+        next(multipart.iter_file_parts(Trickle(body), "application/json"))

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
 from uuid import uuid4
 
-import psutil
 import requests
+
+from bench.common import PeakMemory
 
 BLOCK = 1 << 20
 SIZE_MB = int(os.environ.get("FILES_STREAM_TEST_MB", "2048"))
@@ -25,38 +24,6 @@ def multipart(path: str, blocks: int, block: bytes, boundary: str):
     for _ in range(blocks):
         yield block
     yield f"\r\n--{boundary}--\r\n".encode()
-
-
-class PeakMemory:
-    """Samples the RSS of the server's worker processes while running."""
-
-    def __init__(self, pid: int):
-        self.workers = psutil.Process(pid).children(recursive=True)
-        self.base = {p.pid: p.memory_info().rss for p in self.workers}
-        self.peak = dict(self.base)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for proc in self.workers:
-                try:
-                    self.peak[proc.pid] = max(self.peak[proc.pid], proc.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    pass
-            time.sleep(0.05)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return max(self.peak[pid] - self.base[pid] for pid in self.base)
 
 
 def test_two_gib_upload_and_download_stream(server, admin):

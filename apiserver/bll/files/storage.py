@@ -8,7 +8,6 @@ older file) and ``abort`` leaves nothing behind. Readers never see a partial fil
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import gridfs
+from bson import Binary
 
 from apiserver.apierrors import errors
 
@@ -38,7 +38,7 @@ class StoredFile:
 
 
 class Upload(Protocol):
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes | memoryview) -> None: ...
     def finish(self) -> int: ...
     def publish(self) -> None: ...
     def abort(self) -> None: ...
@@ -65,13 +65,14 @@ class _LocalUpload:
         self.file: BinaryIO | None = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         self.file.write(chunk)
         self.size += len(chunk)
 
     def finish(self) -> int:
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.store.fsync:
+            os.fsync(self.file.fileno())
         self.file.close()
         self.file = None
         return self.size
@@ -100,8 +101,9 @@ class LocalStore:
 
     name = "local"
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, fsync: bool = False):
         self.root = Path(root).resolve()
+        self.fsync = fsync
         (self.root / INCOMING).mkdir(parents=True, exist_ok=True)
 
     def path_of(self, key: str) -> Path:
@@ -176,33 +178,60 @@ class LocalStore:
 # -- GridFS in the configured MongoDB -----------------------------------------------------------
 
 class _GridUpload:
+    """Writes GridFS's own format (``<bucket>.files`` and ``<bucket>.chunks`` documents), so
+    pymongo's ``gridfs`` and ``mongofiles`` read these files. Written here rather than with
+    ``GridIn``, which gathers 32 MB of chunks (and their BSON) before each insert; this keeps at
+    most ``WRITE_BATCH`` chunks in memory."""
+
+    WRITE_BATCH = 4
+
     def __init__(self, store: GridFSStore, key: str):
         self.store, self.key = store, key
         self.id = uuid.uuid4().hex
-        self.stream = store.bucket.open_upload_stream_with_id(
-            self.id, f"{INCOMING}/{self.id}", metadata={"key": key})
+        self.pending = bytearray()
+        self.batch: list[dict[str, Any]] = []
+        self.chunks = 0
         self.size = 0
+        # Its document comes first, under .incoming/: an upload cut off by a crash is found (and
+        # swept with its chunks) by sweep_incoming; readers never look there.
+        store.files.insert_one({"_id": self.id, "length": 0, "chunkSize": store.chunk_size,
+                                "uploadDate": _utcnow(), "filename": f"{INCOMING}/{self.id}",
+                                "metadata": {"key": key}})
 
-    def write(self, chunk: bytes) -> None:
-        self.stream.write(chunk)
+    def _flush(self, force: bool = False) -> None:
+        size = self.store.chunk_size
+        while len(self.pending) >= size or (force and self.pending):
+            self.batch.append({"files_id": self.id, "n": self.chunks, "data": Binary(bytes(self.pending[:size]))})
+            del self.pending[:size]
+            self.chunks += 1
+            if len(self.batch) >= self.WRITE_BATCH:
+                self.store.chunks.insert_many(self.batch, ordered=True)
+                self.batch = []
+        if force and self.batch:
+            self.store.chunks.insert_many(self.batch, ordered=True)
+            self.batch = []
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.pending += chunk
         self.size += len(chunk)
+        if len(self.pending) >= self.store.chunk_size:
+            self._flush()
 
     def finish(self) -> int:
-        self.stream.close()
+        self._flush(force=True)
+        self.store.files.update_one({"_id": self.id}, {"$set": {"length": self.size}})
         return self.size
 
     def publish(self) -> None:
         files = self.store.files
         files.update_one({"_id": self.id}, {"$set": {"filename": self.key, "uploadDate": _utcnow()}})
         for old in files.find({"filename": self.key, "_id": {"$ne": self.id}}, {"_id": 1}):
-            self.store.bucket.delete(old["_id"])
+            self.store.remove(old["_id"])
 
     def abort(self) -> None:
-        if not self.stream.closed:
-            self.stream.abort()
-        else:
-            with contextlib.suppress(gridfs.errors.NoFile):  # already gone
-                self.store.bucket.delete(self.id)
+        self.pending = bytearray()
+        self.batch = []
+        self.store.remove(self.id)
 
 
 class GridFSStore:
@@ -212,9 +241,16 @@ class GridFSStore:
 
     def __init__(self, db: Any, bucket: str = "files", chunk_size: int = 1 << 20):
         self.bucket = gridfs.GridFSBucket(db, bucket_name=bucket, chunk_size_bytes=chunk_size)
+        self.chunk_size = chunk_size
         self.files = db[f"{bucket}.files"]
+        self.chunks = db[f"{bucket}.chunks"]
         self.files.create_index([("filename", 1), ("uploadDate", 1)])
-        db[f"{bucket}.chunks"].create_index([("files_id", 1), ("n", 1)], unique=True)
+        self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+
+    def remove(self, file_id: Any) -> None:
+        """A file's document first (so readers stop finding it), then its chunks."""
+        self.files.delete_one({"_id": file_id})
+        self.chunks.delete_many({"files_id": file_id})
 
     def begin(self, key: str) -> _GridUpload:
         return _GridUpload(self, key)
@@ -230,7 +266,7 @@ class GridFSStore:
     def delete(self, key: str) -> bool:
         found = False
         for doc in self.files.find({"filename": key}, {"_id": 1}):
-            self.bucket.delete(doc["_id"])
+            self.remove(doc["_id"])
             found = True
         return found
 
@@ -243,7 +279,7 @@ class GridFSStore:
     def delete_folder(self, key: str) -> int:
         ids = [d["_id"] for d in self.files.find(self._folder_filter(key), {"_id": 1})]
         for file_id in ids:
-            self.bucket.delete(file_id)
+            self.remove(file_id)
         return len(ids)
 
     def sweep_incoming(self, older_than_sec: float) -> int:
@@ -251,7 +287,7 @@ class GridFSStore:
         ids = [d["_id"] for d in self.files.find({**self._folder_filter(INCOMING), "uploadDate": {"$lt": cutoff}},
                                                   {"_id": 1})]
         for file_id in ids:
-            self.bucket.delete(file_id)
+            self.remove(file_id)
         return len(ids)
 
 
@@ -263,7 +299,8 @@ def build_store(cfg: dict[str, Any], db: Any, data_dir: str) -> FileStore:
     """The store the ``files`` config section names (``backend: local`` or ``gridfs``)."""
     backend = cfg.get("backend", "local")
     if backend == "local":
-        return LocalStore(cfg.get("local", {}).get("dir") or os.path.join(data_dir, "files"))
+        local = cfg.get("local", {})
+        return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local.get("fsync", False)))
     if backend == "gridfs":
         grid = cfg.get("gridfs", {})
         return GridFSStore(db, grid.get("bucket", "files"), int(grid.get("chunk_size_kb", 1024)) * 1024)
