@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apiserver", description=__doc__)
     parser.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default from config: 8008)")
-    parser.add_argument("--data-dir", help="embedded database folder (default ./data)")
+    parser.add_argument("--data-dir", help="data folder: embedded database and the local file store (default ./data)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes")
     args = parser.parse_args(argv)
     # Flags become env overrides so the gunicorn workers, which load config themselves, see them.

@@ -29,7 +29,8 @@ from clearml import OutputModel, Task
 
 task = Task.init(project_name="files-e2e", task_name="artifacts", output_uri=True, reuse_last_task_id=False,
                  auto_connect_frameworks=False, auto_resource_monitoring=False)
-task.upload_artifact("config", {"lr": 0.1, "layers": [1, 2, 3]}, wait_on_upload=True)
+task.upload_artifact("config", {"lr": 0.1, "layers": [1, 2, 3]}, metadata={"origin": "e2e", "rows": 3},
+                     wait_on_upload=True)
 blob = os.urandom(3 * 1024 * 1024)
 with open("blob.bin", "wb") as f:
     f.write(blob)
@@ -58,7 +59,8 @@ config = task.artifacts["config"].get()
 blob = open(task.artifacts["blob"].get_local_copy(), "rb").read()
 weights = open(InputModel(model_id=sys.argv[2]).get_weights(), "rb").read()
 samples = task.get_debug_samples("samples", "first")
-print("RESULT", json.dumps({"config": config, "blob": hashlib.sha256(blob).hexdigest(),
+print("RESULT", json.dumps({"config": config, "metadata": task.artifacts["config"].metadata,
+                            "blob": hashlib.sha256(blob).hexdigest(),
                             "blob_uri": task.artifacts["blob"].url,
                             "weights": hashlib.sha256(weights).hexdigest(),
                             "output_models": [m.id for m in task.models["output"]],
@@ -155,6 +157,7 @@ def check_artifacts_and_model(server: ServerProcess, workdir: Path) -> dict:
     assert written["model_uri"].startswith(f"{server.base_url}/files/")
     read = run_sdk(workdir, READ, "read.py", written["task"], written["model"])
     assert read["config"] == {"lr": 0.1, "layers": [1, 2, 3]}
+    assert read["metadata"] == {"origin": "e2e", "rows": "3"}  # artifact metadata, kept as ClearML keeps it
     assert read["blob"] == written["blob"] and read["blob_uri"].startswith(f"{server.base_url}/files/")
     assert read["weights"] == written["weights"]
     assert read["output_models"] == [written["model"]]
