@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apiserver", description=__doc__)
     parser.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default from config: 8008)")
-    parser.add_argument("--data-dir", help="embedded database folder (default ./data)")
+    parser.add_argument("--data-dir", help="data folder: embedded database and the local file store (default ./data)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes")
     parser.add_argument("--webapp", help="serve this web app build (e.g. the ClearML web app) at /")
     args = parser.parse_args(argv)

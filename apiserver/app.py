@@ -14,7 +14,10 @@ from apiserver.bll.auth.throttle import ThrottleLimits
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
+from apiserver.bll.files.files import FileBLL
+from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
@@ -23,6 +26,7 @@ from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.server_settings import configured_or_generated
+from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, ConfigError, load_config
@@ -78,8 +82,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     if embedded is not None:
         atexit.register(embedded.stop)
     auth_cfg = dict(config.get("auth", {}))
+    data_dir = config.get("database.embedded.data_dir", "./data")
     if not auth_cfg.get("generated_credentials_file"):
-        data_dir = config.get("database.embedded.data_dir", "./data")
         auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
     throttle = auth_cfg["sign_in_throttle"]
     users = AuthBLL(bcrypt_rounds=int(auth_cfg.get("bcrypt_rounds", 12)),
@@ -108,13 +112,17 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
+    files = FileBLL(build_store(config.get("files", {}), db, data_dir), tokens, config.get("files", {}))
+    models = ModelBLL(tasks, projects, files)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
                         workers=WorkerBLL(worker_timeout), events=events,
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
-                        models=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
-                                                int(config.get("registry.max_schema_bytes", 65536))),
+                        registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
+                                                  int(config.get("registry.max_schema_bytes", 65536))),
+                        files=files, models=models,
+                        deletion=OwnedDeletion(tasks, models, events, files, projects),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
     app.extensions["apiserver"] = state

@@ -39,3 +39,17 @@ def release_silent_render_workers(state: ServerState) -> None:
 @periodic("pipeline_heartbeat", "pipeline.heartbeat_sec", 2)
 def pipeline_heartbeat(state: ServerState) -> None:
     state.pipelines.beat()
+
+
+@periodic("delete_files_of_deleted_owners", "files.delete_check_sec", 10)
+def delete_files_of_deleted_owners(state: ServerState) -> None:
+    done, failed = state.files.process_due_deletions()
+    if done or failed:
+        log.info("files of deleted tasks and models: %d deleted, %d to retry", done, failed)
+
+
+@periodic("sweep_unfinished_uploads", "files.incoming_sweep_sec", 3600)
+def sweep_unfinished_uploads(state: ServerState) -> None:
+    removed = state.files.store.sweep_incoming(float(state.config.get("files.incoming_max_age_sec", 86400)))
+    if removed:
+        log.info("removed %d uploads that never finished", removed)

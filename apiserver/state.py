@@ -11,11 +11,14 @@ from pymongo.database import Database
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
+from apiserver.bll.files.files import FileBLL
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
+from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config
@@ -39,7 +42,10 @@ class ServerState:
     manager: ManagerBLL
     pipelines: PipelineBLL
     deployments: DeploymentBLL
-    models: ModelRegistryBLL
+    registry: ModelRegistryBLL
+    files: FileBLL
+    models: ModelBLL
+    deletion: OwnedDeletion
     embedded: EmbeddedDatabase | None = None
     session_cookie: Any = None  # service_repo.auth.SessionCookie: the browser sign-in cookie
     scheduler: Any = None

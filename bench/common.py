@@ -6,6 +6,7 @@ ratio means something on any machine; absolute numbers are printed for context o
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -157,3 +159,42 @@ def timed(fn, n: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - start)
     return out
+
+
+class PeakMemory:
+    """The largest RSS growth of any child process of ``pid`` (gunicorn's workers) while in use."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        import psutil
+
+        self._missing = psutil.NoSuchProcess
+        self.interval = interval
+        self.workers = psutil.Process(pid).children(recursive=True)
+        self.base = {p.pid: p.memory_info().rss for p in self.workers}
+        self.peak = dict(self.base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for proc in self.workers:
+                with contextlib.suppress(self._missing):
+                    self.peak[proc.pid] = max(self.peak[proc.pid], proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        """Bytes by which the worker that grew most grew."""
+        return max((self.peak[pid] - self.base[pid] for pid in self.base), default=0)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.peak.values(), default=0)

@@ -68,13 +68,13 @@ def main() -> None:
         for cid, httpd in zip(ids, servers, strict=True):
             server.call("members.register", container_id=cid, url=f"http://127.0.0.1:{httpd.server_address[1]}")
         for i in range(args.pipelines):
-            pid = server.call("pipelines.create", project_id=f"bench-{i}", workflow=[ids[i % len(ids)]])["id"]
-            server.call("pipelines.start", pipeline=pid)
+            pid = server.call("workflows.create", project_id=f"bench-{i}", workflow=[ids[i % len(ids)]])["id"]
+            server.call("workflows.start", pipeline=pid)
         cycles = []
         deadline = time.monotonic() + 60
         last_at = None
         while len(cycles) < 5 and time.monotonic() < deadline:
-            stats = server.call("pipelines.get_heartbeat_stats")
+            stats = server.call("workflows.get_heartbeat_stats")
             if stats["at"] != last_at and stats["pipelines"] == args.pipelines:
                 cycles.append(stats["seconds"])
                 last_at = stats["at"]

@@ -48,10 +48,13 @@ def db_name() -> str:
 def server(mongo_uri, db_name, tmp_path_factory):
     """A real ``python -m apiserver`` with two gunicorn workers; a second company is configured; it may
     call anything on loopback (members and stand-ins that tests run)."""
+    files = tmp_path_factory.mktemp("files")
     proc = ServerProcess(mongo_uri, db_name, workers=2,
                          extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS, **ALLOW_LOOPBACK,
+                                    "APISERVER__files__local__dir": str(files),
                                     # every test client comes from 127.0.0.1: throttle per account only
                                     "APISERVER__auth__sign_in_throttle__max_failures_per_address": "100000"})
+    proc.files_dir = files
     proc.start(tmp_path_factory.mktemp("logs"))
     yield proc
     proc.stop()
@@ -69,7 +72,7 @@ def other_admin(server) -> ApiClient:
 
 
 @pytest.fixture(scope="session")
-def app(mongo_uri, db_name):
+def app(mongo_uri, db_name, tmp_path_factory):
     """The Flask app in this process (no scheduler), for fast API tests through the test client."""
     from apiserver.app import create_app
 
@@ -79,7 +82,8 @@ def app(mongo_uri, db_name):
         application = create_app(overrides={"database.uri": mongo_uri, "database.name": db_name,
                                             "auth.bcrypt_rounds": 4, "auth.fixed_users": [OTHER_ADMIN],
                                             "auth.sign_in_throttle.max_failures_per_address": 100000,
-                                            "outbound.allow_hosts": LOOPBACK_HOSTS},
+                                            "outbound.allow_hosts": LOOPBACK_HOSTS,
+                                            "files.local.dir": str(tmp_path_factory.mktemp("app-files"))},
                                  start_scheduler=False)
     return application
 

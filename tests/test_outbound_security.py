@@ -201,7 +201,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect_time(guarded, intern
 
     admin = guarded.admin()
     admin.call("members.register", container_id="bms", url=f"http://localhost:{internal.port}")
-    [check] = admin.call("pipelines.check_members", container_ids=["bms"])["members"]
+    [check] = admin.call("workflows.check_members", container_ids=["bms"])["members"]
     assert check["ready"] is False and check["error"].startswith("refused: localhost resolves to"), check
     assert internal.requests == []
 

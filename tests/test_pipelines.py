@@ -82,7 +82,7 @@ def register(admin: ApiClient, members: Members, *ids: str) -> None:
 def wait_for(admin: ApiClient, pipeline: str, statuses=("completed", "failed", "stopped"), timeout=60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        doc = admin.call("pipelines.get_by_id", pipeline=pipeline)["pipeline"]
+        doc = admin.call("workflows.get_by_id", pipeline=pipeline)["pipeline"]
         if doc["status"] in statuses:
             return doc
         time.sleep(0.2)
@@ -94,11 +94,11 @@ def test_three_members_complete_in_order(leader, members):
     for cid in ("labelling", "bms", "neck_nas"):
         members.start(cid, "0.5:success")
     register(admin, members, "labelling", "bms", "neck_nas")
-    pid = admin.call("pipelines.create", project_id=f"p-{uuid4().hex[:6]}",
+    pid = admin.call("workflows.create", project_id=f"p-{uuid4().hex[:6]}",
                      workflow=["labelling", "bms", "neck_nas"])["id"]
-    checks = admin.call("pipelines.check_members", pipeline=pid)["members"]
+    checks = admin.call("workflows.check_members", pipeline=pid)["members"]
     assert {m["container_id"]: m["ready"] for m in checks} == {"bms": True, "labelling": True, "neck_nas": True}
-    started = admin.call("pipelines.start", pipeline=pid)["pipeline"]
+    started = admin.call("workflows.start", pipeline=pid)["pipeline"]
     assert started["status"] == "running" and started["steps"][0]["start_calls"] == 1
     done = wait_for(admin, pid)
     assert done["status"] == "completed"
@@ -106,7 +106,7 @@ def test_three_members_complete_in_order(leader, members):
         ("labelling", "completed", 1), ("bms", "completed", 1), ("neck_nas", "completed", 1)]
     for cid in ("labelling", "bms", "neck_nas"):
         assert members.calls(cid)["start"] == 1
-    events = admin.call("pipelines.get_log", pipeline=pid)["events"]
+    events = admin.call("workflows.get_log", pipeline=pid)["events"]
     starts = [e["container_id"] for e in events if e["call"] == "start"]
     assert starts == ["labelling", "bms", "neck_nas"]
     assert any(e["direction"] == "from_member" and e["call"] == "status_report" for e in events)
@@ -120,9 +120,9 @@ def test_a_failing_member_fails_the_pipeline_and_later_members_never_start(leade
     members.start("bms", "0.2:failure")
     members.start("neck_nas", "0.2:success")
     register(admin, members, "labelling", "bms", "neck_nas")
-    pid = admin.call("pipelines.create", project_id=f"p-{uuid4().hex[:6]}",
+    pid = admin.call("workflows.create", project_id=f"p-{uuid4().hex[:6]}",
                      workflow=["labelling", "bms", "neck_nas"])["id"]
-    admin.call("pipelines.start", pipeline=pid)
+    admin.call("workflows.start", pipeline=pid)
     done = wait_for(admin, pid)
     assert done["status"] == "failed" and "bms" in done["reason"]
     assert [s["status"] for s in done["steps"]] == ["completed", "failed", "pending"]
@@ -135,12 +135,12 @@ def test_a_hung_member_fails_its_step_and_others_keep_going(leader, members):
     members.start("code_gen", "0.3:success")
     members.start("cloud_deploy", "0.3:success")
     register(admin, members, "vis2code", "code_gen", "cloud_deploy")
-    hung = admin.call("pipelines.create", project_id=f"h-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
-    fine = admin.call("pipelines.create", project_id=f"f-{uuid4().hex[:6]}",
+    hung = admin.call("workflows.create", project_id=f"h-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
+    fine = admin.call("workflows.create", project_id=f"f-{uuid4().hex[:6]}",
                       workflow=["code_gen", "cloud_deploy"])["id"]
-    admin.call("pipelines.start", pipeline=hung)
+    admin.call("workflows.start", pipeline=hung)
     began = time.monotonic()
-    admin.call("pipelines.start", pipeline=fine)
+    admin.call("workflows.start", pipeline=fine)
     assert wait_for(admin, fine)["status"] == "completed"
     fine_took = time.monotonic() - began
     failed = wait_for(admin, hung, timeout=60)
@@ -154,21 +154,21 @@ def test_stop_in_the_middle(leader, members):
     members.start("ondevice_deploy", "60:success")
     members.start("bms", "0.2:success")
     register(admin, members, "backbone_nas", "ondevice_deploy", "bms")
-    pid = admin.call("pipelines.create", project_id=f"s-{uuid4().hex[:6]}",
+    pid = admin.call("workflows.create", project_id=f"s-{uuid4().hex[:6]}",
                      workflow=["backbone_nas", "ondevice_deploy", "bms"])["id"]
-    admin.call("pipelines.start", pipeline=pid)
+    admin.call("workflows.start", pipeline=pid)
     deadline = time.monotonic() + 30
-    while admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
+    while admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    stopped = admin.call("pipelines.stop", pipeline=pid)["pipeline"]
+    stopped = admin.call("workflows.stop", pipeline=pid)["pipeline"]
     assert stopped["status"] == "stopped" and stopped["steps"][1]["status"] == "stopped"
     assert members.calls("ondevice_deploy")["stop"] == 1
     time.sleep(2.5)  # beats pass; nothing moves a stopped pipeline
-    assert admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["status"] == "stopped"
+    assert admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] == "stopped"
     assert members.calls("bms").get("start", 0) == 0
-    assert admin.error("pipelines.start", pipeline=pid).subcode == 1202
-    assert admin.call("pipelines.delete", pipeline=pid) == {"deleted": 1}
+    assert admin.error("workflows.start", pipeline=pid).subcode == 1202
+    assert admin.call("workflows.delete", pipeline=pid) == {"deleted": 1}
 
 
 def test_forged_and_misdirected_reports_move_nothing(leader, members):
@@ -176,13 +176,13 @@ def test_forged_and_misdirected_reports_move_nothing(leader, members):
     members.start("labelling", "30:success")
     register(admin, members, "labelling")
     project = f"forge-{uuid4().hex[:6]}"
-    pid = admin.call("pipelines.create", project_id=project, workflow=["labelling"])["id"]
-    user = admin.call("pipelines.start", pipeline=pid)["pipeline"]["user_id"]
+    pid = admin.call("workflows.create", project_id=project, workflow=["labelling"])["id"]
+    user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
     forged = requests.get(leader.base_url + "/status_report", params={
         "container_id": "labelling", "user_id": user, "project_id": project, "status": "success"})
     assert forged.status_code == 200 and forged.text == "OK"
     time.sleep(1.5)
-    doc = admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]
+    doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
     assert doc["status"] == "running" and doc["steps"][0]["status"] == "running"  # the member says running
     other = requests.get(leader.base_url + "/status_report", params={
         "container_id": "bms", "user_id": user, "project_id": "no-such-project", "status": "failed"})
@@ -191,7 +191,7 @@ def test_forged_and_misdirected_reports_move_nothing(leader, members):
                    {"status": "success"}):
         bad = requests.get(leader.base_url + "/status_report", params=params)
         assert bad.status_code == 400 and bad.text, params
-    admin.call("pipelines.stop", pipeline=pid)
+    admin.call("workflows.stop", pipeline=pid)
 
 
 def test_a_reply_outside_the_protocol_is_recorded_not_a_crash(leader):
@@ -217,11 +217,11 @@ def test_a_reply_outside_the_protocol_is_recorded_not_a_crash(leader):
     try:
         admin = leader.admin()
         admin.call("members.register", container_id="vis2code", url=f"http://127.0.0.1:{httpd.server_address[1]}")
-        pid = admin.call("pipelines.create", project_id=f"babble-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
-        admin.call("pipelines.start", pipeline=pid)
+        pid = admin.call("workflows.create", project_id=f"babble-{uuid4().hex[:6]}", workflow=["vis2code"])["id"]
+        admin.call("workflows.start", pipeline=pid)
         done = wait_for(admin, pid)
         assert done["status"] == "failed" and "banana" in done["steps"][0]["reason"]
-        notes = [e for e in admin.call("pipelines.get_log", pipeline=pid)["events"] if e["direction"] == "note"]
+        notes = [e for e in admin.call("workflows.get_log", pipeline=pid)["events"] if e["direction"] == "note"]
         assert notes and "not one of" in notes[0]["error"]
     finally:
         httpd.shutdown()
@@ -229,18 +229,18 @@ def test_a_reply_outside_the_protocol_is_recorded_not_a_crash(leader):
 
 def test_validation_and_roles(leader, server):
     admin = leader.admin()
-    err = admin.error("pipelines.create", project_id="x", workflow=["bms", "nope"])
+    err = admin.error("workflows.create", project_id="x", workflow=["bms", "nope"])
     assert err.code == 400 and err.meta["error_data"]["field"] == "workflow.1"
-    assert admin.error("pipelines.get_by_id", pipeline="0" * 32).subcode == 1201
+    assert admin.error("workflows.get_by_id", pipeline="0" * 32).subcode == 1201
     assert admin.error("members.register", container_id="x", url="ftp://nowhere").code == 400
     assert admin.error("members.register", container_id="Bad Id", url="http://h:1").code == 400
     made = admin.call("users.create", name="plain", role="user", credentials=True)["credentials"]
     plain = leader.client().login(made["access_key"], made["secret_key"])
     assert plain.error("members.register", container_id="x1", url="http://h:1").code == 403
     assert "bms" in {m["container_id"] for m in plain.call("members.get_all")["members"]}
-    not_ready = admin.call("pipelines.create", project_id="nr", workflow=["cloud_deploy"])["id"]
+    not_ready = admin.call("workflows.create", project_id="nr", workflow=["cloud_deploy"])["id"]
     admin.call("members.register", container_id="cloud_deploy", url=f"http://127.0.0.1:{free_port()}")
-    err = admin.error("pipelines.start", pipeline=not_ready)
+    err = admin.error("workflows.start", pipeline=not_ready)
     assert err.subcode == 1204 and "cloud_deploy" in err.msg
 
 
@@ -254,11 +254,11 @@ def test_two_leaders_start_each_member_once(mongo_uri, tmp_path, members):
             members.start(cid, "0.5:success")
         admin = first.admin()
         register(admin, members, "labelling", "bms", "neck_nas")
-        pids = [admin.call("pipelines.create", project_id=f"two-{i}", workflow=["labelling", "bms", "neck_nas"])["id"]
+        pids = [admin.call("workflows.create", project_id=f"two-{i}", workflow=["labelling", "bms", "neck_nas"])["id"]
                 for i in range(2)]
-        admin.call("pipelines.start", pipeline=pids[0])
+        admin.call("workflows.start", pipeline=pids[0])
         wait_for(admin, pids[0])
-        second.admin().call("pipelines.start", pipeline=pids[1])
+        second.admin().call("workflows.start", pipeline=pids[1])
         for pid in pids:
             done = wait_for(admin, pid)
             assert done["status"] == "completed" and [s["start_calls"] for s in done["steps"]] == [1, 1, 1]
@@ -280,10 +280,10 @@ def test_restart_in_the_middle_resumes(mongo_uri, tmp_path, members):
     members.start("neck_nas", "0.2:success")
     admin = server.admin()
     register(admin, members, "labelling", "bms", "neck_nas")
-    pid = admin.call("pipelines.create", project_id="restart", workflow=["labelling", "bms", "neck_nas"])["id"]
-    admin.call("pipelines.start", pipeline=pid)
+    pid = admin.call("workflows.create", project_id="restart", workflow=["labelling", "bms", "neck_nas"])["id"]
+    admin.call("workflows.start", pipeline=pid)
     deadline = time.monotonic() + 30
-    while admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
+    while admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     server.stop()
@@ -308,16 +308,16 @@ def test_reports_only_from_the_members_host(mongo_uri, tmp_path, members):
         # Registered as 127.0.0.2 (loopback too); its report arrives from 127.0.0.1, another address.
         admin.call("members.register", container_id="code_gen",
                    url=members.url("code_gen").replace("127.0.0.1", "127.0.0.2"))
-        pid = admin.call("pipelines.create", project_id="host-only", workflow=["code_gen"])["id"]
-        admin.call("pipelines.start", pipeline=pid)
+        pid = admin.call("workflows.create", project_id="host-only", workflow=["code_gen"])["id"]
+        admin.call("workflows.start", pipeline=pid)
         deadline = time.monotonic() + 15
         notes = []
         while not notes and time.monotonic() < deadline:
             time.sleep(0.3)
-            notes = [e for e in admin.call("pipelines.get_log", pipeline=pid)["events"]
+            notes = [e for e in admin.call("workflows.get_log", pipeline=pid)["events"]
                      if e["call"] == "status_report"]
         assert notes and "ignored: sent from 127.0.0.1" in notes[0]["error"]
-        assert admin.call("pipelines.get_by_id", pipeline=pid)["pipeline"]["status"] == "running"
+        assert admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] == "running"
     finally:
         server.stop()
 
@@ -335,15 +335,15 @@ def test_members_belong_to_the_registering_company(server, admin, other_admin, t
             listed = {m["container_id"]: m for m in client.call("members.get_all")["members"]}
             assert listed["labelling"]["url"] == group.url("labelling")
             assert listed["labelling"]["source"] == "registered"
-        pid = admin.call("pipelines.create", project_id=f"mine-{uuid4().hex[:6]}", workflow=["labelling"])["id"]
-        admin.call("pipelines.start", pipeline=pid)
+        pid = admin.call("workflows.create", project_id=f"mine-{uuid4().hex[:6]}", workflow=["labelling"])["id"]
+        admin.call("workflows.start", pipeline=pid)
         assert wait_for(admin, pid)["status"] == "completed"
         assert ours.calls("labelling")["start"] == 1
         assert sum(n for c, n in theirs.calls("labelling").items() if c != "_calls") == 0  # never called
         # their own pipeline calls their member
-        theirs_pid = other_admin.call("pipelines.create", project_id=f"theirs-{uuid4().hex[:6]}",
+        theirs_pid = other_admin.call("workflows.create", project_id=f"theirs-{uuid4().hex[:6]}",
                                       workflow=["labelling"])["id"]
-        other_admin.call("pipelines.start", pipeline=theirs_pid)
+        other_admin.call("workflows.start", pipeline=theirs_pid)
         assert wait_for(other_admin, theirs_pid)["status"] == "completed"
         assert theirs.calls("labelling")["start"] == 1 and ours.calls("labelling")["start"] == 1
     finally:

@@ -12,7 +12,7 @@ import requests
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET
 
 LISTINGS = [("tasks.get_all", "tasks"), ("tasks.get_all_ex", "tasks"), ("projects.get_all", "projects"),
-            ("queues.get_all", "queues"), ("pipelines.get_all", "pipelines"), ("users.get_all", "users")]
+            ("queues.get_all", "queues"), ("workflows.get_all", "pipelines"), ("users.get_all", "users")]
 
 
 @pytest.fixture(scope="module")

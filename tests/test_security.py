@@ -330,5 +330,5 @@ def test_open_status_reports_leave_one_record_per_member_and_hide_member_ids(ser
     records = list(db.pipeline_log.find({"container_id": "bms", "params.project_id": project}))
     assert len(records) == 1 and records[0]["count"] == 30 and records[0]["params"]["user_id"] == "u29"
     # A signed-in caller still learns which ids exist.
-    err = admin.error("pipelines.create", project_id=project, workflow=["no-such-member"])
+    err = admin.error("workflows.create", project_id=project, workflow=["no-such-member"])
     assert "labelling" in err.msg

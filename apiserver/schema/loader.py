@@ -3,8 +3,11 @@
 A service file (``tasks.conf``) holds ``_description``, ``_references``, ``_definitions`` and one
 entry per action. An action holds endpoint-level keys (``internal``, ``authorize``,
 ``allow_roles``, ``read_only``) and one block per version (``"2.1" { request, response, ... }``).
-Version blocks may add ``batch_request {action, version, max_items?}`` (json-lines batches of another action's
-request) and ``http {method, path, status, style}`` (a REST or query-string binding).
+Version blocks may add ``batch_request {action, version, max_items?}`` (json-lines batches of another
+action's request) and ``http {method, path, status, style}`` (a REST or query-string binding; a path
+parameter written ``{name:path}`` takes the rest of the path, slashes included). ``authorize`` is
+true, false, or ``optional``: credentials are checked when sent and the handler gets no identity
+when none are.
 
 Every problem is a ``SpecError`` naming the file, the endpoint and what is wrong, so a broken spec
 stops start-up instead of surfacing as a 500 later.
@@ -30,7 +33,9 @@ SERVICES_DIR = Path(__file__).resolve().parent / "services"
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
-WIRE_STYLES = {"rpc", "rest", "text"}
+# "stream": the handler reads the request body itself (Call.stream) and answers with a Response;
+# for bodies that must not be read into memory (the file server).
+WIRE_STYLES = {"rpc", "rest", "text", "stream"}
 ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
 ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_description"}
 # Most items of a json-lines batch when its batch_request names no max_items.
@@ -71,7 +76,7 @@ class HttpBinding:
     path: str  # Flask rule, e.g. "/api/model/<modelCode>/version/<modelVersion>"
     spec_path: str  # as declared, e.g. "/api/model/{modelCode}/version/{modelVersion}"
     status: int
-    style: str  # "rest" (plain JSON body), "text" (plain text) or "rpc" (ClearML envelope)
+    style: str  # "rest" (plain JSON body), "text" (plain text), "rpc" (ClearML envelope) or "stream"
     path_params: tuple[str, ...]
 
 
@@ -86,6 +91,7 @@ class EndpointSpec:
     response_schema: dict[str, Any]
     source: str
     authorize: bool = True
+    auth_optional: bool = False  # authorize: optional
     allow_roles: frozenset[str] | None = None  # None: every role
     read_only: bool = False
     internal: bool = False  # never served: the dispatcher answers 404, /openapi.json leaves it out
@@ -207,7 +213,7 @@ def _parse_http(raw: Any, where: str) -> HttpBinding:
     spec_path = raw.get("path")
     if not isinstance(spec_path, str) or not spec_path.startswith("/"):
         raise SpecError(f"{where}: http.path must be a string starting with '/'")
-    params = tuple(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", spec_path))
+    params = tuple(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}", spec_path))
     style = raw.get("style", "rest")
     if style not in WIRE_STYLES:
         raise SpecError(f"{where}: http.style {style!r} is not one of {sorted(WIRE_STYLES)}")
@@ -215,6 +221,7 @@ def _parse_http(raw: Any, where: str) -> HttpBinding:
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise SpecError(f"{where}: http.status must be an HTTP status code")
     rule = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", r"<\1>", spec_path)
+    rule = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"<path:\1>", rule)
     return HttpBinding(method, rule, spec_path, status, style, params)
 
 
@@ -285,13 +292,16 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
             _check_schema(request, f"{vwhere} request")
             _check_schema(response, f"{vwhere} response")
             http = _parse_http(block["http"], vwhere) if "http" in block else None
+            authorize = block.get("authorize", entry.get("authorize", True))
+            if authorize not in (True, False, "optional"):
+                raise SpecError(f"{vwhere}: authorize is true, false or optional")
             specs.append(EndpointSpec(
                 name=name, service=service, action=action, version=version,
                 description=str(block.get("description", entry.get("_description", ""))).strip(),
                 request_schema=bound_integers(_attach_definitions(request, definitions, f"{vwhere} request")),
                 response_schema=_attach_definitions(response, definitions, f"{vwhere} response"),
                 source=path.name,
-                authorize=bool(block.get("authorize", entry.get("authorize", True))),
+                authorize=authorize is not False, auth_optional=authorize == "optional",
                 allow_roles=_parse_roles(block.get("allow_roles", entry.get("allow_roles")), vwhere),
                 read_only=bool(block.get("read_only", entry.get("read_only", False))),
                 internal=bool(block.get("internal", entry.get("internal", False))),

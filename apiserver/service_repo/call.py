@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from apiserver.bll.auth.identity import Identity
 
@@ -30,6 +31,13 @@ class Call:
     secure_transport: bool = False
     # Cookies the answer sets: (name, value or None to delete, attributes).
     set_cookies: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+    # The Host header the request came to (URLs this server handed out name it).
+    host: str | None = None
+    # Stream endpoints (http style "stream") read the body and headers themselves.
+    stream: BinaryIO | None = None
+    headers: Mapping[str, str] | None = None
+    cookies: Mapping[str, str] | None = None
+    environ: dict[str, Any] | None = None
 
     @property
     def auth_scheme(self) -> str:

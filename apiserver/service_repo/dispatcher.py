@@ -34,6 +34,7 @@ Handler = Callable[[Call], Any]
 # Request fields that carry secrets: refused in a query string, wherever the endpoint.
 SECRET_FIELDS = frozenset({"password", "secret_key", "secret", "token", "access_token", "api_key"})
 JSON_LINES = "application/json-lines"
+UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
@@ -88,8 +89,9 @@ class Dispatcher:
         for spec in reversed(self.specs.all()):  # newest version of each endpoint owns its path
             if spec.http and not spec.internal and spec.name not in bound:
                 bound.add(spec.name)
+                # "/files/" also answers "/files": a redirect would lose a streamed POST body.
                 app.add_url_rule(spec.http.path, f"rest:{spec.name}", self._rest_view(spec),
-                                 methods=[spec.http.method])
+                                 methods=[spec.http.method], strict_slashes=not spec.http.path.endswith("/"))
         app.register_error_handler(HTTPException, self._http_error)
 
     # -- views --------------------------------------------------------------------------------
@@ -117,6 +119,8 @@ class Dispatcher:
             spec = self.specs.resolve(name, wanted)
             if spec is not None and spec.internal:  # declared for the server's own use, never served
                 return self._not_found(call_id, trx, name, requested)
+            if spec is not None and spec.http is not None and spec.http.style == "stream":
+                return self._not_found(call_id, trx, name, requested)  # only at its own path
             if spec is None:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
@@ -154,7 +158,7 @@ class Dispatcher:
         identity = None
         auth_header = request.headers.get("Authorization")
         cookie_token = request.cookies.get(self.session_cookie.name) if self.session_cookie else None
-        if spec.authorize:
+        if spec.authorize and (auth_header or cookie_token or not spec.auth_optional):
             if self.authenticator is None:
                 raise errors.server_error.ConfigError("authentication is not configured")
             identity = self.authenticator.identify_request(RequestCredentials(
@@ -163,6 +167,8 @@ class Dispatcher:
                 fetch_site=request.headers.get("Sec-Fetch-Site"), origin=request.headers.get("Origin"),
                 own_origin=request.host_url))
             self.authenticator.check_role(spec, identity)
+        if spec.http is not None and spec.http.style == "stream":
+            return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:
             batch = [self._validated(self._batch_target(spec), item, f"[{i}]") for i, item in enumerate(batch)]
@@ -172,7 +178,7 @@ class Dispatcher:
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
                     remote_addr=request.remote_addr, authorization=auth_header, cookie_token=cookie_token,
-                    secure_transport=self._secure_transport())
+                    secure_transport=self._secure_transport(), host=request.host)
         return self.handlers[(spec.name, spec.version)](call), call
 
     def _secure_transport(self) -> bool:
@@ -191,6 +197,23 @@ class Dispatcher:
             else:
                 resp.set_cookie(name, value, **attrs)
         return resp
+
+    def _run_stream(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
+                    path_params: dict[str, str], identity: Any, auth_header: str | None) -> tuple[Response, Call]:
+        """A handler that reads the body itself: only the query and path are validated here, and
+        the body's size is the handler's to limit (it may be far above max_content_length)."""
+        params: dict[str, Any] = {**request.args.to_dict(), **path_params}
+        for key, kind in spec.coercions.items():
+            if isinstance(params.get(key), str):
+                params[key] = _coerce(params[key], kind)
+        # Lift max_content_length for this request (None would fall back to the app's setting).
+        request.max_content_length = UNLIMITED
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+                    actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
+                    remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
+                    stream=request.stream, headers=request.headers, cookies=request.cookies,
+                    environ=request.environ)
+        return self.handlers[(spec.name, spec.version)](call), call
 
     def _batch_target(self, spec: EndpointSpec) -> EndpointSpec:
         target = self.specs.resolve(spec.batch_action[0], spec.version) or self.specs.versions(spec.batch_action[0])[0]
@@ -303,6 +326,8 @@ class Dispatcher:
 
     def _rest_response(self, spec: EndpointSpec, result: Any) -> Response:
         http = spec.http
+        if http.style == "stream":
+            return result
         if http.style == "text":
             return Response("" if result is None else str(result), status=http.status, mimetype="text/plain")
         if http.style == "rpc":

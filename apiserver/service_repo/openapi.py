@@ -60,6 +60,8 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
         request = _relocate(spec.request_schema, spec, components)
         response = _relocate(spec.response_schema, spec, components)
         security = [{"bearerAuth": []}, {"basicAuth": []}] if spec.authorize else []
+        if spec.auth_optional:
+            security.append({})
         versions = ", ".join(s.version_str for s in specs.versions(name))
         op: dict[str, Any] = {
             "operationId": name, "summary": spec.description.split("\n")[0][:200],
@@ -68,18 +70,23 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
         }
         if spec.http:
             method = spec.http.method.lower()
-            path = spec.http.spec_path
+            path = re.sub(r"\{(\w+):path\}", r"{\1}", spec.http.spec_path)
             params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                       for p in spec.http.path_params]
             if method in ("get", "delete"):
                 props = request.get("properties") or {}
                 params += [{"name": k, "in": "query", "required": k in (request.get("required") or []),
                             "schema": v} for k, v in props.items() if k not in spec.http.path_params]
+            elif spec.http.style == "stream":
+                op["requestBody"] = {"content": {"multipart/form-data": {"schema": {
+                    "type": "object", "description": "Field names are the target paths",
+                    "additionalProperties": {"type": "string", "format": "binary"}}}}}
             else:
                 op["requestBody"] = {"content": {"application/json": {"schema": request}}}
             if params:
                 op["parameters"] = params
-            content = "text/plain" if spec.http.style == "text" else "application/json"
+            content = {"text": "text/plain", "stream": "application/octet-stream"}.get(spec.http.style,
+                                                                                    "application/json")
             if spec.http.status == 204:  # no body: a confirmation travels in X-Message headers
                 op["responses"] = {"204": {"description": "Success (no body)"}}
             else:

@@ -41,6 +41,11 @@ def get_task_latest_scalar_values(call: Call) -> dict:
     return {"metrics": get_state().events.latest_scalar_values(call.company, call.data["task"])}
 
 
+@endpoint("events.debug_images")
+def debug_images(call: Call) -> dict:
+    return get_state().events.debug_images(call.company, call.data)
+
+
 @endpoint("events.delete_for_task")
 def delete_for_task(call: Call) -> dict:
     state = get_state()

@@ -34,9 +34,7 @@ def update(call: Call) -> dict:
 
 @endpoint("projects.delete")
 def delete(call: Call) -> dict:
-    data = call.data
-    return _projects().delete(call.identity, data["project"], bool(data.get("force")),
-                              bool(data.get("delete_contents")))
+    return get_state().deletion.delete_project(call.identity, call.data, call.host)
 
 
 @endpoint("projects.get_task_tags")

@@ -32,33 +32,33 @@ def delete_deployment(call: Call) -> dict:
     return DELETED_DEPLOYMENT
 
 
-@endpoint("models.create")
+@endpoint("registry.create")
 def create_model(call: Call) -> list:
     payload = {k: v for k, v in call.data.items()}
-    return get_state().models.register(call.identity, payload)
+    return get_state().registry.register(call.identity, payload)
 
 
-@endpoint("models.get_all")
+@endpoint("registry.get_all")
 def list_models(call: Call) -> list:
-    bll = get_state().models
+    bll = get_state().registry
     return [bll.to_api(d, call.identity.company_name)
             for d in bll.list(call.company, call.data.get("page"), call.data.get("page_size"))]
 
 
-@endpoint("models.get")
+@endpoint("registry.get")
 def get_model(call: Call) -> dict:
-    bll = get_state().models
+    bll = get_state().registry
     return bll.to_api(bll.get(call.company, call.data["modelCode"], call.data["modelVersion"]),
                       call.identity.company_name)
 
 
-@endpoint("models.delete")
+@endpoint("registry.delete")
 def delete_model(call: Call) -> dict:
-    get_state().models.delete(call.company, call.data["modelCode"], call.data["modelVersion"])
+    get_state().registry.delete(call.company, call.data["modelCode"], call.data["modelVersion"])
     return DELETED_MODEL
 
 
-@endpoint("models.invoke")
+@endpoint("registry.invoke")
 def invoke_model(call: Call):
     payload = {k: v for k, v in call.data.items() if k not in ("modelCode", "modelVersion")}
-    return get_state().models.invoke(call.company, call.data["modelCode"], call.data["modelVersion"], payload)
+    return get_state().registry.invoke(call.company, call.data["modelCode"], call.data["modelVersion"], payload)

@@ -74,6 +74,54 @@ def add_or_update_artifacts(call: Call) -> dict:
     return {"added": added, "updated": updated}
 
 
+@endpoint("tasks.add_or_update_artifacts", min_version="2.10")
+def add_or_update_artifacts_count(call: Call) -> dict:
+    _tasks().add_or_update_artifacts(call.identity, call.data["task"], call.data["artifacts"])
+    return {"updated": 1}
+
+
+@endpoint("tasks.edit_hyper_params")
+def edit_hyper_params(call: Call) -> dict:
+    data = call.data
+    return {"updated": _tasks().edit_hyper_params(call.identity, data["task"], data["hyperparams"],
+                                                  data.get("replace_hyperparams") or "none", bool(data.get("force")))}
+
+
+@endpoint("tasks.delete_hyper_params")
+def delete_hyper_params(call: Call) -> dict:
+    data = call.data
+    return {"deleted": _tasks().delete_hyper_params(call.identity, data["task"], data["hyperparams"],
+                                                    bool(data.get("force")))}
+
+
+@endpoint("tasks.get_hyper_params")
+def get_hyper_params(call: Call) -> dict:
+    return {"params": _tasks().get_hyper_params(call.company, call.data["tasks"])}
+
+
+@endpoint("tasks.add_or_update_model")
+def add_or_update_model(call: Call) -> dict:
+    data = call.data
+    get_state().models.readable(call.company, data["model"], {"_id": 1})
+    return _tasks().link_model(call.identity, data["task"], data["type"], data["name"], data["model"],
+                               data.get("iteration"))
+
+
+@endpoint("tasks.delete_models")
+def delete_models(call: Call) -> dict:
+    return _tasks().delete_models(call.identity, call.data["task"], call.data["models"])
+
+
+@endpoint("tasks.delete")
+def delete(call: Call) -> dict:
+    return get_state().deletion.delete_task(call.identity, call.data, call.host)
+
+
+@endpoint("tasks.reset")
+def reset(call: Call) -> dict:
+    return get_state().deletion.reset_task(call.identity, call.data, call.host)
+
+
 @endpoint("tasks.make_public")
 def make_public(call: Call) -> dict:
     return {"updated": _tasks().make_public(call.company, call.data.get("ids") or [])}
@@ -93,6 +141,5 @@ def _status_endpoint(name: str, method: str) -> None:
     endpoint(name)(handler)
 
 
-for _action in ("started", "stop", "stopped", "failed", "close", "completed", "publish", "reset", "delete",
-                "enqueue", "dequeue"):
+for _action in ("started", "stop", "stopped", "failed", "close", "completed", "publish", "enqueue", "dequeue"):
     _status_endpoint(f"tasks.{_action}", _action)

@@ -20,7 +20,8 @@ from apiserver.database.model.task import Task
 
 SCALAR = "training_stats_scalar"
 LOG = "log"
-EVENT_TYPES = (SCALAR, "training_stats_vector", "training_debug_image", "plot", LOG)
+DEBUG_IMAGE = "training_debug_image"
+EVENT_TYPES = (SCALAR, "training_stats_vector", DEBUG_IMAGE, "plot", LOG)
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
                 "worker", "url", "key", "plot_str", "model_event")
@@ -192,6 +193,49 @@ class EventBLL:
                                                          "last_value": entry.get("value")})
         return [{"name": name, "variants": sorted(variants, key=lambda v: v["name"])}
                 for name, variants in sorted(metrics.items())]
+
+    def debug_images(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Debug images of task metrics grouped by iteration, ``iters`` iterations per call.
+
+        The scroll id holds, per task and metric, the last iteration handed out, so the next call
+        continues from there (earlier iterations with navigate_earlier, the default); a call that
+        returns no iterations for a metric means it is exhausted. Within an iteration, the latest
+        image of each metric and variant is returned.
+        """
+        earlier = data.get("navigate_earlier", True)
+        iters = int(data.get("iters") or 10)
+        state = {} if data.get("refresh") or not data.get("scroll_id") else _scroll_decode(data["scroll_id"])
+        answer = []
+        for item in data["metrics"]:
+            task = item["task"]
+            self._readable_task(company, task)
+            key = f"{task}|{item.get('metric') or ''}"
+            flt: dict[str, Any] = {"task": task, "type": DEBUG_IMAGE,
+                                   "model_event": True if data.get("model_events") else {"$ne": True}}
+            if item.get("metric"):
+                flt["metric"] = item["metric"]
+            if item.get("variants"):
+                flt["variant"] = {"$in": item["variants"]}
+            if key in state:
+                flt["iter"] = {"$lt" if earlier else "$gt": state[key]}
+            direction = -1 if earlier else 1
+            rows = self.coll.aggregate([{"$match": flt}, {"$group": {"_id": "$iter"}}, {"$sort": {"_id": direction}},
+                                        {"$limit": iters}])
+            chosen = [r["_id"] for r in rows]
+            by_iter: dict[Any, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+            if chosen:
+                found = self.coll.find({**flt, "iter": {"$in": chosen}}, {"company": 0}).sort("timestamp", 1)
+                for doc in found:
+                    by_iter[doc.get("iter")][(doc.get("metric", ""), doc.get("variant", ""))] = api_id(doc)
+                state[key] = chosen[-1]
+            answer.append({"task": task, "iterations": [
+                {"iter": it, "events": [by_iter[it][k] for k in sorted(by_iter[it])]} for it in chosen]})
+        return {"metrics": answer, "scroll_id": _scroll_encode(state)}
+
+    def urls_of_task(self, company: str, task: str) -> list[str]:
+        """The file URLs the task's events point at (debug images, media), each once."""
+        docs = self.coll.find({"company": company, "task": task, "url": {"$nin": [None, ""]}}, {"url": 1, "_id": 0})
+        return list(dict.fromkeys(d["url"] for d in docs if d.get("url")))
 
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         return {"deleted": self.coll.delete_many({"company": company, "task": task}).deleted_count}

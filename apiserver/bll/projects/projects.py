@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -9,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from apiserver.apierrors import errors
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.query import HIDDEN_TAG
 from apiserver.database.model.auth import User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.project import Project
@@ -44,18 +46,70 @@ class ProjectBLL:
         return doc
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
-        now = utcnow()
+        """A new project; the parents of a nested name ('a/b/c') are created when missing."""
         name = _check_name(data["name"])
-        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "name": name,
-               "basename": name.rsplit("/", 1)[-1], "description": data.get("description", ""),
-               "tags": data.get("tags") or [], "system_tags": data.get("system_tags") or [],
-               "default_output_destination": data.get("default_output_destination"), "created": now,
-               "last_update": now}
+        path = self._ensure_parents(identity, name)
+        doc = self._new_doc(identity, name, path, data)
         try:
             self.coll.insert_one(doc)
         except DuplicateKeyError:
             raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=name) from None
         return doc["_id"]
+
+    @staticmethod
+    def _new_doc(identity: Identity, name: str, path: list[str], data: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "name": name,
+               "basename": name.rsplit("/", 1)[-1], "description": data.get("description", ""),
+               "tags": data.get("tags") or [], "system_tags": data.get("system_tags") or [],
+               "default_output_destination": data.get("default_output_destination"), "created": now,
+               "last_update": now, "path": path}
+        if path:
+            doc["parent"] = path[-1]
+        return doc
+
+    def _ensure_parents(self, identity: Identity, name: str) -> list[str]:
+        """Ids of the ancestors of a nested name, root first, creating the missing ones.
+
+        A created ancestor whose own name part starts with '.' (ClearML's '.datasets', '.pipelines')
+        is hidden, as the projects inside it are.
+        """
+        parts = name.split("/")
+        path: list[str] = []
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            found = self.coll.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
+            if found is None:
+                tags = [HIDDEN_TAG] if parts[depth - 1].startswith(".") else []
+                doc = self._new_doc(identity, ancestor, list(path), {"system_tags": tags})
+                try:
+                    self.coll.insert_one(doc)
+                    found = doc
+                except DuplicateKeyError:  # created meanwhile by another call
+                    found = self.coll.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
+            path.append(found["_id"])
+        return path
+
+    def ensure(self, identity: Identity, name: str, system_tags: list[str] | None = None) -> str:
+        """The id of the company's project of this name, created (with its parents) when missing."""
+        name = _check_name(name)
+        found = self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})
+        if found:
+            return found["_id"]
+        try:
+            return self.create(identity, {"name": name, "system_tags": system_tags or []})
+        except errors.bad_request.ExpectedUniqueData:
+            return self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})["_id"]
+
+    def with_children(self, company: str, project_ids: list[str]) -> list[str]:
+        """The projects and every project nested below them."""
+        names = [d["name"] for d in self.coll.find({"_id": {"$in": project_ids}, "company": {"$in": [company, ""]}},
+                                                   {"name": 1})]
+        ids = list(project_ids)
+        for name in names:
+            below = {"company": {"$in": [company, ""]}, "name": {"$regex": "^" + re.escape(name + "/")}}
+            ids += [d["_id"] for d in self.coll.find(below, {"_id": 1})]
+        return list(dict.fromkeys(ids))
 
     def get_by_id(self, company: str, project_id: str) -> dict[str, Any]:
         return q.api_id(self.readable(company, project_id))

@@ -21,9 +21,11 @@ from apiserver.bll.tasks.fields import (
     DATE_FIELDS,
     artifact_id,
     dotted_changes,
+    escape_key,
     storage_path,
     to_api,
     to_storage,
+    unescape_key,
 )
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.task import Task
@@ -33,8 +35,8 @@ CREATE_FIELDS = ("name", "tags", "system_tags", "type", "comment", "parent", "pr
                  "hyperparams", "configuration", "runtime", "container", "models")
 EDIT_FIELDS = CREATE_FIELDS
 UPDATE_FIELDS = ("name", "tags", "system_tags", "comment", "project", "created")
-# What `reset` clears; `clear_all` also clears the execution and script sections.
-RESET_UNSET = ("last_iteration", "last_metrics", "output.model", "output.result", "output.error", "runtime",
+# What `reset` clears; `clear_all` also empties the execution and script sections.
+RESET_UNSET = ("last_iteration", "last_metrics", "output.model", "output.result", "output.error",
                "started", "completed", "published", "last_worker", "last_worker_report", "execution.queue",
                "enqueue_status")
 
@@ -43,7 +45,12 @@ def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
     """ClearML clients expect ``models.input`` and ``models.output`` lists on every task."""
     models = dict(models or {})
     return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
+# Sections every task has, empty when nothing set them: ClearML clients read into them unchecked
+# (a dataset's runtime.version, a script's diff).
+EMPTY_SECTIONS = {"execution": {}, "script": {}, "runtime": {}}
 DEVELOPMENT_TAG = "development"
+USER_PROPERTIES = "properties"
+PUBLISHABLE = (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED, st.PUBLISHING)
 ARCHIVED_TAG = "archived"
 LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
 # Filters by how few tasks they usually leave, for choosing the index a listing is served by.
@@ -151,7 +158,8 @@ class TaskBLL:
         doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
                "status_reason": "", "status_message": "", "status_changed": now, "created": now,
                "last_update": now, "tags": [], "system_tags": [], "output": output, "execution": {},
-               **to_storage(fields)}
+               **EMPTY_SECTIONS, **to_storage(fields)}
+        doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
         doc["models"] = _with_model_lists(doc.get("models"))
         self.coll.insert_one(doc)
         return doc["_id"]
@@ -178,7 +186,8 @@ class TaskBLL:
         now = utcnow()
         doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
                "status_reason": "", "status_message": "", "status_changed": now, "created": now,
-               "last_update": now, "output": {}, **to_storage(fields)}
+               "last_update": now, "output": {}, **EMPTY_SECTIONS, **to_storage(fields)}
+        doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
         doc.setdefault("tags", [])
         self.coll.insert_one(doc)
         return doc["_id"]
@@ -248,6 +257,122 @@ class TaskBLL:
             sets["last_update"] = utcnow()
             self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
         return added, updated
+
+    # -- hyper-parameters ---------------------------------------------------------------------
+
+    def _check_params_editable(self, task: dict[str, Any], sections: set[str], force: bool) -> None:
+        """Created tasks, or any with force; the 'properties' section (user properties, which the
+        SDK sets on its own running task) in any status but published."""
+        if force or task["status"] == st.CREATED:
+            return
+        if sections and sections <= {USER_PROPERTIES} and task["status"] != st.PUBLISHED:
+            return
+        raise errors.bad_request.InvalidTaskStatus("hyper-parameters of a task that is not created change only "
+                                                   "with force", status=task["status"])
+
+    def edit_hyper_params(self, identity: Identity, task_id: str, items: list[dict[str, Any]],
+                          replace: str = "none", force: bool = False) -> int:
+        task = self.writable(identity.company, task_id)
+        self._check_params_editable(task, {i.get("section") or "" for i in items}, force)
+        given: dict[str, dict[str, Any]] = {}
+        for item in items:
+            given.setdefault(escape_key(item["section"]), {})[escape_key(item["name"])] = item
+        if replace == "all":
+            update = {"$set": {"hyperparams": given}}
+        elif replace == "section":
+            update = {"$set": {f"hyperparams.{sec}": params for sec, params in given.items()}}
+        else:
+            update = {"$set": {f"hyperparams.{sec}.{name}": item for sec, params in given.items()
+                               for name, item in params.items()}}
+        if not update["$set"] and replace != "all":
+            return 0
+        if not isinstance(task.get("hyperparams"), dict):  # null: no nested $set below it
+            self.coll.update_one({"_id": task["_id"], "hyperparams": None}, {"$set": {"hyperparams": {}}})
+        update["$set"]["last_update"] = utcnow()
+        return self.coll.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
+
+    def delete_hyper_params(self, identity: Identity, task_id: str, keys: list[dict[str, Any]],
+                            force: bool = False) -> int:
+        """Delete parameters by section and name; an empty name deletes the whole section."""
+        task = self.writable(identity.company, task_id)
+        self._check_params_editable(task, {k.get("section") or "" for k in keys}, force)
+        unset = {}
+        for key in keys:
+            path = f"hyperparams.{escape_key(key['section'])}"
+            unset[path + (f".{escape_key(key['name'])}" if key.get("name") else "")] = ""
+        if not unset:
+            return 0
+        update = {"$unset": {k: "" for k in q.prune_nested(list(unset))}, "$set": {"last_update": utcnow()}}
+        return self.coll.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
+
+    def get_hyper_params(self, company: str, task_ids: list[str]) -> list[dict[str, Any]]:
+        docs = self.coll.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, {"hyperparams": 1})
+        return [{"task": d["_id"], "hyperparams": [
+            {**item, "section": unescape_key(sec), "name": unescape_key(name)}
+            for sec, params in (d.get("hyperparams") or {}).items() for name, item in params.items()]}
+            for d in docs]
+
+    # -- models of a task ---------------------------------------------------------------------
+
+    def link_model(self, identity: Identity, task_id: str, kind: str, name: str, model_id: str,
+                   iteration: int | None = None) -> dict[str, Any]:
+        """Make ``model_id`` the task's ``kind`` (input/output) model called ``name`` (replacing one
+        of that name). The first output model is also the legacy ``output.model``."""
+        task = self.writable(identity.company, task_id)
+        entries = [e for e in ((task.get("models") or {}).get(kind) or []) if e.get("name") != name]
+        entries.append({"name": name, "model": model_id, "updated": utcnow()})
+        sets: dict[str, Any] = {f"models.{kind}": entries}
+        if kind == "output":
+            sets["output.model"] = model_id
+        else:
+            sets["execution.model"] = model_id
+        result = self._set_fields(identity.company, task, sets)
+        if iteration is not None:
+            self.raise_iteration(identity.company, task["_id"], iteration)
+        return result
+
+    def delete_models(self, identity: Identity, task_id: str, models: list[dict[str, str]]) -> dict[str, Any]:
+        task = self.writable(identity.company, task_id)
+        sets: dict[str, Any] = {}
+        for kind in ("input", "output"):
+            names = {m["name"] for m in models if m["type"] == kind}
+            if names:
+                current = (task.get("models") or {}).get(kind) or []
+                sets[f"models.{kind}"] = [e for e in current if e.get("name") not in names]
+        return self._set_fields(identity.company, task, sets)
+
+    def tasks_using_model(self, company: str, model_id: str, kind: str, exclude: str | None = None) -> list[str]:
+        flt: dict[str, Any] = {"company": company, f"models.{kind}.model": model_id}
+        if exclude:
+            flt["_id"] = {"$ne": exclude}
+        return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(100)]
+
+    def unlink_model(self, company: str, model_id: str) -> int:
+        """A deleted model leaves every task's model lists (and the legacy single-model fields)."""
+        result = self.coll.update_many(
+            {"company": company, "$or": [{"models.input.model": model_id}, {"models.output.model": model_id},
+                                         {"output.model": model_id}, {"execution.model": model_id}]},
+            {"$pull": {"models.input": {"model": model_id}, "models.output": {"model": model_id}},
+             "$set": {"last_update": utcnow()}})
+        for field in ("output.model", "execution.model"):
+            self.coll.update_many({"company": company, field: model_id}, {"$unset": {field: ""}})
+        return result.modified_count
+
+    def status_of(self, company: str, task_id: str) -> str | None:
+        doc = self.coll.find_one({"_id": task_id, "company": company}, {"status": 1})
+        return doc["status"] if doc else None
+
+    def raise_iteration(self, company: str, task_id: str, iteration: int) -> None:
+        self.coll.update_one({"_id": task_id, "company": company}, {"$max": {"last_iteration": iteration}})
+
+    def publish_if_possible(self, identity: Identity, task_id: str, force: bool = False) -> dict[str, Any] | None:
+        """Publish the task when its status allows it (any status but published with force); else None."""
+        status = self.status_of(identity.company, task_id)
+        if status is None or status == st.PUBLISHED:
+            return None
+        if not force and status not in PUBLISHABLE:
+            return None
+        return self.publish(identity, {"task": task_id, "force": force})
 
     def make_public(self, company: str, ids: list[str]) -> int:
         result = self.coll.update_many({"_id": {"$in": ids}, "company": company},
@@ -319,8 +444,7 @@ class TaskBLL:
 
     def publish(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
-        if not data.get("force") and task["status"] not in (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED,
-                                                              st.PUBLISHING):
+        if not data.get("force") and task["status"] not in PUBLISHABLE:
             raise errors.bad_request.InvalidTaskStatus(
                 f"cannot change status from {task['status']} to published", current_status=task["status"],
                 new_status=st.PUBLISHED)
@@ -364,11 +488,13 @@ class TaskBLL:
             raise errors.bad_request.InvalidTaskStatus("published tasks can be reset only with force",
                                                        current_status=task["status"], new_status=st.CREATED)
         dequeued = self.queues.remove_task_everywhere(identity.company, task["_id"])
-        unsets = RESET_UNSET + (("execution", "script") if data.get("clear_all") else ())
+        cleared = ("execution", "script") if data.get("clear_all") else ()
+        unsets = tuple(k for k in RESET_UNSET if k.split(".", 1)[0] not in cleared)
         result = self.change_status(identity.company, task, st.CREATED, check=False,
                                     reason=data.get("status_reason") or "reset",
                                     message=data.get("status_message") or "reset", unsets=unsets,
-                                    sets={"models.output": []})
+                                    sets={"models.output": [], "runtime": {},
+                                          **{k: {} for k in cleared}})
         events: dict[str, Any] = {}
         for hook in self.on_reset:
             events.update(hook(identity.company, task["_id"]))

@@ -27,7 +27,7 @@ class Pipeline(CompanyDocument):
 
 
 class PipelineLog(Document):
-    """One call to or from a member, with its answer and time (pipelines.get_log)."""
+    """One call to or from a member, with its answer and time (workflows.get_log)."""
 
     meta = {"collection": "pipeline_log", "indexes": [("pipeline", "time"), ("company", "project_id", "time")]}
 

@@ -16,6 +16,7 @@ class Project(CompanyDocument):
             ("company", "tags"),
             ("company", "system_tags"),
             ("company", "-last_update"),
+            ("company", "parent"),
         ],
     }
 
@@ -26,4 +27,6 @@ class Project(CompanyDocument):
     tags = ListField(StringField())
     system_tags = ListField(StringField())
     default_output_destination = StringField()
+    parent = StringField()  # the project one level up ('a' for 'a/b')
+    path = ListField(StringField())  # every ancestor's id, root first
     last_update = DateTimeField()

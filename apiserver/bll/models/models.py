@@ -1,0 +1,339 @@
+"""Owns ClearML's model records: creating and editing them, the ready (published) and archived
+states, their links to tasks and projects, listing, metadata and deletion (files included).
+
+A model is readable by its company (and by everyone when public, company ""), writable only by
+its company. Other companies' model ids look missing (400/201), as for tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll import query as q
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.batch import run_batch
+from apiserver.bll.files.files import FileBLL
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.tasks import status as st
+from apiserver.bll.tasks.fields import escape_key, unescape_key
+from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.model import Model
+
+# Fields create/edit/update take as they are.
+CREATE_FIELDS = ("name", "uri", "comment", "tags", "system_tags", "framework", "design", "labels", "ready",
+                 "project", "parent", "task")
+EDIT_FIELDS = CREATE_FIELDS
+UPDATE_FIELDS = ("name", "comment", "tags", "system_tags", "ready", "ui_cache", "project", "task")
+# What a ready (published) model still lets edit change without force.
+EDITABLE_WHEN_READY = {"name", "comment", "tags", "system_tags", "project", "metadata", "iteration"}
+LIST_FILTERS = ("user", "project", "task", "framework", "uri", "tags", "system_tags")
+DATE_FIELDS = ("created", "last_update")
+SELECTIVITY = ("_id", "task", "uri", "project", "name", "user", "tags", "system_tags", "framework", "ready",
+               "created", "last_update")
+
+
+def _metadata_in(items: list[dict[str, Any]] | dict[str, Any] | None) -> dict[str, Any]:
+    """API metadata (a list of items, or a dict by key) as stored: by escaped key."""
+    if not items:
+        return {}
+    values = items.values() if isinstance(items, dict) else items
+    return {escape_key(str(i["key"])): {"key": i["key"], "type": i.get("type"), "value": i.get("value")}
+            for i in values if isinstance(i, dict) and i.get("key") is not None}
+
+
+def to_api(doc: dict[str, Any]) -> dict[str, Any]:
+    out = q.api_id(doc)
+    out.pop("company_origin", None)
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = {unescape_key(k): v for k, v in out["metadata"].items()}
+    return out
+
+
+class ModelBLL:
+    def __init__(self, tasks: TaskBLL, projects: ProjectBLL, files: FileBLL):
+        self.tasks = tasks
+        self.projects = projects
+        self.files = files
+
+    @property
+    def coll(self):
+        return Model._get_collection()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def readable(self, company: str, model_id: str, proj: dict | None = None) -> dict[str, Any]:
+        doc = self.coll.find_one({"_id": model_id, "company": {"$in": [company, ""]}}, proj)
+        if doc is None:
+            raise errors.bad_request.InvalidModelId(id=model_id)
+        return doc
+
+    def writable(self, company: str, model_id: str) -> dict[str, Any]:
+        doc = self.readable(company, model_id)
+        if doc.get("company") != company:
+            raise errors.forbidden.NoWritePermission("public models are read-only", id=model_id)
+        return doc
+
+    def get_by_id(self, company: str, model_id: str) -> dict[str, Any]:
+        return to_api(self.readable(company, model_id))
+
+    def get_by_task_id(self, company: str, task_id: str) -> dict[str, Any]:
+        """The task's output model: the last one it lists, else its legacy output.model."""
+        task = self.tasks.readable(company, task_id, {"models": 1, "output": 1})
+        outputs = (task.get("models") or {}).get("output") or []
+        model_id = outputs[-1]["model"] if outputs else (task.get("output") or {}).get("model")
+        if not model_id:
+            raise errors.bad_request.InvalidModelId("the task has no output model", task=task_id)
+        return self.get_by_id(company, model_id)
+
+    def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        scope = {"company": {"$in": [company, ""]} if data.get("allow_public", True) else company}
+        if data.get("project") and data.get("include_subprojects"):
+            data = {**data, "project": self.projects.with_children(company, data["project"])}
+        query = q.listing_filter(data, scope, lists=LIST_FILTERS, dates=DATE_FIELDS, text=("name", "comment", "id"))
+        if data.get("ready") is not None:
+            query = q.combine(query, {"ready": True} if data["ready"] else {"ready": {"$ne": True}})
+        return query
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """ClearML's listing language and paging, as for tasks (see bll.query)."""
+        query = self.build_query(company, data)
+        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("created", -1),))
+        proj = q.projection(data.get("only_fields"), {"id": "_id"})
+        given = [{"id": "_id"}.get(k, k) for k, v in data.items() if v not in (None, "", [])]
+        hint = q.index_hint(Model, [f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
+        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+
+    def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
+        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+        if projects:
+            match["project"] = {"$in": projects}
+        rows = self.coll.aggregate([{"$match": match}, {"$group": {"_id": "$framework"}}])
+        return sorted(r["_id"] for r in rows if r["_id"])
+
+    # -- create and change --------------------------------------------------------------------
+
+    def _check_references(self, company: str, fields: dict[str, Any]) -> None:
+        if fields.get("project"):
+            self.projects.readable(company, fields["project"], {"_id": 1})
+        if fields.get("task"):
+            self.tasks.readable(company, fields["task"], {"_id": 1})
+        if fields.get("parent"):
+            try:
+                self.readable(company, fields["parent"], {"_id": 1})
+            except errors.bad_request.InvalidModelId:
+                raise errors.bad_request.InvalidModelId("parent model not found", parent=fields["parent"]) from None
+
+    def _insert(self, identity: Identity, fields: dict[str, Any], public: bool = False) -> str:
+        now = utcnow()
+        doc = {"_id": new_id(), "company": "" if public else identity.company, "user": identity.user,
+               "created": now, "last_update": now, "tags": [], "system_tags": [], "ready": False, **fields}
+        if public:
+            doc["company_origin"] = identity.company
+        self.coll.insert_one(doc)
+        return doc["_id"]
+
+    def create(self, identity: Identity, data: dict[str, Any]) -> str:
+        fields = {k: data[k] for k in CREATE_FIELDS if k in data}
+        self._check_references(identity.company, fields)
+        if "metadata" in data:
+            fields["metadata"] = _metadata_in(data["metadata"])
+        return self._insert(identity, fields, public=bool(data.get("public")))
+
+    def update_for_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """Create the task's output model from a URI, or make an existing one its output model."""
+        if bool(data.get("uri")) == bool(data.get("override_model_id")):
+            raise errors.bad_request.MissingRequiredFields("exactly one of uri and override_model_id",
+                                                          error_data={"field": "uri", "rule": "oneOf"})
+        task = self.tasks.writable(identity.company, data["task"])
+        if data.get("override_model_id"):
+            model = self.writable(identity.company, data["override_model_id"])
+            model_id, created, name = model["_id"], False, model.get("name") or task["name"]
+        else:
+            execution = task.get("execution") or {}
+            fields = {"name": data.get("name") or task["name"], "uri": data["uri"], "task": task["_id"],
+                      "project": task.get("project"), "framework": execution.get("framework"),
+                      "design": execution.get("model_desc"), "labels": execution.get("model_labels")}
+            fields.update({k: data[k] for k in ("comment", "tags", "system_tags") if k in data})
+            if data.get("iteration") is not None:
+                fields["last_iteration"] = data["iteration"]
+            model_id, created, name = self._insert(identity, {k: v for k, v in fields.items() if v is not None}), \
+                True, fields["name"]
+        result = self.tasks.link_model(identity, task["_id"], "output", name, model_id, data.get("iteration"))
+        return {"id": model_id, "created": created, **result}
+
+    def _change(self, company: str, model: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
+        if not sets:
+            return {"updated": 0, "fields": {}}
+        sets = {**sets, "last_update": utcnow()}
+        self.coll.update_one({"_id": model["_id"], "company": company}, {"$set": sets})
+        fields = {("metadata" if k == "metadata" else k): v for k, v in sets.items()}
+        if "metadata" in fields:
+            fields["metadata"] = {unescape_key(k): v for k, v in fields["metadata"].items()}
+        return {"updated": 1, "fields": fields}
+
+    def _task_iteration(self, identity: Identity, model: dict[str, Any], data: dict[str, Any]) -> None:
+        """``iteration`` moves the model's last_iteration and its task's, never back."""
+        if data.get("iteration") is None:
+            return
+        self.coll.update_one({"_id": model["_id"]}, {"$max": {"last_iteration": data["iteration"]}})
+        if model.get("task"):
+            self.tasks.raise_iteration(identity.company, model["task"], data["iteration"])
+
+    def edit(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        model = self.writable(identity.company, data["model"])
+        sets = {k: data[k] for k in EDIT_FIELDS if k in data}
+        if "metadata" in data:
+            sets["metadata"] = _metadata_in(data["metadata"])
+        if model.get("ready") and not data.get("force") and set(sets) - EDITABLE_WHEN_READY - {"ready"}:
+            raise errors.bad_request.ModelIsReady("only name, comment, tags, project and metadata of a ready "
+                                                  "model change", id=model["_id"])
+        self._check_references(identity.company, sets)
+        result = self._change(identity.company, model, sets)
+        self._task_iteration(identity, model, data)
+        return result
+
+    def update(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        model = self.writable(identity.company, data["model"])
+        sets = {k: data[k] for k in UPDATE_FIELDS if k in data}
+        if "created" in data:
+            sets["created"] = q.parse_date(data["created"], "created")
+        if "metadata" in data:
+            sets["metadata"] = _metadata_in(data["metadata"])
+        self._check_references(identity.company, sets)
+        result = self._change(identity.company, model, sets)
+        self._task_iteration(identity, model, data)
+        return result
+
+    def set_ready(self, identity: Identity, model_id: str, publish_task: bool = True,
+                  force_publish_task: bool = False) -> dict[str, Any]:
+        """Mark the model ready (published); its creating task is published with it when it can be."""
+        model = self.writable(identity.company, model_id)
+        updated = self.coll.update_one({"_id": model["_id"], "ready": {"$ne": True}},
+                                       {"$set": {"ready": True, "last_update": utcnow()}}).modified_count
+        answer: dict[str, Any] = {"updated": updated}
+        if publish_task and model.get("task"):
+            published = self.tasks.publish_if_possible(identity, model["task"], force_publish_task)
+            if published is not None:
+                answer["published_task"] = {"id": model["task"], "data": published}
+        return answer
+
+    def publish_many(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        def publish(model_id: str) -> dict[str, Any]:
+            result = self.set_ready(identity, model_id, data.get("publish_tasks", True),
+                                    bool(data.get("force_publish_task")))
+            return {"updated": bool(result.pop("updated")), **result}
+
+        return run_batch(data["ids"], publish)
+
+    def _set_archived(self, identity: Identity, ids: list[str], archived: bool) -> dict[str, Any]:
+        key = "archived" if archived else "unarchived"
+
+        def change(model_id: str) -> dict[str, Any]:
+            model = self.writable(identity.company, model_id)
+            op = "$addToSet" if archived else "$pull"
+            done = self.coll.update_one({"_id": model["_id"]}, {op: {"system_tags": ARCHIVED_TAG},
+                                                                "$set": {"last_update": utcnow()}}).modified_count
+            return {key: bool(done)}
+
+        return run_batch(ids, change)
+
+    def archive_many(self, identity: Identity, ids: list[str]) -> dict[str, Any]:
+        return self._set_archived(identity, ids, True)
+
+    def unarchive_many(self, identity: Identity, ids: list[str]) -> dict[str, Any]:
+        return self._set_archived(identity, ids, False)
+
+    def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
+        if project_name and not project:
+            project = self.projects.ensure(identity, project_name)
+        elif project:
+            self.projects.readable(identity.company, project, {"_id": 1})
+        for model_id in ids:
+            self.writable(identity.company, model_id)
+        update = {"$set": {"project": project, "last_update": utcnow()}} if project else \
+            {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
+        self.coll.update_many({"_id": {"$in": ids}, "company": identity.company}, update)
+        return project
+
+    def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
+        flt = {"_id": {"$in": ids}, "company": identity.company}
+        updated = 0
+        if add:
+            updated = self.coll.update_many(flt, {"$addToSet": {"tags": {"$each": add}},
+                                                  "$set": {"last_update": utcnow()}}).matched_count
+        if remove:
+            updated = max(updated, self.coll.update_many(flt, {"$pull": {"tags": {"$in": remove}},
+                                                               "$set": {"last_update": utcnow()}}).matched_count)
+        return updated
+
+    def add_or_update_metadata(self, identity: Identity, model_id: str, items: list[dict[str, Any]],
+                               replace: bool) -> int:
+        model = self.writable(identity.company, model_id)
+        stored = _metadata_in(items)
+        if replace:
+            update = {"$set": {"metadata": stored, "last_update": utcnow()}}
+        else:
+            update = {"$set": {**{f"metadata.{k}": v for k, v in stored.items()}, "last_update": utcnow()}}
+        return self.coll.update_one({"_id": model["_id"]}, update).modified_count
+
+    def delete_metadata(self, identity: Identity, model_id: str, keys: list[str]) -> int:
+        model = self.writable(identity.company, model_id)
+        if not keys:
+            return 0
+        update = {"$unset": {f"metadata.{escape_key(k)}": "" for k in keys}, "$set": {"last_update": utcnow()}}
+        return self.coll.update_one({"_id": model["_id"]}, update).modified_count
+
+    # -- delete -------------------------------------------------------------------------------
+
+    def delete(self, identity: Identity, model_id: str, force: bool = False, host: str | None = None,
+               delete_files: bool = True) -> dict[str, Any]:
+        """Delete a model record, unlink it from tasks, then queue its weights file for deletion.
+
+        Refused without force while another task uses it as an input model, or when the task that
+        created it is published. The file goes only when no other model of the company points at it.
+        """
+        model = self.writable(identity.company, model_id)
+        if not force:
+            users = self.tasks.tasks_using_model(identity.company, model["_id"], "input", exclude=model.get("task"))
+            if users:
+                raise errors.bad_request.ModelInUse("use force to delete it anyway", id=model["_id"],
+                                                    tasks=",".join(users[:10]))
+            if model.get("task") and self.tasks.status_of(identity.company, model["task"]) == st.PUBLISHED:
+                raise errors.bad_request.ModelCreatingTaskExists("the task that created it is published",
+                                                                 task=model["task"])
+        deleted = self.coll.delete_one({"_id": model["_id"], "company": identity.company}).deleted_count
+        self.tasks.unlink_model(identity.company, model["_id"])
+        if deleted and delete_files:
+            self.delete_files(identity.company, [model], host)
+        return {"deleted": bool(deleted), "url": model.get("uri")}
+
+    def delete_many(self, identity: Identity, ids: list[str], force: bool, host: str | None) -> dict[str, Any]:
+        return run_batch(ids, lambda model_id: self.delete(identity, model_id, force, host))
+
+    def delete_files(self, company: str, models: list[dict[str, Any]], host: str | None) -> int:
+        """Queue the weights files of deleted models that no remaining model of the company uses."""
+        uris = {m.get("uri") for m in models if m.get("uri")}
+        still_used = {d["uri"] for d in self.coll.find({"company": company, "uri": {"$in": list(uris)}}, {"uri": 1})}
+        owners = ", ".join(m["_id"] for m in models)[:200]
+        return self.files.schedule_deletion(company, uris - still_used, host, f"models {owners}")
+
+    def output_models_of(self, company: str, task_id: str) -> list[dict[str, Any]]:
+        """Models the task created (their ``task`` is it) that no other task uses as input."""
+        docs = list(self.coll.find({"company": company, "task": task_id}, {"uri": 1, "name": 1}))
+        return [d for d in docs if not self.tasks.tasks_using_model(company, d["_id"], "input", exclude=task_id)]
+
+    def delete_records(self, company: str, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        for model_id in ids:
+            self.tasks.unlink_model(company, model_id)
+        return self.coll.delete_many({"_id": {"$in": ids}, "company": company}).deleted_count
+
+    def orphan_from_task(self, company: str, task_id: str) -> int:
+        """Models a deleted task created but that stay: they no longer name a task."""
+        return self.coll.update_many({"company": company, "task": task_id},
+                                     {"$unset": {"task": ""}, "$set": {"last_update": utcnow()}}).modified_count
+

@@ -1,0 +1,107 @@
+"""Owns what deleting or resetting a task, or deleting a project with its contents, does to what
+they own: output models, events, and the files behind artifacts, models and debug images.
+
+The order is the rule: first note every URL the owner points at, then delete the records (each
+an atomic database write), then queue the files of this server's store for deletion (FileBLL
+deletes them from a queue, with retries). A storage failure can therefore delay a file's
+deletion but never leaves a record half deleted, and only the caller's company's files are named.
+ClearML's options: ``delete_output_models`` (default true), ``delete_external_artifacts``
+(default true: delete the files in this server's store) and ``return_file_urls``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.events.events import EventBLL
+from apiserver.bll.files.files import FileBLL
+from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.database.model.model import Model
+from apiserver.database.model.task import Task
+
+
+def _artifact_urls(task: dict[str, Any]) -> list[str]:
+    artifacts = (task.get("execution") or {}).get("artifacts") or {}
+    items = artifacts.values() if isinstance(artifacts, dict) else artifacts
+    return [a["uri"] for a in items if a.get("uri") and a.get("mode", "output") == "output"]
+
+
+class OwnedDeletion:
+    def __init__(self, tasks: TaskBLL, models: ModelBLL, events: EventBLL, files: FileBLL, projects: ProjectBLL):
+        self.tasks = tasks
+        self.models = models
+        self.events = events
+        self.files = files
+        self.projects = projects
+
+    def _finish(self, identity: Identity, owner: str, data: dict[str, Any], host: str | None,
+                urls: dict[str, list[str]], models: list[dict[str, Any]]) -> dict[str, Any]:
+        """After the records are gone: their files to the deletion queue; the answer's extras."""
+        extra: dict[str, Any] = {}
+        if data.get("delete_external_artifacts", True):
+            self.files.schedule_deletion(identity.company, urls["artifact_urls"] + urls["event_urls"], host, owner)
+            self.models.delete_files(identity.company, models, host)
+        if data.get("return_file_urls"):
+            extra["urls"] = urls
+        return extra
+
+    def delete_task(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
+        task = self.tasks.writable(identity.company, data["task"])
+        models = self.models.output_models_of(identity.company, task["_id"]) \
+            if data.get("delete_output_models", True) else []
+        urls = {"artifact_urls": _artifact_urls(task), "event_urls": self.events.urls_of_task(identity.company,
+                                                                                             task["_id"]),
+                "model_urls": [m["uri"] for m in models if m.get("uri")]}
+        result = self.tasks.delete(identity, data)
+        deleted_models = self.models.delete_records(identity.company, [m["_id"] for m in models])
+        result["updated_models"] = self.models.orphan_from_task(identity.company, task["_id"])
+        result["deleted_models"] = deleted_models
+        return {**result, **self._finish(identity, f"task {task['_id']}", data, host, urls, models)}
+
+    def reset_task(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
+        """Reset drops the events (so their images) and, by default, the output models."""
+        task = self.tasks.writable(identity.company, data["task"])
+        models = self.models.output_models_of(identity.company, task["_id"]) \
+            if data.get("delete_output_models", True) else []
+        urls = {"artifact_urls": [], "event_urls": self.events.urls_of_task(identity.company, task["_id"]),
+                "model_urls": [m["uri"] for m in models if m.get("uri")]}
+        result = self.tasks.reset(identity, data)
+        result["deleted_models"] = self.models.delete_records(identity.company, [m["_id"] for m in models])
+        return {**result, **self._finish(identity, f"task {task['_id']} (reset)", data, host, urls, models)}
+
+    def delete_project(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
+        """A project; with delete_contents its tasks and models go too, each as if deleted alone."""
+        project = self.projects.writable(identity.company, data["project"])
+        scope = {"company": identity.company, "project": project["_id"]}
+        force, contents = bool(data.get("force")), bool(data.get("delete_contents"))
+        models = Model._get_collection().count_documents(scope)
+        if models and not force:
+            raise errors.bad_request.ProjectHasModels(f"{models} models; use force to delete", project=project["_id"])
+        deleted_tasks = deleted_models = 0
+        urls: dict[str, list[str]] = {"artifact_urls": [], "event_urls": [], "model_urls": []}
+        if contents and force:
+            options = {k: data[k] for k in ("delete_external_artifacts", "delete_output_models") if k in data}
+            for doc in Task._get_collection().find(scope, {"_id": 1}):
+                done = self.delete_task(identity, {**options, "task": doc["_id"], "force": True,
+                                                   "return_file_urls": True}, host)
+                deleted_tasks += int(bool(done.get("deleted")))
+                deleted_models += done.get("deleted_models", 0)
+                for key, values in done["urls"].items():
+                    urls[key] += values
+            for doc in Model._get_collection().find(scope, {"_id": 1, "uri": 1}):
+                if self.models.delete(identity, doc["_id"], force=True, host=host,
+                                      delete_files=data.get("delete_external_artifacts", True))["deleted"]:
+                    deleted_models += 1
+                    urls["model_urls"] += [doc["uri"]] if doc.get("uri") else []
+        elif models:
+            Model._get_collection().update_many(scope, {"$unset": {"project": ""}})
+        result = self.projects.delete(identity, project["_id"], force, contents)
+        result["deleted_tasks"] += deleted_tasks
+        result["deleted_models"] = deleted_models
+        if data.get("return_file_urls"):
+            result["urls"] = urls
+        return result
