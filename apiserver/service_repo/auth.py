@@ -7,7 +7,9 @@ one, and a cross-site script cannot without a CORS preflight we never approve); 
 ``X-Clearml-Client`` header (which only script can set) or the browser's own word that the request
 is same-origin (``Sec-Fetch-Site: same-origin``, else an ``Origin`` equal to ours). The ClearML web
 app's boot calls carry no client header, so the fetch-metadata check is what they pass. The cookie
-is ``SameSite=Strict`` besides, so a cross-site request does not even carry it.
+is ``SameSite=Strict`` besides, so a cross-site request does not even carry it. A plain GET or HEAD
+of a read-only endpoint (a debug image in an ``<img src>``) is exempt: it changes nothing, and a
+page elsewhere cannot read its answer.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class RequestCredentials:
     fetch_site: str | None = None  # Sec-Fetch-Site
     origin: str | None = None  # Origin
     own_origin: str | None = None  # scheme://host of this request, as the browser addressed it
+    safe_read: bool = False  # a GET or HEAD without a body, of a read-only endpoint
 
 
 def _same_origin(creds: RequestCredentials) -> bool:
@@ -102,7 +105,7 @@ class Authenticator:
         if creds.has_body and ctype not in JSON_TYPES:
             raise errors.unauthorized.NoCredentials(
                 "a request signed in by the session cookie must send its body as application/json")
-        if not ((creds.client_header or "").strip() or _same_origin(creds)):
+        if not ((creds.client_header or "").strip() or creds.safe_read or _same_origin(creds)):
             raise errors.unauthorized.NoCredentials(
                 f"a request signed in by the session cookie must carry the {CLIENT_HEADER} header "
                 "or come from this server's own pages")

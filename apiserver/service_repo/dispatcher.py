@@ -165,7 +165,8 @@ class Dispatcher:
                 authorization=auth_header, cookie_token=cookie_token, client_header=request.headers.get(CLIENT_HEADER),
                 content_type=request.content_type, has_body=bool(request.content_length), address=request.remote_addr,
                 fetch_site=request.headers.get("Sec-Fetch-Site"), origin=request.headers.get("Origin"),
-                own_origin=request.host_url))
+                own_origin=request.host_url,
+                safe_read=spec.read_only and request.method in ("GET", "HEAD") and not request.content_length))
             self.authenticator.check_role(spec, identity)
         if spec.http is not None and spec.http.style == "stream":
             return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header)
