@@ -287,7 +287,8 @@ class TaskBLL:
         if not update["$set"] and replace != "all":
             return 0
         if not isinstance(task.get("hyperparams"), dict):  # null: no nested $set below it
-            self.coll.update_one({"_id": task["_id"], "hyperparams": None}, {"$set": {"hyperparams": {}}})
+            self.coll.update_one({"_id": task["_id"], "company": identity.company, "hyperparams": None},
+                                 {"$set": {"hyperparams": {}}})
         update["$set"]["last_update"] = utcnow()
         return self.coll.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
 
