@@ -85,8 +85,9 @@ def build_openapi(specs: SpecRegistry, server_version: str, api_version: str) ->
                 op["requestBody"] = {"content": {"application/json": {"schema": request}}}
             if params:
                 op["parameters"] = params
-            content = {"text": "text/plain", "stream": "application/octet-stream"}.get(spec.http.style,
-                                                                                    "application/json")
+            content = {"text": "text/plain"}.get(spec.http.style, "application/json")
+            if spec.http.style == "stream" and response.get("format") == "binary":
+                content = "*/*"  # a stored file, answered with its own type
             if spec.http.status == 204:  # no body: a confirmation travels in X-Message headers
                 op["responses"] = {"204": {"description": "Success (no body)"}}
             else:
