@@ -7,10 +7,8 @@ so every worker connects to the same server; the master stops it when gunicorn e
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 from typing import Any
 
 from apiserver.config import Config, load_config
@@ -37,28 +35,7 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         # one host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
         "worker_exit": worker_exit,
-        "post_fork": return_large_buffers,
     }
-
-
-# glibc's mallopt parameter and the size from which a block is mmapped (and unmapped when freed).
-M_MMAP_THRESHOLD = -3
-LARGE_BUFFER = 256 * 1024
-
-
-def return_large_buffers(server: Any = None, worker: Any = None) -> None:
-    """In a new worker: large blocks (the file server's 1 MiB reads, GridFS chunks, their BSON)
-    are mmapped and go back to the system when freed. glibc's default raises its mmap threshold
-    after the first such free and then keeps these blocks in per-thread heaps, where a worker's
-    memory grows by tens of MB with every large upload (seen in bench/files.py)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or sys.platform != "linux":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
 
 
 def worker_exit(server: Any = None, worker: Any = None) -> None:

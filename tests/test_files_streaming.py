@@ -56,4 +56,6 @@ def test_two_gib_upload_and_download_stream(server, admin):
     tail = requests.get(f"{server.base_url}/files/{path}", headers={"Authorization": admin.auth,
                                                                      "Range": f"bytes={SIZE_MB * BLOCK - 16}-"})
     assert tail.status_code == 206 and tail.content == block[-16:]
+    print(f"{SIZE_MB} MiB: worker memory growth {upload_memory.growth / 2**20:.1f} MiB uploading, "
+          f"{download_memory.growth / 2**20:.1f} MiB downloading")
     assert requests.delete(f"{server.base_url}/files/{path}", headers={"Authorization": admin.auth}).ok

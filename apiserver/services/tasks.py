@@ -101,10 +101,7 @@ def get_hyper_params(call: Call) -> dict:
 
 @endpoint("tasks.add_or_update_model")
 def add_or_update_model(call: Call) -> dict:
-    data = call.data
-    get_state().models.readable(call.company, data["model"], {"_id": 1})
-    return _tasks().link_model(call.identity, data["task"], data["type"], data["name"], data["model"],
-                               data.get("iteration"))
+    return get_state().models.link_to_task(call.identity, call.data)
 
 
 @endpoint("tasks.delete_models")

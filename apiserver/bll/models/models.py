@@ -164,12 +164,18 @@ class ModelBLL:
         result = self.tasks.link_model(identity, task["_id"], "output", name, model_id, data.get("iteration"))
         return {"id": model_id, "created": created, **result}
 
+    def link_to_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """tasks.add_or_update_model: a readable model becomes one of the task's input/output models."""
+        self.readable(identity.company, data["model"], {"_id": 1})
+        return self.tasks.link_model(identity, data["task"], data["type"], data["name"], data["model"],
+                                     data.get("iteration"))
+
     def _change(self, company: str, model: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
         if not sets:
             return {"updated": 0, "fields": {}}
         sets = {**sets, "last_update": utcnow()}
         self.coll.update_one({"_id": model["_id"], "company": company}, {"$set": sets})
-        fields = {("metadata" if k == "metadata" else k): v for k, v in sets.items()}
+        fields = dict(sets)
         if "metadata" in fields:
             fields["metadata"] = {unescape_key(k): v for k, v in fields["metadata"].items()}
         return {"updated": 1, "fields": fields}
