@@ -128,3 +128,21 @@ def test_app_refuses_a_version_above_the_server_maximum(services, monkeypatch):
     expected = r"ex\.conf: endpoint ex\.one declares version 3\.0, above the server.s maximum"
     with pytest.raises(SpecError, match=expected):
         app_module.build_dispatcher(load_config(), None)
+
+
+def test_stream_endpoints_rest_of_path_params_and_optional_auth(services):
+    path = write(services, "files.conf", """
+        get {
+          authorize: optional
+          "2.1" {
+            http { method: GET, path: "/files/{path:path}", status: 200, style: stream }
+            request { type: object, required: [path], properties { path { type: string } } }
+          }
+        }
+    """)
+    spec = load_service(path)[0]
+    assert (spec.http.path, spec.http.path_params, spec.http.style) == ("/files/<path:path>", ("path",), "stream")
+    assert spec.authorize and spec.auth_optional
+    bad = write(services, "bad.conf", 'x { authorize: sometimes, "2.1" { request { type: object } } }')
+    with pytest.raises(SpecError, match="authorize is true, false or optional"):
+        load_service(bad)
