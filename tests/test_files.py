@@ -399,3 +399,12 @@ def test_multipart_reader_handles_delimiters_split_across_reads(monkeypatch):
             list(chunks)
     with pytest.raises(Exception, match="multipart/form-data"):
         next(multipart.iter_file_parts(Trickle(body), "application/json"))
+
+
+def test_file_endpoints_answer_only_at_their_paths(api):
+    # the RPC form would read a JSON body; stream endpoints exist only at /files/...
+    status, body = api.envelope("files.download", path="x")
+    assert status == 404 and body["meta"]["result_code"] == 404
+    doc = api.request("GET", "/openapi.json")[1]
+    assert "/files/{path}" in doc["paths"] and "multipart/form-data" in \
+        doc["paths"]["/files/"]["post"]["requestBody"]["content"]

@@ -159,3 +159,21 @@ def test_integer_rules_shared_by_every_request_schema():
                    "free": {"a": 5}, "extra": 6.0}
     assert [type(out[k]) for k in ("page", "either", "ratio", "extra")] == [int, int, float, float]
     assert type(out["ref"]["page_size"]) is int and type(out["list"][0]) is int
+
+
+def test_stream_endpoints_rest_of_path_params_and_optional_auth(services):
+    path = write(services, "files.conf", """
+        get {
+          authorize: optional
+          "2.1" {
+            http { method: GET, path: "/files/{path:path}", status: 200, style: stream }
+            request { type: object, required: [path], properties { path { type: string } } }
+          }
+        }
+    """)
+    spec = load_service(path)[0]
+    assert (spec.http.path, spec.http.path_params, spec.http.style) == ("/files/<path:path>", ("path",), "stream")
+    assert spec.authorize and spec.auth_optional
+    bad = write(services, "bad.conf", 'x { authorize: sometimes, "2.1" { request { type: object } } }')
+    with pytest.raises(SpecError, match="authorize is true, false or optional"):
+        load_service(bad)
