@@ -89,6 +89,20 @@ def app(mongo_uri, db_name, tmp_path_factory):
 
 
 @pytest.fixture()
+def web(app):
+    """A bare Flask test client of the in-process app (file-server bodies, raw requests)."""
+    return app.test_client()
+
+
+@pytest.fixture()
+def files(app):
+    """The in-process app's file store rules (FileBLL)."""
+    from apiserver.state import get_state
+
+    return get_state().files
+
+
+@pytest.fixture()
 def client(app) -> ApiClient:
     """Unauthenticated in-process client."""
     return ApiClient(flask_client=app.test_client())

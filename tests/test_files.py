@@ -16,16 +16,6 @@ from apiserver.state import get_state
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, basic
 
 
-@pytest.fixture()
-def web(app):
-    return app.test_client()
-
-
-@pytest.fixture()
-def files(app):
-    return get_state().files
-
-
 def upload(web, auth, parts: dict[str, bytes], path: str = "/files/"):
     data = {name: (io.BytesIO(body), name.rsplit("/", 1)[-1]) for name, body in parts.items()}
     headers = {"Authorization": auth} if auth else {}
