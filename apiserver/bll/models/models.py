@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
@@ -64,16 +65,10 @@ class ModelBLL:
     # -- reads --------------------------------------------------------------------------------
 
     def readable(self, company: str, model_id: str, proj: dict | None = None) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": model_id, "company": {"$in": [company, ""]}}, proj)
-        if doc is None:
-            raise errors.bad_request.InvalidModelId(id=model_id)
-        return doc
+        return access.readable(self.coll, company, model_id, errors.bad_request.InvalidModelId, proj)
 
     def writable(self, company: str, model_id: str) -> dict[str, Any]:
-        doc = self.readable(company, model_id)
-        if doc.get("company") != company:
-            raise errors.forbidden.NoWritePermission("public models are read-only", id=model_id)
-        return doc
+        return access.writable(self.coll, company, model_id, errors.bad_request.InvalidModelId, "models")
 
     def get_by_id(self, company: str, model_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, model_id))

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import HIDDEN_TAG
@@ -34,16 +35,10 @@ class ProjectBLL:
         return Project._get_collection()
 
     def readable(self, company: str, project_id: str, proj: dict | None = None) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": project_id, "company": {"$in": [company, ""]}}, proj)
-        if doc is None:
-            raise errors.bad_request.InvalidProjectId(id=project_id)
-        return doc
+        return access.readable(self.coll, company, project_id, errors.bad_request.InvalidProjectId, proj)
 
     def writable(self, company: str, project_id: str) -> dict[str, Any]:
-        doc = self.readable(company, project_id)
-        if doc.get("company") != company:
-            raise errors.forbidden.NoWritePermission("public projects are read-only", id=project_id)
-        return doc
+        return access.writable(self.coll, company, project_id, errors.bad_request.InvalidProjectId, "projects")
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
         """A new project; the parents of a nested name ('a/b/c') are created when missing."""

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
@@ -85,16 +86,10 @@ class TaskBLL:
 
     def readable(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
         """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
-        doc = self.coll.find_one({"_id": task_id, "company": {"$in": [company, ""]}}, proj)
-        if doc is None:
-            raise errors.bad_request.InvalidTaskId(id=task_id)
-        return doc
+        return access.readable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, proj)
 
     def writable(self, company: str, task_id: str) -> dict[str, Any]:
-        doc = self.readable(company, task_id)
-        if doc.get("company") != company:
-            raise errors.forbidden.NoWritePermission("public tasks are read-only", id=task_id)
-        return doc
+        return access.writable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, "tasks")
 
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, task_id))
