@@ -40,6 +40,9 @@ def test_project_user_names_lists_task_owners(admin, other_admin):
         assert "Other Admin" not in [u["name"] for u in users]
     assert admin.call("projects.get_user_names", projects=[project])["users"] == [{"id": me["id"],
                                                                                    "name": me["name"]}]
+    admin.call("models.create", name="owned model", uri="s3://bucket/m.bin", project=project)
+    assert admin.call("projects.get_user_names", projects=[project], entity="model")["users"] == \
+        [{"id": me["id"], "name": me["name"]}]
 
 
 def test_list_operators_the_app_sends(admin):

@@ -162,6 +162,20 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
     return {"$or": [{f: cond} for f in fields]}
 
 
+def distinct_values(coll: Any, company: str, projects: list[str] | None, field: str,
+                    unwind: bool = False) -> list[Any]:
+    """The distinct non-empty values of ``field`` among the company's and public documents of
+    ``projects`` (all when none), sorted; ``unwind`` for list fields (tags)."""
+    match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+    if projects:
+        match["project"] = {"$in": projects}
+    pipeline: list[dict[str, Any]] = [{"$match": match}]
+    if unwind:
+        pipeline.append({"$unwind": f"${field}"})
+    pipeline.append({"$group": {"_id": f"${field}"}})
+    return sorted(row["_id"] for row in coll.aggregate(pipeline) if row["_id"])
+
+
 def api_id(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored document as the API shows it: ``_id`` is called ``id``."""
     out = dict(doc)

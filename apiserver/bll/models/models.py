@@ -102,11 +102,7 @@ class ModelBLL:
         return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
 
     def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
-        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
-        if projects:
-            match["project"] = {"$in": projects}
-        rows = self.coll.aggregate([{"$match": match}, {"$group": {"_id": "$framework"}}])
-        return sorted(r["_id"] for r in rows if r["_id"])
+        return q.distinct_values(self.coll, company, projects, "framework")
 
     # -- create and change --------------------------------------------------------------------
 

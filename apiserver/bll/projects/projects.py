@@ -14,6 +14,7 @@ from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import HIDDEN_TAG
 from apiserver.database.model.auth import User
 from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
 
@@ -152,24 +153,14 @@ class ProjectBLL:
         return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks}
 
     def user_names(self, company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
-        """The users who own the entity's objects in ``projects`` (all readable ones when none)."""
-        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
-        if projects:
-            match["project"] = {"$in": projects}
-        coll = Task._get_collection() if (entity or "task") == "task" else None
-        if coll is None:
-            return []  # models arrive with the ClearML models service
-        ids = [d["_id"] for d in coll.aggregate([{"$match": match}, {"$group": {"_id": "$user"}}]) if d["_id"]]
+        """The users who own the entity's (task's or model's) objects in ``projects`` (all when none)."""
+        coll = (Model if entity == "model" else Task)._get_collection()
+        ids = q.distinct_values(coll, company, projects, "user")
         users = User._get_collection().find({"_id": {"$in": ids}, "company": company}, {"name": 1})
         return sorted(({"id": u["_id"], "name": u.get("name")} for u in users),
                       key=lambda u: (u["name"] or "", u["id"]))
 
     def task_tags(self, company: str, projects: list[str] | None) -> dict[str, list[str]]:
-        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
-        if projects:
-            match["project"] = {"$in": projects}
-        out = {}
-        for field in ("tags", "system_tags"):
-            pipeline = [{"$match": match}, {"$unwind": f"${field}"}, {"$group": {"_id": f"${field}"}}]
-            out[field] = sorted(d["_id"] for d in Task._get_collection().aggregate(pipeline) if d["_id"])
-        return out
+        coll = Task._get_collection()
+        return {field: q.distinct_values(coll, company, projects, field, unwind=True)
+                for field in ("tags", "system_tags")}

@@ -119,11 +119,7 @@ class TaskBLL:
                                 dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
-        match: dict[str, Any] = {"company": {"$in": [company, ""]}}
-        if projects:
-            match["project"] = {"$in": projects}
-        rows = self.coll.aggregate([{"$match": match}, {"$group": {"_id": "$type"}}])
-        return sorted(r["_id"] for r in rows if r["_id"])
+        return q.distinct_values(self.coll, company, projects, "type")
 
     # -- create, clone, edit ------------------------------------------------------------------
 
