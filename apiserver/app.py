@@ -112,7 +112,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
-    files = FileBLL(build_store(config.get("files", {}), db, data_dir), tokens, config.get("files", {}))
+    files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
     models = ModelBLL(tasks, projects, files)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),

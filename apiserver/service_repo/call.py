@@ -36,7 +36,6 @@ class Call:
     # Stream endpoints (http style "stream") read the body and headers themselves.
     stream: BinaryIO | None = None
     headers: Mapping[str, str] | None = None
-    cookies: Mapping[str, str] | None = None
     environ: dict[str, Any] | None = None
 
     @property

@@ -212,7 +212,7 @@ class Dispatcher:
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
                     actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
                     remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
-                    stream=request.stream, headers=request.headers, cookies=request.cookies,
+                    stream=request.stream, headers=request.headers,
                     environ=request.environ)
         return self.handlers[(spec.name, spec.version)](call), call
 

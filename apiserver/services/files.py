@@ -34,7 +34,7 @@ def upload(call: Call) -> Response:
 @endpoint("files.download")
 def download(call: Call) -> Response:
     files = _files()
-    reader = files.reader(call.identity, call.cookies or {})
+    reader = files.reader(call.identity)
     found = files.find(reader, call.data["path"])
     shown = files.presentation(found.key, "download" in call.data)
     fileobj = found.open()

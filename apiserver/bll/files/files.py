@@ -19,7 +19,6 @@ from typing import Any
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.files import paths
 from apiserver.bll.files.storage import FileStore, StoredFile, Upload
 from apiserver.database.model.auth import Company
@@ -48,26 +47,20 @@ class Presentation:
 
 
 class FileBLL:
-    def __init__(self, store: FileStore, tokens: TokenService | None, cfg: Mapping[str, Any]):
+    def __init__(self, store: FileStore, cfg: Mapping[str, Any]):
         self.store = store
-        self.tokens = tokens
         self.max_upload_bytes = int(float(cfg.get("max_upload_size_mb", 4096)) * 1024 * 1024)
         self.public_read = bool(cfg.get("public_read", False))
-        self.cookie_names = list(cfg.get("auth_cookie_names") or [])
         self.server_urls = [str(u) for u in cfg.get("server_urls") or []]
         self.delete_delay_sec = float(cfg.get("delete_delay_sec", 60))
 
     # -- who reads ----------------------------------------------------------------------------
 
-    def reader(self, identity: Identity | None, cookies: Mapping[str, str]) -> Identity | None:
-        """The reading caller: from credentials, else from the web app's session cookie, else None
-        (allowed only with public_read; 401 otherwise)."""
+    def reader(self, identity: Identity | None) -> Identity | None:
+        """The reading caller: the request's identity (credentials or the web app's session cookie,
+        both read by the dispatcher), else None, allowed only with public_read (401 otherwise)."""
         if identity is not None:
             return identity
-        for name in self.cookie_names:
-            token = cookies.get(name)
-            if token and self.tokens is not None:
-                return self.tokens.verify(token)
         if self.public_read:
             return None
         raise errors.unauthorized.NoCredentials("files are read with the same credentials as the API "
