@@ -1,5 +1,9 @@
-"""Owns the rules every request schema shares beyond JSON Schema itself: default integer bounds,
-integral floats read as integers, and object keys no database can store.
+"""Owns the rules every request schema shares beyond JSON Schema itself: nulls as absent, default
+integer bounds, integral floats read as integers, and object keys no database can store.
+
+ClearML's clients send null for every optional argument they leave unset, and ClearML takes it as
+absent: a null the schema refuses is dropped before the rest is checked; a null the schema accepts
+is kept, and a required field stays required.
 
 JSON Schema counts ``487.0`` as an ``integer``; Python and pymongo do not (``skip must be an
 integer``), so after validation every integral float where the schema declares an integer becomes
@@ -15,6 +19,38 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from apiserver.schema.validation import first_error
+
+MAX_DROPPED_NULLS = 200
+
+
+def drop_refused_nulls(validator: Any, data: dict[str, Any]) -> Any:
+    """Drop (in place) every object key whose null value the schema refuses; the first remaining
+    validation error, or None."""
+    err = first_error(validator, data)
+    for _ in range(MAX_DROPPED_NULLS):
+        if err is None or not _drop_refused_null(data, err):
+            break
+        err = first_error(validator, data)
+    return err
+
+
+def _drop_refused_null(data: dict, err: Any) -> bool:
+    """Remove the object key whose null value ``err`` refuses; False when ``err`` is about something else."""
+    if err.instance is not None or err.validator not in ("type", "enum", "format", "minLength", "$ref") \
+            or not err.absolute_path:
+        return False
+    *parents, key = list(err.absolute_path)
+    holder: Any = data
+    for part in parents:
+        holder = holder[part]
+    if not isinstance(holder, dict) or key not in holder or holder[key] is not None:
+        return False
+    del holder[key]
+    return True
+
+
 
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)

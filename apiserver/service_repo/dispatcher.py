@@ -23,8 +23,8 @@ from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
-from apiserver.schema.normalize import integers_from_floats, unstorable_key
-from apiserver.schema.validation import error_field, first_error
+from apiserver.schema.normalize import drop_refused_nulls, integers_from_floats, unstorable_key
+from apiserver.schema.validation import error_field
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
 from apiserver.service_repo.call import Call
 
@@ -272,13 +272,7 @@ class Dispatcher:
 
     @staticmethod
     def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:
-        err = first_error(spec.request_validator, data)
-        # ClearML's clients send null for every optional argument they leave unset, and ClearML
-        # takes it as absent: a null the schema does not accept is dropped, then the rest checked.
-        for _ in range(MAX_DROPPED_NULLS):
-            if err is None or not _drop_refused_null(data, err):
-                break
-            err = first_error(spec.request_validator, data)
+        err = drop_refused_nulls(spec.request_validator, data)
         if err is None:
             bad_key = unstorable_key(data)
             if bad_key is not None:
@@ -371,24 +365,6 @@ class Dispatcher:
                     "subcode": 0, "request_id": call_id}
             return Response(dumps(body), status=code, mimetype="application/json")
         return self._envelope(call_id, call_id, request.path.strip("/"), None, None, code, 0, msg, {})
-
-
-MAX_DROPPED_NULLS = 200
-
-
-def _drop_refused_null(data: dict, err: Any) -> bool:
-    """Remove the object key whose null value ``err`` refuses; False when ``err`` is about something else."""
-    if err.instance is not None or err.validator not in ("type", "enum", "format", "minLength", "$ref") \
-            or not err.absolute_path:
-        return False
-    *parents, key = list(err.absolute_path)
-    holder: Any = data
-    for part in parents:
-        holder = holder[part]
-    if not isinstance(holder, dict) or key not in holder or holder[key] is not None:
-        return False
-    del holder[key]
-    return True
 
 
 def _http_api_error(exc: HTTPException) -> APIError:
