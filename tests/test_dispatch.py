@@ -274,3 +274,9 @@ def test_internal_endpoints_are_neither_served_nor_published(tmp_path):
         assert resp.status_code == 404 and data == {} and "Unable to find endpoint" in meta["result_msg"], path
     assert client.get("/hidden").status_code == 404
     assert set(build_openapi(registry, "0", "2.23")["paths"]) == {"/svc.shown"}
+
+
+def test_a_dependency_error_names_the_missing_field(api):
+    err = api.error("tasks.get_all", page=3)
+    assert (err.code, err.subcode) == (400, 12)
+    assert err.meta["error_data"] == {"field": "page_size", "rule": "dependencies"}

@@ -24,7 +24,8 @@ def first_error(validator: Draft7Validator, value: Any) -> ValidationError | Non
 
 def error_field(error: ValidationError) -> str:
     """The dotted path of the field an error is about: for ``required`` the first missing key, for
-    ``additionalProperties`` the first key that is not allowed."""
+    ``additionalProperties`` the first key that is not allowed, for ``dependencies`` the key another
+    one needs."""
     path = [str(p) for p in error.absolute_path]
     if isinstance(error.instance, dict):
         if error.validator == "required":
@@ -32,4 +33,11 @@ def error_field(error: ValidationError) -> str:
         elif error.validator == "additionalProperties":
             allowed = set(error.schema.get("properties") or {})
             path += sorted(set(error.instance) - allowed)[:1]
+        elif error.validator == "dependencies":  # the key that needs another: name the missing one
+            for key, needed in error.validator_value.items():
+                if key in error.instance and isinstance(needed, list):
+                    missing = [k for k in needed if k not in error.instance]
+                    if missing:
+                        path.append(missing[0])
+                        break
     return ".".join(path)
