@@ -18,6 +18,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
@@ -121,7 +122,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         deployments=deployments,
                         registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
                                                   int(config.get("registry.max_schema_bytes", 65536))),
-                        files=files, models=models,
+                        files=files, models=models, reports=ReportBLL(tasks, projects),
                         deletion=OwnedDeletion(tasks, models, events, files, projects),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)

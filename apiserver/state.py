@@ -18,6 +18,7 @@ from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
+from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
@@ -45,6 +46,7 @@ class ServerState:
     registry: ModelRegistryBLL
     files: FileBLL
     models: ModelBLL
+    reports: ReportBLL
     deletion: OwnedDeletion
     embedded: EmbeddedDatabase | None = None
     session_cookie: Any = None  # service_repo.auth.SessionCookie: the browser sign-in cookie

@@ -163,10 +163,10 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
 
 
 def distinct_values(coll: Any, company: str, projects: list[str] | None, field: str,
-                    unwind: bool = False) -> list[Any]:
+                    unwind: bool = False, match: dict[str, Any] | None = None) -> list[Any]:
     """The distinct non-empty values of ``field`` among the company's and public documents of
-    ``projects`` (all when none), sorted; ``unwind`` for list fields (tags)."""
-    match: dict[str, Any] = {"company": {"$in": [company, ""]}}
+    ``projects`` (all when none) that also ``match``, sorted; ``unwind`` for list fields (tags)."""
+    match = {**(match or {}), "company": {"$in": [company, ""]}}
     if projects:
         match["project"] = {"$in": projects}
     pipeline: list[dict[str, Any]] = [{"$match": match}]

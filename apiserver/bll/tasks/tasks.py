@@ -141,7 +141,9 @@ class TaskBLL:
     def validate(self, identity: Identity, data: dict[str, Any]) -> None:
         self._check_references(identity.company, data)
 
-    def create(self, identity: Identity, data: dict[str, Any]) -> str:
+    def create(self, identity: Identity, data: dict[str, Any], stored: dict[str, Any] | None = None) -> str:
+        """A new task; ``stored`` adds fields that other domains own (a report's text) in the same
+        insert, so that no half-made record is ever seen."""
         fields = self._section_fields(data, CREATE_FIELDS)
         self._check_references(identity.company, fields)
         now = utcnow()
@@ -152,6 +154,7 @@ class TaskBLL:
                **EMPTY_SECTIONS, **to_storage(fields)}
         doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
         doc["models"] = _with_model_lists(doc.get("models"))
+        doc.update(stored or {})
         self.coll.insert_one(doc)
         return doc["_id"]
 

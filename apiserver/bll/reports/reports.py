@@ -1,0 +1,130 @@
+"""Owns ClearML reports: markdown documents kept as tasks of type ``report``.
+
+As in ClearML, a report lives in a hidden ``.reports`` project under the project it belongs to
+(``<project>/.reports``, or ``.reports`` at the top for a report of no project), and carries the
+``reports`` and ``hidden`` system tags, so experiment tables and project counts never show it.
+Its text is the task's ``report`` field. Only a report in status ``created`` is edited; publishing
+is always allowed; deleting follows the task rule (created or archived, else ``force``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll import query as q
+from apiserver.bll.auth.identity import Identity
+from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.query import HIDDEN_TAG
+from apiserver.bll.tasks import status as st
+from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
+from apiserver.database.model.base import utcnow
+
+REPORT_TYPE = "report"
+REPORTS_TAG = "reports"
+REPORTS_PROJECT = ".reports"
+EDITABLE = ("name", "tags", "comment", "report")
+
+
+class ReportBLL:
+    def __init__(self, tasks: TaskBLL, projects: ProjectBLL):
+        self.tasks = tasks
+        self.projects = projects
+
+    def _report(self, company: str, report_id: str, write: bool = True) -> dict[str, Any]:
+        task = self.tasks.writable(company, report_id) if write else self.tasks.readable(company, report_id)
+        if task.get("type") != REPORT_TYPE:
+            raise errors.bad_request.OperationSupportedOnReportsOnly(id=report_id)
+        return task
+
+    def _reports_project(self, identity: Identity, project_name: str) -> str:
+        name = project_name.strip("/")
+        if name.rsplit("/", 1)[-1] != REPORTS_PROJECT:
+            name = f"{name}/{REPORTS_PROJECT}" if name else REPORTS_PROJECT
+        return self.projects.ensure(identity, name, system_tags=[REPORTS_TAG, HIDDEN_TAG])
+
+    def _target_name(self, identity: Identity, project: str | None, project_name: str | None = None) -> str:
+        if project_name:
+            return project_name
+        if project:
+            return self.projects.writable(identity.company, project)["name"]
+        return ""
+
+    def _drop_if_empty(self, company: str, project_id: str | None) -> None:
+        """A ``.reports`` project goes when its last report does."""
+        if not project_id:
+            return
+        project = self.projects.coll.find_one({"_id": project_id, "company": company}, {"basename": 1})
+        if project and project.get("basename") == REPORTS_PROJECT and \
+                self.tasks.coll.count_documents({"project": project_id}, limit=1) == 0:
+            self.projects.coll.delete_one({"_id": project_id, "company": company})
+
+    def create(self, identity: Identity, data: dict[str, Any]) -> dict[str, str]:
+        project_id = self._reports_project(identity, self._target_name(identity, data.get("project")))
+        fields = {"name": data["name"], "tags": data.get("tags") or [], "comment": data.get("comment", ""),
+                  "type": REPORT_TYPE, "project": project_id, "system_tags": [REPORTS_TAG, HIDDEN_TAG]}
+        task_id = self.tasks.create(identity, fields, stored={"report": data.get("report", "")})
+        return {"id": task_id, "project_id": project_id}
+
+    def update(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self._report(identity.company, data["task"])
+        if task["status"] != st.CREATED:
+            raise errors.bad_request.InvalidTaskStatus("only a report in status created is edited",
+                                                       expected=st.CREATED, status=task["status"])
+        sets = {k: data[k] for k in EDITABLE if k in data}
+        if not sets:
+            return {"updated": 0}
+        result = self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company,
+                                             "status": st.CREATED}, {"$set": {**sets, "last_update": utcnow()}})
+        if result.matched_count == 0:
+            raise errors.bad_request.TaskStatusChanged(expected_status=st.CREATED)
+        shown = dict(sets)
+        if "tags" in shown:
+            shown["tags"] = sorted(shown["tags"])
+        if "report" in shown:
+            shown["report"] = textwrap.shorten(shown["report"], width=100)
+        return {"updated": 1, "fields": shown}
+
+    def move(self, identity: Identity, data: dict[str, Any]) -> dict[str, str]:
+        if not (data.get("project") or data.get("project_name")):
+            raise errors.bad_request.MissingRequiredFields("project or project_name is required",
+                                                           field="project")
+        task = self._report(identity.company, data["task"])
+        target = self._target_name(identity, data.get("project"), data.get("project_name"))
+        project_id = self._reports_project(identity, target)
+        self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company},
+                                   {"$set": {"project": project_id, "last_update": utcnow()}})
+        if task.get("project") != project_id:
+            self._drop_if_empty(identity.company, task.get("project"))
+        return {"project_id": project_id}
+
+    def publish(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        task = self._report(identity.company, data["task"])
+        result = self.tasks.change_status(identity.company, task, st.PUBLISHED, force=True,
+                                          message=data.get("comment"), sets={"published": utcnow()})
+        return {"updated": 1, "fields": {k: v for k, v in result["fields"].items() if k != "status_reason"}}
+
+    def set_archived(self, identity: Identity, report_id: str, archived: bool) -> int:
+        task = self._report(identity.company, report_id)
+        op = "$addToSet" if archived else "$pull"
+        return self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company},
+                                          {op: {"system_tags": ARCHIVED_TAG},
+                                           "$set": {"last_update": utcnow()}}).modified_count
+
+    def delete(self, identity: Identity, data: dict[str, Any]) -> int:
+        task = self._report(identity.company, data["task"])
+        deleted = self.tasks.delete(identity, {"task": task["_id"], "force": bool(data.get("force"))})["deleted"]
+        self._drop_if_empty(identity.company, task.get("project"))
+        return int(deleted)
+
+    def get_all(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        query = {**data, "type": [REPORT_TYPE], "search_hidden": True}
+        if query.get("project"):
+            projects = query["project"] if isinstance(query["project"], list) else [query["project"]]
+            query["project"] = self.projects.with_children(company, projects)
+        return self.tasks.get_all(company, query)
+
+    def get_tags(self, company: str) -> list[str]:
+        return q.distinct_values(self.tasks.coll, company, None, "tags", unwind=True,
+                                 match={"type": REPORT_TYPE})
