@@ -18,7 +18,6 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
-from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
@@ -26,6 +25,7 @@ from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
+from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.server_settings import configured_or_generated
 from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
