@@ -7,6 +7,7 @@ MongoDB at ``MONGODB_URI`` when that is set. Each test session uses a fresh data
 from __future__ import annotations
 
 import os
+import shutil
 from uuid import uuid4
 
 import pytest
@@ -16,6 +17,7 @@ from tests.helpers import (
     ADMIN_KEY,
     ADMIN_SECRET,
     ALLOW_LOOPBACK,
+    ARTIFACTS,
     LOOPBACK_HOSTS,
     OTHER_KEY,
     OTHER_SECRET,
@@ -126,3 +128,37 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+BROWSER = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's chromium-headless-shell; .ci/run installs it) driven by Playwright."""
+    if BROWSER is None:
+        pytest.skip("no Chromium: install Debian's chromium-headless-shell (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=BROWSER, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, request):
+    """A fresh browser page at 1280x800 whose ``api_log`` lists (status, endpoint, request body) of every
+    API call; a screenshot is kept in test-artifacts/ when the test fails."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.api_log = []
+    page.on("response", lambda r: page.api_log.append((r.status, r.url.rsplit("/", 1)[-1], r.request.post_data))
+            if "/api/" in r.url else None)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

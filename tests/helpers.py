@@ -19,6 +19,7 @@ from jsonschema import Draft7Validator
 from apiserver.schema.loader import SpecRegistry, load_specs, parse_version
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of failed browser tests
 ADMIN_KEY = "TESTADMINKEY0000000000AA"
 ADMIN_SECRET = "test-admin-secret-4c1f0e8b9f2d4a7e"
 OTHER_KEY = "TESTOTHERKEY000000000BBB"
@@ -209,3 +210,14 @@ def run_in_processes(target, args_per_process: list[tuple], timeout: float = 300
     for proc in procs:
         proc.join(60)
     return results
+
+
+def sign_in_page(page: Any, base_url: str, user: str, password: str) -> None:
+    """Sign in through the ClearML web app's own login page, as a person would."""
+    page.goto(base_url + "/")
+    name = page.locator("input[name=name], input[formcontrolname=name], input[type=text]").first
+    name.wait_for(timeout=30_000)
+    name.fill(user)
+    page.locator("input[type=password]").fill(password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)

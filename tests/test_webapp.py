@@ -4,19 +4,16 @@ browser (Debian's chromium-headless-shell driven by Playwright)."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.helpers import ROOT, ServerProcess
+from tests.helpers import ROOT, ServerProcess, sign_in_page
 
 WEBAPP = Path(os.environ.get("CLEARML_WEBAPP_DIR", ROOT.parent / "shared" / "clearml-web"))
-BROWSER = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium-headless-shell") or shutil.which("chromium")
 USER, PASSWORD = "webapp-user", "webapp password 1"
-ARTIFACTS = ROOT / "test-artifacts"
 
 needs_build = pytest.mark.skipif(not (WEBAPP / "index.html").is_file(),
                                  reason=f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
@@ -54,49 +51,11 @@ def test_the_server_serves_the_app_with_its_configuration(web):
     assert requests.post(web.base_url + "/debug.ping", timeout=10).status_code == 401
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if BROWSER is None:
-        pytest.skip("no Chromium: install Debian's chromium-headless-shell (.ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=BROWSER, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.api_log = []
-    page.on("response", lambda r: page.api_log.append((r.status, r.url.rsplit("/", 1)[-1]))
-            if "/api/" in r.url else None)
-    yield page
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-
-
-def _sign_in(page, base_url: str) -> None:
-    page.goto(base_url + "/")
-    name = page.locator("input[name=name], input[formcontrolname=name], input[type=text]").first
-    name.wait_for(timeout=30_000)
-    name.fill(USER)
-    page.locator("input[type=password]").fill(PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
-
-
 @needs_build
 def test_sign_in_through_the_login_page_and_out_again(web, page):
-    _sign_in(page, web.base_url)
+    sign_in_page(page, web.base_url, USER, PASSWORD)
     page.get_by_text("Projects Dashboard", exact=False).first.wait_for(timeout=30_000)
-    calls = dict((name, status) for status, name in page.api_log)
+    calls = {name: status for status, name, _ in page.api_log}
     assert calls["auth.login"] == 200 and calls["users.get_current_user"] == 200
     assert not [c for c in page.api_log if c[0] == 401], page.api_log
     cookie = next(c for c in page.context.cookies() if c["name"] == "clearml_token_basic")

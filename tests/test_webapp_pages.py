@@ -1,0 +1,185 @@
+"""Every page of the real ClearML web app, served by the server, with data the real SDK and agent
+reported: a project, a finished task with hyperparameters, a configuration, scalars, a single value,
+a plot, a debug image and console lines; a model; a queued task; a real clearml-agent as a worker;
+a report. A password user signs in through the login page; each page must show that data, and no
+API call the app makes on it may answer an error. Screenshots of a failed page go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ARTIFACTS, ROOT, ServerProcess, sign_in_page
+
+pytest.importorskip("clearml")
+
+WEBAPP = Path(os.environ.get("CLEARML_WEBAPP_DIR", ROOT.parent / "shared" / "clearml-web"))
+USER, PASSWORD = "pages-user", "pages password 1"
+PROJECT = "web-pages"
+
+SEED = """
+import json
+import numpy as np
+from clearml import OutputModel, Task
+
+task = Task.init(project_name="web-pages", task_name="trainer", output_uri=True, reuse_last_task_id=False,
+                 auto_connect_frameworks=False, auto_resource_monitoring=False)
+task.connect({"lr": 0.25, "epochs": 7}, name="Args")
+task.connect_configuration({"layers": [64, 32], "dropout": 0.1}, name="net-config")
+logger = task.get_logger()
+for i in range(20):
+    logger.report_scalar("loss", "train", value=1.0 / (i + 1), iteration=i)
+    logger.report_scalar("loss", "val", value=1.5 / (i + 1), iteration=i)
+logger.report_single_value("best-acc", 0.93)
+logger.report_scatter2d("scatter", "points", iteration=3, scatter=[(1, 2), (2, 3), (3, 5)])
+image = np.zeros((16, 24, 3), dtype=np.uint8)
+image[:, :12] = 255
+logger.report_image("samples", "first", iteration=3, image=image)
+for i in range(30):
+    print(f"console line {i}")
+with open("weights.bin", "wb") as f:
+    f.write(b"w" * 1000)
+model = OutputModel(task=task, name="pages-net", framework="PyTorch")
+model.update_weights(weights_filename="weights.bin")
+task.flush(wait_for_uploads=True)
+task.close()
+queued = Task.create(project_name="web-pages", task_name="queued-job", script="job.py", working_directory=".",
+                     packages=[], add_task_init_call=False)
+Task.enqueue(queued, queue_name="default")
+print("RESULT", json.dumps({"task": task.id, "model": model.id, "queued": queued.id}))
+"""
+
+
+def _env(folder: Path) -> dict[str, str]:
+    return {**os.environ, "CLEARML_CONFIG_FILE": str(folder / "clearml.conf"), "HOME": str(folder / "home"),
+            "CLEARML_AGENT_SKIP_PIP_VENV_INSTALL": sys.executable, "CLEARML_AGENT_SKIP_PYTHON_ENV_INSTALL": "1",
+            "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def site(mongo_uri, tmp_path_factory):
+    """The server with the web app, seeded through the SDK, with a real agent serving queue 'gpu'."""
+    if not (WEBAPP / "index.html").is_file():
+        pytest.skip(f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
+    users = f'[{{username: "{USER}", name: "Pages User", password: "{PASSWORD}", role: "admin"}}]'
+    proc = ServerProcess(mongo_uri, f"pages_{time.time_ns()}", workers=2,
+                         extra_env={"APISERVER__auth__fixed_users": users,
+                                    "APISERVER__files__local__dir": str(tmp_path_factory.mktemp("pages-files"))})
+    proc.argv += ["--webapp", str(WEBAPP)]
+    proc.start(tmp_path_factory.mktemp("pages-logs"))
+    folder = tmp_path_factory.mktemp("pages-sdk")
+    (folder / "home").mkdir()
+    (folder / "job.py").write_text("print('job')\n")
+    (folder / "clearml.conf").write_text(textwrap.dedent(f"""
+        api {{
+          api_server: {proc.base_url}
+          web_server: {proc.base_url}
+          files_server: {proc.base_url}/files
+          credentials {{ access_key: "{ADMIN_KEY}", secret_key: "{ADMIN_SECRET}" }}
+        }}
+        sdk.development.vcs_repo_detect_async: false
+        agent {{ package_manager.type: pip, venvs_dir: {folder}/venvs, vcs_cache.enabled: false }}
+    """))
+    (folder / "seed.py").write_text(SEED)
+    agent = None
+    try:
+        out = subprocess.run([sys.executable, "seed.py"], cwd=folder, env=_env(folder), capture_output=True,
+                             text=True, timeout=240)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        seeded = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+        log = open(folder / "agent.log", "wb")  # noqa: SIM115 - closed below
+        agent = subprocess.Popen([sys.executable, "-m", "clearml_agent", "--config-file", str(folder / "clearml.conf"),
+                                  "daemon", "--queue", "gpu", "--create-queue", "--foreground"], cwd=folder,
+                                 env=_env(folder), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        admin = proc.admin()
+        deadline = time.monotonic() + 90
+        while not admin.call("workers.get_all")["workers"]:
+            assert time.monotonic() < deadline, (folder / "agent.log").read_text()[-3000:]
+            assert agent.poll() is None, (folder / "agent.log").read_text()[-3000:]
+            time.sleep(0.5)
+        seeded["worker"] = admin.call("workers.get_all")["workers"][0]["id"]
+        seeded["project"] = admin.call("projects.get_all", name=f"^{PROJECT}$")["projects"][0]["id"]
+        seeded["report"] = admin.call("reports.create", name="pages report", project=seeded["project"],
+                                      report="# Pages report\nThe loss went down.")["id"]
+        proc.seeded = seeded
+        yield proc
+    finally:
+        if agent is not None:
+            agent.terminate()
+            try:
+                agent.wait(30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def session_page(site, browser):
+    """One signed-in browser tab for all pages (signing in once keeps the module short)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.api_log = []
+    page.on("response", lambda r: page.api_log.append((r.status, r.url.rsplit("/", 1)[-1], r.request.post_data))
+            if "/api/" in r.url else None)
+    sign_in_page(page, site.base_url, USER, PASSWORD)
+    yield page
+    context.close()
+
+
+@pytest.fixture()
+def signed_in(session_page, request):
+    yield session_page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        session_page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+
+
+def _open(page, base_url: str, path: str, *expected_texts: str) -> None:
+    """Open ``path``; every text must show; no API call of the page may answer an error."""
+    page.api_log.clear()
+    page.goto(base_url + path)
+    for text in expected_texts:
+        page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle", timeout=30_000)
+    failed = [(status, name, body) for status, name, body in page.api_log if status >= 400]
+    assert failed == [], f"{path}: API calls that failed: {failed}"
+
+
+PAGES = {
+    "dashboard": ("/dashboard", [PROJECT, "trainer"]),
+    "projects": ("/projects", [PROJECT]),
+    "tasks table": ("/projects/{project}/tasks", ["trainer", "queued-job"]),
+    "task execution": ("/projects/{project}/tasks/{task}/execution", ["trainer"]),
+    "task hyperparameters": ("/projects/{project}/tasks/{task}/hyper-params/hyper-param/Args", ["lr", "0.25"]),
+    "task configuration": ("/projects/{project}/tasks/{task}/hyper-params/configuration/net-config", ["dropout"]),
+    "task artifacts": ("/projects/{project}/tasks/{task}/artifacts", ["pages-net"]),
+    "task scalars": ("/projects/{project}/tasks/{task}/scalars", ["loss", "best-acc"]),
+    "task plots": ("/projects/{project}/tasks/{task}/plots", ["scatter"]),
+    "task debug images": ("/projects/{project}/tasks/{task}/debugImages", ["samples"]),
+    "task console": ("/projects/{project}/tasks/{task}/log", ["console line 29"]),
+    "compare tasks": ("/projects/{project}/compare-tasks;ids={task},{queued}/scalars/graph", ["loss"]),
+    "models table": ("/projects/{project}/models", ["pages-net"]),
+    "model details": ("/projects/{project}/models/{model}/general", ["pages-net"]),
+    "workers": ("/workers-and-queues/workers", ["{worker}"]),
+    "queues": ("/workers-and-queues/queues", ["default", "queued-job"]),
+    "reports": ("/reports", ["pages report"]),
+    "pipelines": ("/pipelines", []),
+    "datasets": ("/datasets", []),
+    "settings": ("/settings/profile", ["Pages User"]),
+    "workspace settings": ("/settings/workspace-configuration", []),
+}
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_shows_the_reported_data_and_no_call_fails(site, signed_in, name):
+    path, texts = PAGES[name]
+    _open(signed_in, site.base_url, path.format(**site.seeded), *(t.format(**site.seeded) for t in texts))
