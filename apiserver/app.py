@@ -28,6 +28,7 @@ from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.server_settings import configured_or_generated
 from apiserver.bll.tasks.deletion import OwnedDeletion
+from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, ConfigError, load_config
@@ -115,9 +116,11 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks.on_delete.append(events.delete_for_task)
     files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
     models = ModelBLL(tasks, projects, files)
+    workers = WorkerBLL(worker_timeout)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
-                        workers=WorkerBLL(worker_timeout), events=events,
+                        workers=workers, events=events,
+                        pipeline_runs=PipelineRunBLL(tasks, projects, workers),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
                         registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),

@@ -20,6 +20,7 @@ from apiserver.bll.queues.queues import QueueBLL, QueueListing
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.tasks.deletion import OwnedDeletion
+from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config
@@ -47,6 +48,7 @@ class ServerState:
     files: FileBLL
     models: ModelBLL
     reports: ReportBLL
+    pipeline_runs: PipelineRunBLL
     deletion: OwnedDeletion
     embedded: EmbeddedDatabase | None = None
     session_cookie: Any = None  # service_repo.auth.SessionCookie: the browser sign-in cookie

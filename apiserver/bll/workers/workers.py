@@ -45,6 +45,11 @@ class WorkerBLL:
                              {"$set": sets, "$setOnInsert": {"_id": new_id(), "runtime_properties": []}},
                              upsert=True)
 
+    def queue_watched(self, company: str, queue_id: str) -> bool:
+        """Whether a live (not expired) worker listens on the queue."""
+        return self.coll.count_documents({"company": company, "queues": queue_id, "expired": {"$ne": True},
+                                          "expires_at": {"$gte": utcnow()}}, limit=1) > 0
+
     def unregister(self, identity: Identity, worker: str) -> None:
         if not self.coll.delete_one({"company": identity.company, "worker": worker}).deleted_count:
             raise errors.bad_request.WorkerNotRegistered(worker=worker)
