@@ -58,7 +58,7 @@ def test_token_expiry_and_refresh(server):
     assert err.code == 400 and "expiration_sec" in err.msg
 
 
-def test_credentials_lifecycle_and_revocation(admin, server):
+def test_credentials_lifecycle_and_revocation(admin, other_admin, server):
     new = admin.call("auth.create_credentials", label="ci")["credentials"]
     assert new["secret_key"] and new["label"] == "ci"
     listed = admin.call("auth.get_credentials")["credentials"]
@@ -66,6 +66,14 @@ def test_credentials_lifecycle_and_revocation(admin, server):
     assert "secret" not in json.dumps(listed).replace("secret_key", "")  # no secret or hash comes back
     keyed = server.client(basic(new["access_key"], new["secret_key"]))
     assert keyed.call("debug.ping") == {"msg": "ping"}  # Basic works on any endpoint
+    # The settings page renames a key; only the owner's own keys change.
+    assert admin.call("auth.edit_credentials", access_key=new["access_key"], label="ci runner") == {"updated": 1}
+    labels = {c["access_key"]: c["label"] for c in admin.call("auth.get_credentials")["credentials"]}
+    assert labels[new["access_key"]] == "ci runner"
+    assert keyed.call("auth.edit_credentials", access_key=ADMIN_KEY, label="taken") == {"updated": 1}
+    assert other_admin.call("auth.edit_credentials", access_key=new["access_key"], label="x") == {"updated": 0}
+    labels = {c["access_key"]: c["label"] for c in admin.call("auth.get_credentials")["credentials"]}
+    assert labels[new["access_key"]] == "ci runner"
     assert admin.call("auth.revoke_credentials", access_key=new["access_key"]) == {"revoked": 1}
     assert admin.call("auth.revoke_credentials", access_key=new["access_key"]) == {"revoked": 0}
     for name in ("auth.login", "debug.ping"):

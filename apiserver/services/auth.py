@@ -30,6 +30,12 @@ def get_credentials(call: Call) -> dict:
     return {"credentials": get_state().auth.list_credentials(call.user, call.company)}
 
 
+@endpoint("auth.edit_credentials")
+def edit_credentials(call: Call) -> dict:
+    return {"updated": get_state().auth.edit_credentials(call.data["access_key"], call.user, call.company,
+                                                         call.data.get("label"))}
+
+
 @endpoint("auth.revoke_credentials")
 def revoke_credentials(call: Call) -> dict:
     return {"revoked": get_state().auth.revoke_credentials(call.data["access_key"], call.user, call.company)}

@@ -186,6 +186,11 @@ class AuthBLL:
         return [{"access_key": c.access_key, "label": c.label, "last_used": c.last_used,
                  "last_used_from": None, "created": c.created} for c in creds]
 
+    def edit_credentials(self, access_key: str, user: str, company: str, label: str | None) -> int:
+        """Change the label of one of the caller's own active keys."""
+        return Credentials.objects(access_key=access_key, user=user, company=company, revoked=None) \
+            .update(set__label=label)
+
     def revoke_credentials(self, access_key: str, user: str, company: str) -> int:
         revoked = Credentials.objects(access_key=access_key, user=user, company=company, revoked=None) \
             .update(set__revoked=utcnow())
