@@ -33,8 +33,10 @@ def test_a_report_lives_hidden_in_its_projects_reports_folder(admin):
     listed = admin.call("reports.get_all_ex", **{**PAGE_QUERY, "project": [project]})["tasks"]
     assert [(r["id"], r["name"], r["report"], r["status"]) for r in listed] == \
         [(made["id"], "weekly", "# Results\nall good", "created")]
-    assert sorted(listed[0]) == sorted(["id", "name", "comment", "company", "tags", "report", "status", "last_update",
-                                        "system_tags"]), listed[0]
+    assert sorted(listed[0]) == sorted(["id", "name", "comment", "company", "tags", "report", "project", "user",
+                                        "status", "last_update", "system_tags"]), listed[0]
+    assert listed[0]["project"] == {"id": made["project_id"], "name": f"{name}/.reports"}
+    assert listed[0]["user"]["name"]
     top = admin.call("reports.create", name="no project")
     assert admin.call("projects.get_by_id", project=top["project_id"])["project"]["name"] == ".reports"
 

@@ -13,6 +13,8 @@ The filter language (``get_all`` of tasks, projects, queues, models):
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -30,6 +32,51 @@ def page_bounds(page: int | None, page_size: int | None, default_size: int = MAX
     """(skip, limit) for ClearML paging; sizes are capped at 500."""
     size = min(page_size or default_size, MAX_PAGE_SIZE)
     return (page or 0) * size, size
+
+
+# A refreshed scroll re-reads from the start as many items as were read, at most this many.
+MAX_SCROLL_REFRESH = 10_000
+
+
+def _scroll_position(scroll_id: str) -> int:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(scroll_id.encode()))["listed"]
+        if not isinstance(position, int) or position < 0:
+            raise ValueError
+        return position
+    except (ValueError, TypeError, KeyError, UnicodeError):
+        raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id) from None
+
+
+def scrolls(data: dict[str, Any]) -> bool:
+    """Whether a listing pages by scroll (``scroll_id``, even null on the first call, or ``size``)."""
+    return "scroll_id" in data or data.get("size") is not None
+
+
+def page_window(data: dict[str, Any], default_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
+    """(skip, limit) of a ``get_all`` request: ``page``/``page_size``, or ClearML's scroll paging.
+
+    A scroll continues after the items its ``scroll_id`` says were read, ``size`` at a time;
+    ``refresh_scroll`` reads again from the start as many items as were read (at least ``size``),
+    so a table can refresh what it shows without losing its place.
+    """
+    if not scrolls(data):
+        return page_bounds(data.get("page"), data.get("page_size"), default_size)
+    size = min(data.get("size") or default_size, MAX_PAGE_SIZE)
+    listed = _scroll_position(data["scroll_id"]) if data.get("scroll_id") else 0
+    if data.get("refresh_scroll"):
+        return 0, min(max(listed, size), MAX_SCROLL_REFRESH)
+    return listed, size
+
+
+def scroll_answer(data: dict[str, Any], returned: int) -> dict[str, Any]:
+    """The ``scroll_id`` a scrolled listing answers (nothing for page paging): it records how many
+    items the caller has now read. Stateless, so it never expires and any server process takes it."""
+    if not scrolls(data):
+        return {}
+    skip, _ = page_window(data)
+    listed = skip + returned
+    return {"scroll_id": base64.urlsafe_b64encode(json.dumps({"listed": listed}).encode()).decode()}
 
 
 LIST_OPS = ("__$not", "__$all", "__$any", "__$and", "__$or")
@@ -308,9 +355,11 @@ def field_path(path: str, field: str) -> str:
 
 def projection(only_fields: list[str] | None, field_map: dict[str, str] | None = None,
                always: Iterable[str] = ("_id",), field: str = "only_fields") -> dict[str, int] | None:
-    """A MongoDB projection from ``only_fields`` (dotted paths; ``-field`` excludes)."""
-    if not only_fields:
+    """A MongoDB projection from ``only_fields`` (dotted paths; ``-field`` excludes; ``*`` is every
+    field and ``a.*`` all of ``a``, as the ClearML web app asks)."""
+    if not only_fields or "*" in only_fields:
         return None
+    only_fields = [f[:-2] if f.endswith(".*") else f for f in only_fields]
     only_fields = [field_path(f[1:] if f.startswith("-") else f, field) and f for f in only_fields]
     field_map = field_map or {}
     include = [field_map.get(f, f) for f in only_fields if not f.startswith("-")]
@@ -378,3 +427,63 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
     empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
     rest = find(empty_q, sort[1:] or [("_id", 1)]).skip(max(0, skip - filled_total))
     return docs + list(rest.limit(limit - len(docs)))
+
+
+# -- references in only_fields ------------------------------------------------------------------
+
+def split_references(only_fields: list[str] | None, refs: dict[str, Any]
+                     ) -> tuple[list[str] | None, dict[str, set[str]]]:
+    """``only_fields`` with ``project.name``-style entries (a field of the object a reference field
+    points at) replaced by the reference field itself, and what to read of each referenced object.
+
+    ``refs`` maps an API reference path (``project``, ``models.output.model``) to the collection of
+    the objects it holds ids of. ClearML answers such a field as an object, ``{id, name}``.
+    """
+    wanted: dict[str, set[str]] = {}
+    if not only_fields:
+        return only_fields, wanted
+    plain: list[str] = []
+    for field in only_fields:
+        ref = next((r for r in sorted(refs, key=len, reverse=True)
+                    if not field.startswith("-") and field.startswith(r + ".")), None)
+        if ref is None:
+            plain.append(field)
+            continue
+        sub = field[len(ref) + 1:]
+        wanted.setdefault(ref, set()).add(field_path(sub, "only_fields").split(".")[0])
+        plain.append(ref)
+    return list(dict.fromkeys(plain)), wanted
+
+
+def _holders(value: Any, parts: list[str]) -> Iterable[tuple[dict[str, Any], str]]:
+    """Every (dict, key) pair at dotted ``parts`` below ``value``, through lists."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _holders(item, parts)
+    elif isinstance(value, dict) and parts:
+        if len(parts) == 1:
+            if value.get(parts[0]) is not None:
+                yield value, parts[0]
+        else:
+            yield from _holders(value.get(parts[0]), parts[1:])
+
+
+def dereference(docs: list[dict[str, Any]], wanted: dict[str, set[str]], refs: dict[str, Any],
+                company: str) -> list[dict[str, Any]]:
+    """Replace (in place) each wanted reference id with ``{id, <fields>}`` of the object it names,
+    read with one query per reference field; a missing object gives ``{id}`` only."""
+    for ref, fields in wanted.items():
+        parts = ref.split(".")
+        holders = [h for doc in docs for h in _holders(doc, parts)]
+        ids = list({holder[key] for holder, key in holders if isinstance(holder[key], str)})
+        extra = sorted(fields - {"id"})
+        found: dict[str, dict[str, Any]] = {}
+        if ids and extra and refs[ref] is not None:
+            scope = {"_id": {"$in": ids}, "company": {"$in": [company, ""]}} if ref != "company" else \
+                {"_id": {"$in": ids}}
+            found = {d["_id"]: d for d in refs[ref].find(scope, {f: 1 for f in extra})}
+        for holder, key in holders:
+            if isinstance(holder[key], str):
+                target = found.get(holder[key], {})
+                holder[key] = {"id": holder[key], **{f: target[f] for f in extra if f in target}}
+    return docs

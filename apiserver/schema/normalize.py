@@ -1,5 +1,5 @@
-"""Owns the rules every request schema shares beyond JSON Schema itself: nulls as absent, default
-integer bounds, integral floats read as integers, and object keys no database can store.
+"""Owns the rules every request schema shares beyond JSON Schema itself: nulls as absent, one value
+as a one-item list, default integer bounds, integral floats read as integers, and object keys no database can store.
 
 ClearML's clients send null for every optional argument they leave unset, and ClearML takes it as
 absent: a null the schema refuses is dropped before the rest is checked; a null the schema accepts
@@ -26,11 +26,12 @@ MAX_DROPPED_NULLS = 200
 
 
 def drop_refused_nulls(validator: Any, data: dict[str, Any]) -> Any:
-    """Drop (in place) every object key whose null value the schema refuses; the first remaining
-    validation error, or None."""
+    """Drop (in place) every object key whose null value the schema refuses, and make a lone value
+    of a top-level field declared as a list a one-item list; the first remaining validation error,
+    or None."""
     err = first_error(validator, data)
     for _ in range(MAX_DROPPED_NULLS):
-        if err is None or not _drop_refused_null(data, err):
+        if err is None or not (_drop_refused_null(data, err) or _wrap_refused_scalar(data, err)):
             break
         err = first_error(validator, data)
     return err
@@ -50,6 +51,20 @@ def _drop_refused_null(data: dict, err: Any) -> bool:
     del holder[key]
     return True
 
+
+
+def _wrap_refused_scalar(data: dict, err: Any) -> bool:
+    """ClearML takes one value where a request field is a list (``id: "x"``, a date filter as one
+    ``">=2024-01-01"``): a top-level scalar the schema refuses for not being an array is wrapped."""
+    if err.validator != "type" or len(err.absolute_path) != 1 or isinstance(err.instance, (list, dict)) \
+            or err.instance is None:
+        return False
+    declared = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+    key = err.absolute_path[0]
+    if "array" not in declared or key not in data or data[key] is not err.instance:
+        return False
+    data[key] = [err.instance]
+    return True
 
 
 INT64 = (-(2**63), 2**63 - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiserver.bll import query as q
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -24,7 +25,8 @@ def get_by_task_id(call: Call) -> dict:
 @endpoint("models.get_all_ex")
 @endpoint("models.get_by_id_ex")
 def get_all(call: Call) -> dict:
-    return {"models": _models().get_all(call.company, call.data)}
+    models = _models().get_all(call.company, call.data)
+    return {"models": models, **q.scroll_answer(call.data, len(models))}
 
 
 @endpoint("models.get_frameworks")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from apiserver.bll import query as q
+from apiserver.bll.projects import contents
+from apiserver.database.model.model import Model
+from apiserver.database.model.project import Project
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -23,7 +27,8 @@ def get_by_id(call: Call) -> dict:
 @endpoint("projects.get_all")
 @endpoint("projects.get_all_ex")
 def get_all(call: Call) -> dict:
-    return {"projects": _projects().get_all(call.company, call.data)}
+    projects = _projects().get_all(call.company, call.data)
+    return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
 
 
 @endpoint("projects.update")
@@ -45,3 +50,81 @@ def get_task_tags(call: Call) -> dict:
 @endpoint("projects.get_user_names")
 def get_user_names(call: Call) -> dict:
     return {"users": _projects().user_names(call.company, call.data.get("projects"), call.data.get("entity"))}
+
+
+@endpoint("projects.get_all_ex", min_version="2.15")
+def get_all_ex(call: Call) -> dict:
+    projects = _projects().get_all_ex(call.company, call.data)
+    return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
+
+
+@endpoint("projects.move")
+def move(call: Call) -> dict:
+    return {"moved": _projects().move(call.identity, call.data["project"], call.data.get("new_location"))}
+
+
+@endpoint("projects.merge")
+def merge(call: Call) -> dict:
+    return _projects().merge(call.identity, call.data["project"], call.data["destination_project"])
+
+
+@endpoint("projects.validate_delete")
+def validate_delete(call: Call) -> dict:
+    return _projects().validate_delete(call.company, call.data["project"])
+
+
+def _scope(call: Call) -> list[str] | None:
+    """The request's projects (all when none), with subprojects unless include_subprojects is false."""
+    data = call.data
+    projects = data.get("projects") or ([data["project"]] if data.get("project") else None)
+    return contents.expand(call.company, projects, data.get("include_subprojects") is not False)
+
+
+@endpoint("projects.get_project_tags")
+def get_project_tags(call: Call) -> dict:
+    ids = call.data.get("projects")
+    return contents.tags_of(Project._get_collection(), call.company, {"_id": {"$in": ids}} if ids else None)
+
+
+@endpoint("projects.get_model_tags")
+def get_model_tags(call: Call) -> dict:
+    projects = _scope(call)
+    return contents.tags_of(Model._get_collection(), call.company, {"project": {"$in": projects}} if projects else None)
+
+
+@endpoint("projects.get_task_parents")
+def get_task_parents(call: Call) -> dict:
+    return {"parents": contents.task_parents(call.company, _scope(call), call.data.get("tasks_state") or "active")}
+
+
+@endpoint("projects.get_hyper_parameters")
+def get_hyper_parameters(call: Call) -> dict:
+    items, total, remaining = contents.page_of(contents.hyper_parameters(call.company, _scope(call)),
+                                               call.data.get("page"), call.data.get("page_size"))
+    return {"parameters": items, "total": total, "remaining": remaining}
+
+
+@endpoint("projects.get_hyperparam_values")
+def get_hyperparam_values(call: Call) -> dict:
+    values = contents.hyperparam_values(call.company, _scope(call), call.data["section"], call.data["name"])
+    items, total, _ = contents.page_of(values, call.data.get("page"), call.data.get("page_size"))
+    return {"values": items, "total": total}
+
+
+@endpoint("projects.get_unique_metric_variants")
+def get_unique_metric_variants(call: Call) -> dict:
+    return {"metrics": contents.metric_variants(call.company, _scope(call), bool(call.data.get("model_metrics")))}
+
+
+@endpoint("projects.get_model_metadata_keys")
+def get_model_metadata_keys(call: Call) -> dict:
+    items, total, remaining = contents.page_of(contents.model_metadata_keys(call.company, _scope(call)),
+                                               call.data.get("page"), call.data.get("page_size"))
+    return {"keys": items, "total": total, "remaining": remaining}
+
+
+@endpoint("projects.get_model_metadata_values")
+def get_model_metadata_values(call: Call) -> dict:
+    values = contents.model_metadata_values(call.company, _scope(call), call.data["key"])
+    items, total, _ = contents.page_of(values, call.data.get("page"), call.data.get("page_size"))
+    return {"values": items, "total": total}

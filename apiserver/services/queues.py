@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiserver.bll import query as q
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -23,7 +24,8 @@ def get_by_id(call: Call) -> dict:
 @endpoint("queues.get_all")
 @endpoint("queues.get_all_ex")
 def get_all(call: Call) -> dict:
-    return {"queues": get_state().queue_listing.get_all(call.company, call.data)}
+    queues = get_state().queue_listing.get_all(call.company, call.data)
+    return {"queues": queues, **q.scroll_answer(call.data, len(queues))}
 
 
 @endpoint("queues.get_default")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiserver.bll import query as q
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -47,7 +48,8 @@ def delete(call: Call) -> dict:
 
 @endpoint("reports.get_all_ex")
 def get_all_ex(call: Call) -> dict:
-    return {"tasks": _reports().get_all(call.company, call.data)}
+    reports = _reports().get_all(call.company, call.data)
+    return {"tasks": reports, **q.scroll_answer(call.data, len(reports))}
 
 
 @endpoint("reports.get_tags")

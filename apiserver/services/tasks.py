@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from apiserver.bll import query as q
+from apiserver.bll.batch import run_batch
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -18,7 +22,8 @@ def get_by_id(call: Call) -> dict:
 @endpoint("tasks.get_all")
 @endpoint("tasks.get_all_ex")
 def get_all(call: Call) -> dict:
-    return {"tasks": _tasks().get_all(call.company, call.data)}
+    tasks = _tasks().get_all(call.company, call.data)
+    return {"tasks": tasks, **q.scroll_answer(call.data, len(tasks))}
 
 
 @endpoint("tasks.get_types")
@@ -140,3 +145,84 @@ def _status_endpoint(name: str, method: str) -> None:
 
 for _action in ("started", "stop", "stopped", "failed", "close", "completed", "publish", "enqueue", "dequeue"):
     _status_endpoint(f"tasks.{_action}", _action)
+
+
+@endpoint("tasks.get_by_id_ex")
+def get_by_id_ex(call: Call) -> dict:
+    return get_all(call)
+
+
+@endpoint("tasks.archive")
+def archive(call: Call) -> dict:
+    return {"archived": sum(_tasks().set_archived(call.identity, t, True) for t in call.data["tasks"])}
+
+
+@endpoint("tasks.unarchive")
+def unarchive(call: Call) -> dict:
+    return {"unarchived": sum(_tasks().set_archived(call.identity, t, False) for t in call.data["tasks"])}
+
+
+@endpoint("tasks.archive_many")
+def archive_many(call: Call) -> dict:
+    return run_batch(call.data["ids"], lambda t: {"archived": _tasks().set_archived(call.identity, t, True)})
+
+
+@endpoint("tasks.unarchive_many")
+def unarchive_many(call: Call) -> dict:
+    return run_batch(call.data["ids"], lambda t: {"unarchived": _tasks().set_archived(call.identity, t, False)})
+
+
+def _many_endpoint(name: str, action: Callable[[Call, dict], dict]) -> None:
+    """A ``*_many`` endpoint: the single action for each id with the rest of the request."""
+    def handler(call: Call) -> dict:
+        rest = {k: v for k, v in call.data.items() if k != "ids"}
+        return run_batch(call.data["ids"], lambda task: action(call, {**rest, "task": task}))
+
+    handler.__name__ = handler.__qualname__ = name.split(".")[1]
+    endpoint(name)(handler)
+
+
+for _action in ("stop", "publish", "enqueue", "dequeue"):
+    _many_endpoint(f"tasks.{_action}_many",
+                   lambda call, data, method=_action: getattr(_tasks(), method)(call.identity, data))
+_many_endpoint("tasks.reset_many", lambda call, data: get_state().deletion.reset_task(call.identity, data, call.host))
+_many_endpoint("tasks.delete_many", lambda call, data: get_state().deletion.delete_task(call.identity, data,
+                                                                                        call.host))
+
+
+@endpoint("tasks.move")
+def move(call: Call) -> dict:
+    data = call.data
+    return {"project_id": _tasks().move(call.identity, data["ids"], data.get("project"), data.get("project_name"))}
+
+
+@endpoint("tasks.update_tags")
+def update_tags(call: Call) -> dict:
+    data = call.data
+    return {"updated": _tasks().update_tags(call.identity, data["ids"], data.get("add_tags"), data.get("remove_tags"))}
+
+
+@endpoint("tasks.get_configurations")
+def get_configurations(call: Call) -> dict:
+    return {"configurations": _tasks().get_configurations(call.company, call.data["tasks"], call.data.get("names"))}
+
+
+@endpoint("tasks.get_configuration_names")
+def get_configuration_names(call: Call) -> dict:
+    skip_empty = call.data.get("skip_empty")
+    return {"configurations": _tasks().get_configuration_names(call.company, call.data["tasks"],
+                                                               skip_empty is not False)}
+
+
+@endpoint("tasks.edit_configuration")
+def edit_configuration(call: Call) -> dict:
+    data = call.data
+    return {"updated": _tasks().edit_configuration(call.identity, data["task"], data["configuration"],
+                                                   bool(data.get("replace_configuration")), bool(data.get("force")))}
+
+
+@endpoint("tasks.delete_configuration")
+def delete_configuration(call: Call) -> dict:
+    data = call.data
+    return {"deleted": _tasks().delete_configuration(call.identity, data["task"], data["configuration"],
+                                                     bool(data.get("force")))}

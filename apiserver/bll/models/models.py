@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access
+from apiserver.bll import access, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
@@ -18,9 +18,12 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import escape_key, unescape_key
-from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
+from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.model import Model
+from apiserver.database.model.project import Project
+from apiserver.database.model.task import Task
 
 # Fields create/edit/update take as they are.
 CREATE_FIELDS = ("name", "uri", "comment", "tags", "system_tags", "framework", "design", "labels", "ready",
@@ -50,6 +53,12 @@ def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("metadata"), dict):
         out["metadata"] = {unescape_key(k): v for k, v in out["metadata"].items()}
     return out
+
+
+def references() -> dict[str, Any]:
+    """The model fields that hold ids of other objects, and where those are (``only_fields``)."""
+    return {"project": Project._get_collection(), "user": User._get_collection(), "task": Task._get_collection(),
+            "parent": Model._get_collection(), "company": Company._get_collection()}
 
 
 class ModelBLL:
@@ -94,12 +103,15 @@ class ModelBLL:
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """ClearML's listing language and paging, as for tasks (see bll.query)."""
         query = self.build_query(company, data)
-        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("created", -1),))
-        proj = q.projection(data.get("only_fields"), {"id": "_id"})
+        refs = references()
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
+        proj = q.projection(only_fields, {"id": "_id"})
         given = [{"id": "_id"}.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = q.index_hint(Model, [f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
-        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        return q.dereference(docs, wanted, refs, company)
 
     def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
         return q.distinct_values(self.coll, company, projects, "framework")
@@ -230,10 +242,7 @@ class ModelBLL:
 
         def change(model_id: str) -> dict[str, Any]:
             model = self.writable(identity.company, model_id)
-            op = "$addToSet" if archived else "$pull"
-            done = self.coll.update_one({"_id": model["_id"]}, {op: {"system_tags": ARCHIVED_TAG},
-                                                                "$set": {"last_update": utcnow()}}).modified_count
-            return {key: bool(done)}
+            return {key: tags.set_archived(self.coll, model["_id"], archived)}
 
         return run_batch(ids, change)
 
@@ -244,27 +253,11 @@ class ModelBLL:
         return self._set_archived(identity, ids, False)
 
     def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
-        if project_name and not project:
-            project = self.projects.ensure(identity, project_name)
-        elif project:
-            self.projects.readable(identity.company, project, {"_id": 1})
-        for model_id in ids:
-            self.writable(identity.company, model_id)
-        update = {"$set": {"project": project, "last_update": utcnow()}} if project else \
-            {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
-        self.coll.update_many({"_id": {"$in": ids}, "company": identity.company}, update)
-        return project
+        return self.projects.move_into(identity, self.coll, ids, project, project_name,
+                                       lambda model_id: self.writable(identity.company, model_id))
 
     def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
-        flt = {"_id": {"$in": ids}, "company": identity.company}
-        updated = 0
-        if add:
-            updated = self.coll.update_many(flt, {"$addToSet": {"tags": {"$each": add}},
-                                                  "$set": {"last_update": utcnow()}}).matched_count
-        if remove:
-            updated = max(updated, self.coll.update_many(flt, {"$pull": {"tags": {"$in": remove}},
-                                                               "$set": {"last_update": utcnow()}}).matched_count)
-        return updated
+        return tags.update_tags(self.coll, identity.company, ids, add, remove)
 
     def add_or_update_metadata(self, identity: Identity, model_id: str, items: list[dict[str, Any]],
                                replace: bool) -> int:

@@ -11,8 +11,10 @@ from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
-from apiserver.database.model.auth import User
+from apiserver.bll.tags import ARCHIVED_TAG
+from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
@@ -97,6 +99,22 @@ class ProjectBLL:
         except errors.bad_request.ExpectedUniqueData:
             return self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})["_id"]
 
+    def move_into(self, identity: Identity, coll: Any, ids: list[str], project: str | None,
+                  project_name: str | None, check_writable: Any) -> str | None:
+        """Move objects of ``coll`` (tasks, models) into a project given by id, or by name (created,
+        parents too, when missing); neither takes them out of any project. Every id is checked with
+        ``check_writable`` before anything moves. The project's id is returned."""
+        if project_name and not project:
+            project = self.ensure(identity, project_name)
+        elif project:
+            self.readable(identity.company, project, {"_id": 1})
+        for object_id in ids:
+            check_writable(object_id)
+        update = {"$set": {"project": project, "last_update": utcnow()}} if project else \
+            {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
+        coll.update_many({"_id": {"$in": ids}, "company": identity.company}, update)
+        return project
+
     def with_children(self, company: str, project_ids: list[str]) -> list[str]:
         """The projects and every project nested below them."""
         names = [d["name"] for d in self.coll.find({"_id": {"$in": project_ids}, "company": {"$in": [company, ""]}},
@@ -110,15 +128,118 @@ class ProjectBLL:
     def get_by_id(self, company: str, project_id: str) -> dict[str, Any]:
         return q.api_id(self.readable(company, project_id))
 
-    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         query = q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll,
                                  patterns=("name", "basename"),
                                  lists=("tags", "system_tags", "user"), excludable=("tags", "system_tags", "user"),
                                  text=("name", "description"))
-        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        return q.combine(query, self._nesting_filter(data))
+
+    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        query = self.build_query(company, data)
+        skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
-        proj = q.projection(data.get("only_fields"), {"id": "_id"})
-        return [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
+        refs = {"user": User._get_collection(), "company": Company._get_collection()}
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
+        proj = q.projection(only_fields, {"id": "_id"})
+        docs = [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
+        return q.dereference(docs, wanted, refs, company)
+
+    @staticmethod
+    def _nesting_filter(data: dict[str, Any]) -> dict[str, Any]:
+        """``parent``: the projects below these (with ``shallow_search`` only one level below);
+        ``shallow_search`` alone: top-level projects only."""
+        parents = data.get("parent")
+        if parents:
+            parents = parents if isinstance(parents, list) else [parents]
+            return {"parent": {"$in": parents}} if data.get("shallow_search") else {"path": {"$in": parents}}
+        return {"parent": None} if data.get("shallow_search") else {}
+
+    def get_all_ex(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """get_all, each project with its ``sub_projects``; ``include_stats`` adds ``stats`` (rolled up
+        from subprojects unless ``stats_with_children`` is false) for ``stats_for_state`` (active by
+        default, null for active and archived); ``check_own_contents`` adds ``own_tasks``/``own_models``."""
+        projects = self.get_all(company, data)
+        ids = [p["id"] for p in projects]
+        if not ids:
+            return projects
+        children = contents.sub_projects(company, ids)
+        stats = {}
+        if data.get("include_stats"):
+            states = ["active", "archived"] if "stats_for_state" in data and data["stats_for_state"] is None \
+                else [data.get("stats_for_state") or "active"]
+            stats = contents.project_stats(company, ids, states, data.get("stats_with_children") is not False)
+        own = contents.own_counts(company, ids) if data.get("check_own_contents") else {}
+        for project in projects:
+            project["sub_projects"] = children[project["id"]]
+            if stats:
+                project["stats"] = stats[project["id"]]
+            project.update(own.get(project["id"], {}))
+        return projects
+
+    def move(self, identity: Identity, project_id: str, new_location: str | None) -> int:
+        """Put a project (with everything below it) under the project named ``new_location``
+        (created when missing; empty: the top level); how many projects were renamed."""
+        project = self.writable(identity.company, project_id)
+        new_name = f"{_check_name(new_location)}/{project['basename']}" if new_location else project["basename"]
+        return self._rename_tree(identity, project, new_name)
+
+    def _rename_tree(self, identity: Identity, project: dict[str, Any], new_name: str) -> int:
+        new_name = _check_name(new_name)
+        if new_name == project["name"]:
+            return 0
+        if new_name.startswith(project["name"] + "/"):
+            raise errors.bad_request.InvalidProjectName("a project cannot move below itself", name=new_name)
+        if self.coll.find_one({"company": identity.company, "name": new_name}, {"_id": 1}):
+            raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=new_name)
+        path = self._ensure_parents(identity, new_name)
+        old_prefix, old_depth = project["name"], len(project.get("path") or [])
+        below = list(self.coll.find({"company": identity.company, "path": project["_id"]}, {"name": 1, "path": 1}))
+        now = utcnow()
+        self.coll.update_one({"_id": project["_id"]}, {"$set": {
+            "name": new_name, "basename": new_name.rsplit("/", 1)[-1], "path": path,
+            "parent": path[-1] if path else None, "last_update": now}})
+        for doc in below:
+            self.coll.update_one({"_id": doc["_id"]}, {"$set": {
+                "name": new_name + doc["name"][len(old_prefix):],
+                "path": path + (doc.get("path") or [])[old_depth:], "last_update": now}})
+        return 1 + len(below)
+
+    def merge(self, identity: Identity, project_id: str, destination: str) -> dict[str, int]:
+        """Move a project's tasks, models and subprojects into ``destination``, then delete it."""
+        source = self.writable(identity.company, project_id)
+        target = self.writable(identity.company, destination)
+        if target["_id"] == source["_id"] or source["_id"] in (target.get("path") or []):
+            raise errors.bad_request.InvalidProjectId("a project cannot merge into itself or a project below it",
+                                                      id=destination)
+        moved_entities = 0
+        for coll in (Task._get_collection(), Model._get_collection()):
+            moved_entities += coll.update_many({"company": identity.company, "project": source["_id"]},
+                                               {"$set": {"project": target["_id"], "last_update": utcnow()}}
+                                               ).modified_count
+        moved_projects = 0
+        for child in list(self.coll.find({"company": identity.company, "parent": source["_id"]})):
+            moved_projects += bool(self._rename_tree(identity, child, f"{target['name']}/{child['basename']}"))
+        self.coll.delete_one({"_id": source["_id"], "company": identity.company})
+        return {"moved_entities": moved_entities, "moved_projects": moved_projects}
+
+    def validate_delete(self, company: str, project_id: str) -> dict[str, int]:
+        """What deleting the project (with its subprojects) would touch, as ClearML counts it."""
+        self.readable(company, project_id, {"_id": 1})
+        ids = contents.descendants(company, [project_id])[project_id]
+        scope = {"company": company, "project": {"$in": ids}}
+        active = {"system_tags": {"$ne": ARCHIVED_TAG}}
+        kinds = {"tasks": {"system_tags": {"$nin": ["pipeline", "dataset"]}, "type": {"$ne": "report"}},
+                 "pipelines": {"system_tags": "pipeline"}, "datasets": {"system_tags": "dataset"},
+                 "reports": {"type": "report"}}
+        tasks, models = Task._get_collection(), Model._get_collection()
+        out = {}
+        for kind, cond in kinds.items():
+            out[kind] = tasks.count_documents(q.combine(scope, cond))
+            out[f"non_archived_{kind}"] = tasks.count_documents(q.combine(scope, cond, active))
+        out["models"] = models.count_documents(scope)
+        out["non_archived_models"] = models.count_documents(q.combine(scope, active))
+        return out
 
     def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self.writable(identity.company, project_id)

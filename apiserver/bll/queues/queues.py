@@ -8,8 +8,10 @@ from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
 from apiserver.bll import query as q
+from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.queue import Queue, QueueMetric
+from apiserver.database.model.task import Task
 
 DEFAULT_TAG = "default"
 
@@ -119,11 +121,15 @@ class QueueListing:
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         # Queues are never public; name is unanchored, as the agent expects.
         query = q.listing_filter(data, {"company": company}, coll=self.coll)
-        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
-        proj = q.projection(data.get("only_fields"), {"id": "_id"})
-        docs = q.find_page(self.coll, query, sort, skip, limit, proj)
-        return [self.to_api(d, data.get("max_task_entries")) for d in docs]
+        refs = {"entries.task": Task._get_collection(), "user": User._get_collection(),
+                "company": Company._get_collection()}
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
+        proj = q.projection(only_fields, {"id": "_id"})
+        docs = [self.to_api(d, data.get("max_task_entries")) for d in q.find_page(self.coll, query, sort, skip,
+                                                                                    limit, proj)]
+        return q.dereference(docs, wanted, refs, company)
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self.queues.get(company, queue_id, {"_id": 1})

@@ -12,11 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access
+from apiserver.bll import access, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.tags import ARCHIVED_TAG
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import (
     DATE_FIELDS,
@@ -28,7 +29,11 @@ from apiserver.bll.tasks.fields import (
     to_storage,
     unescape_key,
 )
+from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.model import Model
+from apiserver.database.model.project import Project
+from apiserver.database.model.queue import Queue
 from apiserver.database.model.task import Task
 from apiserver.database.model.worker import Worker
 
@@ -52,7 +57,6 @@ EMPTY_SECTIONS = {"execution": {}, "script": {}, "runtime": {}}
 DEVELOPMENT_TAG = "development"
 USER_PROPERTIES = "properties"
 PUBLISHABLE = (st.COMPLETED, st.STOPPED, st.FAILED, st.CLOSED, st.PUBLISHING)
-ARCHIVED_TAG = "archived"
 LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_tags", "execution.queue")
 # Filters by how few tasks they usually leave, for choosing the index a listing is served by.
 SELECTIVITY = ("_id", "parent", "execution.queue", "project", "name", "user", "tags", "system_tags", "status",
@@ -68,6 +72,15 @@ def _storage_paths(keys: list[str] | str | None) -> list[str]:
     if isinstance(keys, str):
         keys = [keys]
     return [("-" if k.startswith("-") else "") + storage_path(k.lstrip("-")) for k in keys or [] if k]
+
+
+def references() -> dict[str, Any]:
+    """The task fields that hold ids of other objects, and where those objects are (for
+    ``only_fields`` such as ``project.name``)."""
+    tasks, models = Task._get_collection(), Model._get_collection()
+    return {"project": Project._get_collection(), "user": User._get_collection(), "parent": tasks,
+            "execution.queue": Queue._get_collection(), "models.input.model": models,
+            "models.output.model": models, "company": Company._get_collection()}
 
 
 class TaskBLL:
@@ -96,11 +109,13 @@ class TaskBLL:
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         query = self.build_query(company, data)
-        skip, limit = q.page_bounds(data.get("page"), data.get("page_size"))
+        skip, limit = q.page_window(data)
         sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
-        proj = q.projection(_storage_paths(data.get("only_fields")))
+        only_fields, wanted = q.split_references(data.get("only_fields"), references())
+        proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
-        return [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        return q.dereference(docs, wanted, references(), company)
 
     @staticmethod
     def index_hint(data: dict[str, Any], sort: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
@@ -115,6 +130,10 @@ class TaskBLL:
         return q.index_hint(Task, present)
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("project") and data.get("include_subprojects"):
+            projects = data["project"] if isinstance(data["project"], list) else [data["project"]]
+            data = {**data, "project": self.projects.with_children(company, [p for p in projects if p])
+                    + [p for p in projects if p is None]}
         return q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll, lists=LIST_FILTERS,
                                 dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
@@ -306,6 +325,66 @@ class TaskBLL:
             {**item, "section": unescape_key(sec), "name": unescape_key(name)}
             for sec, params in (d.get("hyperparams") or {}).items() for name, item in params.items()]}
             for d in docs]
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def get_configurations(self, company: str, task_ids: list[str], names: list[str] | None = None
+                           ) -> list[dict[str, Any]]:
+        proj = {f"configuration.{escape_key(n)}": 1 for n in names} if names else {"configuration": 1}
+        docs = self.coll.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, proj)
+        return [{"task": d["_id"], "configuration": [{**item, "name": unescape_key(name)} for name, item in
+                                                     sorted((d.get("configuration") or {}).items())]}
+                for d in docs]
+
+    def get_configuration_names(self, company: str, task_ids: list[str], skip_empty: bool = True
+                                ) -> list[dict[str, Any]]:
+        return [{"task": c["task"], "names": [i["name"] for i in c["configuration"]
+                                              if not skip_empty or i.get("value")]}
+                for c in self.get_configurations(company, task_ids)]
+
+    def edit_configuration(self, identity: Identity, task_id: str, items: list[dict[str, Any]],
+                           replace: bool = False, force: bool = False) -> int:
+        task = self.writable(identity.company, task_id)
+        self._check_params_editable(task, set(), force)
+        given = {escape_key(i["name"]): i for i in items}
+        if replace:
+            sets: dict[str, Any] = {"configuration": given}
+        else:
+            if not isinstance(task.get("configuration"), dict):  # null: no nested $set below it
+                self.coll.update_one({"_id": task["_id"], "company": identity.company, "configuration": None},
+                                     {"$set": {"configuration": {}}})
+            sets = {f"configuration.{name}": item for name, item in given.items()}
+        if not sets:
+            return 0
+        return self.coll.update_one({"_id": task["_id"], "company": identity.company},
+                                    {"$set": {**sets, "last_update": utcnow()}}).modified_count
+
+    def delete_configuration(self, identity: Identity, task_id: str, names: list[str], force: bool = False) -> int:
+        task = self.writable(identity.company, task_id)
+        self._check_params_editable(task, set(), force)
+        present = [n for n in names if escape_key(n) in (task.get("configuration") or {})]
+        if not present:
+            return 0
+        self.coll.update_one({"_id": task["_id"], "company": identity.company},
+                             {"$unset": {f"configuration.{escape_key(n)}": "" for n in present},
+                              "$set": {"last_update": utcnow()}})
+        return len(present)
+
+    # -- archive, tags, projects --------------------------------------------------------------
+
+    def set_archived(self, identity: Identity, task_id: str, archived: bool) -> bool:
+        """Archive (a queued task is dequeued first) or unarchive; whether the tag changed."""
+        task = self.writable(identity.company, task_id)
+        if archived and task["status"] == st.QUEUED:
+            self.dequeue(identity, {"task": task_id})
+        return tags.set_archived(self.coll, task["_id"], archived)
+
+    def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
+        return tags.update_tags(self.coll, identity.company, ids, add, remove)
+
+    def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
+        return self.projects.move_into(identity, self.coll, ids, project, project_name,
+                                       lambda task_id: self.writable(identity.company, task_id))
 
     # -- models of a task ---------------------------------------------------------------------
 

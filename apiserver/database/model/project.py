@@ -17,6 +17,7 @@ class Project(CompanyDocument):
             ("company", "system_tags"),
             ("company", "-last_update"),
             ("company", "parent"),
+            ("company", "path"),
         ],
     }
 

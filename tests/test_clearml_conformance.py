@@ -1,0 +1,359 @@
+"""ClearML's API as its clients and web app send it (``/v999.0``, nulls for unset fields), checked
+against ClearML's documented answers, through real HTTP to a real server process."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+V = "999.0"  # what the web app sends: served at the newest version
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+@pytest.fixture(scope="module")
+def listing(admin):
+    """A project with five tasks named t0..t4 (t0 oldest), one with a parent, one in a subproject."""
+    top = _name("cf")
+    project = admin.call("projects.create", name=top)["id"]
+    sub = admin.call("projects.create", name=f"{top}/sub")["id"]
+    ids = []
+    for i in range(5):
+        fields = {"name": f"t{i}", "type": "training", "project": project, "comment": None, "tags": None}
+        if i == 3:
+            fields["parent"] = ids[0]
+        if i == 4:
+            fields["project"] = sub
+        ids.append(admin.call("tasks.create", **fields)["id"])
+    return {"project": project, "sub": sub, "ids": ids, "top": top}
+
+
+def test_scroll_paging_continues_and_refresh_rereads_what_was_read(admin, listing):
+    body = {"project": [listing["project"]], "include_subprojects": True, "order_by": ["name"],
+            "only_fields": ["name"], "size": 2, "refresh_scroll": None}
+    first = admin.call("tasks.get_all_ex", _version=V, scroll_id=None, **body)
+    assert [t["name"] for t in first["tasks"]] == ["t0", "t1"]
+    second = admin.call("tasks.get_all_ex", _version=V, scroll_id=first["scroll_id"], **body)
+    assert [t["name"] for t in second["tasks"]] == ["t2", "t3"]
+    admin.call("tasks.update", task=listing["ids"][1], name="t1-renamed")
+    refreshed = admin.call("tasks.get_all_ex", _version=V, **{**body, "refresh_scroll": True,
+                                                              "scroll_id": second["scroll_id"]})
+    assert [t["name"] for t in refreshed["tasks"]] == ["t0", "t1-renamed", "t2", "t3"]
+    third = admin.call("tasks.get_all_ex", _version=V, scroll_id=refreshed["scroll_id"], **body)
+    assert [t["name"] for t in third["tasks"]] == ["t4"]
+    last = admin.call("tasks.get_all_ex", _version=V, scroll_id=third["scroll_id"], **body)
+    assert last["tasks"] == []
+    admin.call("tasks.update", task=listing["ids"][1], name="t1")
+    err = admin.error("tasks.get_all_ex", _version=V, scroll_id="not-a-scroll", size=2)
+    assert (err.code, err.subcode) == (400, 1104)
+
+
+def test_page_paging_answers_no_scroll_id(admin, listing):
+    answer = admin.call("tasks.get_all_ex", _version=V, project=[listing["project"]], order_by=["-name"],
+                        page=1, page_size=2, only_fields=["name"])
+    assert [t["name"] for t in answer["tasks"]] == ["t1", "t0"]
+    assert "scroll_id" not in answer
+
+
+def test_subprojects_are_included_only_when_asked(admin, listing):
+    names = lambda **kw: sorted(t["name"] for t in admin.call(  # noqa: E731
+        "tasks.get_all_ex", _version=V, project=[listing["project"]], only_fields=["name"], **kw)["tasks"])
+    assert names() == ["t0", "t1", "t2", "t3"]
+    assert names(include_subprojects=True) == ["t0", "t1", "t2", "t3", "t4"]
+
+
+def test_only_fields_dereference_project_user_and_parent(admin, listing):
+    me = admin.call("users.get_current_user")["user"]
+    tasks = admin.call("tasks.get_all_ex", _version=V, id=[listing["ids"][3]],
+                       only_fields=["name", "project.name", "user.name", "parent.name", "status"])["tasks"]
+    assert tasks == [{"id": listing["ids"][3], "name": "t3", "status": "created",
+                      "project": {"id": listing["project"], "name": listing["top"]},
+                      "user": {"id": me["id"], "name": me["name"]},
+                      "parent": {"id": listing["ids"][0], "name": "t0"}}]
+    plain = admin.call("tasks.get_all_ex", _version=V, id=[listing["ids"][3]], only_fields=["project"])["tasks"]
+    assert plain == [{"id": listing["ids"][3], "project": listing["project"]}]
+
+
+def test_only_fields_dereference_models_and_queue_entries(admin, listing):
+    task = listing["ids"][2]
+    model = admin.call("models.create", name="weights", uri="s3://b/w.bin", project=listing["project"],
+                       task=task)["id"]
+    admin.call("tasks.add_or_update_model", task=task, name="out", model=model, type="output")
+    tasks = admin.call("tasks.get_all_ex", _version=V, id=[task],
+                       only_fields=["models.output.model.name", "models.output.name"])["tasks"]
+    assert tasks[0]["models"]["output"] == [{"name": "out", "model": {"id": model, "name": "weights"}}]
+    models = admin.call("models.get_all_ex", _version=V, id=[model], only_fields=["name", "task.name",
+                                                                                  "project.name"])["models"]
+    assert models == [{"id": model, "name": "weights", "task": {"id": task, "name": "t2"},
+                       "project": {"id": listing["project"], "name": listing["top"]}}]
+    queue = admin.call("queues.create", name=_name("q"))["id"]
+    admin.call("tasks.enqueue", task=listing["ids"][1], queue=queue)
+    try:
+        got = admin.call("queues.get_all_ex", _version=V, id=[queue], only_fields=["*", "entries.task.name"])
+        assert [e["task"] for e in got["queues"][0]["entries"]] == [{"id": listing["ids"][1], "name": "t1"}]
+    finally:
+        admin.call("tasks.dequeue", task=listing["ids"][1])
+
+
+def test_a_single_value_where_a_list_is_declared(admin, listing):
+    tasks = admin.call("tasks.get_all_ex", _version=V, id=listing["ids"][0], only_fields=["name"])["tasks"]
+    assert [t["name"] for t in tasks] == ["t0"]
+    tasks = admin.call("tasks.get_all_ex", _version=V, project=listing["project"], status="created",
+                       only_fields=["name"], order_by="name")["tasks"]
+    assert [t["name"] for t in tasks] == ["t0", "t1", "t2", "t3"]
+
+
+def test_a_date_filter_as_one_string_or_a_range(admin, listing):
+    created = admin.call("tasks.get_by_id", task=listing["ids"][2])["task"]["created"]
+    later = admin.call("tasks.get_all_ex", _version=V, project=[listing["project"]], include_subprojects=True,
+                       created=f">={created}", only_fields=["name"], order_by=["name"])["tasks"]
+    assert [t["name"] for t in later] == ["t2", "t3", "t4"]
+    ranged = admin.call("tasks.get_all_ex", _version=V, project=[listing["project"]], created=[created, created],
+                        only_fields=["name"])["tasks"]
+    assert [t["name"] for t in ranged] == ["t2"]
+
+
+def test_order_by_several_fields_puts_empty_last_both_ways(admin, listing):
+    project = admin.call("projects.create", name=_name("order"))["id"]
+    for name, comment in (("a", "x"), ("b", ""), ("c", "y"), ("d", None), ("e", "x")):
+        admin.call("tasks.create", name=name, type="training", project=project, comment=comment)
+    order = lambda *keys: [t["name"] for t in admin.call(  # noqa: E731
+        "tasks.get_all_ex", _version=V, project=[project], order_by=list(keys), only_fields=["name"])["tasks"]]
+    assert order("comment", "-name")[:3] == ["e", "a", "c"]
+    assert sorted(order("comment", "-name")[3:]) == ["b", "d"]
+    assert order("-comment", "name")[:3] == ["c", "a", "e"]
+    assert sorted(order("-comment", "name")[3:]) == ["b", "d"]
+
+
+def test_models_projects_and_queues_scroll_too(admin, listing):
+    for name in ("m1", "m2"):
+        admin.call("models.create", name=name, uri=f"s3://b/{name}", project=listing["project"])
+    for service, key, body in (("projects", "projects", {"name": f"^{listing['top']}"}),
+                               ("models", "models", {"project": [listing["project"]]})):
+        first = admin.call(f"{service}.get_all_ex", _version=V, scroll_id=None, size=1, order_by=["name"], **body)
+        rest = admin.call(f"{service}.get_all_ex", _version=V, scroll_id=first["scroll_id"], size=10,
+                          order_by=["name"], **body)
+        everything = admin.call(f"{service}.get_all_ex", _version=V, order_by=["name"], **body)[key]
+        assert [x["id"] for x in first[key] + rest[key]] == [x["id"] for x in everything]
+        assert len(first[key]) == 1
+
+
+# -- tasks: archive, bulk actions, move, tags, configuration -------------------------------------
+
+def _task(admin, name="t", **fields):
+    return admin.call("tasks.create", name=name, type="training", **fields)["id"]
+
+
+def test_archive_dequeues_and_unarchive_restores(admin):
+    queue = admin.call("queues.create", name=_name("arch"))["id"]
+    queued, plain = _task(admin), _task(admin)
+    admin.call("tasks.enqueue", task=queued, queue=queue)
+    assert admin.call("tasks.archive", _version=V, tasks=[queued, plain]) == {"archived": 2}
+    got = {t["id"]: t for t in admin.call("tasks.get_all_ex", _version=V, id=[queued, plain],
+                                          only_fields=["status", "system_tags"])["tasks"]}
+    assert got[queued] == {"id": queued, "status": "created", "system_tags": ["archived"]}
+    assert got[plain]["system_tags"] == ["archived"]
+    assert admin.call("queues.get_by_id", queue=queue)["queue"]["entries"] == []
+    assert admin.call("tasks.unarchive", _version=V, tasks=[queued]) == {"unarchived": 1}
+    assert admin.call("tasks.get_by_id", task=queued)["task"]["system_tags"] == []
+
+
+def test_archive_many_and_unarchive_many_answer_succeeded_and_failed(admin):
+    task = _task(admin)
+    answer = admin.call("tasks.archive_many", _version=V, ids=[task, "0" * 32])
+    assert answer["succeeded"] == [{"id": task, "archived": True}]
+    assert [(f["id"], f["error"]["codes"]) for f in answer["failed"]] == [("0" * 32, [400, 101])]
+    answer = admin.call("tasks.unarchive_many", _version=V, ids=[task])
+    assert answer == {"succeeded": [{"id": task, "unarchived": True}], "failed": []}
+
+
+def test_bulk_actions_fail_one_item_never_the_others(admin):
+    queue = admin.call("queues.create", name=_name("bulk"))["id"]
+    a, b, published = _task(admin), _task(admin), _task(admin)
+    admin.call("tasks.completed", task=published, force=True, publish=True)
+    answer = admin.call("tasks.enqueue_many", _version=V, ids=[a, b, published], queue=queue, validate_tasks=None)
+    assert [s["id"] for s in answer["succeeded"]] == [a, b]
+    assert all(s["queued"] == 1 for s in answer["succeeded"])
+    assert [(f["id"], f["error"]["codes"]) for f in answer["failed"]] == [(published, [400, 110])]
+    answer = admin.call("tasks.dequeue_many", _version=V, ids=[a, published])
+    assert [s["id"] for s in answer["succeeded"]] == [a] and [f["id"] for f in answer["failed"]] == [published]
+    answer = admin.call("tasks.stop_many", _version=V, ids=[b], force=None)
+    assert answer["succeeded"][0]["fields"]["status"] == "stopped"
+    answer = admin.call("tasks.publish_many", _version=V, ids=[b, a])
+    assert [s["id"] for s in answer["succeeded"]] == [b] and [f["id"] for f in answer["failed"]] == [a]
+    answer = admin.call("tasks.reset_many", _version=V, ids=[a, published])
+    assert [s["id"] for s in answer["succeeded"]] == [a] and [f["id"] for f in answer["failed"]] == [published]
+    answer = admin.call("tasks.delete_many", _version=V, ids=[a, published], return_file_urls=True)
+    assert [s["id"] for s in answer["succeeded"]] == [a] and answer["succeeded"][0]["deleted"] is True
+    assert [f["id"] for f in answer["failed"]] == [published]
+    assert admin.error("tasks.get_by_id", task=a).subcode == 101
+
+
+def test_move_by_name_creates_the_project_with_its_parents(admin):
+    task = _task(admin)
+    top = _name("moved")
+    project = admin.call("tasks.move", _version=V, ids=[task], project=None, project_name=f"{top}/inner")["project_id"]
+    assert admin.call("tasks.get_by_id", task=task)["task"]["project"] == project
+    names = [p["name"] for p in admin.call("projects.get_all", name=f"^{top}")["projects"]]
+    assert sorted(names) == [top, f"{top}/inner"]
+    assert admin.call("tasks.move", ids=[task], project=None, project_name=None) == {"project_id": None}
+    assert admin.call("tasks.get_by_id", task=task)["task"].get("project") is None
+
+
+def test_update_tags_adds_and_removes(admin):
+    a, b = _task(admin, tags=["old", "keep"]), _task(admin)
+    assert admin.call("tasks.update_tags", _version=V, ids=[a, b], add_tags=["new"], remove_tags=["old"]) == \
+        {"updated": 2}
+    assert admin.call("tasks.get_by_id", task=a)["task"]["tags"] == ["keep", "new"]
+    assert admin.call("tasks.get_by_id", task=b)["task"]["tags"] == ["new"]
+
+
+def test_configuration_items_edit_list_and_delete(admin):
+    task = _task(admin, configuration={"General": {"name": "General", "value": "a: 1", "type": "yaml"}})
+    assert admin.call("tasks.edit_configuration", _version=V, task=task, replace_configuration=None, force=None,
+                      configuration=[{"name": "extra.cfg", "value": "x=1", "type": "ini", "description": None},
+                                     {"name": "empty", "value": ""}]) == {"updated": 1}
+    names = admin.call("tasks.get_configuration_names", _version=V, tasks=[task], skip_empty=None)
+    assert names == {"configurations": [{"task": task, "names": ["General", "extra.cfg"]}]}
+    names = admin.call("tasks.get_configuration_names", _version=V, tasks=[task], skip_empty=False)
+    assert names["configurations"][0]["names"] == ["General", "empty", "extra.cfg"]
+    got = admin.call("tasks.get_configurations", _version=V, tasks=[task], names=["extra.cfg"])
+    assert got == {"configurations": [{"task": task, "configuration": [
+        {"name": "extra.cfg", "value": "x=1", "type": "ini", "description": None}]}]}
+    assert admin.call("tasks.delete_configuration", _version=V, task=task, configuration=["General", "nope"]) == \
+        {"deleted": 1}
+    admin.call("tasks.edit_configuration", task=task, replace_configuration=True,
+               configuration=[{"name": "only", "value": "1"}])
+    assert admin.call("tasks.get_by_id", task=task)["task"]["configuration"] == {"only": {"name": "only",
+                                                                                           "value": "1"}}
+    admin.call("tasks.started", task=task)
+    err = admin.error("tasks.edit_configuration", task=task, configuration=[{"name": "late", "value": "1"}])
+    assert (err.code, err.subcode) == (400, 110)
+
+
+def test_get_by_id_ex_answers_like_get_all_ex(admin, listing):
+    got = admin.call("tasks.get_by_id_ex", _version=V, id=[listing["ids"][0]], only_fields=["name", "project.name"])
+    assert got["tasks"] == [{"id": listing["ids"][0], "name": "t0",
+                             "project": {"id": listing["project"], "name": listing["top"]}}]
+
+
+# -- projects ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tree(admin):
+    """top/{a, b/c}: tasks in a (one archived, one completed), in c, and directly in top."""
+    top = _name("tree")
+    ids = {}
+    for name in ("a", "b/c"):
+        ids[name] = admin.call("projects.create", name=f"{top}/{name}")["id"]
+    ids["top"] = admin.call("projects.get_all", name=f"^{top}$")["projects"][0]["id"]
+    ids["b"] = admin.call("projects.get_all", name=f"^{top}/b$")["projects"][0]["id"]
+    done = _task(admin, "done", project=ids["a"], tags=["t-a"])
+    admin.call("tasks.started", task=done)
+    admin.call("tasks.completed", task=done)
+    archived = _task(admin, "archived", project=ids["a"])
+    admin.call("tasks.archive", tasks=[archived])
+    _task(admin, "in c", project=ids["b/c"], parent=done,
+          hyperparams={"Args": {"lr": {"section": "Args", "name": "lr", "value": "0.1"}}})
+    _task(admin, "own", project=ids["top"],
+          hyperparams={"Args": {"lr": {"section": "Args", "name": "lr", "value": "0.2"},
+                                "batch": {"section": "Args", "name": "batch", "value": "8"}}})
+    return {"top": top, "ids": ids, "done": done}
+
+
+def test_shallow_search_lists_one_level_with_sub_projects(admin, tree):
+    ids = tree["ids"]
+    got = admin.call("projects.get_all_ex", _version=V, parent=[ids["top"]], shallow_search=True,
+                     only_fields=["name", "basename"], order_by=["name"], scroll_id=None, size=10)["projects"]
+    assert [(p["name"], p["basename"]) for p in got] == [(f"{tree['top']}/a", "a"), (f"{tree['top']}/b", "b")]
+    assert [p["sub_projects"] for p in got] == [[], [{"id": ids["b/c"], "name": f"{tree['top']}/b/c"}]]
+    below = admin.call("projects.get_all_ex", _version=V, parent=[ids["top"]], only_fields=["name"])["projects"]
+    assert sorted(p["name"].removeprefix(tree["top"]) for p in below) == ["/a", "/b", "/b/c"]
+    roots = admin.call("projects.get_all_ex", _version=V, shallow_search=True, name=f"^{tree['top']}",
+                       only_fields=["name"])["projects"]
+    assert [p["name"] for p in roots] == [tree["top"]]
+
+
+def test_stats_roll_up_from_subprojects_per_state(admin, tree):
+    ids = tree["ids"]
+    got = admin.call("projects.get_all_ex", _version=V, id=[ids["top"], ids["a"]], include_stats=True,
+                     stats_for_state="active", check_own_contents=True, order_by=["name"])["projects"]
+    top, a = got
+    assert top["stats"]["active"]["total_tasks"] == 3 and a["stats"]["active"]["total_tasks"] == 1
+    assert top["stats"]["active"]["status_count"]["completed"] == 1
+    assert top["stats"]["active"]["status_count"]["created"] == 2
+    assert a["stats"]["active"]["completed_tasks_24h"] == 1
+    assert set(top["stats"]) == {"active"}
+    assert (top["own_tasks"], top["own_models"], a["own_tasks"]) == (1, 0, 2)
+    both = admin.call("projects.get_all_ex", _version=V, id=[ids["a"]], include_stats=True,
+                      stats_for_state=None)["projects"][0]["stats"]
+    assert (both["active"]["total_tasks"], both["archived"]["total_tasks"]) == (1, 1)
+
+
+def test_contents_of_projects_tags_parents_hyperparams(admin, tree):
+    ids = tree["ids"]
+    assert admin.call("projects.get_task_tags", projects=[ids["a"]])["tags"] == ["t-a"]
+    parents = admin.call("projects.get_task_parents", _version=V, projects=[ids["top"]], include_subprojects=True,
+                         tasks_state="active")["parents"]
+    assert parents == [{"id": tree["done"], "name": "done", "project": {"id": ids["a"]}}]
+    params = admin.call("projects.get_hyper_parameters", _version=V, projects=[ids["top"]], page=0, page_size=1,
+                        include_subprojects=True)
+    assert params == {"parameters": [{"section": "Args", "name": "batch"}], "total": 2, "remaining": 1}
+    values = admin.call("projects.get_hyperparam_values", _version=V, projects=[ids["top"]], section="Args",
+                        name="lr", include_subprojects=True, page=None, page_size=None, pattern=None)
+    assert values == {"values": ["0.1", "0.2"], "total": 2}
+    only_top = admin.call("projects.get_hyperparam_values", projects=[ids["top"]], section="Args", name="lr",
+                          include_subprojects=False)
+    assert only_top["values"] == ["0.2"]
+    admin.call("projects.update", project=ids["a"], tags=["ptag"])
+    assert "ptag" in admin.call("projects.get_project_tags", _version=V)["tags"]
+    tags = admin.call("organization.get_tags", _version=V, include_system=True, filter=None)
+    assert {"t-a", "ptag"} <= set(tags["tags"]) and "archived" in tags["system_tags"]
+    assert "system_tags" not in admin.call("organization.get_tags", _version=V)
+
+
+def test_unique_metric_variants_come_from_last_metrics(admin, tree):
+    task = _task(admin, "metrics", project=tree["ids"]["b"])
+    for variant, value in (("train", 1.0), ("val", 2.0)):
+        admin.call("events.add", task=task, type="training_stats_scalar", metric="loss", variant=variant,
+                   value=value, iter=1)
+    metrics = admin.call("projects.get_unique_metric_variants", _version=V, project=tree["ids"]["b"],
+                         include_subprojects=True, model_metrics=None)["metrics"]
+    assert [(m["metric"], m["variant"]) for m in metrics] == [("loss", "train"), ("loss", "val")]
+    assert all(len(m["metric_hash"]) == 32 and len(m["variant_hash"]) == 32 for m in metrics)
+
+
+def test_model_tags_and_metadata_keys(admin, tree):
+    project = tree["ids"]["b/c"]
+    model = admin.call("models.create", name="meta", uri="s3://b/meta", project=project, tags=["m-tag"])["id"]
+    admin.call("models.add_or_update_metadata", model=model,
+               metadata=[{"key": "acc", "type": "float", "value": "0.9"}, {"key": "epochs", "value": "3"}])
+    assert admin.call("projects.get_model_tags", _version=V, projects=[tree["ids"]["b"]])["tags"] == ["m-tag"]
+    keys = admin.call("projects.get_model_metadata_keys", _version=V, projects=[tree["ids"]["b"]])
+    assert keys == {"keys": ["acc", "epochs"], "total": 2, "remaining": 0}
+    values = admin.call("projects.get_model_metadata_values", _version=V, projects=[project], key="acc")
+    assert values == {"values": ["0.9"], "total": 1}
+
+
+def test_move_merge_and_validate_delete(admin):
+    top = _name("mv")
+    src = admin.call("projects.create", name=f"{top}/src")["id"]
+    inner = admin.call("projects.create", name=f"{top}/src/inner")["id"]
+    task = _task(admin, "x", project=inner)
+    assert admin.call("projects.move", _version=V, project=src, new_location=f"{top}/new/place") == {"moved": 2}
+    assert admin.call("projects.get_by_id", project=inner)["project"]["name"] == f"{top}/new/place/src/inner"
+    place = admin.call("projects.get_all", name=f"^{top}/new/place$")["projects"][0]["id"]
+    assert admin.call("projects.get_by_id", project=inner)["project"]["path"][-2:] == [place, src]
+    counts = admin.call("projects.validate_delete", _version=V, project=src)
+    assert (counts["tasks"], counts["non_archived_tasks"], counts["models"]) == (1, 1, 0)
+    dest = admin.call("projects.create", name=f"{top}/dest")["id"]
+    own = _task(admin, "own", project=src)
+    merged = admin.call("projects.merge", _version=V, project=src, destination_project=dest)
+    assert merged == {"moved_entities": 1, "moved_projects": 1}
+    assert admin.call("tasks.get_by_id", task=own)["task"]["project"] == dest
+    assert admin.call("projects.get_by_id", project=inner)["project"]["name"] == f"{top}/dest/inner"
+    assert admin.call("tasks.get_by_id", task=task)["task"]["project"] == inner
+    assert admin.error("projects.get_by_id", project=src).subcode == 401
