@@ -64,3 +64,22 @@ def test_list_operators_the_app_sends(admin):
     assert names(tags=["__$all", "a", "b", "__$or", "c"]) == ["annotation", "plain"]
     assert names(tags=["__$any", "a", "c"]) == ["annotation", "archived", "plain"]
     assert names(tags=["a", "__$and", "__$not", "b"]) == ["archived"]
+
+
+def test_ex_listings_answer_the_company_as_an_object_and_plain_listings_as_an_id(admin, server):
+    """The app takes an entity whose company has no id for a read-only example (and hides its edit
+    controls), so the *_ex listings answer company as {id, name}; the SDK's get_all keeps the id."""
+    me = admin.call("users.get_current_user")["user"]
+    company = me["company"]["id"]
+    project = admin.call("projects.create", name=f"ex-company-{time.time_ns()}")["id"]
+    task = admin.call("tasks.create", name="mine", type="training", project=project)["id"]
+    model = admin.call("models.create", name="weights", uri="file:///tmp/w.bin", project=project)["id"]
+    for name, key, object_id in (("tasks", "tasks", task), ("models", "models", model)):
+        ex = admin.call(f"{name}.get_all_ex", id=[object_id], only_fields=["name", "company"])[key][0]
+        assert ex["company"] == {"id": company, "name": me["company"]["name"]}
+        plain = admin.call(f"{name}.get_all", id=[object_id], only_fields=["name", "company"])[key][0]
+        assert plain["company"] == company
+    projects = admin.call("projects.get_all_ex", id=[project], only_fields=["name", "company"])["projects"]
+    assert projects[0]["company"] == {"id": company, "name": me["company"]["name"]}
+    details = admin.call("tasks.get_by_id_ex", id=[task], only_fields=["company", "project.name"])["tasks"][0]
+    assert details["company"]["id"] == company and details["project"]["id"] == project

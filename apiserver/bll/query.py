@@ -431,13 +431,19 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
 
 # -- references in only_fields ------------------------------------------------------------------
 
-def split_references(only_fields: list[str] | None, refs: dict[str, Any]
+# What the ``*_ex`` listings answer as an object even when only_fields names it plainly: ClearML's web
+# app takes an entity whose ``company`` has no ``id`` for a read-only example.
+EX_OBJECTS = ("company",)
+
+
+def split_references(only_fields: list[str] | None, refs: dict[str, Any], objects: tuple[str, ...] = ()
                      ) -> tuple[list[str] | None, dict[str, set[str]]]:
     """``only_fields`` with ``project.name``-style entries (a field of the object a reference field
     points at) replaced by the reference field itself, and what to read of each referenced object.
 
     ``refs`` maps an API reference path (``project``, ``models.output.model``) to the collection of
-    the objects it holds ids of. ClearML answers such a field as an object, ``{id, name}``.
+    the objects it holds ids of. ClearML answers such a field as an object, ``{id, name}``; so are
+    the fields in ``objects`` when named plainly.
     """
     wanted: dict[str, set[str]] = {}
     if not only_fields:
@@ -447,6 +453,8 @@ def split_references(only_fields: list[str] | None, refs: dict[str, Any]
         ref = next((r for r in sorted(refs, key=len, reverse=True)
                     if not field.startswith("-") and field.startswith(r + ".")), None)
         if ref is None:
+            if field in objects and field in refs:
+                wanted.setdefault(field, set()).add("name")
             plain.append(field)
             continue
         sub = field[len(ref) + 1:]

@@ -25,7 +25,7 @@ def get_by_task_id(call: Call) -> dict:
 @endpoint("models.get_all_ex")
 @endpoint("models.get_by_id_ex")
 def get_all(call: Call) -> dict:
-    models = _models().get_all(call.company, call.data)
+    models = _models().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"models": models, **q.scroll_answer(call.data, len(models))}
 
 

@@ -27,7 +27,7 @@ def get_by_id(call: Call) -> dict:
 @endpoint("projects.get_all")
 @endpoint("projects.get_all_ex")
 def get_all(call: Call) -> dict:
-    projects = _projects().get_all(call.company, call.data)
+    projects = _projects().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
 
 

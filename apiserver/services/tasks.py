@@ -22,7 +22,7 @@ def get_by_id(call: Call) -> dict:
 @endpoint("tasks.get_all")
 @endpoint("tasks.get_all_ex")
 def get_all(call: Call) -> dict:
-    tasks = _tasks().get_all(call.company, call.data)
+    tasks = _tasks().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"tasks": tasks, **q.scroll_answer(call.data, len(tasks))}
 
 

@@ -100,13 +100,13 @@ class ModelBLL:
             query = q.combine(query, {"ready": True} if data["ready"] else {"ready": {"$ne": True}})
         return query
 
-    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        """ClearML's listing language and paging, as for tasks (see bll.query)."""
+    def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
+        """ClearML's listing language and paging, as for tasks (see bll.query); ``ex`` as there."""
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("created", -1),))
         refs = references()
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, {"id": "_id"})
         given = [{"id": "_id"}.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = q.index_hint(Model, [f for f in SELECTIVITY if f in given] + [k for k, _ in sort])

@@ -135,12 +135,12 @@ class ProjectBLL:
                                  text=("name", "description"))
         return q.combine(query, self._nesting_filter(data))
 
-    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
         refs = {"user": User._get_collection(), "company": Company._get_collection()}
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, {"id": "_id"})
         docs = [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
         return q.dereference(docs, wanted, refs, company)
@@ -159,7 +159,7 @@ class ProjectBLL:
         """get_all, each project with its ``sub_projects``; ``include_stats`` adds ``stats`` (rolled up
         from subprojects unless ``stats_with_children`` is false) for ``stats_for_state`` (active by
         default, null for active and archived); ``check_own_contents`` adds ``own_tasks``/``own_models``."""
-        projects = self.get_all(company, data)
+        projects = self.get_all(company, data, ex=True)
         ids = [p["id"] for p in projects]
         if not ids:
             return projects

@@ -123,7 +123,7 @@ class ReportBLL:
         if query.get("project"):
             projects = query["project"] if isinstance(query["project"], list) else [query["project"]]
             query["project"] = self.projects.with_children(company, projects)
-        return self.tasks.get_all(company, query)
+        return self.tasks.get_all(company, query, ex=True)
 
     def get_tags(self, company: str) -> list[str]:
         return q.distinct_values(self.tasks.coll, company, None, "tags", unwind=True,

@@ -107,11 +107,13 @@ class TaskBLL:
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, task_id))
 
-    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
+        """``ex``: answer as the ``*_ex`` endpoints do (see ``query.EX_OBJECTS``)."""
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
         sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
-        only_fields, wanted = q.split_references(data.get("only_fields"), references())
+        only_fields, wanted = q.split_references(data.get("only_fields"), references(),
+                                                 q.EX_OBJECTS if ex else ())
         proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
         docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
