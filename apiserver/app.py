@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from functools import partial
 from typing import Any
 
 from flask import Flask
@@ -18,6 +19,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
@@ -126,6 +128,10 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
                                                   int(config.get("registry.max_schema_bytes", 65536))),
                         files=files, models=models, reports=ReportBLL(tasks, projects),
+                        export=ExportBLL(db, {"task": partial(tasks.get_all, ex=True),
+                                              "model": partial(models.get_all, ex=True)},
+                                         int(config.get("webapp.export.ttl_sec")),
+                                         int(config.get("webapp.export.max_rows"))),
                         deletion=OwnedDeletion(tasks, models, events, files, projects),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)

@@ -14,6 +14,7 @@ from apiserver.bll.events.events import EventBLL
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueListing
@@ -48,6 +49,7 @@ class ServerState:
     files: FileBLL
     models: ModelBLL
     reports: ReportBLL
+    export: ExportBLL
     pipeline_runs: PipelineRunBLL
     deletion: OwnedDeletion
     embedded: EmbeddedDatabase | None = None

@@ -83,3 +83,33 @@ def test_ex_listings_answer_the_company_as_an_object_and_plain_listings_as_an_id
     assert projects[0]["company"] == {"id": company, "name": me["company"]["name"]}
     details = admin.call("tasks.get_by_id_ex", id=[task], only_fields=["company", "project.name"])["tasks"][0]
     assert details["company"]["id"] == company and details["project"]["id"] == project
+
+
+def test_csv_export_of_a_table_as_the_app_asks_for_it(admin, other_admin, server):
+    project = admin.call("projects.create", name=f"export-{time.time_ns()}")["id"]
+    ids = [admin.call("tasks.create", name=name, type="training", project=project, tags=tags)["id"]
+           for name, tags in (("alpha", ["x", "y"]), ("=HYPERLINK(1)", []), ("gamma", ["z"]))]
+    admin.call("tasks.started", task=ids[2])
+    body = {"entity_type": "task", "only_fields": [], "project": [project], "order_by": ["name"],
+            "system_tags": ["__$not", "archived"], "scroll_id": None, "size": 15,
+            "field_mappings": [{"field": "name", "name": "Name"},
+                               {"field": "status", "name": "Status",
+                                "values": [{"key": "in_progress", "value": "Running"}]},
+                               {"field": "tags", "name": "Tags"}, {"field": "project.name", "name": "Project"}]}
+    prepared = admin.call("organization.prepare_download_for_get_all", **body)["prepare_id"]
+    # Another user of another company cannot take it.
+    status, _, _ = other_admin.request("GET", f"/api/v999.0/organization.download_for_get_all?prepare_id={prepared}")
+    assert status == 400
+    status, text, headers = admin.request("GET", f"/api/v999.0/organization.download_for_get_all?prepare_id={prepared}")
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert headers["Content-Disposition"] == "attachment; filename=tasks.csv"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    name = admin.call("projects.get_by_id", project=project)["project"]["name"]
+    assert text.splitlines() == ["Name,Status,Tags,Project", f"'=HYPERLINK(1),created,,{name}",
+                                 f'alpha,created,"x, y",{name}', f"gamma,Running,z,{name}"]
+    # Once only.
+    status, again, _ = admin.request("GET", f"/api/v999.0/organization.download_for_get_all?prepare_id={prepared}")
+    assert status == 400 and "prepare it again" in again["meta"]["result_msg"]
+    # The listing part is checked against tasks.get_all_ex itself.
+    bad = admin.error("organization.prepare_download_for_get_all", **{**body, "page_size": "ten"})
+    assert (bad.code, bad.subcode) == (400, 12) and "page_size" in bad.msg

@@ -41,7 +41,7 @@ ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_descript
 # Most items of a json-lines batch when its batch_request names no max_items.
 DEFAULT_BATCH_MAX_ITEMS = 10_000
 VERSION_KEYS = {"description", "request", "response", "batch_request", "http", "authorize",
-                "allow_roles", "read_only", "internal"}
+                "allow_roles", "read_only", "internal", "raw_response"}
 
 Version = tuple[int, int]
 
@@ -95,6 +95,9 @@ class EndpointSpec:
     allow_roles: frozenset[str] | None = None  # None: every role
     read_only: bool = False
     internal: bool = False  # never served: the dispatcher answers 404, /openapi.json leaves it out
+    # An RPC endpoint whose handler answers the HTTP response itself (a download such as a CSV file)
+    # instead of the envelope's data; its errors are envelopes as always.
+    raw_response: bool = False
     batch_action: tuple[str, Version] | None = None
     batch_max_items: int | None = None  # json-lines batches: most lines, counted before any is parsed
     http: HttpBinding | None = None
@@ -305,6 +308,7 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
                 allow_roles=_parse_roles(block.get("allow_roles", entry.get("allow_roles")), vwhere),
                 read_only=bool(block.get("read_only", entry.get("read_only", False))),
                 internal=bool(block.get("internal", entry.get("internal", False))),
+                raw_response=block.get("raw_response") is True,
                 batch_action=batch_action, batch_max_items=batch_max, http=http,
             ))
     return specs

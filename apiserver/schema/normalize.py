@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apiserver.schema.validation import first_error
+from apiserver.apierrors import errors
+from apiserver.schema.validation import error_field, first_error
 
 MAX_DROPPED_NULLS = 200
 
@@ -190,3 +191,24 @@ def unstorable_key(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def validated_request(spec: Any, data: dict, prefix: str = "") -> dict:
+    """``data`` checked against an endpoint's request schema with the rules above (nulls as absent,
+    no NUL in keys, integral floats as integers), or the 400 that names the field and the rule.
+    ``spec`` is a loader ``EndpointSpec``; ``prefix`` names where ``data`` sits in a larger body."""
+    err = drop_refused_nulls(spec.request_validator, data)
+    if err is None:
+        bad_key = unstorable_key(data)
+        if bad_key is not None:
+            raise errors.bad_request.ValidationError(
+                f"field '{prefix + bad_key}': keys may not contain a NUL byte (rule: keyCharacters)",
+                error_data={"field": prefix + bad_key, "rule": "keyCharacters"})
+        return integers_from_floats(spec.request_schema, data) if spec.has_integers else data
+    field = prefix + error_field(err)
+    if err.validator == "required":
+        raise errors.bad_request.MissingRequiredFields(f"field '{field}' is required",
+                                                      error_data={"field": field, "rule": err.validator})
+    raise errors.bad_request.ValidationError(
+        f"field '{field or '<body>'}': {err.message} (rule: {err.validator})",
+        error_data={"field": field, "rule": err.validator})

@@ -23,8 +23,7 @@ from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
-from apiserver.schema.normalize import drop_refused_nulls, integers_from_floats, unstorable_key
-from apiserver.schema.validation import error_field
+from apiserver.schema.normalize import validated_request
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
 from apiserver.service_repo.call import Call
 
@@ -126,6 +125,11 @@ class Dispatcher:
                 raise errors.bad_request.InvalidVersionTooLow(
                     f"{name} exists from version {first}", version=version, first_version=first)
             data, call = self._run(spec, call_id, trx, requested or spec.version_str, {})
+            if spec.raw_response:
+                if not isinstance(data, Response):
+                    raise errors.server_error.InternalError(f"{name} answered no response")
+                data.headers["X-Content-Type-Options"] = "nosniff"
+                return self._with_cookies(data, call)
             return self._with_cookies(self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data), call)
         except APIError as exc:
             return self._error_envelope(exc, call_id, trx, name, requested, spec)
@@ -272,21 +276,7 @@ class Dispatcher:
 
     @staticmethod
     def _validated(spec: EndpointSpec, data: dict, prefix: str = "") -> dict:
-        err = drop_refused_nulls(spec.request_validator, data)
-        if err is None:
-            bad_key = unstorable_key(data)
-            if bad_key is not None:
-                raise errors.bad_request.ValidationError(
-                    f"field '{prefix + bad_key}': keys may not contain a NUL byte (rule: keyCharacters)",
-                    error_data={"field": prefix + bad_key, "rule": "keyCharacters"})
-            return integers_from_floats(spec.request_schema, data) if spec.has_integers else data
-        field = prefix + error_field(err)
-        if err.validator == "required":
-            raise errors.bad_request.MissingRequiredFields(f"field '{field}' is required",
-                                                          error_data={"field": field, "rule": err.validator})
-        raise errors.bad_request.ValidationError(
-            f"field '{field or '<body>'}': {err.message} (rule: {err.validator})",
-            error_data={"field": field, "rule": err.validator})
+        return validated_request(spec, data, prefix)
 
     # -- answers ------------------------------------------------------------------------------
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from flask import Response, stream_with_context
+
 from apiserver.bll import query as q
 from apiserver.bll.projects import contents
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
+from apiserver.schema.normalize import validated_request
 from apiserver.service_repo import Call, endpoint
+from apiserver.state import get_state
 
 
 @endpoint("organization.get_tags")
@@ -23,3 +27,27 @@ def get_tags(call: Call) -> dict:
         answer["system_tags"] = sorted(found["system_tags"])
     return answer
 
+
+
+# What prepare_download_for_get_all reads itself; the rest of its body is the table's listing request.
+EXPORT_FIELDS = ("entity_type", "only_fields", "field_mappings")
+
+
+@endpoint("organization.prepare_download_for_get_all")
+def prepare_download_for_get_all(call: Call) -> dict:
+    """Check the listing part against the entity's own get_all_ex request, then keep it."""
+    state = get_state()
+    entity = call.data["entity_type"]
+    listing = state.specs.resolve(f"{entity}s.get_all_ex", None)
+    query = validated_request(listing, {k: v for k, v in call.data.items() if k not in EXPORT_FIELDS})
+    return {"prepare_id": state.export.prepare(call.identity, entity, query, call.data["field_mappings"])}
+
+
+@endpoint("organization.download_for_get_all")
+def download_for_get_all(call: Call) -> Response:
+    name, chunks = get_state().export.rows(call.identity, call.data["prepare_id"])
+    response = Response(stream_with_context(chunks), mimetype="text/csv")
+    response.headers.set("Content-Disposition", "attachment", filename=name)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.cache_control.no_store = True
+    return response
