@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import run_in_processes
+from tests.helpers import race
 
 
 class Rest:
@@ -185,7 +185,7 @@ def test_silent_worker_goes_offline_and_its_task_waits_again(api, app):
     assert again["status"] == "waiting" and again["worker_id"] is None
 
 
-def _render_worker(base_url: str, auth: str, name: str, out) -> None:
+def _render_worker(base_url: str, auth: str, name: str) -> list:
     session = requests.Session()
     session.headers["Authorization"] = auth
     worker = session.post(f"{base_url}/workers", json={"hostname": name}).json()[name]["id"]
@@ -203,7 +203,7 @@ def _render_worker(base_url: str, auth: str, name: str, out) -> None:
                                                                     "frame_current": task["frame_end"]})
         assert resp.status_code == 200
         done.append(task_id)
-    out.put(done)
+    return done
 
 
 def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
@@ -211,7 +211,7 @@ def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
         rest("PATCH", f"/tasks/{leftover['id']}", {"status": "canceled"})
     ids = {make_task(rest, priority=i % 7)["id"] for i in range(500)}
     tag = uuid4().hex[:6]
-    results = run_in_processes(_render_worker, [(server.base_url, admin.auth, f"farm-{tag}-{i}") for i in range(8)],
+    results = race(_render_worker, [(server.base_url, admin.auth, f"farm-{tag}-{i}") for i in range(8)],
                                timeout=600)
     rendered = [t for r in results for t in r]
     assert sorted(rendered) == sorted(ids), f"{len(rendered)} rendered, {len(set(rendered))} distinct"
