@@ -40,22 +40,6 @@ def test_report_registers_an_unknown_worker(api, worker_name):
     assert err.code == 400 and err.meta["error_data"]["field"] == "timestamp"
 
 
-def test_expiry_keeps_what_the_worker_held_visible(api, worker_name):
-    from apiserver.state import get_state
-
-    task = api.call("tasks.create", name="held", type="training")["id"]
-    api.call("workers.register", worker=worker_name, timeout=1)
-    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000), task=task)
-    time.sleep(1.5)
-    assert get_state().workers.expire() >= 1  # what the scheduler job does
-    assert worker_name not in {w["id"] for w in api.call("workers.get_all")["workers"]}
-    expired = {w["id"]: w for w in api.call("workers.get_all", include_expired=True)["workers"]}[worker_name]
-    assert expired["expired"] is True and expired["task"]["id"] == task
-    assert api.error("workers.get_runtime_properties", worker=worker_name).subcode == 1001
-    api.call("workers.status_report", worker=worker_name, timestamp=int(time.time() * 1000))  # back alive
-    assert worker_name in {w["id"] for w in api.call("workers.get_all")["workers"]}
-
-
 def test_runtime_properties(api, worker_name):
     api.call("workers.register", worker=worker_name)
     assert api.call("workers.get_runtime_properties", worker=worker_name) == {"runtime_properties": []}
