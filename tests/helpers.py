@@ -196,20 +196,80 @@ class ServerProcess:
         return self.client().login(ADMIN_KEY, ADMIN_SECRET)
 
 
-def run_in_processes(target, args_per_process: list[tuple], timeout: float = 300) -> list[Any]:
-    """Run ``target(*args, out)`` in one spawned process per args tuple, all at once; each puts one
-    result on ``out``. Returns the results (in finishing order)."""
+def _race_child(target, args: tuple, index: int, barrier, out) -> None:
+    """One racer: wait at the barrier with the others, run, report (index, ok, value or traceback)."""
+    import traceback
+
+    try:
+        barrier.wait(120)
+    except Exception:  # noqa: BLE001 - a broken barrier is reported like any failure
+        out.put((index, False, "the start barrier broke (another racer never arrived):\n" + traceback.format_exc()))
+        return
+    try:
+        out.put((index, True, target(*args)))
+    except BaseException:  # noqa: BLE001 - the parent's failure message carries it
+        out.put((index, False, traceback.format_exc()))
+
+
+def race(target, args_per_process: list[tuple], timeout: float = 240) -> list[Any]:
+    """Run ``target(*args)`` in one spawned process per args tuple, released at the same moment by a
+    barrier (every process is up and connected before any starts); returns their return values in
+    ``args_per_process`` order.
+
+    A racer that raises fails the race with its traceback in the message (each failing racer's, not
+    just a timeout); a racer that dies without a report, or a race still running after ``timeout``
+    seconds, fails it too. Every racer still alive is terminated, on success and on failure.
+    """
     import multiprocessing
+    import queue as queue_mod
 
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, out)) for args in args_per_process]
-    for proc in procs:
-        proc.start()
-    results = [out.get(timeout=timeout) for _ in procs]
-    for proc in procs:
-        proc.join(60)
-    return results
+    barrier = ctx.Barrier(len(args_per_process))
+    procs = [ctx.Process(target=_race_child, args=(target, args, i, barrier, out), daemon=True)
+             for i, args in enumerate(args_per_process)]
+    results: dict[int, Any] = {}
+    failures: dict[int, str] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        deadline = time.monotonic() + timeout
+        while len(results) + len(failures) < len(procs):
+            try:
+                index, ok, value = out.get(timeout=0.5)
+            except queue_mod.Empty:
+                reported = results.keys() | failures.keys()
+                for i, proc in enumerate(procs):
+                    if i not in reported and proc.exitcode is not None:
+                        try:  # its report may still be in the pipe
+                            index, ok, value = out.get(timeout=2)
+                        except queue_mod.Empty:
+                            failures[i] = f"exited with code {proc.exitcode} without a report"
+                            break
+                        (results if ok else failures)[index] = value
+                        break
+                if time.monotonic() > deadline:
+                    pending = [i for i in range(len(procs)) if i not in results and i not in failures]
+                    for i in pending:
+                        failures[i] = f"still running after {timeout:.0f}s"
+                    break
+                continue
+            (results if ok else failures)[index] = value
+            if failures:
+                break  # the race is lost: do not wait for the others
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+    if failures:
+        report = "\n".join(f"--- racer {i} {args_per_process[i]!r}:\n{text}" for i, text in sorted(failures.items()))
+        raise AssertionError(f"{len(failures)} of {len(procs)} racers failed:\n{report}")
+    return [results[i] for i in range(len(procs))]
 
 
 def sign_in_page(page: Any, base_url: str, user: str, password: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from tests.helpers import run_in_processes
+from tests.helpers import race
 
 N = 300
 
@@ -166,7 +166,7 @@ def test_indexed_filters_use_the_index(coll):
     assert "IXSCAN" in str(plan)
 
 
-def _cas_increments(uri: str, db: str, n: int, out) -> None:
+def _cas_increments(uri: str, db: str, n: int) -> int:
     c = pymongo.MongoClient(uri)[db]["conformance_cas"]
     wins = 0
     for _ in range(n):
@@ -175,20 +175,20 @@ def _cas_increments(uri: str, db: str, n: int, out) -> None:
             if c.update_one({"_id": "x", "n": doc["n"]}, {"$set": {"n": doc["n"] + 1}}).modified_count:
                 wins += 1
                 break
-    out.put(wins)
+    return wins
 
 
-def _pop_with_pre_image(uri: str, db: str, out) -> None:
+def _pop_with_pre_image(uri: str, db: str) -> list:
     c = pymongo.MongoClient(uri)[db]["conformance_cas"]
     got = []
     while (doc := c.find_one_and_update({"_id": "q", "e.0": {"$exists": True}}, {"$pop": {"e": -1}},
                                         return_document=ReturnDocument.BEFORE)) is not None:
         got.append(doc["e"][0])
-    out.put(got)
+    return got
 
 
 def _in_processes(target, args, n=8):
-    return run_in_processes(target, [args] * n, timeout=120)
+    return race(target, [args] * n, timeout=120)
 
 
 def test_conditional_update_is_atomic_across_processes(mongo_uri, db_name):

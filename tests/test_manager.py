@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 import requests
 
-from tests.helpers import run_in_processes
+from tests.helpers import race
 
 
 class Rest:
@@ -158,34 +157,7 @@ def test_priority_claims_progress_and_completion(rest, other_rest):
     assert rest("PATCH", f"/workers/{disabled}", {"status": "enabled"})[1] == {"task_id": waiting["id"]}
 
 
-def test_silent_worker_goes_offline_and_its_task_waits_again(api, app):
-    from apiserver.state import get_state
-
-    client = app.test_client()
-    headers = {"Authorization": api.auth}
-    manager = get_state().manager
-    hostname = f"silent-{uuid4().hex[:6]}"
-    worker = client.post("/workers", json={"hostname": hostname}, headers=headers).get_json()[hostname]["id"]
-    for leftover in client.get("/tasks?status=waiting", headers=headers).get_json():
-        client.patch(f"/tasks/{leftover['id']}", json={"status": "canceled"}, headers=headers)
-    task = client.post("/tasks", json={"type": "blender_render", "parser": "blender_render", "priority": 1000,
-                                       "settings": {"filepath": "/f"}}, headers=headers).get_json()
-    assert client.patch(f"/workers/{worker}", json={"status": "available"}, headers=headers).get_json() == \
-        {"task_id": task["id"]}
-    saved = manager.worker_timeout
-    manager.worker_timeout = timedelta(seconds=1)
-    try:
-        time.sleep(1.2)
-        assert manager.release_silent_workers() >= 1  # the scheduler job's work
-        listed = client.get("/workers", headers=headers).get_json()[hostname]
-        assert listed["connection"] == "offline" and listed["current_task"] is None
-    finally:
-        manager.worker_timeout = saved
-    again = client.get(f"/tasks/{task['id']}", headers=headers).get_json()
-    assert again["status"] == "waiting" and again["worker_id"] is None
-
-
-def _render_worker(base_url: str, auth: str, name: str, out) -> None:
+def _render_worker(base_url: str, auth: str, name: str) -> list:
     session = requests.Session()
     session.headers["Authorization"] = auth
     worker = session.post(f"{base_url}/workers", json={"hostname": name}).json()[name]["id"]
@@ -203,7 +175,7 @@ def _render_worker(base_url: str, auth: str, name: str, out) -> None:
                                                                     "frame_current": task["frame_end"]})
         assert resp.status_code == 200
         done.append(task_id)
-    out.put(done)
+    return done
 
 
 def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
@@ -211,7 +183,7 @@ def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
         rest("PATCH", f"/tasks/{leftover['id']}", {"status": "canceled"})
     ids = {make_task(rest, priority=i % 7)["id"] for i in range(500)}
     tag = uuid4().hex[:6]
-    results = run_in_processes(_render_worker, [(server.base_url, admin.auth, f"farm-{tag}-{i}") for i in range(8)],
+    results = race(_render_worker, [(server.base_url, admin.auth, f"farm-{tag}-{i}") for i in range(8)],
                                timeout=600)
     rendered = [t for r in results for t in r]
     assert sorted(rendered) == sorted(ids), f"{len(rendered)} rendered, {len(set(rendered))} distinct"

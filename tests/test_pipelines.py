@@ -1,6 +1,6 @@
 """The pipeline leader end to end: a real server process with its heartbeat, real member processes
-(member_kit), completion in order, failures, hung members, stops, forged reports, two leaders on
-one database, and a restart in the middle of a pipeline."""
+(member_kit), completion in order, failures, hung members, stops, forged reports, two servers on
+one database stepping one pipeline at once, concurrent starts, and a restart in the middle of a pipeline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import ALLOW_LOOPBACK, ROOT, ApiClient, ServerProcess, free_port
+from tests.helpers import ALLOW_LOOPBACK, ROOT, ApiClient, ApiError, ServerProcess, free_port
 
 FAST = {**ALLOW_LOOPBACK, "APISERVER__pipeline__heartbeat_sec": "1", "APISERVER__pipeline__read_timeout_sec": "1",
         "APISERVER__pipeline__connect_timeout_sec": "1", "APISERVER__pipeline__max_missed_beats": "2",
@@ -244,29 +244,120 @@ def test_validation_and_roles(leader, server):
     assert err.subcode == 1204 and "cloud_deploy" in err.msg
 
 
-def test_two_leaders_start_each_member_once(mongo_uri, tmp_path, members):
-    db_name = f"two_leaders_{uuid4().hex[:8]}"
-    first = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path)
-    second = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path)
+def _fire_together(urls: list[str], params: dict) -> list[tuple[int, str]]:
+    """GET every URL from its own thread, all released at once by a barrier."""
+    import threading
+
+    barrier = threading.Barrier(len(urls))
+    answers: list[tuple[int, str]] = [(0, "")] * len(urls)
+
+    def one(i: int) -> None:
+        session = requests.Session()
+        barrier.wait(30)
+        resp = session.get(urls[i], params=params, timeout=30)
+        answers[i] = (resp.status_code, resp.text)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
+
+
+def _member_answer(members: Members, cid: str, user: str, project: str) -> str:
+    return requests.get(members.url(cid) + "/status_request", params={"user_id": user, "project_id": project},
+                        timeout=5).text
+
+
+def test_two_servers_stepping_one_pipeline_at_once_start_each_step_once(mongo_uri, tmp_path, members):
+    """Two server processes (two gunicorn workers each) on one database step the same pipeline at the
+    same moment: at each step's end, 16 status reports released by a barrier reach both servers, and
+    every one of them makes its process step the pipeline. The members count one /start per step.
+
+    The heartbeat is slowed to 120 s so that only these racing reports move the pipeline, and the
+    members report to no leader (their own report would step it before the race)."""
+    db_name = f"two_servers_{uuid4().hex[:8]}"
+    env = {**FAST, "APISERVER__pipeline__heartbeat_sec": "120"}
+    first = ServerProcess(mongo_uri, db_name, workers=2, extra_env=env).start(tmp_path)
+    second = ServerProcess(mongo_uri, db_name, workers=2, extra_env=env).start(tmp_path)
     try:
-        members.leader_url = first.base_url
-        for cid in ("labelling", "bms", "neck_nas"):
-            members.start(cid, "0.5:success")
+        members.leader_url = f"http://127.0.0.1:{free_port()}"  # nobody listens: reports come from us
+        workflow = ["labelling", "bms", "neck_nas"]
+        for cid in workflow:
+            members.start(cid, "0.3:success")
         admin = first.admin()
-        register(admin, members, "labelling", "bms", "neck_nas")
-        pids = [admin.call("workflows.create", project_id=f"two-{i}", workflow=["labelling", "bms", "neck_nas"])["id"]
-                for i in range(2)]
-        admin.call("workflows.start", pipeline=pids[0])
-        wait_for(admin, pids[0])
-        second.admin().call("workflows.start", pipeline=pids[1])
-        for pid in pids:
-            done = wait_for(admin, pid)
-            assert done["status"] == "completed" and [s["start_calls"] for s in done["steps"]] == [1, 1, 1]
-        for cid in ("labelling", "bms", "neck_nas"):
-            assert members.calls(cid)["start"] == 2  # one per step, two pipelines
+        register(admin, members, *workflow)
+        project = f"race-{uuid4().hex[:6]}"
+        pid = admin.call("workflows.create", project_id=project, workflow=workflow)["id"]
+        user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
+        urls = [f"{srv.base_url}/status_report" for srv in (first, second)] * 8
+        for i, cid in enumerate(workflow):
+            deadline = time.monotonic() + 30
+            while _member_answer(members, cid, user, project) != "completed":  # its work is done
+                assert time.monotonic() < deadline, f"{cid} never completed its work"
+                time.sleep(0.1)
+            answers = _fire_together(urls, {"container_id": cid, "user_id": user, "project_id": project,
+                                            "status": "success"})
+            assert answers == [(200, "OK")] * 16
+            doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
+            assert doc["status"] == ("completed" if i == 2 else "running"), doc
+            assert doc["current_step"] == min(i + 1, 2) and doc["steps"][i]["status"] == "completed", doc
+        done = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
+        assert [(s["status"], s["start_calls"]) for s in done["steps"]] == [("completed", 1)] * 3
+        assert {cid: members.calls(cid).get("start", 0) for cid in workflow} == dict.fromkeys(workflow, 1)
+        starts = [e["container_id"] for e in admin.call("workflows.get_log", pipeline=pid)["events"]
+                  if e["call"] == "start"]
+        assert starts == workflow
     finally:
         first.stop()
         second.stop()
+
+
+def test_one_running_pipeline_per_user_and_project_under_20_concurrent_starts(leader, members):
+    """20 callers start 20 different pipelines of one user and project at the same moment (a barrier,
+    two server workers): exactly one runs, the 19 others get 400/1202 and stay created."""
+    import threading
+
+    admin = leader.admin()
+    members.start("labelling", "30:success")
+    register(admin, members, "labelling")
+    project = f"one-{uuid4().hex[:6]}"
+    pids = [admin.call("workflows.create", project_id=project, workflow=["labelling"])["id"] for _ in range(20)]
+    barrier = threading.Barrier(20)
+    outcomes: dict[str, object] = {}
+
+    def start(pid: str) -> None:
+        caller = ApiClient(leader.base_url, auth=admin.auth)
+        barrier.wait(30)
+        try:
+            outcomes[pid] = caller.call("workflows.start", pipeline=pid)["pipeline"]["status"]
+        except AssertionError as exc:  # ApiError included
+            outcomes[pid] = exc
+
+    threads = [threading.Thread(target=start, args=(pid,)) for pid in pids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        def outcome(value: object) -> str:
+            if isinstance(value, ApiError):
+                return f"{value.code}/{value.subcode}: {value.msg}"
+            return str(value)
+
+        got = sorted(outcome(outcomes.get(pid, "no answer")) for pid in pids)
+        winner = next((pid for pid in pids if outcomes.get(pid) == "running"), None)
+        refusal = ("400/1202: invalid pipeline status (another pipeline of this user and project is running): "
+                   f"running={winner}")  # the refusal names the running one
+        assert got == [refusal] * 19 + ["running"], got
+        statuses = {pid: admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] for pid in pids}
+        assert sorted(statuses.values()) == ["created"] * 19 + ["running"]
+        assert members.calls("labelling")["start"] == 1
+    finally:
+        for pid in pids:
+            if admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] == "running":
+                admin.call("workflows.stop", pipeline=pid)
 
 
 def test_restart_in_the_middle_resumes(mongo_uri, tmp_path, members):

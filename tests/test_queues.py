@@ -1,14 +1,13 @@
-"""The queues service: CRUD, moves, atomic pops (8 processes over 1,000 tasks), metrics."""
+"""The queues service: CRUD, moves, atomic pops (8 processes over 400 tasks), metrics."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 import requests
 
-from tests.helpers import run_in_processes
+from tests.helpers import race
 
 
 def new_queue(api, **kw) -> str:
@@ -81,47 +80,43 @@ def test_get_next_task(api):
     assert api.error("queues.get_next_task", queue="0" * 32).subcode == 701
 
 
-def _claim_all(base_url: str, auth: str, queue: str, out) -> None:
+def _claim_all(base_url: str, auth: str, queue: str) -> list:
     session = requests.Session()
     got = []
     while True:
         resp = session.post(f"{base_url}/queues.get_next_task", json={"queue": queue},
-                            headers={"Authorization": auth})
+                            headers={"Authorization": auth}, timeout=90)
         assert resp.status_code == 200, resp.text
         entry = resp.json()["data"].get("entry")
         if not entry:
-            break
+            return got
         got.append(entry["task"])
-    out.put(got)
+
+
+RACE_TASKS = 400  # each pop rewrites the queue's entry array: cost grows with the square of this
 
 
 def test_eight_processes_pop_every_task_exactly_once(admin, server):
+    """Eight processes released together by a barrier pop one queue until it is empty: every task is
+    handed out exactly once, and every process got some (they really overlapped)."""
     qid = admin.call("queues.create", name=f"race-{uuid4().hex[:6]}")["id"]
+
     def enqueue_one(_):
         task = admin.call("tasks.create", name="pop", type="training")["id"]
         admin.call("tasks.enqueue", task=task, queue=qid)
         return task
 
     with ThreadPoolExecutor(8) as pool:  # setup only; clients keep their own sessions
-        expected = list(pool.map(enqueue_one, range(1000)))
-    results = run_in_processes(_claim_all, [(server.base_url, admin.auth, qid)] * 8)
+        expected = list(pool.map(enqueue_one, range(RACE_TASKS)))
+    results = race(_claim_all, [(server.base_url, admin.auth, qid)] * 8)
     handed = [t for r in results for t in r]
-    assert sorted(handed) == sorted(expected), f"{len(handed)} handed out, {len(set(handed))} distinct"
-    assert sum(1 for r in results if r) >= 2  # the work really was shared
+    assert len(handed) == RACE_TASKS, f"{len(handed)} handed out, {len(set(handed))} distinct"
+    assert sorted(handed) == sorted(expected)
+    assert [bool(r) for r in results] == [True] * 8, [len(r) for r in results]
     assert admin.call("queues.get_by_id", queue=qid)["queue"]["entries"] == []
 
 
-def test_queue_metrics(api, app):
-    from apiserver.state import get_state
-
-    qid = new_queue(api)
-    queued_task(api, qid)
-    queued_task(api, qid)
-    start = time.time() - 1
-    get_state().queue_listing.sample_metrics()  # what the scheduler job does every 30 s
-    got = api.call("queues.get_queue_metrics", from_date=start, to_date=time.time() + 1, interval=60,
-                   queue_ids=[qid])["queues"]
-    assert got[0]["queue"] == qid and got[0]["queue_lengths"] == [2]
-    assert got[0]["avg_waiting_times"][0] >= 0
+def test_queue_metrics_refuse_an_impossible_range(api):
+    """Samples themselves come from the scheduler's job: tests/test_jobs.py."""
     err = api.error("queues.get_queue_metrics", from_date=10, to_date=5, interval=60)
-    assert err.code == 400
+    assert (err.code, err.subcode) == (400, 6)

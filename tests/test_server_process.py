@@ -45,7 +45,7 @@ def test_embedded_database_starts_persists_and_stops_with_the_server(tmp_path):
         labels = [c["label"] for c in client.call("auth.get_credentials")["credentials"]]
         assert "survives restart" in labels
     finally:
-        second.stop(signal.SIGINT)
+        assert second.stop(signal.SIGINT) == 0  # Ctrl-C is a clean stop
 
 
 def test_two_gunicorn_workers_share_one_embedded_database(tmp_path):

@@ -35,11 +35,13 @@ def connect(config: Config) -> tuple[Database, EmbeddedDatabase | None]:
         uri = embedded.ensure_running()
         if not embedded.owner:
             embedded = None
-    timeout_ms = int(float(config.get("database.server_selection_timeout_sec", 10)) * 1000)
+    timeout_ms = int(float(config["database.server_selection_timeout_sec"]) * 1000)
+    operation_ms = int(float(config["database.operation_timeout_sec"]) * 1000)
     mongoengine.disconnect_all()
     client = mongoengine.connect(
         db=config.get("database.name", "apiserver"), host=uri, alias="default",
-        serverSelectionTimeoutMS=timeout_ms, uuidRepresentation="standard", tz_aware=False,
+        serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=operation_ms, waitQueueTimeoutMS=operation_ms,
+        uuidRepresentation="standard", tz_aware=False,
     )
     db = client[config.get("database.name", "apiserver")]
     db.command("ping")

@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import orjson
 from flask import Flask, Response, request
+from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -338,6 +339,10 @@ class Dispatcher:
         return Response(dumps(body), status=exc.code, mimetype="application/json", headers=exc.headers)
 
     def _internal(self, exc: Exception, call_id: str, name: str) -> APIError:
+        if isinstance(exc, ConnectionFailure):  # socket, selection and pool-wait timeouts included
+            log.error("request %s to %s: the database did not answer: %s", call_id, name, exc)
+            return errors.server_error.DatabaseUnavailable(
+                f"the database did not answer in time (database.operation_timeout_sec); request id {call_id}")
         log.exception("request %s to %s failed", call_id, name)
         return errors.server_error.InternalError(f"request id {call_id}")
 

@@ -18,6 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pymongo.errors import DuplicateKeyError
+
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.pipelines.members import (
@@ -133,17 +135,18 @@ class PipelineBLL:
         if doc["status"] != "created":
             raise errors.bad_request.InvalidPipelineStatus(f"only created pipelines start (this one is "
                                                            f"{doc['status']})", id=pipeline_id)
-        busy = self.coll.find_one({"status": "running", "project_id": doc["project_id"], "user_id": doc["user_id"]},
-                                  {"_id": 1})
-        if busy:
-            raise errors.bad_request.InvalidPipelineStatus(
-                "another pipeline of this user and project is running", running=busy["_id"])
         members = self.check_members(sorted({s["container_id"] for s in doc["steps"]}), identity.company)
         not_ready = [m["container_id"] for m in members if not m["ready"]]
         if not_ready:
             raise errors.bad_request.MembersNotReady(f"not ready: {not_ready}", error_data={"members": members})
-        moved = self.coll.update_one({"_id": pipeline_id, "status": "created"},
-                                     {"$set": {"status": "running", "started": utcnow()}})
+        try:  # one running pipeline per user and project: the unique index on running ones decides
+            moved = self.coll.update_one({"_id": pipeline_id, "status": "created"},
+                                         {"$set": {"status": "running", "started": utcnow()}})
+        except DuplicateKeyError:
+            busy = self.coll.find_one({"status": "running", "project_id": doc["project_id"],
+                                       "user_id": doc["user_id"]}, {"_id": 1}) or {}
+            raise errors.bad_request.InvalidPipelineStatus(
+                "another pipeline of this user and project is running", running=busy.get("_id")) from None
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
         self.advance(pipeline_id)  # send the first /start now rather than at the next beat

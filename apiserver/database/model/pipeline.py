@@ -11,7 +11,11 @@ class Pipeline(CompanyDocument):
     meta = {
         "collection": "pipelines",
         "strict": False,
-        "indexes": [("company", "-created"), ("status", "project_id", "user_id"), ("company", "project_id")],
+        "indexes": [("company", "-created"), ("status", "project_id", "user_id"), ("company", "project_id"),
+                    # one running pipeline per user and project (workflows.start), and the one a
+                    # member's report names (status_report carries user and project only)
+                    {"fields": ["user_id", "project_id"], "unique": True, "name": "one_running_per_user_project",
+                     "partialFilterExpression": {"status": "running"}}],
     }
 
     user_id = StringField(required=True)

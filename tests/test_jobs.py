@@ -1,0 +1,181 @@
+"""The background jobs as the scheduler runs them: a server process of its own with one-second job
+periods from config; every effect is observed through the API (or the lease document), never by
+calling a job by hand. Each "it happened" check has a positive control beside it that must not happen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from uuid import uuid4
+
+import pymongo
+import pytest
+import requests
+
+from tests.helpers import ServerProcess
+
+JOBS = {
+    "APISERVER__workers__expiry_check_sec": "1",
+    "APISERVER__manager__timeout_check_sec": "1",
+    "APISERVER__manager__worker_timeout_sec": "2",
+    "APISERVER__tasks__non_responsive_check_sec": "1",
+    "APISERVER__tasks__non_responsive_timeout_sec": "3",
+    "APISERVER__queues__metrics_sample_sec": "1",
+    "APISERVER__scheduler__lease_renew_sec": "1",
+    "APISERVER__scheduler__lease_ttl_sec": "3",
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=None):
+    """Poll ``check()`` until it returns something truthy (calling ``keep_alive()`` before each try)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if keep_alive is not None:
+            keep_alive()
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def jobs(mongo_uri, tmp_path_factory):
+    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=2, extra_env=JOBS)
+    proc.start(tmp_path_factory.mktemp("jobs"))
+    yield proc
+    proc.stop()
+
+
+def test_the_expiry_job_expires_a_silent_worker_and_not_a_reporting_one(jobs):
+    admin = jobs.admin()
+    silent, alive = f"silent:{uuid4().hex[:6]}", f"alive:{uuid4().hex[:6]}"
+    task = admin.call("tasks.create", name="held", type="training")["id"]
+    admin.call("workers.register", worker=silent, timeout=2)
+    admin.call("workers.status_report", worker=silent, timestamp=now_ms(), task=task)
+    admin.call("workers.register", worker=alive, timeout=2)
+
+    def listed_without_silent() -> set[str] | None:
+        ids = {w["id"] for w in admin.call("workers.get_all")["workers"]}
+        return ids if silent not in ids else None
+
+    # get_all hides a worker only once the job marked it expired (a late one is listed until then)
+    seen = until("the silent worker expires", listed_without_silent,
+                 keep_alive=lambda: admin.call("workers.status_report", worker=alive, timestamp=now_ms()))
+    assert alive in seen
+    everyone = {w["id"]: w for w in admin.call("workers.get_all", include_expired=True)["workers"]}
+    assert (everyone[silent]["expired"], everyone[silent]["task"]["id"]) == (True, task)
+    assert everyone[alive]["expired"] is False
+    assert admin.error("workers.get_runtime_properties", worker=silent).subcode == 1001
+    admin.call("workers.status_report", worker=silent, timestamp=now_ms())  # a report brings it back
+    assert silent in {w["id"] for w in admin.call("workers.get_all")["workers"]}
+
+
+def test_the_non_responsive_job_stops_a_silent_task_and_not_a_pinged_one(jobs):
+    admin = jobs.admin()
+    silent = admin.call("tasks.create", name="silent", type="training")["id"]
+    pinged = admin.call("tasks.create", name="pinged", type="training")["id"]
+    for task in (silent, pinged):
+        admin.call("tasks.started", task=task)
+
+    def status(task: str) -> dict:
+        return admin.call("tasks.get_by_id", task=task)["task"]
+
+    stopped = until("the silent task is stopped", lambda: (t := status(silent))["status"] == "stopped" and t,
+                    keep_alive=lambda: admin.call("tasks.ping", task=pinged))
+    assert (stopped["status_reason"], stopped["status_message"]) == ("Forced stop (non-responsive)",) * 2
+    assert status(pinged)["status"] == "in_progress"
+
+
+def test_the_render_timeout_job_gives_a_silent_workers_task_back(jobs):
+    session = requests.Session()
+    session.headers["Authorization"] = jobs.admin().auth
+
+    def rest(method: str, path: str, body: dict | None = None):
+        resp = session.request(method, jobs.base_url + path, json=body, timeout=30)
+        assert resp.status_code in (200, 202), (method, path, resp.status_code, resp.text)
+        return resp.json() if resp.content else None
+
+    silent_host, busy_host = f"silent-{uuid4().hex[:6]}", f"busy-{uuid4().hex[:6]}"
+    silent = rest("POST", "/workers", {"hostname": silent_host})[silent_host]["id"]
+    busy = rest("POST", "/workers", {"hostname": busy_host})[busy_host]["id"]
+    body = {"type": "blender_render", "parser": "blender_render", "settings": {"filepath": "/f.blend"},
+            "frame_start": 1, "frame_end": 100}
+    tasks = {rest("POST", "/tasks", body)["id"], rest("POST", "/tasks", body)["id"]}
+    claimed = {worker: rest("PATCH", f"/workers/{worker}", {"status": "available"})["task_id"]
+               for worker in (silent, busy)}
+    assert set(claimed.values()) == tasks
+
+    def progress() -> None:  # the busy worker keeps reporting
+        rest("PATCH", f"/workers/{busy}", {"status": "rendering", "frame_current": 2})
+
+    given_back = until("the silent worker's task waits again",
+                       lambda: (t := rest("GET", f"/tasks/{claimed[silent]}"))["status"] == "waiting" and t,
+                       keep_alive=progress)
+    assert given_back["worker_id"] is None
+    workers = rest("GET", "/workers")
+    assert (workers[silent_host]["connection"], workers[silent_host]["current_task"]) == ("offline", None)
+    assert (workers[busy_host]["connection"], workers[busy_host]["current_task"]) == ("online", claimed[busy])
+    kept = rest("GET", f"/tasks/{claimed[busy]}")
+    assert (kept["status"], kept["worker_id"]) == ("rendering", busy)
+
+
+def test_the_metrics_job_samples_queue_lengths(jobs):
+    admin = jobs.admin()
+    qid = admin.call("queues.create", name=f"m-{uuid4().hex[:6]}")["id"]
+    began = time.time() - 1
+    for _ in range(2):
+        task = admin.call("tasks.create", name="waiting", type="training")["id"]
+        admin.call("tasks.enqueue", task=task, queue=qid)
+
+    def sampled():
+        got = admin.call("queues.get_queue_metrics", from_date=began, to_date=time.time() + 1, interval=3600,
+                         queue_ids=[qid])["queues"]
+        return got if got and got[0]["queue_lengths"] else None
+
+    got = until("a metrics sample of the queue", sampled)
+    waited = time.time() - began
+    assert (got[0]["queue"], got[0]["queue_lengths"]) == (qid, [2])
+    assert 0 <= got[0]["avg_waiting_times"][0] <= waited, (got, waited)
+
+
+def _lease(mongo_uri: str, db_name: str) -> dict:
+    with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000) as client:
+        return client[db_name]["leases"].find_one({"_id": "scheduler"}) or {}
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+
+
+def test_after_the_lease_holder_is_killed_another_server_takes_the_jobs_over(mongo_uri, tmp_path):
+    """Two servers on one database: kill -9 the one whose worker holds the scheduler lease; the
+    other takes the lease once it expires and runs the jobs (a worker registered after the kill
+    expires)."""
+    db_name = f"lease_{uuid4().hex[:8]}"
+    servers = [ServerProcess(mongo_uri, db_name, workers=1, extra_env=JOBS).start(tmp_path) for _ in range(2)]
+    try:
+        holder = until("a lease holder", lambda: _lease(mongo_uri, db_name).get("holder"))
+        holder_pid = int(holder.split(":")[1])
+        owners = [s for s in servers if _parent_pid(holder_pid) == s.proc.pid]
+        assert len(owners) == 1, (holder, [s.proc.pid for s in servers])
+        dead, survivor = owners[0], next(s for s in servers if s is not owners[0])
+        os.killpg(dead.proc.pid, signal.SIGKILL)
+        dead.proc.wait(10)
+        taken = until("another process takes the lease",
+                      lambda: (h := _lease(mongo_uri, db_name).get("holder")) != holder and h, timeout=30)
+        assert _parent_pid(int(taken.split(":")[1])) == survivor.proc.pid
+        admin = survivor.admin()
+        worker = f"after-kill:{uuid4().hex[:6]}"
+        admin.call("workers.register", worker=worker, timeout=1)
+        until("the survivor's expiry job expires a worker",
+              lambda: worker not in {w["id"] for w in admin.call("workers.get_all")["workers"]})
+    finally:
+        for server in servers:
+            server.stop()
