@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import recent_page
 from apiserver.bll.patterns import Matcher, matcher
 
 MAX_PAGE_SIZE = 500
@@ -417,7 +418,8 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
 
     first, direction = sort[0]
     if direction != 1 or first == "_id":
-        return list(find(query, sort).skip(skip).limit(limit))
+        newest = recent_page.find_newest(coll, query, sort, skip, limit, proj)
+        return newest if newest is not None else list(find(query, sort).skip(skip).limit(limit))
     filled_q = combine(query, {first: {"$nin": [None, ""]}})
     docs = list(find(filled_q, sort).skip(skip).limit(limit))
     if len(docs) == limit:

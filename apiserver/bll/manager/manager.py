@@ -27,6 +27,8 @@ from apiserver.database.model.worker import Worker
 
 TASK_STATUSES = ("waiting", "rendering", "completed", "failed", "canceled")
 WORKER_STATUSES = ("enabled", "available", "rendering", "disabled", "error")
+# Waiting tasks one claim reads and tries in order; about the number of workers that ask at once.
+CLAIM_CANDIDATES = 16
 TASK_FIELDS = ("id", "worker_id", "priority", "frame_start", "frame_end", "frame_current", "status", "format",
                "type", "parser", "settings", "command", "args", "created", "updated")
 
@@ -276,17 +278,23 @@ class ManagerBLL:
                               {"$set": {"status": "waiting", "worker_id": None, "updated": utcnow()}})
 
     def _claim(self, company: str, worker_id: int) -> int | None:
-        """The waiting task of highest priority (oldest first), taken by compare-and-set."""
+        """The waiting task of highest priority (oldest first), taken by compare-and-set.
+
+        One sorted read gives the first ``CLAIM_CANDIDATES`` waiting tasks and the worker tries them
+        in order: a worker that loses the front task to another takes the next one without reading
+        the list again (on SecantusDB every sorted read collects and sorts every waiting task).
+        """
         for _ in range(1000):
-            candidate = self.tasks.find_one({"company": company, "status": "waiting"}, {"_id": 1},
-                                            sort=[("priority", -1), ("_id", 1)])
-            if candidate is None:
+            candidates = list(self.tasks.find({"company": company, "status": "waiting"}, {"_id": 1},
+                                              sort=[("priority", -1), ("_id", 1)], limit=CLAIM_CANDIDATES))
+            if not candidates:
                 return None
-            taken = self.tasks.update_one({"_id": candidate["_id"], "status": "waiting"},
-                                          {"$set": {"status": "rendering", "worker_id": worker_id,
-                                                    "updated": utcnow()}})
-            if taken.modified_count:
-                return candidate["_id"]
+            for candidate in candidates:
+                taken = self.tasks.update_one({"_id": candidate["_id"], "status": "waiting"},
+                                              {"$set": {"status": "rendering", "worker_id": worker_id,
+                                                        "updated": utcnow()}})
+                if taken.modified_count:
+                    return candidate["_id"]
         return None
 
     def release_silent_workers(self) -> int:
