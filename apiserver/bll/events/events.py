@@ -21,7 +21,7 @@ from pymongo import UpdateOne
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.events.logs import LOG, LogStore
-from apiserver.bll.events.scalars import SCALAR, ScalarStore, _metric_filter, _wanted
+from apiserver.bll.events.scalars import SCALAR, ScalarStore, _metric_filter, _wanted, iso_time
 from apiserver.bll.query import api_id
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.event import Event
@@ -60,7 +60,8 @@ class EventBLL:
         def db():
             return Event._get_db()
 
-        self.scalars = ScalarStore(db, int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]))
+        self.scalars = ScalarStore(db, int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]),
+                                   int(config["scalar_fold_every"]), int(config["scalar_fold_points"]))
         self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
         self.default_samples = int(config["histogram_default_samples"])
         # Who may read a task's (or a model's) events: the task and model rules' own ``readable``.
@@ -241,7 +242,7 @@ class EventBLL:
 
     def scalar_events(self, task: str, metrics: list[dict[str, Any]] | None, pos: Any, limit: int
                       ) -> tuple[list[dict[str, Any]], Any]:
-        series = self.scalars.overviews(task, metrics)
+        series = self.scalars.raw_series(task, metrics)
         points, nxt = self.scalars.points(series, pos, limit)
         return [{"task": task, "type": SCALAR, "metric": doc["metric"], "variant": doc["variant"], "iter": it,
                  "timestamp": ts, "value": value} for doc, (it, ts, value) in points], nxt
@@ -280,15 +281,14 @@ class EventBLL:
         metric = data["metric"]
         metrics = [{"metric": metric.get("metric") or "", "variants": metric.get("variants")}]
         state = _scroll_decode(data["scroll_id"]) if data.get("scroll_id") else {"pos": None}
-        series = self.scalars.overviews(task, metrics)
+        series = self.scalars.raw_series(task, metrics)
         points, nxt = ([], None) if state.get("done") else self.scalars.points(
             series, state["pos"], int(data.get("batch_size") or 10_000))
         key = data.get("key") or "iter"
         variants: dict[str, dict[str, list]] = {}
         for doc, (it, ts, value) in points:
             entry = variants.setdefault(doc["variant"], {"x": [], "y": []})
-            entry["x"].append(it if key == "iter" else ts if key == "timestamp" else
-                              time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts / 1000)) + f".{ts % 1000:03d}Z")
+            entry["x"].append(it if key == "iter" else ts if key == "timestamp" else iso_time(ts))
             entry["y"].append(value)
         total = self.scalars.count(task, metrics) if data.get("count_total") else None
         scroll = {"pos": nxt} if nxt is not None else {"done": True}

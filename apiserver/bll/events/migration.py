@@ -66,6 +66,7 @@ def migrate_legacy_events(events_bll: Any) -> int:
             of_kind = [d for d in docs if d["type"] == kind]
             if of_kind:
                 store.add(company, of_kind)
+        events_bll.scalars.fold(task)
         coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
         converted += len(docs)
         log.info("events migration: task %s, %d events moved into blocks", task, len(docs))

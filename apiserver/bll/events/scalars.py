@@ -1,19 +1,25 @@
-"""Owns scalar series storage: raw points in blocks of iterations, and one overview per series for charts.
+"""Owns scalar series storage: raw points in blocks of iterations, and a fixed-size chart overview per series.
 
-Two shapes, both keyed by series (task + metric + variant), so every read touches O(page) documents:
+Every shape is keyed by task or by series (task + metric + variant), so a read touches O(page)
+documents, and an add touches O(1) documents however long the series are:
 
-- ``event_scalar_blocks``: one document per series and block of ``block_iterations`` iterations,
-  holding that block's points (``i`` iteration, ``v`` value, ``t`` timestamp) in arrival order.
-  Written with upserts and ``$push`` (no read), read by block ranges for raw paging.
-- ``event_series``: one document per series with a fixed-size summary for charts: the series'
-  iterations are cut into groups of ``width`` iterations (``width`` doubles whenever there would be
-  more than ``overview_groups`` groups) and each group keeps its minimum and maximum point. While
-  groups hold at most two points the overview is the series itself; a chart reads only these
-  documents, one per series, whatever the length of the series. Written read-modify-write with a
-  version number (optimistic: a concurrent writer makes the other one re-read and retry).
+- ``event_scalar_pending``: one document per add call and task with the call's points, inserted
+  (inserts are what the database does fastest). Once a task has ``fold_every`` pending calls or
+  ``fold_points`` pending points, they are folded into the shapes below and deleted; readers of raw
+  points fold first.
+- ``event_scalar_tasks``: one document per task: its series (metric, variant, point count,
+  iteration range, single value) and the count of add calls; also the fold lease.
+- ``event_scalar_blocks``: one document per series and block of ``block_iterations`` iterations with
+  that block's points (``i`` iteration, ``t`` timestamp, ``v`` value), read by block ranges for raw
+  paging.
+- ``event_series_groups``: the chart overview of a series: its iterations cut into groups of
+  ``width`` iterations (``width`` doubles whenever there would be more than ``overview_groups``
+  groups), each keeping its minimum and its maximum point (packed arrays).
 
-The single value of a metric (ClearML reports it at iteration -2**31) is kept on the overview as
-``single`` and stays out of the chart groups.
+A chart reads the task's document, its overviews and its pending points (three queries whatever
+the length of the series) and folds the pending points in memory. Folding keeps only minima and
+maxima, so folding a point into an overview twice changes nothing. The single value of a metric
+(ClearML reports it at iteration -2**31) is kept in the task's document and stays out of the chart.
 """
 
 from __future__ import annotations
@@ -24,49 +30,62 @@ import time
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 from bson import Binary
-from pymongo import InsertOne, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.database.model.base import new_id, utcnow
 
 log = logging.getLogger(__name__)
 
 SCALAR = "training_stats_scalar"
 SINGLE_VALUE_ITER = -(2**31)
 _MAX_BLOCK_RANGE = 10_000
-_GROUP_VALUES = ("lo_i", "lo_t", "lo_v", "hi_i", "hi_t", "hi_v", "cnt")
-_GROUP_FIELDS = (("g", "q"), ("lo_i", "q"), ("lo_t", "q"), ("lo_v", "d"), ("hi_i", "q"), ("hi_t", "q"),
-                 ("hi_v", "d"), ("cnt", "q"))
+_GROUP_VALUES = ("lo_i", "lo_t", "lo_v", "hi_i", "hi_t", "hi_v")
+_GROUP_FIELDS = (("lo_i", "q"), ("lo_t", "q"), ("lo_v", "d"), ("hi_i", "q"), ("hi_t", "q"), ("hi_v", "d"))
 
 
-def series_id(task: str, metric: str, variant: str) -> str:
-    digest = hashlib.md5(f"{metric}\0{variant}".encode()).hexdigest()  # noqa: S324 - a key, not a secret
-    return f"{task}.{digest}"
+def series_key(metric: str, variant: str) -> str:
+    return hashlib.md5(f"{metric}\0{variant}".encode()).hexdigest()  # noqa: S324 - a key, not a secret
 
 
-def _unpack(doc: dict[str, Any]) -> dict[str, list]:
-    return {name: array(code, bytes(doc[name])).tolist() if doc.get(name) else [] for name, code in _GROUP_FIELDS}
+def _groups_of(doc: dict[str, Any] | None) -> tuple[dict[int, list], int]:
+    """{group: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v]} and the width of an overview document."""
+    if not doc:
+        return {}, 1
+    width = int(doc["width"])
+    cols = [array(code, bytes(doc[name])).tolist() for name, code in _GROUP_FIELDS]
+    return {row[0] // width: list(row) for row in zip(*cols, strict=True)}, width
 
 
-def _pack(groups: dict[str, list]) -> dict[str, Binary]:
-    return {name: Binary(array(code, groups[name]).tobytes()) for name, code in _GROUP_FIELDS}
+def _packed(groups: dict[int, list]) -> dict[str, Binary]:
+    ordered = [groups[g] for g in sorted(groups)]
+    return {name: Binary(array(code, [row[k] for row in ordered]).tobytes())
+            for k, (name, code) in enumerate(_GROUP_FIELDS)}
+
+
+def _block_points(doc: dict[str, Any] | None) -> list[tuple[int, int, float]]:
+    if not doc:
+        return []
+    return list(zip(array("q", bytes(doc["i"])), array("q", bytes(doc["t"])), array("d", bytes(doc["v"])),
+                    strict=True))
 
 
 def _merge_groups(groups: dict[int, list], width: int, points: list[tuple[int, int, float]]) -> None:
-    """Fold points (iteration, timestamp, value) into groups {g: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v, cnt]}."""
+    """Fold points (iteration, timestamp, value) into the groups, keeping each group's min and max."""
     for it, ts, value in points:
         g = it // width
         cur = groups.get(g)
         if cur is None:
-            groups[g] = [it, ts, value, it, ts, value, 1]
+            groups[g] = [it, ts, value, it, ts, value]
             continue
         if value < cur[2]:
             cur[0], cur[1], cur[2] = it, ts, value
         if value > cur[5]:
             cur[3], cur[4], cur[5] = it, ts, value
-        cur[6] += 1
 
 
 def _collapse(groups: dict[int, list], width: int, cap: int) -> tuple[dict[int, list], int]:
@@ -83,162 +102,224 @@ def _collapse(groups: dict[int, list], width: int, cap: int) -> tuple[dict[int, 
                 into[0], into[1], into[2] = cur[0], cur[1], cur[2]
             if cur[5] > into[5]:
                 into[3], into[4], into[5] = cur[3], cur[4], cur[5]
-            into[6] += cur[6]
         groups, width = merged, width * 2
     return groups, width
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
-
-
 class ScalarStore:
-    def __init__(self, db_getter, block_iterations: int, overview_groups: int):
+    def __init__(self, db_getter, block_iterations: int, overview_groups: int, fold_every: int, fold_points: int):
         self._db = db_getter
+        self.fold_points = fold_points
         self.block_iterations = block_iterations
         self.overview_groups = overview_groups
+        self.fold_every = fold_every
+
+    @property
+    def pending(self):
+        return self._db()["event_scalar_pending"]
+
+    @property
+    def tasks(self):
+        return self._db()["event_scalar_tasks"]
 
     @property
     def blocks(self):
         return self._db()["event_scalar_blocks"]
 
     @property
-    def series(self):
-        return self._db()["event_series"]
+    def groups(self):
+        return self._db()["event_series_groups"]
 
     def ensure_indexes(self) -> None:
+        self.pending.create_index([("task", 1)])
+        self.pending.create_index([("company", 1), ("task", 1)])
+        self.tasks.create_index([("company", 1)])
         self.blocks.create_index([("series", 1), ("block", 1)])
         self.blocks.create_index([("company", 1), ("task", 1)])
-        self.series.create_index([("task", 1), ("metric", 1), ("variant", 1)])
-        self.series.create_index([("company", 1), ("task", 1)])
+        self.groups.create_index([("task", 1)])
+        self.groups.create_index([("company", 1), ("task", 1)])
 
     # -- writes -------------------------------------------------------------------------------
 
     def add(self, company: str, events: list[dict[str, Any]]) -> None:
         """Store scalar events (task, metric, variant, iter, value, timestamp) of the company's tasks."""
-        per_series: dict[str, dict[str, Any]] = {}
+        per_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for ev in events:
             metric, variant = ev.get("metric") or "", ev.get("variant") or ""
-            sid = series_id(ev["task"], metric, variant)
-            entry = per_series.setdefault(sid, {"task": ev["task"], "metric": metric, "variant": variant,
-                                                "points": []})
-            entry["points"].append((int(ev.get("iter") or 0), int(ev["timestamp"]), float(ev["value"])))
-        self._write_blocks(company, per_series)
-        self._write_overviews(company, per_series)
+            key = series_key(metric, variant)
+            entry = per_task[ev["task"]].setdefault(key, {"m": metric, "r": variant, "i": [], "t": [], "v": [],
+                                                          "single": None})
+            it, ts, value = int(ev.get("iter") or 0), int(ev["timestamp"]), float(ev["value"])
+            if it == SINGLE_VALUE_ITER:
+                if entry["single"] is None or ts >= entry["single"]["t"]:
+                    entry["single"] = {"t": ts, "v": value}
+                continue
+            entry["i"].append(it)
+            entry["t"].append(ts)
+            entry["v"].append(value)
+        pending = [{"_id": new_id(), "company": company, "task": task,
+                    "series": [{"k": k, "i": e["i"], "t": e["t"], "v": e["v"]} for k, e in series.items() if e["i"]]}
+                   for task, series in per_task.items()]
+        self.pending.insert_many([p for p in pending if p["series"]], ordered=False)
+        for task, series in per_task.items():
+            pending_calls, pending_points = self._register(company, task, series)
+            if pending_calls >= self.fold_every or pending_points >= self.fold_points:
+                self.fold(task)
 
-    def _write_blocks(self, company: str, per_series: dict[str, dict[str, Any]]) -> None:
-        ops = []
-        for sid, entry in per_series.items():
-            per_block: dict[int, list] = defaultdict(list)
-            for point in entry["points"]:
-                per_block[point[0] // self.block_iterations].append(point)
-            for block, points in per_block.items():
-                ops.append(UpdateOne(
-                    {"_id": f"{sid}:{block}"},
-                    {"$setOnInsert": {"company": company, "task": entry["task"], "series": sid,
-                                      "metric": entry["metric"], "variant": entry["variant"], "block": block},
-                     "$push": {"i": {"$each": [p[0] for p in points]}, "t": {"$each": [p[1] for p in points]},
-                               "v": {"$each": [p[2] for p in points]}},
-                     "$inc": {"n": len(points)}},
-                    upsert=True))
-        if not ops:
-            return
-        try:
-            self.blocks.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:  # two writers upserting the same new block: the loser repeats
-            failed = {e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
-            if len(failed) != len(exc.details.get("writeErrors", [])):
-                raise
-            self.blocks.bulk_write([ops[i] for i in sorted(failed)], ordered=False)
-
-    def _write_overviews(self, company: str, per_series: dict[str, dict[str, Any]]) -> None:
-        pending = dict(per_series)
-        for _attempt in range(20):
-            current = {d["_id"]: d for d in self.series.find({"_id": {"$in": list(pending)}})}
-            ops, tokens = [], {}
-            for sid, entry in pending.items():
-                tokens[sid] = uuid4().hex
-                ops.append(self._overview_op(company, sid, entry, current.get(sid), tokens[sid]))
+    def _register(self, company: str, task: str, series: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """Count the points into the task's series list; returns the task's pending add calls and points."""
+        added = sum(len(e["i"]) for e in series.values())
+        update: dict[str, Any] = {"$setOnInsert": {"company": company}, "$inc": {"pc": 1, "pp": added}, "$set": {},
+                                  "$min": {}, "$max": {}}
+        for k, e in series.items():
+            update["$set"].update({f"s.{k}.m": e["m"], f"s.{k}.r": e["r"]})
+            update["$inc"][f"s.{k}.n"] = len(e["i"])
+            if e["i"]:
+                update["$min"][f"s.{k}.x0"] = min(e["i"])
+                update["$max"][f"s.{k}.x1"] = max(e["i"])
+            if e["single"]:
+                update["$set"][f"s.{k}.single"] = e["single"]
+        update = {op: fields for op, fields in update.items() if fields}
+        for _attempt in range(2):
             try:
-                self.series.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:  # an insert raced another writer's: retried below
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
-            # A series whose version is not ours was changed by another writer meanwhile: fold again.
-            written = {d["_id"]: d.get("ver") for d in self.series.find({"_id": {"$in": list(pending)}}, {"ver": 1})}
-            pending = {sid: entry for sid, entry in pending.items() if written.get(sid) != tokens[sid]}
-            if not pending:
-                return
-        log.error("scalar overviews of %d series not updated after 20 attempts", len(pending))
+                doc = self.tasks.find_one_and_update({"_id": task}, update, {"pc": 1, "pp": 1}, upsert=True,
+                                                     return_document=ReturnDocument.AFTER)
+                return doc["pc"], doc["pp"]
+            except DuplicateKeyError:  # two first adds of a task raced: the second one updates
+                continue
+        raise RuntimeError(f"scalar series of task {task} not registered")
 
-    def _overview_op(self, company: str, sid: str, entry: dict[str, Any], doc: dict[str, Any] | None,
-                     token: str) -> InsertOne | UpdateOne:
-        width = int(doc["width"]) if doc else 1
-        groups: dict[int, list] = {}
-        if doc:
-            packed = _unpack(doc)
-            for k, g in enumerate(packed["g"]):
-                groups[g] = [packed[f][k] for f in _GROUP_VALUES]
-        chart_points = [p for p in entry["points"] if p[0] != SINGLE_VALUE_ITER]
-        singles = [p for p in entry["points"] if p[0] == SINGLE_VALUE_ITER]
-        _merge_groups(groups, width, chart_points)
-        groups, width = _collapse(groups, width, self.overview_groups)
-        ordered = sorted(groups)
-        fields: dict[str, Any] = {**_pack({"g": ordered, **{f: [groups[g][k] for g in ordered]
-                                                             for k, f in enumerate(_GROUP_VALUES)}}),
-                                  "width": width, "n": (doc or {}).get("n", 0) + len(chart_points), "ver": token}
-        if chart_points:
-            last = max(chart_points, key=lambda p: (p[0], p[1]))
-            prev = (doc or {}).get("last")
-            if not prev or (last[0], last[1]) >= (prev["i"], prev["t"]):
-                fields["last"] = {"i": last[0], "t": last[1], "v": last[2]}
-        if singles:
-            latest = max(singles, key=lambda p: p[1])
-            fields["single"] = {"t": latest[1], "v": latest[2]}
-        if doc is None:
-            return InsertOne({"_id": sid, "company": company, "task": entry["task"], "metric": entry["metric"],
-                              "variant": entry["variant"], **fields})
-        return UpdateOne({"_id": sid, "ver": doc.get("ver")}, {"$set": fields})
+    def fold(self, task: str, wait: bool = False) -> None:
+        """Move the task's pending points into blocks and overviews, under the task's fold lease.
+        ``wait``: when another process is folding, wait until it is done (readers of raw points)."""
+        deadline = time.monotonic() + 30
+        while True:
+            now = utcnow()
+            claimed = self.tasks.find_one_and_update(
+                {"_id": task, "$or": [{"fold_until": None}, {"fold_until": {"$lt": now}}]},
+                {"$set": {"fold_until": now + timedelta(seconds=60)}}, {"company": 1})
+            if claimed is not None:
+                break
+            if not wait or time.monotonic() > deadline or self.pending.find_one({"task": task}, {"_id": 1}) is None:
+                return
+            time.sleep(0.05)
+        release: dict[str, Any] = {"$set": {"fold_until": None}}
+        try:
+            docs = list(self.pending.find({"task": task}))
+            if docs:
+                self._fold_points(claimed.get("company", ""), task, docs)
+                self.pending.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+                release["$inc"] = {"pc": -len(docs), "pp": -sum(len(p["i"]) for d in docs for p in d["series"])}
+        finally:
+            self.tasks.update_one({"_id": task}, release)
+
+    def _fold_points(self, company: str, task: str, docs: list[dict[str, Any]]) -> None:
+        points: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
+        for doc in docs:
+            for part in doc["series"]:
+                points[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+        # Blocks hold packed, sorted points; only the fold (under the task's lease) writes them.
+        per_block: dict[str, list] = defaultdict(list)
+        for k, pts in points.items():
+            for point in pts:
+                per_block[f"{task}.{k}:{point[0] // self.block_iterations}"].append(point)
+        existing = {d["_id"]: d for d in self.blocks.find({"_id": {"$in": list(per_block)}})}
+        ops = []
+        for block_id, pts in per_block.items():
+            merged = sorted(_block_points(existing.get(block_id)) + pts, key=lambda p: (p[0], p[1]))
+            sid, block = block_id.rsplit(":", 1)
+            ops.append(UpdateOne({"_id": block_id}, {
+                "$set": {"i": Binary(array("q", [p[0] for p in merged]).tobytes()),
+                         "t": Binary(array("q", [p[1] for p in merged]).tobytes()),
+                         "v": Binary(array("d", [p[2] for p in merged]).tobytes()), "n": len(merged)},
+                "$setOnInsert": {"company": company, "task": task, "series": sid, "block": int(block)}},
+                upsert=True))
+        self.blocks.bulk_write(ops, ordered=False)
+        stored = {d["_id"]: d for d in self.groups.find({"task": task})}
+        group_ops = []
+        for k, pts in points.items():
+            sid = f"{task}.{k}"
+            groups, width = _groups_of(stored.get(sid))
+            _merge_groups(groups, width, pts)
+            groups, width = _collapse(groups, width, self.overview_groups)
+            group_ops.append(UpdateOne({"_id": sid}, {"$set": {**_packed(groups), "width": width},
+                                                      "$setOnInsert": {"company": company, "task": task}},
+                                       upsert=True))
+        self.groups.bulk_write(group_ops, ordered=False)
 
     # -- reads --------------------------------------------------------------------------------
 
     def overviews(self, task: str, metrics: list[dict[str, Any]] | None = None,
-                  with_groups: bool = True) -> list[dict[str, Any]]:
-        """The series of a task (optionally only these metrics/variants), sorted by metric and variant."""
-        flt: dict[str, Any] = {"task": task}
+                  with_groups: bool = False) -> list[dict[str, Any]]:
+        """The series of a task (optionally only these metrics/variants), sorted by metric and variant;
+        with_groups: each with ``groups`` and ``width``, its overview with the pending points folded in."""
+        doc = self.tasks.find_one({"_id": task}) or {}
         wanted = _metric_filter(metrics)
-        proj = None if with_groups else {name: 0 for name, _ in _GROUP_FIELDS}
-        docs = [d for d in self.series.find(flt, proj) if wanted is None or _wanted(wanted, d)]
-        return sorted(docs, key=lambda d: (d["metric"], d["variant"]))
+        series = [{"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
+                   "n": e.get("n", 0), "x0": e.get("x0"), "x1": e.get("x1"), "single": e.get("single")}
+                  for k, e in (doc.get("s") or {}).items()]
+        series = [s for s in series if wanted is None or _wanted(wanted, s)]
+        series.sort(key=lambda s: (s["metric"], s["variant"]))
+        if with_groups and series:
+            stored = {d["_id"]: d for d in self.groups.find({"task": task})}
+            pending: dict[str, list] = defaultdict(list)
+            for pdoc in self.pending.find({"task": task}):
+                for part in pdoc["series"]:
+                    pending[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+            for s in series:
+                groups, width = _groups_of(stored.get(s["_id"]))
+                _merge_groups(groups, width, pending.get(s["k"], ()))
+                s["groups"], s["width"] = _collapse(groups, width, self.overview_groups)
+        return series
 
     def histogram(self, task: str, samples: int, key: str, metrics: list[dict[str, Any]] | None = None
                   ) -> dict[str, dict[str, Any]]:
         """Per metric and variant the series as {name, x, y}, at most ``samples`` points each.
 
-        A series with more points is cut into samples/2 runs of groups, and each run shows its
-        minimum and its maximum point, so no peak or dip disappears from the chart.
+        A series of at most ``samples`` points is shown whole (from its overview when that holds every
+        point, else from its blocks). A longer one is cut into samples/2 runs of iterations and each
+        run shows its minimum and its maximum point, so no peak or dip disappears from the chart.
         """
         out: dict[str, dict[str, Any]] = {}
-        for doc in self.overviews(task, metrics):
-            if not doc.get("n"):
+        series = self.overviews(task, metrics, with_groups=True)
+        whole = [s for s in series if s["n"] and s["n"] <= samples and s["width"] > 1]
+        if whole:
+            self.fold(task, wait=True)
+        for doc in series:
+            if not doc["n"]:
                 continue
-            x, y = downsample(_unpack(doc), samples, key)
-            out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x, "y": y}
+            if doc in whole:
+                points = [p for _doc, p in self.points([{**doc, "single": None}], None, doc["n"] + 1)[0]]
+            else:
+                points = downsample(doc["groups"], samples)
+            if key == "iter":
+                x = [p[0] for p in points]
+            else:
+                points.sort(key=lambda p: p[1])
+                x = [p[1] for p in points] if key == "timestamp" else [iso_time(p[1]) for p in points]
+            out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x,
+                                                                   "y": [p[2] for p in points]}
         return out
 
     def single_values(self, task: str) -> list[dict[str, Any]]:
         return [{"metric": d["metric"], "variant": d["variant"], "value": d["single"]["v"],
                  "timestamp": d["single"]["t"]}
-                for d in self.overviews(task, with_groups=False) if d.get("single")]
+                for d in self.overviews(task) if d.get("single")]
 
     def metric_variants(self, task: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for doc in self.overviews(task, with_groups=False):
+        for doc in self.overviews(task):
             out.setdefault(doc["metric"], []).append(doc["variant"])
         return out
 
     def count(self, task: str, metrics: list[dict[str, Any]] | None = None) -> int:
-        return sum(d.get("n", 0) + (1 if d.get("single") else 0) for d in self.overviews(task, metrics, False))
+        return sum(d["n"] + (1 if d.get("single") else 0) for d in self.overviews(task, metrics))
+
+    def raw_series(self, task: str, metrics: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The series for reading raw points: pending points are folded into blocks first."""
+        if self.pending.find_one({"task": task}, {"_id": 1}) is not None:
+            self.fold(task, wait=True)
+        return self.overviews(task, metrics)
 
     def points(self, series: list[dict[str, Any]], position: list | None, limit: int
                ) -> tuple[list[tuple[dict[str, Any], tuple[int, int, float]]], list | None]:
@@ -275,15 +356,8 @@ class ScalarStore:
         blocks = []
         if doc.get("single"):
             blocks.append(SINGLE_VALUE_ITER // self.block_iterations)
-        if doc.get("n"):
-            packed = _unpack(doc)
-            first = min(packed["lo_i"] + packed["hi_i"])
-            last = max(packed["lo_i"] + packed["hi_i"])
-            width = int(doc["width"])
-            # the groups bound the series: from the first group's start to the last group's end
-            first = min(first, packed["g"][0] * width)
-            last = max(last, packed["g"][-1] * width + width - 1)
-            span = range(first // self.block_iterations, last // self.block_iterations + 1)
+        if doc.get("n") and doc.get("x0") is not None:
+            span = range(doc["x0"] // self.block_iterations, doc["x1"] // self.block_iterations + 1)
             if len(span) > _MAX_BLOCK_RANGE:  # very sparse iterations: ask which blocks exist
                 stored = self.blocks.find({"series": doc["_id"], "block": {"$gte": span[0], "$lte": span[-1]}},
                                           {"block": 1})
@@ -304,44 +378,43 @@ class ScalarStore:
                 {"block": 1, "i": 1, "t": 1, "v": 1})}
             for block in chunk:
                 if block in found:
-                    d = found[block]
-                    yield block, sorted(zip(d["i"], d["t"], d["v"], strict=False), key=lambda p: (p[0], p[1]))
+                    yield block, _block_points(found[block])
             span *= 2
 
     # -- deletes ------------------------------------------------------------------------------
 
     def delete_task(self, company: str, task: str) -> int:
         deleted = self.count(task)
-        self.blocks.delete_many({"company": company, "task": task})
-        self.series.delete_many({"company": company, "task": task})
+        for coll in (self.pending, self.blocks, self.groups):
+            coll.delete_many({"company": company, "task": task})
+        self.tasks.delete_many({"_id": task, "company": company})
         return deleted
 
 
-def downsample(packed: dict[str, list], samples: int, key: str) -> tuple[list, list]:
-    """The chart of one series from its overview groups: every group's minimum and maximum point, or,
-    when that is more than ``samples`` points, those of runs of consecutive groups."""
-    count = len(packed["g"])
-    runs = count
-    if samples and 2 * count > samples:
+def downsample(groups: dict[int, list], samples: int) -> list[tuple[int, int, float]]:
+    """Every group's minimum and maximum point, or, when that is more than ``samples`` points, those
+    of ``samples // 2`` runs of consecutive groups; in iteration order."""
+    rows = [groups[g] for g in sorted(groups)]
+    count = len(rows)
+    if not samples or 2 * count <= samples:
+        bounds = [(k, k + 1) for k in range(count)]
+    else:
         runs = max(1, samples // 2)
+        bounds = [(r * count // runs, (r + 1) * count // runs) for r in range(runs)]
+    lows, highs = [row[2] for row in rows], [row[5] for row in rows]
     points: list[tuple[int, int, float]] = []
-    for r in range(runs):
-        lo_k = hi_k = None
-        for k in range(r * count // runs, (r + 1) * count // runs):
-            if lo_k is None or packed["lo_v"][k] < packed["lo_v"][lo_k]:
-                lo_k = k
-            if hi_k is None or packed["hi_v"][k] > packed["hi_v"][hi_k]:
-                hi_k = k
-        if lo_k is None:
+    for a, b in bounds:
+        if a == b:
             continue
-        low = (packed["lo_i"][lo_k], packed["lo_t"][lo_k], packed["lo_v"][lo_k])
-        high = (packed["hi_i"][hi_k], packed["hi_t"][hi_k], packed["hi_v"][hi_k])
-        points.extend(sorted({low, high}, key=lambda p: (p[0], p[1])) if low != high else [low])
-    if key == "iter":
-        return [p[0] for p in points], [p[2] for p in points]
-    points.sort(key=lambda p: p[1])
-    xs = [p[1] for p in points] if key == "timestamp" else [_iso(p[1]) for p in points]
-    return xs, [p[2] for p in points]
+        low = rows[min(range(a, b), key=lows.__getitem__)]
+        high = rows[max(range(a, b), key=highs.__getitem__)]
+        lo, hi = (low[0], low[1], low[2]), (high[3], high[4], high[5])
+        points.extend([lo] if lo == hi else sorted((lo, hi)))
+    return points
+
+
+def iso_time(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
 
 
 def _metric_filter(metrics: list[dict[str, Any]] | None) -> dict[str, set[str] | None] | None:
