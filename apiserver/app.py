@@ -15,6 +15,7 @@ from apiserver.bll.auth.throttle import ThrottleLimits
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
+from apiserver.bll.events.migration import migrate_legacy_events
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
@@ -110,7 +111,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         webapp = WebApp(config.get("webapp.dir"))
         webapp.register(app)
         dispatcher.static_fallback = webapp.answer
-    queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL()
+    queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL(config.get("events"))
     deployments = build_deployments(config)
     worker_timeout = int(config.get("workers.timeout_sec", 600))
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
@@ -119,6 +120,9 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(worker_timeout)
+    events.readable_task, events.readable_model = tasks.readable, models.readable
+    events.ensure_indexes()
+    migrate_legacy_events(events)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
                         workers=workers, events=events,

@@ -1,9 +1,14 @@
-"""events.* against a real server, each as a ratio to pymongo doing the same work in the same run:
+"""events.* against a real server on the embedded database, as ratios measured in one run:
 
-- events.add_batch throughput: events per second in batches of 500 scalar events (json-lines),
-  against pymongo insert_many of the same documents;
-- scalar_metrics_iter_histogram latency for a task with 100,000 scalar events, against a pymongo
-  find of the same events sorted by metric, variant and iteration.
+- events.add_batch: events per second in batches of 500 scalar events (json-lines), against pymongo
+  insert_many of the same events as one document each (the shape before blocks);
+- the scalar chart (scalar_metrics_iter_histogram, 5 metrics x 4 variants) of a task with
+  100,000 points against the same chart of a task with 1,000 points, and against pymongo doing
+  the reads the chart needs (the task's access check and its series overviews);
+- the newest and the oldest 100-line pages of a 100,000-line console log (get_task_log) against
+  the same pages of a 1,000-line log.
+
+Latencies are medians; absolute times are printed for context.
 """
 
 from __future__ import annotations
@@ -16,65 +21,117 @@ import time
 from apiserver.database.model.base import new_id
 from bench.common import ApiServer, timed
 
+JSON_LINES = {"Content-Type": "application/json-lines"}
+
 
 def scalar_batch(task: str, start_iter: int, size: int) -> list[dict]:
+    """``size`` scalar events over 5 metrics x 4 variants, 20 per iteration from ``start_iter`` on."""
     now = int(time.time() * 1000)
     return [{"task": task, "type": "training_stats_scalar", "metric": f"m{i % 5}", "variant": f"v{i % 4}",
-             "iter": start_iter + i // 20, "value": float(i), "timestamp": now + i} for i in range(size)]
+             "iter": start_iter + i // 20, "value": float((i * 7919) % 1000), "timestamp": now + i}
+            for i in range(size)]
+
+
+def log_batch(task: str, start: int, size: int, t0: int) -> list[dict]:
+    return [{"task": task, "type": "log", "level": "info", "worker": "bench", "timestamp": t0 + start + i,
+             "msg": f"line {start + i}: loss went down a little, as it does"} for i in range(size)]
+
+
+class EventsBench:
+    def __init__(self, server: ApiServer, repeat: int):
+        self.server = server
+        self.repeat = repeat
+
+    def post_lines(self, events: list[dict]) -> None:
+        resp = self.server.http.post(f"{self.server.base}/events.add_batch",
+                                     data="\n".join(map(json.dumps, events)), headers=JSON_LINES)
+        assert resp.status_code == 200 and resp.json()["data"]["added"] == len(events), resp.text
+
+    def median_ms(self, fn) -> float:
+        fn()  # warm
+        return statistics.median(timed(fn, self.repeat)) * 1000
+
+    def add_batch(self, batches: int) -> None:
+        server = self.server
+        task = server.call("tasks.create", name="events-bench", type="training")["id"]
+        raw_coll = server.db.bench_raw_events
+        raw_coll.create_index([("task", 1), ("type", 1), ("metric", 1), ("variant", 1), ("iter", 1)])
+        work = [scalar_batch(task, n * 25, 500) for n in range(batches)]
+        api_s = sum(timed(lambda it=iter(work): self.post_lines(next(it)), batches))
+        mongo_s = sum(timed(lambda it=iter(work): raw_coll.insert_many(
+            [{**e, "_id": new_id(), "company": server.company} for e in next(it)]), batches))
+        total = 500 * batches
+        print(f"events.add_batch (500 scalars/batch): API {total / api_s:,.0f} events/s, pymongo insert_many "
+              f"{total / mongo_s:,.0f} events/s; ratio API/pymongo = {mongo_s / api_s:.3f} (goal >= 0.8)")
+
+    def chart(self, samples: int) -> None:
+        server = self.server
+        tasks = {}
+        for points in (1_000, 100_000):
+            task = server.call("tasks.create", name=f"chart-{points}", type="training")["id"]
+            for start in range(0, points, 10_000):
+                self.post_lines(scalar_batch(task, start // 20, min(10_000, points - start)))
+            tasks[points] = task
+
+        def api_chart(task, expected_series=20):
+            def run():
+                data = server.call("events.scalar_metrics_iter_histogram", task=task, samples=samples)
+                assert sum(len(v) for v in data.values()) == expected_series
+            return run
+
+        def raw_reads(task):
+            def run():
+                server.db.tasks.find_one({"_id": task, "company": {"$in": [server.company, ""]}}, {"_id": 1})
+                assert len(server.db.event_scalar_tasks.find_one({"_id": task})["s"]) == 20
+                list(server.db.event_series_groups.find({"task": task}))
+                list(server.db.event_scalar_pending.find({"task": task}))
+            return run
+
+        small = self.median_ms(api_chart(tasks[1_000]))
+        big = self.median_ms(api_chart(tasks[100_000]))
+        raw = self.median_ms(raw_reads(tasks[100_000]))
+        print(f"scalar chart (samples={samples}/series): 1,000 points {small:.1f} ms, 100,000 points {big:.1f} ms; "
+              f"ratio 100k/1k = {big / small:.2f} (goal <= 2)")
+        print(f"  raw reads it needs (access check, series list, 20 overviews, pending points) {raw:.1f} ms; "
+              f"ratio raw/API = {raw / big:.3f} (goal >= 0.7)")
+        default = self.median_ms(lambda: server.call("events.scalar_metrics_iter_histogram", task=tasks[100_000]))
+        print(f"  the web app's request (no samples: 6000/series, every one of the 100,000 points): {default:.0f} ms")
+
+    def logs(self) -> None:
+        server = self.server
+        tasks = {}
+        t0 = int(time.time() * 1000)
+        for lines in (1_000, 100_000):
+            task = server.call("tasks.create", name=f"log-{lines}", type="training")["id"]
+            for start in range(0, lines, 10_000):
+                self.post_lines(log_batch(task, start, min(10_000, lines - start), t0))
+            tasks[lines] = task
+
+        def page(task, earlier, first):
+            def run():
+                data = server.call("events.get_task_log", task=task, batch_size=100, navigate_earlier=earlier)
+                assert data["returned"] == 100 and data["events"][0]["msg"].startswith(first), data["events"][0]
+            return run
+
+        for name, earlier, first in (("newest", True, {1_000: "line 999:", 100_000: "line 99999:"}),
+                                     ("oldest", False, {1_000: "line 0:", 100_000: "line 0:"})):
+            small = self.median_ms(page(tasks[1_000], earlier, first[1_000]))
+            big = self.median_ms(page(tasks[100_000], earlier, first[100_000]))
+            print(f"get_task_log {name} 100 lines: 1,000-line log {small:.1f} ms, 100,000-line log {big:.1f} ms; "
+                  f"ratio = {big / small:.2f} (goal <= 2)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=100_000, help="scalar events in the histogram task")
     parser.add_argument("--batches", type=int, default=40, help="add_batch calls measured")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=500, help="chart points per series")
+    parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     with ApiServer() as server:
-        task = server.call("tasks.create", name="events-bench", type="training")["id"]
-        raw_coll = server.db.bench_raw_events
-        for index in server.db.events.index_information().values():  # same indexes as the API's collection
-            if index["key"] != [("_id", 1)]:
-                raw_coll.create_index(index["key"])
-        batches = [scalar_batch(task, n * 25, 500) for n in range(args.batches)]
-        headers = {"Content-Type": "application/json-lines"}
-
-        def api_add(batch):
-            resp = server.http.post(f"{server.base}/events.add_batch", data="\n".join(map(json.dumps, batch)),
-                                    headers=headers)
-            assert resp.status_code == 200 and resp.json()["data"]["added"] == len(batch), resp.text
-
-        def mongo_add(batch):
-            raw_coll.insert_many([{**e, "_id": new_id(), "company": server.company} for e in batch])
-
-        api_s = sum(timed(lambda it=iter(batches): api_add(next(it)), len(batches)))
-        mongo_s = sum(timed(lambda it=iter(batches): mongo_add(next(it)), len(batches)))
-        total = 500 * len(batches)
-        print(f"events.add_batch (500 scalars/batch): API {total / api_s:,.0f} events/s, pymongo insert_many "
-              f"{total / mongo_s:,.0f} events/s; ratio API/pymongo = {mongo_s / api_s:.3f}")
-
-        hist_task = server.call("tasks.create", name="histogram-bench", type="training")["id"]
-        added = 0
-        while added < args.events:
-            size = min(5000, args.events - added)
-            docs = [{**e, "_id": new_id(), "company": server.company}
-                    for e in scalar_batch(hist_task, added // 20, size)]
-            server.db.events.insert_many(docs)
-            added += size
-
-        def api_hist():
-            data = server.call("events.scalar_metrics_iter_histogram", task=hist_task, samples=10_000)
-            assert len(data) == 5
-
-        def mongo_find():
-            rows = list(server.db.events.find({"task": hist_task, "type": "training_stats_scalar"},
-                                              {"metric": 1, "variant": 1, "value": 1, "iter": 1, "_id": 0})
-                        .sort([("metric", 1), ("variant", 1), ("iter", 1)]))
-            assert len(rows) == args.events
-
-        api_ms = statistics.median(timed(api_hist, args.repeat)) * 1000
-        mongo_ms = statistics.median(timed(mongo_find, args.repeat)) * 1000
-        print(f"scalar_metrics_iter_histogram over {args.events:,} events: API {api_ms:.0f} ms, pymongo find "
-              f"{mongo_ms:.0f} ms (median of {args.repeat}); ratio pymongo/API latency = {mongo_ms / api_ms:.3f}")
+        bench = EventsBench(server, args.repeat)
+        bench.add_batch(args.batches)
+        bench.chart(args.samples)
+        bench.logs()
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def test_events_batch_metrics_and_logs(api, other_api):
     assert api.call("events.get_scalar_metrics_and_variants", task=task)["metrics"] == {
         "loss": {"train": {"name": "train"}, "val": {"name": "val"}}}
     hist = api.call("events.scalar_metrics_iter_histogram", task=task, samples=5)
-    assert len(hist["loss"]["train"]["x"]) == 5 and hist["loss"]["train"]["x"][0] == 0
+    # 5 samples: two runs of iterations (0-4, 5-9), each shown by its maximum and its minimum point
+    assert hist["loss"]["train"] == {"name": "train", "x": [0, 4, 5, 9], "y": [10.0, 6.0, 5.0, 1.0]}
     full = api.call("events.scalar_metrics_iter_histogram", task=task)
     assert full["loss"]["val"]["y"] == [float(i) for i in range(10)]
     latest = api.call("events.get_task_latest_scalar_values", task=task)["metrics"]

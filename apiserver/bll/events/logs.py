@@ -1,0 +1,224 @@
+"""Owns console log storage: a task's lines in numbered blocks, and one head per task that maps time to blocks.
+
+- ``event_log_blocks``: one document per task and block number (``seq``) holding up to
+  ``block_lines`` lines (fewer when they are long), appended with ``$push``.
+- ``event_log_heads``: one document per task: the line count, the open block, and per block the
+  earliest and latest timestamp (packed). A page of lines before or after a timestamp is found in
+  the head and read from the one or two blocks that hold it, so a page costs the same whatever the
+  length of the log. Writers reserve their block slots on the head with a version check
+  (optimistic: a concurrent writer re-reads and retries), then append to the blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+from bson import Binary
+from pymongo import UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.database.model.base import new_id
+
+log = logging.getLogger(__name__)
+
+LOG = "log"
+LINE_FIELDS = ("timestamp", "msg", "level", "worker", "iter")
+_NEVER = 2**62  # t0 of an emptied block: it is never before any timestamp
+_LINE_OVERHEAD = 100  # bytes a line costs in a block besides its message
+
+
+class LogStore:
+    def __init__(self, db_getter, block_lines: int, block_bytes: int):
+        self._db = db_getter
+        self.block_lines = block_lines
+        self.block_bytes = block_bytes
+
+    @property
+    def blocks(self):
+        return self._db()["event_log_blocks"]
+
+    @property
+    def heads(self):
+        return self._db()["event_log_heads"]
+
+    def ensure_indexes(self) -> None:
+        self.blocks.create_index([("task", 1), ("seq", 1)])
+        self.blocks.create_index([("company", 1), ("task", 1)])
+        self.heads.create_index([("company", 1)])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(self, company: str, events: list[dict[str, Any]]) -> None:
+        per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for ev in events:
+            line = {k: ev[k] for k in LINE_FIELDS if ev.get(k) is not None}
+            line["id"] = ev.get("_id") or new_id()
+            line["timestamp"] = int(ev["timestamp"])
+            per_task[ev["task"]].append(line)
+        for task, lines in per_task.items():
+            lines.sort(key=lambda line: line["timestamp"])
+            placed = self._reserve(company, task, lines)
+            ops = [UpdateOne({"_id": f"{task}:{seq}"},
+                             {"$setOnInsert": {"company": company, "task": task, "seq": seq},
+                              "$push": {"lines": {"$each": chunk}}, "$inc": {"n": len(chunk)}}, upsert=True)
+                   for seq, chunk in placed.items()]
+            try:
+                self.blocks.bulk_write(ops, ordered=False)
+            except Exception:  # noqa: BLE001 - a raced upsert of a new block: once more, one by one
+                for op in ops:
+                    self.blocks.bulk_write([op])
+
+    def _reserve(self, company: str, task: str, lines: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+        """Assign the lines to blocks on the task's head (version-checked); returns {seq: lines}."""
+        for _attempt in range(50):
+            head = self.heads.find_one({"_id": task})
+            t0 = array("q", bytes(head["t0"])).tolist() if head else []
+            t1 = array("q", bytes(head["t1"])).tolist() if head else []
+            seq, open_n, open_bytes = (head["seq"], head["open_n"], head["open_bytes"]) if head else (0, 0, 0)
+            placed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for line in lines:
+                size = len(line.get("msg") or "") + _LINE_OVERHEAD
+                if open_n and (open_n >= self.block_lines or open_bytes + size > self.block_bytes):
+                    seq, open_n, open_bytes = seq + 1, 0, 0
+                while len(t0) <= seq:
+                    t0.append(_NEVER)
+                    t1.append(-_NEVER)
+                t0[seq], t1[seq] = min(t0[seq], line["timestamp"]), max(t1[seq], line["timestamp"])
+                open_n, open_bytes = open_n + 1, open_bytes + size
+                placed[seq].append(line)
+            token = uuid4().hex
+            fields = {"seq": seq, "open_n": open_n, "open_bytes": open_bytes, "ver": token,
+                      "t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),
+                      "total": (head or {}).get("total", 0) + len(lines)}
+            if head is None:
+                try:
+                    self.heads.insert_one({"_id": task, "company": company, "task": task, **fields})
+                    return placed
+                except DuplicateKeyError:
+                    continue
+            if self.heads.update_one({"_id": task, "ver": head["ver"]}, {"$set": fields}).matched_count:
+                return placed
+        raise RuntimeError(f"log head of task {task} kept changing under 50 attempts")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _head(self, task: str) -> tuple[dict[str, Any] | None, list[int], list[int]]:
+        head = self.heads.find_one({"_id": task})
+        if head is None:
+            return None, [], []
+        return head, array("q", bytes(head["t0"])).tolist(), array("q", bytes(head["t1"])).tolist()
+
+    def total(self, task: str) -> int:
+        head = self.heads.find_one({"_id": task}, {"total": 1})
+        return head["total"] if head else 0
+
+    def _read(self, task: str, seqs: list[int]) -> dict[int, list[dict[str, Any]]]:
+        found = self.blocks.find({"_id": {"$in": [f"{task}:{s}" for s in seqs]}}, {"seq": 1, "lines": 1})
+        return {d["seq"]: d.get("lines", []) for d in found}
+
+    def page(self, task: str, size: int, earlier: bool, from_ts: int | None) -> tuple[list[dict[str, Any]], int]:
+        """``size`` lines before ``from_ts`` newest first (``earlier``), or after it oldest first; and the total."""
+        head, t0, t1 = self._head(task)
+        if head is None:
+            return [], 0
+        if earlier:
+            candidates = [k for k in range(len(t0)) if from_ts is None or t0[k] < from_ts]
+            candidates.reverse()
+            keep = (lambda ts: ts < from_ts) if from_ts is not None else (lambda ts: True)
+        else:
+            candidates = [k for k in range(len(t1)) if t1[k] > -_NEVER and (from_ts is None or t1[k] > from_ts)]
+            keep = (lambda ts: ts > from_ts) if from_ts is not None else (lambda ts: True)
+        step = size // self.block_lines + 2
+        collected: list[tuple[int, int, int, dict[str, Any]]] = []
+        pos = 0
+        while pos < len(candidates):
+            chunk = candidates[pos:pos + step]
+            pos += step
+            for seq, lines in self._read(task, chunk).items():
+                collected.extend((line["timestamp"], seq, n, line) for n, line in enumerate(lines)
+                                 if keep(line["timestamp"]))
+            collected.sort(key=lambda c: c[:3], reverse=earlier)
+            if len(collected) >= size:
+                # blocks further on may only matter if their lines overlap the page in time
+                edge = collected[size - 1][0]
+                rest = candidates[pos:]
+                if not any((t1[k] > edge) if earlier else (t0[k] < edge) for k in rest):
+                    break
+        return [_as_event(task, c[3]) for c in collected[:size]], head["total"]
+
+    def scroll(self, task: str, position: list | None, limit: int, descending: bool
+               ) -> tuple[list[dict[str, Any]], list | None]:
+        """Lines in stored order (or its reverse) from ``position`` ([block, offset]); every line once."""
+        head, t0, _ = self._head(task)
+        if head is None:
+            return [], None
+        seqs = list(range(len(t0)))
+        if descending:
+            seqs.reverse()
+        start_seq, offset = position or (seqs[0] if seqs else 0, 0)
+        seqs = [s for s in seqs if (s <= start_seq if descending else s >= start_seq)]
+        out: list[dict[str, Any]] = []
+        step = limit // self.block_lines + 2
+        for i in range(0, len(seqs), step):
+            chunk = seqs[i:i + step]
+            blocks = self._read(task, chunk)
+            for seq in chunk:
+                lines = blocks.get(seq, [])
+                if descending:
+                    lines = lines[::-1]
+                skip = offset if seq == start_seq else 0
+                take = lines[skip:skip + limit - len(out)]
+                out.extend(_as_event(task, line) for line in take)
+                if len(out) >= limit:
+                    return out, [seq, skip + len(take)]
+        return out, None
+
+    def all_lines(self, task: str) -> Iterator[dict[str, Any]]:
+        """Every line of the task, block after block, each block's lines in time order."""
+        _head, t0, _ = self._head(task)
+        for i in range(0, len(t0), 50):
+            blocks = self._read(task, list(range(i, min(i + 50, len(t0)))))
+            for seq in sorted(blocks):
+                for line in sorted(blocks[seq], key=lambda line: line["timestamp"]):
+                    yield _as_event(task, line)
+
+    # -- deletes ------------------------------------------------------------------------------
+
+    def delete_task(self, company: str, task: str) -> int:
+        head = self.heads.find_one({"_id": task, "company": company}, {"total": 1})
+        self.blocks.delete_many({"company": company, "task": task})
+        self.heads.delete_many({"_id": task, "company": company})
+        return head["total"] if head else 0
+
+    def clear_before(self, company: str, task: str, cutoff_ms: int) -> int:
+        """Delete the lines older than ``cutoff_ms``; returns how many were deleted."""
+        for _attempt in range(50):
+            head, t0, t1 = self._head(task)
+            if head is None:
+                return 0
+            deleted = 0
+            for seq in [k for k in range(len(t0)) if t0[k] < cutoff_ms]:
+                block = self.blocks.find_one({"_id": f"{task}:{seq}"}, {"lines": 1})
+                lines = (block or {}).get("lines", [])
+                kept = [line for line in lines if line["timestamp"] >= cutoff_ms]
+                deleted += len(lines) - len(kept)
+                if block is not None:
+                    self.blocks.update_one({"_id": block["_id"]}, {"$set": {"lines": kept, "n": len(kept)}})
+                t0[seq] = min((line["timestamp"] for line in kept), default=_NEVER)
+                t1[seq] = max((line["timestamp"] for line in kept), default=-_NEVER)
+            fields = {"t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),
+                      "total": max(0, head["total"] - deleted), "ver": uuid4().hex}
+            if self.heads.update_one({"_id": task, "ver": head["ver"]}, {"$set": fields}).matched_count:
+                return deleted
+        raise RuntimeError(f"log head of task {task} kept changing under 50 attempts")
+
+
+def _as_event(task: str, line: dict[str, Any]) -> dict[str, Any]:
+    out = {k: line[k] for k in LINE_FIELDS if k in line}
+    out.update({"id": line.get("id"), "task": task, "type": LOG})
+    return out
