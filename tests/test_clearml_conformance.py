@@ -357,3 +357,128 @@ def test_move_merge_and_validate_delete(admin):
     assert admin.call("projects.get_by_id", project=inner)["project"]["name"] == f"{top}/dest/inner"
     assert admin.call("tasks.get_by_id", task=task)["task"]["project"] == inner
     assert admin.error("projects.get_by_id", project=src).subcode == 401
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+def test_queue_reads_and_clear_queue(admin):
+    queue = admin.call("queues.create", name=_name("cq"), display_name="Nice Queue")["id"]
+    other = admin.call("queues.create", name=_name("cq2"))["id"]
+    first, second = _task(admin), _task(admin)
+    for task in (first, second):
+        admin.call("tasks.enqueue", task=task, queue=queue)
+    assert admin.call("queues.get_num_entries", _version=V, queue=queue) == {"num": 2}
+    assert admin.call("queues.peek_task", _version=V, queue=queue) == {"task": first}
+    got = admin.call("queues.get_by_task_id", _version=V, task=second)["queue"]
+    assert (got["id"], got["display_name"]) == (queue, "Nice Queue")
+    assert admin.call("queues.move_task_to_queue", _version=V, queue=queue, task=second, target_queue=other) == \
+        {"position": 0}
+    assert admin.call("tasks.get_by_id", task=second)["task"]["execution"]["queue"] == other
+    err = admin.error("queues.move_task_to_queue", queue=queue, task=second, target_queue=other)
+    assert (err.code, err.subcode) == (400, 703)
+    assert admin.call("queues.clear_queue", _version=V, queue=queue) == {"removed_tasks": [first]}
+    assert admin.call("tasks.get_by_id", task=first)["task"]["status"] == "created"
+    assert admin.call("queues.get_num_entries", queue=queue) == {"num": 0}
+    assert admin.call("queues.peek_task", queue=queue) == {"task": None}
+    assert admin.call("queues.get_by_task_id", task=first) == {"queue": None}
+    got = admin.call("queues.get_all_ex", _version=V, id=[other], max_task_entries=0)["queues"][0]
+    assert got["entries"] == []
+
+
+def test_dequeue_of_a_task_that_is_not_queued_and_of_a_deleted_queue(admin):
+    task = _task(admin)
+    err = admin.error("tasks.dequeue", _version=V, task=task)
+    assert (err.code, err.subcode) == (400, 110)
+    queue = admin.call("queues.create", name=_name("gone"))["id"]
+    admin.call("tasks.enqueue", task=task, queue=queue)
+    admin.call("queues.delete", queue=queue, force=True)
+    answer = admin.call("tasks.dequeue", _version=V, task=task)
+    assert answer["fields"]["status"] == "created"
+    assert admin.call("tasks.get_by_id", task=task)["task"]["status"] == "created"
+
+
+# -- workers and users -------------------------------------------------------------------------
+
+def test_worker_count_metric_keys_and_stats_per_variant(admin):
+    worker = _name("gpu-box")
+    admin.call("workers.register", _version=V, worker=worker, tags=["gpu"], system_tags=["fast"], queues=None,
+               timeout=None)
+    start = time.time() - 1
+    for gpu in (10.0, 30.0):
+        admin.call("workers.status_report", worker=worker, timestamp=int(time.time() * 1000), task=None,
+                   machine_stats={"gpu_usage": [gpu, gpu + 50], "cpu_usage": [gpu], "memory_used": 100})
+    end = time.time() + 1
+    assert admin.call("workers.get_count", _version=V, last_seen=None)["count"] >= 1
+    assert [w["id"] for w in admin.call("workers.get_all", _version=V, tags=["gpu"], system_tags=["fast"],
+                                        last_seen=None)["workers"]] == [worker]
+    categories = admin.call("workers.get_metric_keys", _version=V, worker_ids=[worker])["categories"]
+    assert categories == [{"name": "cpu", "metric_keys": ["cpu_usage"]}, {"name": "gpu", "metric_keys": ["gpu_usage"]},
+                          {"name": "memory", "metric_keys": ["memory_used"]}]
+    items = [{"key": "gpu_usage", "aggregation": "max"}, {"key": "gpu_usage", "aggregation": "min"}]
+    plain = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=end,
+                       interval=3600, items=items, split_by_variant=None)["workers"][0]["metrics"]
+    assert [(m["metric"], [(s["aggregation"], s["values"]) for s in m["stats"]]) for m in plain] == \
+        [("gpu_usage", [("max", [55.0]), ("min", [35.0])])]
+    split = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=end,
+                       interval=3600, items=items, split_by_variant=True)["workers"][0]["metrics"]
+    assert [(m["variant"], [(s["aggregation"], s["values"]) for s in m["stats"]]) for m in split] == \
+        [("0", [("max", [30.0]), ("min", [10.0])]), ("1", [("max", [80.0]), ("min", [60.0])])]
+
+
+def test_users_get_all_ex_and_update_own_name(admin, server):
+    me = admin.call("users.get_current_user")["user"]
+    listed = admin.call("users.get_all_ex", _version=V, id=[me["id"]], only_fields=["name"], order_by=None)["users"]
+    assert [u["id"] for u in listed] == [me["id"]]
+    new_name = _name("renamed")
+    assert admin.call("users.update", _version=V, user=me["id"], name=new_name) == \
+        {"updated": 1, "fields": {"name": new_name}}
+    assert admin.call("users.get_by_id", user=me["id"])["user"]["name"] == new_name
+    admin.call("users.update", user=me["id"], name=me["name"])
+    assert admin.call("users.get_by_id", user=me["id"])["user"]["name"] == me["name"]
+
+
+def test_clone_into_a_project_named_by_the_request(admin):
+    source = _task(admin, "source", hyperparams={"Args": {"lr": {"section": "Args", "name": "lr", "value": "1"}}})
+    top = _name("clone")
+    answer = admin.call("tasks.clone", _version=V, task=source, new_task_name="copy", new_project_name=f"{top}/dst",
+                        new_task_project=None, new_task_comment=None,
+                        new_task_hyperparams={"Args": {"lr": {"section": "Args", "name": "lr", "value": "2"}}},
+                        execution_overrides={"docker_cmd": "python:3.11"})
+    copy = admin.call("tasks.get_by_id", task=answer["id"])["task"]
+    assert answer["new_project"] == {"id": copy["project"], "name": f"{top}/dst"}
+    assert (copy["name"], copy["status"], copy["hyperparams"]["Args"]["lr"]["value"]) == ("copy", "created", "2")
+    assert copy["execution"]["docker_cmd"] == "python:3.11"
+
+
+def test_legacy_execution_parameters_map_to_args_per_api_version(admin):
+    task = admin.call("tasks.create", _version="2.1", name="legacy", type="training",
+                      execution={"parameters": {"lr": 0.5, "TF_DEFINE/depth": 3}, "model_desc": {"net": "a"}})["id"]
+    new = admin.call("tasks.get_by_id", _version="2.9", task=task)["task"]
+    assert new["hyperparams"] == {
+        "Args": {"lr": {"section": "Args", "name": "lr", "type": "legacy", "value": "0.5"}},
+        "TF_DEFINE": {"depth": {"section": "TF_DEFINE", "name": "depth", "type": "legacy", "value": "3"}}}
+    assert new["configuration"] == {"net": {"name": "net", "type": "legacy", "value": "a"}}
+    assert "parameters" not in new["execution"] and "model_desc" not in new["execution"]
+    old = admin.call("tasks.get_by_id", _version="2.1", task=task)["task"]
+    assert old["execution"]["parameters"] == {"lr": "0.5", "TF_DEFINE/depth": "3"}
+    assert old["execution"]["model_desc"] == {"net": "a"}
+    admin.call("tasks.edit_hyper_params", task=task, hyperparams=[{"section": "Args", "name": "new", "value": "1"}])
+    admin.call("tasks.edit", _version="2.1", task=task, execution={"parameters": {"lr": 0.7}})
+    params = admin.call("tasks.get_by_id", task=task)["task"]["hyperparams"]
+    assert params == {"Args": {"lr": {"section": "Args", "name": "lr", "type": "legacy", "value": "0.7"},
+                               "new": {"section": "Args", "name": "new", "value": "1"}}}
+    listed = admin.call("tasks.get_all", _version="2.1", id=[task], only_fields=["execution.parameters"])["tasks"]
+    assert listed[0]["execution"]["parameters"] == {"lr": "0.7"}
+
+
+def test_queue_metadata_add_replace_and_delete(admin):
+    queue = admin.call("queues.create", name=_name("meta"))["id"]
+    item = {"key": "gpu.type", "type": "str", "value": "a100"}
+    assert admin.call("queues.add_or_update_metadata", _version=V, queue=queue, metadata=[item],
+                      replace_metadata=None) == {"updated": 1}
+    admin.call("queues.add_or_update_metadata", queue=queue, metadata=[{"key": "zone", "value": "eu"}])
+    assert admin.call("queues.get_by_id", queue=queue)["queue"]["metadata"] == {
+        "gpu.type": item, "zone": {"key": "zone", "type": None, "value": "eu"}}
+    assert admin.call("queues.delete_metadata", _version=V, queue=queue, keys=["gpu.type"]) == {"updated": 1}
+    admin.call("queues.add_or_update_metadata", queue=queue, metadata=[item], replace_metadata=True)
+    assert admin.call("queues.get_by_id", queue=queue)["queue"]["metadata"] == {"gpu.type": item}

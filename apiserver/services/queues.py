@@ -11,7 +11,7 @@ from apiserver.state import get_state
 def create(call: Call) -> dict:
     d = call.data
     return {"id": get_state().queues.create(call.company, call.user, d["name"], d.get("tags"), d.get("system_tags"),
-                                            d.get("metadata"))}
+                                            d.get("metadata"), d.get("display_name"))}
 
 
 @endpoint("queues.get_by_id")
@@ -80,3 +80,41 @@ def get_next_task(call: Call) -> dict:
 @endpoint("queues.get_queue_metrics")
 def get_queue_metrics(call: Call) -> dict:
     return {"queues": get_state().queue_listing.metrics(call.company, call.data)}
+
+
+@endpoint("queues.clear_queue")
+def clear_queue(call: Call) -> dict:
+    return {"removed_tasks": get_state().tasks.clear_queue(call.identity, call.data["queue"])}
+
+
+@endpoint("queues.get_num_entries")
+def get_num_entries(call: Call) -> dict:
+    return {"num": get_state().queue_listing.num_entries(call.company, call.data["queue"])}
+
+
+@endpoint("queues.peek_task")
+def peek_task(call: Call) -> dict:
+    return {"task": get_state().queue_listing.peek(call.company, call.data["queue"])}
+
+
+@endpoint("queues.get_by_task_id")
+def get_by_task_id(call: Call) -> dict:
+    return {"queue": get_state().queue_listing.by_task(call.company, call.data["task"])}
+
+
+@endpoint("queues.move_task_to_queue")
+def move_task_to_queue(call: Call) -> dict:
+    d = call.data
+    return {"position": get_state().tasks.move_to_queue(call.identity, d["task"], d["queue"], d["target_queue"])}
+
+
+@endpoint("queues.add_or_update_metadata")
+def add_or_update_metadata(call: Call) -> dict:
+    d = call.data
+    return {"updated": get_state().queue_listing.add_or_update_metadata(call.company, d["queue"], d["metadata"],
+                                                                        bool(d.get("replace_metadata")))}
+
+
+@endpoint("queues.delete_metadata")
+def delete_metadata(call: Call) -> dict:
+    return {"updated": get_state().queue_listing.delete_metadata(call.company, call.data["queue"], call.data["keys"])}

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from apiserver.bll import query as q
 from apiserver.bll.batch import run_batch
+from apiserver.bll.tasks.fields import LEGACY_PARAMS_BEFORE, legacy_view
+from apiserver.schema.loader import parse_version
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -14,15 +16,22 @@ def _tasks():
     return get_state().tasks
 
 
+def _as_requested(call: Call, task: dict) -> dict:
+    """A task as the call's API version shows it (legacy parameters for clients before 2.9)."""
+    requested = parse_version(call.requested_version or "")
+    return legacy_view(task) if requested is not None and requested < LEGACY_PARAMS_BEFORE else task
+
+
 @endpoint("tasks.get_by_id")
 def get_by_id(call: Call) -> dict:
-    return {"task": _tasks().get_by_id(call.company, call.data["task"])}
+    return {"task": _as_requested(call, _tasks().get_by_id(call.company, call.data["task"]))}
 
 
 @endpoint("tasks.get_all")
 @endpoint("tasks.get_all_ex")
 def get_all(call: Call) -> dict:
-    tasks = _tasks().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
+    tasks = [_as_requested(call, t) for t in _tasks().get_all(call.company, call.data,
+                                                               ex=call.endpoint.endswith("_ex"))]
     return {"tasks": tasks, **q.scroll_answer(call.data, len(tasks))}
 
 
@@ -44,7 +53,12 @@ def validate(call: Call) -> dict:
 
 @endpoint("tasks.clone")
 def clone(call: Call) -> dict:
-    return {"id": _tasks().clone(call.identity, call.data)}
+    task_id = _tasks().clone(call.identity, call.data)
+    if not call.data.get("new_project_name") or call.data.get("new_task_project"):
+        return {"id": task_id}
+    project = _tasks().readable(call.company, task_id, {"project": 1})["project"]
+    name = get_state().projects.readable(call.company, project, {"name": 1})["name"]
+    return {"id": task_id, "new_project": {"id": project, "name": name}}
 
 
 @endpoint("tasks.update")

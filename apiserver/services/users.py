@@ -16,6 +16,7 @@ def get_current_user(call: Call) -> dict:
 
 
 @endpoint("users.get_all")
+@endpoint("users.get_all_ex")
 def get_all(call: Call) -> dict:
     return {"users": get_state().auth.list_users(call.company, **call.data)}
 
@@ -45,3 +46,12 @@ def get_preferences(call: Call) -> dict:
 @endpoint("users.set_preferences")
 def set_preferences(call: Call) -> dict:
     return get_state().auth.set_preferences(call.identity, call.data["preferences"])
+
+
+@endpoint("users.update")
+def update(call: Call) -> dict:
+    name = call.data.get("name")
+    if name is None:
+        return {"updated": 0, "fields": {}}
+    updated = get_state().auth.rename_user(call.identity, call.data["user"], name)
+    return {"updated": updated, "fields": {"name": name} if updated else {}}

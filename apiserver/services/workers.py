@@ -48,3 +48,13 @@ def get_activity_report(call: Call) -> dict:
 @endpoint("workers.get_stats")
 def get_stats(call: Call) -> dict:
     return {"workers": get_state().workers.get_stats(call.company, call.data)}
+
+
+@endpoint("workers.get_count")
+def get_count(call: Call) -> dict:
+    return {"count": get_state().workers.count(call.company, call.data.get("last_seen"))}
+
+
+@endpoint("workers.get_metric_keys")
+def get_metric_keys(call: Call) -> dict:
+    return {"categories": get_state().workers.metric_keys(call.company, call.data.get("worker_ids"))}

@@ -122,6 +122,17 @@ class AuthBLL:
         self._tokens_revoked()
         return updated
 
+    def rename_user(self, caller: Identity, user_id: str, name: str) -> int:
+        """Change a user's display name: one's own, or (an admin) of a user whose role one may edit."""
+        target = self.get_user(user_id, caller.company)
+        if target.id != caller.user:
+            if caller.role not in ROLES or ROLES.index(caller.role) > ROLES.index("admin"):
+                raise errors.forbidden.RoleNotAllowed("only admins change other users' names")
+            self._check_can_grant(caller, target.role)
+        if name == target.name:
+            return 0
+        return User.objects(id=user_id, company=caller.company).update(set__name=name)
+
     def create_user_by(self, caller: Identity, name: str, role: str = "user", email: str | None = None,
                        username: str | None = None, password: str | None = None,
                        with_credentials: bool = False) -> tuple[User, NewCredentials | None]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access, tags
+from apiserver.bll import access, metadata, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.tasks import status as st
-from apiserver.bll.tasks.fields import escape_key, unescape_key
+from apiserver.bll.tasks.fields import unescape_key
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
@@ -38,21 +38,10 @@ SELECTIVITY = ("_id", "task", "uri", "project", "name", "user", "tags", "system_
                "created", "last_update")
 
 
-def _metadata_in(items: list[dict[str, Any]] | dict[str, Any] | None) -> dict[str, Any]:
-    """API metadata (a list of items, or a dict by key) as stored: by escaped key."""
-    if not items:
-        return {}
-    values = items.values() if isinstance(items, dict) else items
-    return {escape_key(str(i["key"])): {"key": i["key"], "type": i.get("type"), "value": i.get("value")}
-            for i in values if isinstance(i, dict) and i.get("key") is not None}
-
-
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     out = q.api_id(doc)
     out.pop("company_origin", None)
-    if isinstance(out.get("metadata"), dict):
-        out["metadata"] = {unescape_key(k): v for k, v in out["metadata"].items()}
-    return out
+    return metadata.shown(out)
 
 
 def references() -> dict[str, Any]:
@@ -142,7 +131,7 @@ class ModelBLL:
         fields = {k: data[k] for k in CREATE_FIELDS if k in data}
         self._check_references(identity.company, fields)
         if "metadata" in data:
-            fields["metadata"] = _metadata_in(data["metadata"])
+            fields["metadata"] = metadata.stored(data["metadata"])
         return self._insert(identity, fields, public=bool(data.get("public")))
 
     def update_for_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +184,7 @@ class ModelBLL:
         model = self.writable(identity.company, data["model"])
         sets = {k: data[k] for k in EDIT_FIELDS if k in data}
         if "metadata" in data:
-            sets["metadata"] = _metadata_in(data["metadata"])
+            sets["metadata"] = metadata.stored(data["metadata"])
         if model.get("ready") and not data.get("force") and set(sets) - EDITABLE_WHEN_READY - {"ready"}:
             raise errors.bad_request.ModelIsReady("only name, comment, tags, project and metadata of a ready "
                                                   "model change", id=model["_id"])
@@ -210,7 +199,7 @@ class ModelBLL:
         if "created" in data:
             sets["created"] = q.parse_date(data["created"], "created")
         if "metadata" in data:
-            sets["metadata"] = _metadata_in(data["metadata"])
+            sets["metadata"] = metadata.stored(data["metadata"])
         self._check_references(identity.company, sets)
         result = self._change(identity.company, model, sets)
         self._task_iteration(identity, model, data)
@@ -261,20 +250,10 @@ class ModelBLL:
 
     def add_or_update_metadata(self, identity: Identity, model_id: str, items: list[dict[str, Any]],
                                replace: bool) -> int:
-        model = self.writable(identity.company, model_id)
-        stored = _metadata_in(items)
-        if replace:
-            update = {"$set": {"metadata": stored, "last_update": utcnow()}}
-        else:
-            update = {"$set": {**{f"metadata.{k}": v for k, v in stored.items()}, "last_update": utcnow()}}
-        return self.coll.update_one({"_id": model["_id"]}, update).modified_count
+        return metadata.add_or_update(self.coll, self.writable(identity.company, model_id)["_id"], items, replace)
 
     def delete_metadata(self, identity: Identity, model_id: str, keys: list[str]) -> int:
-        model = self.writable(identity.company, model_id)
-        if not keys:
-            return 0
-        update = {"$unset": {f"metadata.{escape_key(k)}": "" for k in keys}, "$set": {"last_update": utcnow()}}
-        return self.coll.update_one({"_id": model["_id"]}, update).modified_count
+        return metadata.delete(self.coll, self.writable(identity.company, model_id)["_id"], keys)
 
     # -- delete -------------------------------------------------------------------------------
 

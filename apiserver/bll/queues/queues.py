@@ -7,6 +7,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
+from apiserver.bll import metadata
 from apiserver.bll import query as q
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
@@ -31,11 +32,14 @@ class QueueBLL:
         return self.coll.find_one({"company": company, "name": name})
 
     def create(self, company: str, user: str, name: str, tags: list[str] | None = None,
-               system_tags: list[str] | None = None, metadata: dict | None = None) -> str:
+               system_tags: list[str] | None = None, metadata: dict | None = None,
+               display_name: str | None = None) -> str:
         now = utcnow()
         doc = {"_id": new_id(), "company": company, "user": user, "name": name, "tags": tags or [],
                "system_tags": system_tags or [], "entries": [], "metadata": metadata or {}, "created": now,
                "last_update": now}
+        if display_name:
+            doc["display_name"] = display_name
         try:
             self.coll.insert_one(doc)
         except DuplicateKeyError:
@@ -113,7 +117,7 @@ class QueueListing:
 
     @staticmethod
     def to_api(doc: dict[str, Any], max_entries: int | None = None) -> dict[str, Any]:
-        out = q.api_id(doc)
+        out = metadata.shown(q.api_id(doc))
         if max_entries is not None and "entries" in out:
             out["entries"] = out["entries"][:max_entries]
         return out
@@ -133,7 +137,7 @@ class QueueListing:
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self.queues.get(company, queue_id, {"_id": 1})
-        fields = {k: data[k] for k in ("name", "tags", "system_tags", "metadata") if k in data}
+        fields = {k: data[k] for k in ("name", "display_name", "tags", "system_tags", "metadata") if k in data}
         if not fields:
             return {}
         fields["last_update"] = utcnow()
@@ -170,6 +174,23 @@ class QueueListing:
             if result.modified_count or moved == entries:
                 return target
         raise errors.bad_request.InvalidQueueOrTaskNotQueued("the queue kept changing; try again")
+
+    def add_or_update_metadata(self, company: str, queue_id: str, items: list[dict[str, Any]], replace: bool) -> int:
+        return metadata.add_or_update(self.coll, self.queues.get(company, queue_id, {"_id": 1})["_id"], items, replace)
+
+    def delete_metadata(self, company: str, queue_id: str, keys: list[str]) -> int:
+        return metadata.delete(self.coll, self.queues.get(company, queue_id, {"_id": 1})["_id"], keys)
+
+    def num_entries(self, company: str, queue_id: str) -> int:
+        return len(self.queues.get(company, queue_id, {"entries.task": 1}).get("entries") or [])
+
+    def peek(self, company: str, queue_id: str) -> str | None:
+        entries = self.queues.get(company, queue_id, {"entries": {"$slice": 1}}).get("entries") or []
+        return entries[0]["task"] if entries else None
+
+    def by_task(self, company: str, task_id: str) -> dict[str, Any] | None:
+        doc = self.coll.find_one({"company": company, "entries.task": task_id})
+        return self.to_api(doc) if doc else None
 
     def sample_metrics(self) -> int:
         """Record every queue's length and average wait now (a scheduler job)."""

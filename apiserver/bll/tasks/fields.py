@@ -64,6 +64,9 @@ def storage_path(api_path: str) -> str:
     """A dotted API path (for only_fields / order_by) as the stored path."""
     if api_path in FIELD_MAP:
         return FIELD_MAP[api_path]
+    for old, new in (("execution.parameters", "hyperparams.Args"), ("execution.model_desc", "configuration")):
+        if api_path == old or api_path.startswith(old + "."):
+            api_path = new + api_path[len(old):]
     parts = api_path.split(".")
     if parts[0] in USER_KEYED_SECTIONS:
         depth = 3 if parts[0] == "hyperparams" else 2
@@ -79,3 +82,64 @@ def dotted_changes(prefix: str, value: Any) -> dict[str, Any]:
             out.update(dotted_changes(f"{prefix}.{key}", sub))
         return out
     return {prefix: value}
+
+
+# Clients before API 2.9 know no hyperparams/configuration sections: they send and read the flat
+# execution.parameters ({name: value}) and execution.model_desc. As ClearML: what they send becomes
+# items of type "legacy" (parameters in section "Args", or "TF_DEFINE" for "TF_DEFINE/x" names), and
+# they read back the legacy items; newer clients see those items in their sections.
+LEGACY_PARAMS_BEFORE = (2, 9)
+LEGACY_TYPE = "legacy"
+LEGACY_SECTIONS = (("parameters", "hyperparams", "Args"), ("model_desc", "configuration", None))
+TF_DEFINE = "TF_DEFINE"
+
+
+def _without_legacy(items: dict[str, Any], sectioned: bool) -> dict[str, Any]:
+    if sectioned:
+        kept = {sec: _without_legacy(params or {}, False) for sec, params in items.items()}
+        return {sec: params for sec, params in kept.items() if params}
+    return {k: v for k, v in items.items() if not (isinstance(v, dict) and v.get("type") == LEGACY_TYPE)}
+
+
+def legacy_to_sections(fields: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``fields`` (API shape, changed in place) with execution.parameters / model_desc moved into
+    hyperparams / configuration items; with no new section given, the ``previous`` task's section
+    keeps its other items and loses its earlier legacy ones."""
+    execution = fields.get("execution")
+    if not isinstance(execution, dict):
+        return fields
+    for old, new, section in LEGACY_SECTIONS:
+        if old not in execution:
+            continue
+        legacy = execution.pop(old)
+        if not isinstance(legacy, dict):
+            continue
+        if fields.get(new):
+            items = fields[new]
+        else:
+            items = _without_legacy((previous or {}).get(new) or {}, section is not None)
+            if not legacy and not items and not (previous or {}).get(new):
+                continue
+        for full_name, value in legacy.items():
+            item = {"name": full_name, "type": LEGACY_TYPE, "value": str(value)}
+            if section is None:
+                items[full_name] = item
+                continue
+            sec, _, name = full_name.partition("/")
+            sec, name = (sec, name) if sec == TF_DEFINE and name else (section, full_name)
+            items.setdefault(sec, {})[name] = {**item, "name": name, "section": sec}
+        fields[new] = items
+    return fields
+
+
+def legacy_view(task: dict[str, Any]) -> dict[str, Any]:
+    """An API-shaped task as a pre-2.9 client reads it: its legacy items also as execution.parameters
+    and execution.model_desc."""
+    for old, new, section in LEGACY_SECTIONS:
+        items = task.get(new) or {}
+        flat = [p for params in items.values() for p in (params or {}).values()] if section else list(items.values())
+        legacy = {(f"{p['section']}/{p['name']}" if section and p.get("section") == TF_DEFINE else p["name"]):
+                  p.get("value") for p in flat if isinstance(p, dict) and p.get("type") == LEGACY_TYPE}
+        if legacy:
+            task.setdefault("execution", {})[old] = legacy
+    return task

@@ -6,6 +6,7 @@ against, so of two concurrent changes at most one succeeds; the loser gets 400/1
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from datetime import timedelta
@@ -24,6 +25,7 @@ from apiserver.bll.tasks.fields import (
     artifact_id,
     dotted_changes,
     escape_key,
+    legacy_to_sections,
     storage_path,
     to_api,
     to_storage,
@@ -153,8 +155,10 @@ class TaskBLL:
             except errors.bad_request.InvalidTaskId:
                 raise errors.bad_request.InvalidTaskId("parent task not found", parent=fields["parent"]) from None
 
-    def _section_fields(self, data: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-        fields = {k: copy.deepcopy(data[k]) for k in allowed if k in data}
+    def _section_fields(self, data: dict[str, Any], allowed: tuple[str, ...],
+                        previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        fields = legacy_to_sections({k: copy.deepcopy(data[k]) for k in allowed if k in data},
+                                    to_api(previous) if previous else None)
         if "output_dest" in data:
             fields["output.destination"] = data["output_dest"]
         return fields
@@ -193,8 +197,11 @@ class TaskBLL:
         for key, field in renames.items():
             if key in data:
                 fields[field] = data[key]
+        if data.get("new_project_name") and not data.get("new_task_project"):
+            fields["project"] = self.projects.ensure(identity, data["new_project_name"])
         if data.get("execution_overrides"):
-            fields["execution"] = {**(fields.get("execution") or {}), **data["execution_overrides"]}
+            fields["execution"] = {**(fields.get("execution") or {}), **copy.deepcopy(data["execution_overrides"])}
+            legacy_to_sections(fields, source)
         fields.setdefault("system_tags", [])
         if data.get("validate_references"):
             self._check_references(identity.company, fields)
@@ -241,7 +248,7 @@ class TaskBLL:
                 "only created tasks can be edited (use force)", status=task["status"])
         if task["status"] == st.PUBLISHED and not force:
             raise errors.bad_request.TaskPublished(id=task["_id"])
-        sets = self._section_fields(data, EDIT_FIELDS)
+        sets = self._section_fields(data, EDIT_FIELDS, previous=task)
         if "models" in sets:
             sets["models"] = _with_model_lists(sets["models"])
         self._check_references(identity.company, sets)
@@ -645,6 +652,30 @@ class TaskBLL:
                                     message=data.get("status_message"),
                                     unsets=("execution.queue", "enqueue_status"))
         return {"dequeued": max(removed, 1 if task["status"] == st.QUEUED else 0), **result}
+
+    def clear_queue(self, identity: Identity, queue_id: str) -> list[str]:
+        """Dequeue every task of a queue (each back to its status before enqueue); the ids removed."""
+        entries = self.queues.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
+        removed = [e["task"] for e in entries]
+        for task_id in removed:
+            task = self.coll.find_one({"_id": task_id, "company": identity.company}, {"status": 1})
+            if task is not None and task["status"] == st.QUEUED:
+                with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
+                    self.dequeue(identity, {"task": task_id})
+            self.queues.remove_entry(identity.company, queue_id, task_id)
+        return removed
+
+    def move_to_queue(self, identity: Identity, task_id: str, queue_id: str, target_id: str) -> int:
+        """Move a queued task from one queue to the back of another; its position there."""
+        task = self.writable(identity.company, task_id)
+        self.queues.get(identity.company, target_id, {"_id": 1})
+        if not self.queues.remove_entry(identity.company, queue_id, task_id):
+            self.queues.get(identity.company, queue_id, {"_id": 1})
+            raise errors.bad_request.InvalidQueueOrTaskNotQueued(task=task_id, queue=queue_id)
+        self.queues.add_entry(identity.company, target_id, task_id)
+        self._set_fields(identity.company, task, {"execution.queue": target_id})
+        entries = self.queues.get(identity.company, target_id, {"entries.task": 1}).get("entries") or []
+        return len(entries) - 1
 
     def add_to_queue(self, company: str, queue_id: str, task_id: str) -> None:
         """queues.add_task: only a task of the company goes in; its status does not change."""

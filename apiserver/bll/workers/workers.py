@@ -15,6 +15,8 @@ from apiserver.database.model.queue import Queue
 from apiserver.database.model.task import Task
 from apiserver.database.model.worker import Worker, WorkerStat
 
+# Most stat reports workers.get_metric_keys reads.
+MAX_STAT_SCAN = 5_000
 
 def _bucket(ts: datetime, start: datetime, interval: int) -> int:
     return int((ts - start).total_seconds() // interval)
@@ -185,26 +187,54 @@ class WorkerBLL:
         if data.get("worker_ids"):
             flt["worker"] = {"$in": data["worker_ids"]}
         items = data.get("items") or []
-        series: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(
-            lambda: defaultdict(list)))
+        split = bool(data.get("split_by_variant"))
+        # worker -> (metric, variant) -> interval -> values; a list value (one per GPU) is averaged,
+        # or with split_by_variant kept apart as variants "0", "1", ...
+        series: dict[str, dict[tuple[str, str | None], dict[int, list[float]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(list)))
+        keys = list(dict.fromkeys(item["key"] for item in items))
         for s in WorkerStat._get_collection().find(flt, {"worker": 1, "timestamp": 1, "stats": 1}):
             bucket = _bucket(s["timestamp"], start, interval)
-            for item in items:
-                value = (s.get("stats") or {}).get(item["key"])
+            for key in keys:
+                value = (s.get("stats") or {}).get(key)
                 values = value if isinstance(value, list) else [value]
-                numbers = [float(v) for v in values if isinstance(v, (int, float))]
-                if numbers:
-                    series[s["worker"]][item["key"]][bucket].append(sum(numbers) / len(numbers))
+                numbers = [(str(i), float(v)) for i, v in enumerate(values) if isinstance(v, (int, float))]
+                if split and isinstance(value, list):
+                    for variant, number in numbers:
+                        series[s["worker"]][(key, variant)][bucket].append(number)
+                elif numbers:
+                    series[s["worker"]][(key, None)][bucket].append(sum(n for _, n in numbers) / len(numbers))
         agg = {"avg": lambda v: sum(v) / len(v), "min": min, "max": max}
         out = []
         for worker, metrics in sorted(series.items()):
             entries = []
-            for item in items:
-                buckets = metrics.get(item["key"], {})
-                fn = agg[item.get("aggregation", "avg")]
-                keys = sorted(buckets)
-                entries.append({"metric": item["key"], "variant": item.get("aggregation", "avg"),
-                                "dates": [int((start + timedelta(seconds=k * interval)).timestamp()) for k in keys],
-                                "values": [fn(buckets[k]) for k in keys]})
+            for (key, variant), buckets in sorted(metrics.items(), key=lambda kv: (keys.index(kv[0][0]),
+                                                                                   kv[0][1] or "")):
+                dates = [int((start + timedelta(seconds=k * interval)).timestamp()) for k in sorted(buckets)]
+                stats = [{"aggregation": a, "dates": dates, "values": [agg[a](buckets[k]) for k in sorted(buckets)]}
+                         for a in dict.fromkeys(i.get("aggregation") or "avg" for i in items if i["key"] == key)]
+                entry = {"metric": key, "dates": dates, "stats": stats, "values": stats[0]["values"]}
+                if variant is not None:
+                    entry["variant"] = variant
+                entries.append(entry)
             out.append({"worker": worker, "metrics": entries})
         return out
+
+    def count(self, company: str, last_seen: int | None) -> int:
+        flt: dict[str, Any] = {"company": company, "expired": {"$ne": True}}
+        if last_seen:
+            flt["last_activity_time"] = {"$gte": utcnow() - timedelta(seconds=int(last_seen))}
+        return self.coll.count_documents(flt)
+
+    def metric_keys(self, company: str, worker_ids: list[str] | None) -> list[dict[str, Any]]:
+        """The machine stat keys workers reported in the last day, by category (the key's first word)."""
+        flt: dict[str, Any] = {"company": company, "timestamp": {"$gte": utcnow() - timedelta(days=1)}}
+        if worker_ids:
+            flt["worker"] = {"$in": worker_ids}
+        found: set[str] = set()
+        for s in WorkerStat._get_collection().find(flt, {"stats": 1}).limit(MAX_STAT_SCAN):
+            found.update(k for k, v in (s.get("stats") or {}).items() if v is not None)
+        categories: dict[str, list[str]] = defaultdict(list)
+        for key in sorted(found):
+            categories[key.split("_", 1)[0]].append(key)
+        return [{"name": name, "metric_keys": keys} for name, keys in sorted(categories.items())]
