@@ -6,8 +6,8 @@ console's form, which is the ClearML web app's cookie sign-in (auth.login)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-import time
 from pathlib import Path
 from uuid import uuid4
 
@@ -17,6 +17,15 @@ from playwright.sync_api import expect
 
 from tests.helpers import ROOT, ApiClient, ServerProcess
 from tests.test_pipelines import FAST, Members
+from tests.test_registry import (
+    DATABRICKS_PROXY,
+    DATABRICKS_REGISTRY,
+    FILE_IN,
+    JSON_IN,
+    JSON_OUT,
+    MLFLOW_PROXY,
+    MLFLOW_REGISTRY,
+)
 from tests.test_webapp import ARTIFACTS, browser  # noqa: F401 - the shared Chromium fixture
 
 STATIC = ROOT / "apiserver" / "console" / "static"
@@ -231,3 +240,225 @@ def test_a_running_pipeline_is_stopped_from_the_page(console, context, members):
     doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
     assert doc["status"] == "stopped" and doc["steps"][0]["status"] == "stopped"
     assert members.calls("neck_nas")["stop"] == 1
+
+
+# -- render farm ------------------------------------------------------------------------------
+
+
+class Worker:
+    """A render worker as the manager sees one: an HTTP client that registers and reports."""
+
+    def __init__(self, server: ServerProcess, auth: str, hostname: str):
+        self.base_url = server.base_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = auth
+        resp = self.session.post(self.base_url + "/workers", json={"hostname": hostname, "system": "Linux"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        self.id = resp.json()[hostname]["id"]
+
+    def report(self, **body) -> dict:
+        resp = self.session.patch(f"{self.base_url}/workers/{self.id}", json=body, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+def progress_of(page, task_id: int) -> str | None:
+    return page.get_by_label(f"Frames rendered of task {task_id}").get_attribute("value")
+
+
+def test_render_farm_progress_moves_without_a_reload_and_the_controls_work(console, context):
+    admin = signed_in(console, ADMIN)
+    rest = requests.Session()
+    rest.headers["Authorization"] = admin.auth
+
+    def task(priority: int, start: int, end: int) -> int:
+        resp = rest.post(console.base_url + "/tasks", json={
+            "type": "blender_render", "parser": "blender_render", "settings": '{"filepath": "/s/shot.blend"}',
+            "priority": priority, "frame_start": start, "frame_end": end}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        return resp.json()["id"]
+
+    big, small = task(5, 1, 11), task(1, 1, 4)
+    first, second = Worker(console, admin.auth, f"render-a-{uuid4().hex[:4]}"), \
+        Worker(console, admin.auth, f"render-b-{uuid4().hex[:4]}")
+    assert first.report(status="available") == {"task_id": big}  # highest priority first
+
+    guest = open_console(context, console, GUEST, "/console/render")
+    guest.get_by_label(f"Frames rendered of task {big}").wait_for(timeout=10_000)
+    for name in (f"Cancel task {big}", "Set", f"Disable {second_id_name(console, second)}"):
+        assert guest.get_by_role("button", name=name).count() == 0, name
+    assert fetch_status(guest, "PATCH", f"/tasks/{big}", {"priority": 0}) == 403
+    assert fetch_status(guest, "POST", f"/workers/{second.id}/setstatus", {"status": "disabled"}) == 403
+    assert rest.get(f"{console.base_url}/tasks/{big}", timeout=10).json()["priority"] == 5
+
+    page = open_console(context, console, ADMIN, "/console/render")
+    page.get_by_label(f"Frames rendered of task {big}").wait_for(timeout=10_000)
+    assert progress_of(page, big) == "0"
+    page.evaluate("window.sameDocument = 'yes'")
+    first.report(status="rendering", frame_current=4)
+    page.wait_for_function(f"""() => document.querySelector('[aria-label="Frames rendered of task {big}"]')
+        .getAttribute('value') === '3'""", timeout=10_000)
+    shoot(page, "render")
+    first.report(status="rendering", frame_current=9)
+    page.wait_for_function(f"""() => document.querySelector('[aria-label="Frames rendered of task {big}"]')
+        .getAttribute('value') === '8'""", timeout=10_000)
+    assert page.evaluate("window.sameDocument") == "yes"  # moved while the page stayed loaded
+    assert page.get_by_label(f"Frames rendered of task {big}").get_attribute("max") == "10"
+
+    page.get_by_label(f"Priority of task {small}").fill("9")
+    page.get_by_label(f"Priority of task {small}").press("Enter")  # the keyboard sets it
+    expect(page.get_by_label(f"Priority of task {small}")).to_have_value("9", timeout=10_000)
+    assert rest.get(f"{console.base_url}/tasks/{small}", timeout=10).json()["priority"] == 9
+    page.get_by_role("button", name=f"Cancel task {small}").click()
+    expect(page.locator(f"tr[data-task='{small}'] .status")).to_have_text("canceled", timeout=10_000)
+    assert rest.get(f"{console.base_url}/tasks/{small}", timeout=10).json()["status"] == "canceled"
+
+    row = page.locator(f"tr[data-worker='{second.id}']")
+    expect(row.locator("td").nth(2)).to_contain_text("s ago")  # last seen
+    row.get_by_role("button", name=re.compile("^Disable")).click()
+    expect(row.locator(".status")).to_have_text("disabled", timeout=10_000)
+    assert second.report(status="available") == {"task_id": None}  # a disabled worker gets no work
+    assert rest.get(f"{console.base_url}/workers/{second.id}", timeout=10).json()["status"] == "disabled"
+    row.get_by_role("button", name=re.compile("^Enable")).click()
+    expect(row.locator(".status")).to_have_text("enabled", timeout=10_000)
+    assert rest.get(f"{console.base_url}/workers/{second.id}", timeout=10).json()["status"] == "enabled"
+
+
+def second_id_name(server: ServerProcess, worker: Worker) -> str:
+    resp = worker.session.get(f"{server.base_url}/workers/{worker.id}", timeout=10)
+    return resp.json()["hostname"]
+
+
+# -- model registry and deployments -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlflow_stack(tmp_path_factory):
+    from tests.mlflow_env import MlflowStack
+
+    stack = MlflowStack(tmp_path_factory.mktemp("mlflow"))
+    try:
+        stack.start_tracking()
+        stack.model_name = f"credit-risk-{uuid4().hex[:6]}"
+        assert stack.register_model(stack.model_name) == "1"
+        assert stack.register_model(stack.model_name) == "2"
+        assert stack.register_model(stack.model_name + "-why") == "1"
+        stack.scoring_url = stack.serve(stack.model_name, "1")
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_deployments_and_models_pages_with_a_real_mlflow(console, context, mlflow_stack):
+
+    admin, other = signed_in(console, ADMIN), signed_in(console, OTHER)
+    rest = requests.Session()
+    rest.headers["Authorization"] = admin.auth
+    api = console.base_url
+
+    # A deployment made through the page, with the allowlisted MLflow classes.
+    page = open_console(context, console, ADMIN, "/console/deployments")
+    page.on("dialog", lambda dialog: dialog.accept())
+    form = page.get_by_role("form", name="Create a deployment")
+    key = f"mlflow-{uuid4().hex[:6]}"
+    form.get_by_label("Deployment key").fill(key)
+    options = form.get_by_label("Registry connector class").locator("option").all_inner_texts()
+    assert MLFLOW_REGISTRY in options and DATABRICKS_REGISTRY in options
+    form.get_by_label("Registry connector class").select_option(MLFLOW_REGISTRY)
+    form.get_by_label("model_registry_url").fill(mlflow_stack.tracking_url)
+    form.get_by_label("Server proxy class").select_option(MLFLOW_PROXY)
+    form.get_by_label("server_proxy_url").fill(mlflow_stack.scoring_url)
+    form.get_by_role("button", name="Create deployment").click()
+    page.get_by_role("article", name=f"Deployment {key}").wait_for(timeout=10_000)
+    assert rest.get(f"{api}/api/deployment/{key}", timeout=10).json()[0]["server_proxy_class"] == MLFLOW_PROXY
+    # A second one with a secret: typed into a password field, never shown again.
+    secret_key = f"dbx-{uuid4().hex[:6]}"
+    form.get_by_label("Deployment key").fill(secret_key)
+    form.get_by_label("Registry connector class").select_option(DATABRICKS_REGISTRY)
+    assert form.get_by_label(re.compile("^tracking_server_pat")).get_attribute("type") == "password"
+    form.get_by_label("model_registry_url").fill("http://127.0.0.1:9/registry")
+    form.get_by_label(re.compile("^tracking_server_pat")).fill(SECRET_PAT)
+    form.get_by_label("Server proxy class").select_option(DATABRICKS_PROXY)
+    form.get_by_label("server_proxy_url").fill("http://127.0.0.1:9/serving")
+    form.get_by_label(re.compile("^server_proxy_pat")).fill(SECRET_PAT + "-proxy")
+    form.get_by_role("button", name="Create deployment").click()
+    shown = page.get_by_role("article", name=f"Deployment {secret_key}")
+    shown.wait_for(timeout=10_000)
+    assert "********" in shown.inner_text() and SECRET_PAT not in page.content()
+    assert form.get_by_label("Deployment key").input_value() == ""  # the form was emptied
+    shoot(page, "deployments")
+
+    # Models: registered through the API (as a registry client does), shown in the page.
+    name = mlflow_stack.model_name
+    base = {"name": "Credit risk", "description": "Scores a loan request", "input_schema": JSON_IN,
+            "output_schema": JSON_OUT, "deployment_key": key}
+    explainer = {**base, "model_code": f"{name}-why", "version": "1", "name": "Why", "input_schema": FILE_IN}
+    assert rest.post(f"{api}/api/model", json={**base, "model_code": name, "version": "1", "explainer": explainer},
+                     timeout=30).status_code == 201
+    second = rest.post(f"{api}/api/model", json={**base, "model_code": name, "version": "2"}, timeout=30)
+    assert second.status_code == 201, second.text
+    assert rest.delete(f"{api}/api/model/{name}/version/2", timeout=10).status_code == 204
+    theirs = f"theirs-{uuid4().hex[:6]}"
+    other_resp = requests.post(f"{api}/api/model", headers={"Authorization": other.auth}, timeout=30, json={
+        **{k: v for k, v in base.items() if k != "deployment_key"}, "model_code": theirs, "version": "1"})
+    assert other_resp.status_code == 201, other_resp.text
+    # Deleting through the page (after its confirmation dialog).
+    page.get_by_role("button", name=f"Delete {secret_key}").click()
+    shown.wait_for(state="detached", timeout=10_000)
+    assert rest.get(f"{api}/api/deployment/{secret_key}", timeout=10).status_code == 404
+    page.goto(api + "/console/models")
+    model = page.get_by_role("region", name=f"Model {name}")
+    model.wait_for(timeout=10_000)
+    assert theirs not in page.content()  # another workspace's model never appears
+    deleted = model.get_by_role("article", name=f"{name} version 2")
+    assert "deleted" in deleted.locator(".badge").inner_text() and deleted.get_by_role("form").count() == 0
+    version = model.get_by_role("article", name=f"{name} version 1")
+    fields = version.get_by_role("table", name="Input fields").locator("tbody tr").all_inner_texts()
+    assert fields == ["applicantId\tstring\tyes\t\t", "loanAmount\tnumber\tyes\t\t", "monthlyIncome\tnumber\tyes\t\t"]
+    chain = version.locator(".chain li").first.inner_text()
+    assert f"{name}-why" in chain and "Why" in chain
+    version.locator(".chain summary").click()
+    chain = version.locator(".chain").inner_text()
+    assert "text/csv" in chain and "id, amount" in chain
+
+    # Invoke: checked in the page first (no request for a payload the schema refuses), then by the server.
+    form = version.get_by_role("form", name=f"Invoke {name} 1")
+    invocations = []
+    page.on("request", lambda r: invocations.append(r.url) if r.url.endswith("/invoke") else None)
+    form.get_by_label(re.compile("^applicantId")).fill("a-1")
+    form.get_by_label(re.compile("^monthlyIncome")).fill("1000")
+    form.get_by_role("button", name="Invoke").click()
+    expect(form.locator(".field-error")).to_have_count(1)
+    assert "loanAmount" in form.locator(".field-error").inner_text() and invocations == []
+    form.get_by_label("Check against the input schema in the page first").uncheck()
+    form.get_by_role("button", name="Invoke").click()
+    expect(form.locator(".field-error")).to_contain_text("server:", timeout=10_000)
+    assert form.get_by_label(re.compile("^loanAmount")).get_attribute("aria-invalid") == "true"
+    assert len(invocations) == 1
+    form.get_by_label("Check against the input schema in the page first").check()
+    form.get_by_label(re.compile("^loanAmount")).fill("10000")
+    form.get_by_role("button", name="Invoke").click()
+    answer = form.get_by_label("Answer")
+    answer.wait_for(timeout=30_000)
+    assert json.loads(answer.locator("pre").inner_text()) == {"riskScore": 0.2, "isApproved": True}  # MLflow's
+    shoot(page, "models")
+
+    # A guest sees the deployments but can change none; no answer ever held a secret.
+    guest = open_console(context, console, GUEST, "/console/deployments")
+    guest.get_by_role("article", name=f"Deployment {key}").wait_for(timeout=10_000)
+    assert guest.get_by_role("form", name="Create a deployment").count() == 0
+    assert guest.get_by_role("button", name=re.compile("^Delete")).count() == 0
+    assert fetch_status(guest, "DELETE", f"/api/deployment/{key}") == 403
+    assert fetch_status(guest, "POST", "/api/deployment", {
+        "deployment_key": "guest-made", "registry_connector_class": MLFLOW_REGISTRY,
+        "registry_connector_init": {"model_registry_url": mlflow_stack.tracking_url},
+        "server_proxy_class": MLFLOW_PROXY, "server_proxy_init": {"server_proxy_url": mlflow_stack.scoring_url}}) == 403
+    assert rest.get(f"{api}/api/deployment/{key}", timeout=10).status_code == 200
+    for seen in (page, guest):
+        for resp in seen.bodies:
+            if resp.request.resource_type in ("fetch", "xhr"):
+                try:
+                    body = resp.text()
+                except Exception:  # noqa: BLE001 - a body the browser no longer holds
+                    continue
+                assert SECRET_PAT not in body, resp.url

@@ -88,7 +88,7 @@ export function DeploymentsPage({ can }) {
     <section aria-label="Deployments">
       <${ErrorNote} error=${error || actionError} />
       ${deployments && deployments.length === 0 ? html`<p class="muted">No deployments in this workspace.</p>` : ""}
-      ${(deployments || []).map((d) => html`<article class="deployment" aria-label=${"Deployment " + d.deployment_key}>
+      ${(deployments || []).map((d) => html`<article key=${d.deployment_key} class="deployment" aria-label=${"Deployment " + d.deployment_key}>
         <h2><code>${d.deployment_key}</code></h2>
         <p class="muted">created ${when(d.created)}</p>
         <h3>Registry connector</h3><p><code>${d.registry_connector_class}</code></p><${Settings} init=${d.registry_connector_init} />

@@ -169,9 +169,9 @@ export function ModelsPage({ can, session }) {
   return html`<div>
     <p class="muted">Workspace <strong>${session.company.name || session.company.id}</strong>: ${byCode.size} models, ${models.length} versions.</p>
     <${ErrorNote} error=${error} />
-    ${[...byCode.entries()].map(([code, versions]) => html`<section class="model" aria-label=${"Model " + code}>
+    ${[...byCode.entries()].map(([code, versions]) => html`<section key=${code} class="model" aria-label=${"Model " + code}>
       <h2><code>${code}</code> <span class="muted">${versions.length} version${versions.length === 1 ? "" : "s"}</span></h2>
-      ${versions.map((m) => html`<${Version} model=${m} can=${can} />`)}
+      ${versions.map((m) => html`<${Version} key=${m.version} model=${m} can=${can} />`)}
     </section>`)}
   </div>`;
 }

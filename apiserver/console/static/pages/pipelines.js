@@ -88,7 +88,7 @@ function Members({ can }) {
     <div class="scroll"><table aria-label="Members">
       <thead><tr><th scope="col">Member</th><th scope="col">URL</th><th scope="col">Source</th>
         <th scope="col">Ready</th><th scope="col">Last status_request answer</th><th scope="col">Asked</th></tr></thead>
-      <tbody>${members.map((m) => html`<tr>
+      <tbody>${members.map((m) => html`<tr key=${m.container_id}>
         <td><code>${m.container_id}</code></td><td>${m.url || "—"}</td><td>${m.source}</td>
         <td>${m.ready === null || m.ready === undefined ? "not asked" : m.ready ? "ready" : "not ready"}</td>
         <td>${m.last_answer ?? "—"}</td><td>${m.last_check ? ago(m.last_check) : "—"}</td></tr>`)}</tbody>
@@ -111,7 +111,7 @@ export function PipelinesPage({ can }) {
       ${pipelines.length === 0 ? html`<p class="muted">No pipelines in this workspace.</p>` : ""}
       <ul class="cards">${pipelines.map((p) => {
         const { done, total } = progress(p);
-        return html`<li class=${p.id === selected ? "selected" : ""}>
+        return html`<li key=${p.id} class=${p.id === selected ? "selected" : ""}>
           <button type="button" class="card" onClick=${() => choose(p.id)} aria-pressed=${p.id === selected}>
             <span class="title"><code>${p.project_id}</code> <${Status} value=${p.status} /></span>
             <progress max=${total} value=${done} aria-label=${`Steps done of pipeline ${p.id}`}>${done}/${total}</progress>
