@@ -349,6 +349,7 @@ def mlflow_stack(tmp_path_factory):
         stack.stop()
 
 
+@pytest.mark.timeout(900)  # MLflow's tracking and scoring servers start in the fixture
 def test_deployments_and_models_pages_with_a_real_mlflow(console, context, mlflow_stack):
 
     admin, other = signed_in(console, ADMIN), signed_in(console, OTHER)

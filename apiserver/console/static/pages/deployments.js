@@ -41,7 +41,7 @@ function CreateForm({ classes, onCreated }) {
     setFailure(null);
     try {
       await rest("POST", "/api/deployment", body);
-      event.target.reset(); // no secret stays in the page
+      for (const input of event.target.querySelectorAll("input")) input.value = ""; // no secret stays in the page
       onCreated();
     } catch (e) {
       if (e.field) setErrors({ [e.field]: e.message });
@@ -84,7 +84,7 @@ export function DeploymentsPage({ can }) {
     setActionError(null);
     try { await rest("DELETE", `/api/deployment/${encodeURIComponent(key)}`); await load(); } catch (e) { setActionError(e); }
   };
-  return html`<div class="two-columns">
+  return html`<div class="two-columns even">
     <section aria-label="Deployments">
       <${ErrorNote} error=${error || actionError} />
       ${deployments && deployments.length === 0 ? html`<p class="muted">No deployments in this workspace.</p>` : ""}
