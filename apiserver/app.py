@@ -35,6 +35,7 @@ from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, ConfigError, load_config
+from apiserver.console import Console
 from apiserver.database.connection import connect
 from apiserver.database.model.auth import Company
 from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
@@ -111,6 +112,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         webapp = WebApp(config.get("webapp.dir"))
         webapp.register(app)
         dispatcher.static_fallback = webapp.answer
+    if config.get("console.enabled"):
+        Console().register(app)
     queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL(config.get("events"))
     deployments = build_deployments(config)
     worker_timeout = int(config.get("workers.timeout_sec", 600))

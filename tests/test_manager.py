@@ -190,3 +190,24 @@ def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
     assert sum(1 for r in results if r) >= 2
     statuses = {t["id"]: t["status"] for t in rest("GET", "/tasks?limit=1000")[1] if t["id"] in ids}
     assert set(statuses.values()) == {"completed"}
+
+
+def test_an_operator_disables_and_enables_a_worker(rest, other_rest):
+    task = make_task(rest, priority=10**9)  # above whatever other tests left waiting
+    wid = register(rest)
+    assert rest("PATCH", f"/workers/{wid}", {"status": "available"})[1] == {"task_id": task["id"]}
+    status, worker = rest("POST", f"/workers/{wid}/setstatus", {"status": "disabled"})
+    assert status == 200 and (worker["status"], worker["current_task"]) == ("disabled", None)
+    assert worker["last_seen"].endswith("Z")
+    held = rest("GET", f"/tasks/{task['id']}")[1]
+    assert (held["status"], held["worker_id"]) == ("waiting", None)  # back for another worker
+    assert rest("PATCH", f"/workers/{wid}", {"status": "available"})[1] == {"task_id": None}  # no work
+    assert rest("GET", f"/workers/{wid}")[1]["status"] == "disabled"
+    assert rest("POST", f"/workers/{wid}/setstatus", {"status": "enabled"})[1]["status"] == "enabled"
+    assert rest("PATCH", f"/workers/{wid}", {"status": "available"})[1] == {"task_id": task["id"]}
+    status, err = rest("POST", f"/workers/{wid}/setstatus", {"status": "rendering"})
+    assert status == 400 and (err["field"], err["rule"]) == ("status", "enum")
+    assert rest("POST", "/workers/999999/setstatus", {"status": "enabled"})[0] == 404
+    assert other_rest("POST", f"/workers/{wid}/setstatus", {"status": "disabled"})[0] == 404  # another workspace's
+    assert rest("GET", f"/workers/{wid}")[1]["status"] == "rendering"
+    assert rest("PATCH", f"/tasks/{task['id']}", {"status": "canceled"})[0] == 204

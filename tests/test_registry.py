@@ -234,6 +234,24 @@ def test_uniqueness_soft_delete_and_isolation(plain, other):
     assert code not in [m["model_code"] for m in plain("GET", "/api/model?page_size=500")[1]]
     payload["version"] = "2"
     assert plain("POST", "/api/model", payload)[0] == 201  # a new version is fine
+    # include_deleted (what the console lists): the deleted version too, marked; still per workspace.
+    listed = [m for m in plain("GET", "/api/model?page_size=500&include_deleted=true")[1] if m["model_code"] == code]
+    assert [m["version"] for m in listed] == ["1", "2"]
+    assert listed[0]["deleted"].endswith("Z") and listed[1]["deleted"] is None
+    assert code not in [m["model_code"] for m in other("GET", "/api/model?page_size=500&include_deleted=true")[1]]
+
+
+def test_connector_classes_are_the_allowlist_with_their_secret_fields(plain):
+    status, body, _ = plain("POST", "/api/deployments.get_connector_classes", {})
+    assert status == 200
+    registries = {c["name"]: c for c in body["data"]["registry_connectors"]}
+    proxies = {c["name"]: c for c in body["data"]["server_proxies"]}
+    assert len(registries) == 5 and len(proxies) == 5  # config/default/registry.conf
+    assert registries[DATABRICKS_REGISTRY]["secret_keys"] == ["tracking_server_pat"]
+    assert registries[DATABRICKS_REGISTRY]["init_schema"]["required"] == ["model_registry_url", "tracking_server_pat"]
+    assert registries[MLFLOW_REGISTRY]["secret_keys"] == [] and proxies[DATABRICKS_PROXY]["secret_keys"] == \
+        ["server_proxy_pat"]
+    assert proxies[MLFLOW_PROXY]["init_schema"]["required"] == ["server_proxy_url"]
 
 
 class DatabricksStandIn(BaseHTTPRequestHandler):

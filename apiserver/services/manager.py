@@ -55,3 +55,8 @@ def get_worker(call: Call) -> dict:
 @endpoint("manager.report_worker")
 def report_worker(call: Call) -> dict:
     return _manager().report(call.company, call.data["worker_id"], call.data)
+
+
+@endpoint("manager.set_worker_status")
+def set_worker_status(call: Call) -> dict:
+    return _manager().set_worker_status(call.company, call.data["worker_id"], call.data["status"])

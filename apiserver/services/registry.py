@@ -26,6 +26,12 @@ def get_deployment(call: Call) -> list:
     return [bll.to_api(bll.get(call.company, call.data["deploymentKey"]), call.identity.company_name)]
 
 
+@endpoint("deployments.get_connector_classes")
+def connector_classes(call: Call) -> dict:
+    bll = get_state().deployments
+    return {"registry_connectors": bll.registries.described(), "server_proxies": bll.proxies.described()}
+
+
 @endpoint("deployments.delete")
 def delete_deployment(call: Call) -> dict:
     get_state().deployments.delete(call.company, call.data["deploymentKey"])
@@ -41,8 +47,9 @@ def create_model(call: Call) -> list:
 @endpoint("registry.get_all")
 def list_models(call: Call) -> list:
     bll = get_state().registry
-    return [bll.to_api(d, call.identity.company_name)
-            for d in bll.list(call.company, call.data.get("page"), call.data.get("page_size"))]
+    deleted = bool(call.data.get("include_deleted"))
+    return [bll.to_api(d, call.identity.company_name, with_deleted=deleted)
+            for d in bll.list(call.company, call.data.get("page"), call.data.get("page_size"), deleted)]
 
 
 @endpoint("registry.get")

@@ -226,6 +226,7 @@ class ManagerBLL:
         return {"id": doc["manager_id"], "hostname": doc["hostname"], "system": doc.get("system"),
                 "ip_address": doc.get("ip"), "port": doc.get("port"), "status": doc.get("status"),
                 "connection": "online" if online else "offline", "current_task": doc.get("render_task"),
+                "last_seen": doc.get("last_activity_time"),
                 "activity": None, "log": None, "time_cost": None}
 
     def list_workers(self, company: str) -> dict[str, Any]:
@@ -272,6 +273,21 @@ class ManagerBLL:
         sets.update({"status": status, "render_task": held})
         self.workers.update_one({"_id": doc["_id"]}, {"$set": sets})
         return {"task_id": held}
+
+    def set_worker_status(self, company: str, worker_id: int, status: str) -> dict[str, Any]:
+        """An operator enables or disables a worker. A disabled worker gets no work (its reports keep it
+        disabled) and the task it held goes back to waiting; enabled, it takes work at its next report."""
+        for _ in range(100):
+            doc = self.get_worker(company, worker_id)
+            held = doc.get("render_task") if status == "disabled" else None
+            sets = {"status": status, **({"render_task": None} if held is not None else {})}
+            moved = self.workers.update_one({"_id": doc["_id"], "status": doc.get("status"),
+                                             "render_task": doc.get("render_task")}, {"$set": sets})
+            if moved.matched_count:
+                if held is not None:
+                    self._release(company, held, worker_id)
+                return self.worker_summary(self.get_worker(company, worker_id))
+        raise errors.conflict.ConcurrentChange("the worker kept changing; try again", worker_id=worker_id)
 
     def _release(self, company: str, task_id: int, worker_id: int) -> None:
         self.tasks.update_one({"_id": task_id, "company": company, "worker_id": worker_id, "status": "rendering"},

@@ -24,7 +24,7 @@ from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.query import page_bounds
 from apiserver.bll.registry.connectors import Connector, ConnectorError, RegistryConnector, ServerProxy
 from apiserver.bll.registry.schemas import check_stored_schema, validator_for
-from apiserver.bll.registry.secrets import SecretBox, shown
+from apiserver.bll.registry.secrets import SecretBox, secret_name, shown
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.registry import Deployment, RegistryModel
 from apiserver.schema.validation import error_field, first_error
@@ -59,6 +59,17 @@ class ConnectorAllowlist:
             raise errors.server_error.ConfigError(
                 f"registry config maps {name} to {target}, not a {self.base.__name__}")
         return cls
+
+    def described(self) -> list[dict[str, Any]]:
+        """Each allowed name with its class's init schema and which init keys are secrets (sealed and
+        masked), for a form that offers only these."""
+        out = []
+        for name in sorted(self.names):
+            cls = self.load(name, "class")
+            props = sorted(cls.INIT_SCHEMA.get("properties") or {})
+            out.append({"name": name, "init_schema": cls.INIT_SCHEMA,
+                        "secret_keys": [k for k in props if secret_name(k, tuple(cls.SECRET_KEYS))]})
+        return out
 
     def loaded_or_none(self, name: str) -> type[Connector] | None:
         """The class for a stored name, or None if the allowlist dropped it since (secrets stay masked)."""
@@ -238,18 +249,21 @@ class ModelRegistryBLL:
 
     # -- reads and deletes --------------------------------------------------------------------
 
-    def to_api(self, doc: dict[str, Any], workspace_name: str, chain_docs: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any]:
+    def to_api(self, doc: dict[str, Any], workspace_name: str, chain_docs: list[dict[str, Any]] | None = None,
+               with_deleted: bool = False) -> dict[str, Any]:
+        """A version as answered; ``with_deleted`` keeps soft-deleted explainers in the chain (marked by
+        their ``deleted`` time) instead of ending the chain there."""
         out = {k: doc.get(k) for k in MODEL_FIELDS}
         out.update({"workspace": workspace_name, "deployment_key": doc.get("deployment_key"),
-                    "created": doc.get("created"), "explainer": None})
+                    "created": doc.get("created"), "deleted": doc.get("deleted"), "explainer": None})
         if doc.get("explainer"):
             nxt = None
             if chain_docs is not None:
                 nxt = next((d for d in chain_docs if d["_id"] == doc["explainer"]), None)
             if nxt is None:
-                nxt = self.coll.find_one({"_id": doc["explainer"], "deleted": None})
-            out["explainer"] = self.to_api(nxt, workspace_name, chain_docs) if nxt else None
+                flt = {"_id": doc["explainer"]} if with_deleted else {"_id": doc["explainer"], "deleted": None}
+                nxt = self.coll.find_one(flt)
+            out["explainer"] = self.to_api(nxt, workspace_name, chain_docs, with_deleted) if nxt else None
         return out
 
     def get(self, company: str, code: str, version: str) -> dict[str, Any]:
@@ -258,10 +272,14 @@ class ModelRegistryBLL:
             raise errors.not_found.ObjectNotFound("no such model version", model_code=code, version=version)
         return doc
 
-    def list(self, company: str, page: int | None, page_size: int | None) -> list[dict[str, Any]]:
+    def list(self, company: str, page: int | None, page_size: int | None, include_deleted: bool = False
+             ) -> list[dict[str, Any]]:
         skip, limit = page_bounds(page, page_size, default_size=100)
-        return list(self.coll.find({"company": company, "deleted": None, "explains": None})
-                    .sort([("model_code", 1), ("version", 1)]).hint(LIST_INDEX).skip(skip).limit(limit))
+        flt: dict[str, Any] = {"company": company, "explains": None}
+        if not include_deleted:
+            flt["deleted"] = None
+        return list(self.coll.find(flt).sort([("model_code", 1), ("version", 1)]).hint(LIST_INDEX).skip(skip)
+                    .limit(limit))
 
     def delete(self, company: str, code: str, version: str) -> None:
         self.get(company, code, version)
