@@ -15,7 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import ROOT, ApiClient, ServerProcess
+from tests.helpers import ARTIFACTS, ROOT, ApiClient, ServerProcess
 from tests.test_pipelines import FAST, Members
 from tests.test_registry import (
     DATABRICKS_PROXY,
@@ -26,7 +26,6 @@ from tests.test_registry import (
     MLFLOW_PROXY,
     MLFLOW_REGISTRY,
 )
-from tests.test_webapp import ARTIFACTS, browser  # noqa: F401 - the shared Chromium fixture
 
 STATIC = ROOT / "apiserver" / "console" / "static"
 ADMIN, GUEST, OTHER = "console-admin", "console-guest", "console-other"
