@@ -143,6 +143,17 @@ def test_the_metrics_job_samples_queue_lengths(jobs):
     waited = time.time() - began
     assert (got[0]["queue"], got[0]["queue_lengths"]) == (qid, [2])
     assert 0 <= got[0]["avg_waiting_times"][0] <= waited, (got, waited)
+    assert got[0]["dates"] == [int(began) * 1000]  # epoch milliseconds, as the web app reads them
+    # Without queue ids: one series for all the company's queues (the queues page's overall chart).
+    to_date = time.time() + 1
+    every = [q["id"] for q in admin.call("queues.get_all")["queues"]]
+    per_queue = admin.call("queues.get_queue_metrics", from_date=began, to_date=to_date, interval=3600,
+                           queue_ids=every)["queues"]
+    total = admin.call("queues.get_queue_metrics", from_date=began, to_date=to_date, interval=3600)["queues"]
+    assert [t["queue"] for t in total] == ["total"]
+    lengths = {p["queue"]: p["queue_lengths"][0] for p in per_queue if p["queue_lengths"]}
+    assert total[0]["queue_lengths"] == [sum(lengths.values())] and lengths[qid] == 2
+    assert total[0]["dates"] == [int(began) * 1000]
 
 
 def _lease(mongo_uri: str, db_name: str) -> dict:

@@ -206,23 +206,42 @@ class QueueListing:
         return len(samples)
 
     def metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per interval with samples: each queue's mean length and waiting time, for the queues asked;
+        without ``queue_ids``, one series ``total`` for all the company's queues (lengths summed,
+        waiting times weighted by length; a queue without samples in an interval keeps its last
+        values). Dates are epoch milliseconds, as ClearML answers them (the web app reads them so)."""
         start, end = q.parse_date(data["from_date"], "from_date"), q.parse_date(data["to_date"], "to_date")
         interval = int(data["interval"])
         if end <= start:
             raise errors.bad_request.ImpossibleTimeRange(from_date=data["from_date"], to_date=data["to_date"])
         flt: dict[str, Any] = {"company": company, "timestamp": {"$gte": start, "$lt": end}}
-        ids = data.get("queue_ids") or [d["_id"] for d in self.coll.find({"company": company}, {"_id": 1})]
+        asked = data.get("queue_ids")
+        ids = asked or [d["_id"] for d in self.coll.find({"company": company}, {"_id": 1})]
         flt["queue"] = {"$in": ids}
         buckets: dict[str, dict[int, list[tuple[float, float]]]] = {qid: {} for qid in ids}
         for s in QueueMetric._get_collection().find(flt).sort("timestamp", 1):
             key = int((s["timestamp"] - start).total_seconds() // interval)
             buckets[s["queue"]].setdefault(key, []).append((s["queue_length"], s["avg_waiting_time"]))
+        base_ms = int(start.timestamp()) * 1000
+
+        def mean(points: list[tuple[float, float]]) -> tuple[float, float]:
+            return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
+
+        if not asked:
+            keys = sorted({k for per_queue in buckets.values() for k in per_queue})
+            last: dict[str, tuple[float, float]] = {}
+            total = {"queue": "total", "dates": [], "queue_lengths": [], "avg_waiting_times": []}
+            for key in keys:
+                last.update({qid: mean(per_queue[key]) for qid, per_queue in buckets.items() if key in per_queue})
+                length = sum(v[0] for v in last.values())
+                total["dates"].append(base_ms + key * interval * 1000)
+                total["queue_lengths"].append(length)
+                total["avg_waiting_times"].append(sum(v[0] * v[1] for v in last.values()) / length if length else 0)
+            return [total]
         out = []
         for qid in ids:
             keys = sorted(buckets[qid])
-            points = [buckets[qid][k] for k in keys]
-            out.append({"queue": qid,
-                        "dates": [int(start.timestamp()) + k * interval for k in keys],
-                        "queue_lengths": [sum(p[0] for p in pts) / len(pts) for pts in points],
-                        "avg_waiting_times": [sum(p[1] for p in pts) / len(pts) for pts in points]})
+            means = [mean(buckets[qid][k]) for k in keys]
+            out.append({"queue": qid, "dates": [base_ms + k * interval * 1000 for k in keys],
+                        "queue_lengths": [m[0] for m in means], "avg_waiting_times": [m[1] for m in means]})
         return out
