@@ -67,7 +67,9 @@ def test_stats_and_activity(api, worker_name):
                      items=[{"key": "cpu_usage", "aggregation": "max"}, {"key": "memory_used"}])["workers"]
     metrics = {m["metric"]: m for m in stats[0]["metrics"]}
     assert metrics["cpu_usage"]["values"] == [35.0] and metrics["memory_used"]["values"] == [100.0]
+    assert metrics["cpu_usage"]["dates"] == [int(start) * 1000]  # epoch milliseconds, as the web app reads them
     report = api.call("workers.get_activity_report", from_date=start, to_date=end, interval=3600)
+    assert report["total"]["dates"][0] == int(start) * 1000
     assert report["total"]["counts"][0] >= 1 and report["active"]["counts"][0] >= 1
     err = api.error("workers.get_stats", from_date=end, to_date=start, interval=60, items=[{"key": "x"}])
     assert (err.code, err.subcode) == (400, 6)  # impossible time range

@@ -22,6 +22,13 @@ def _bucket(ts: datetime, start: datetime, interval: int) -> int:
     return int((ts - start).total_seconds() // interval)
 
 
+def _bucket_dates(start: datetime, interval: int, keys: list[int]) -> list[int]:
+    """The start of each interval, in epoch milliseconds as ClearML answers them (the web app reads
+    worker and queue chart dates so)."""
+    base = int(start.timestamp()) * 1000
+    return [base + k * interval * 1000 for k in keys]
+
+
 class WorkerBLL:
     def __init__(self, default_timeout_sec: int = 600):
         self.default_timeout_sec = default_timeout_sec
@@ -176,7 +183,7 @@ class WorkerBLL:
 
         def series(buckets):
             keys = sorted(buckets)
-            return {"dates": [int((start + timedelta(seconds=k * interval)).timestamp()) for k in keys],
+            return {"dates": _bucket_dates(start, interval, keys),
                     "counts": [len(buckets[k]) for k in keys]}
 
         return {"total": series(total), "active": series(active)}
@@ -210,7 +217,7 @@ class WorkerBLL:
             entries = []
             for (key, variant), buckets in sorted(metrics.items(), key=lambda kv: (keys.index(kv[0][0]),
                                                                                    kv[0][1] or "")):
-                dates = [int((start + timedelta(seconds=k * interval)).timestamp()) for k in sorted(buckets)]
+                dates = _bucket_dates(start, interval, sorted(buckets))
                 stats = [{"aggregation": a, "dates": dates, "values": [agg[a](buckets[k]) for k in sorted(buckets)]}
                          for a in dict.fromkeys(i.get("aggregation") or "avg" for i in items if i["key"] == key)]
                 entry = {"metric": key, "dates": dates, "stats": stats, "values": stats[0]["values"]}
