@@ -60,8 +60,9 @@ def members(console, tmp_path):
 @pytest.fixture()
 def context(browser, request):  # noqa: F811 - the imported fixture
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.pages_seen = []
+    ctx.problems = []  # uncaught script errors and CSP violations of the console's own pages
     yield ctx
+    assert not ctx.problems, ctx.problems
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -76,6 +77,9 @@ def open_console(context, server: ServerProcess, name: str, path: str = "/consol
     page = context.new_page()
     page.bodies = []
     page.on("response", lambda r: page.bodies.append(r))
+    page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: context.problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)
     page.goto(server.base_url + path)
     page.get_by_label("User name").fill(name)
     page.get_by_label("Password").fill(PASSWORD)
@@ -158,6 +162,10 @@ def test_sign_in_wrong_password_then_right_then_out(console, context):
     page.get_by_role("heading", name="Pipelines", exact=True).wait_for(timeout=10_000)
     cookie = next(c for c in context.cookies() if c["name"] == "clearml_token_basic")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    context.clear_cookies()  # the session ends under the page: its next poll leads back to sign-in
+    page.get_by_role("button", name="Sign in").wait_for(timeout=10_000)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in").wait_for(timeout=10_000)
     assert not [c for c in context.cookies() if c["name"] == "clearml_token_basic"]
@@ -177,6 +185,8 @@ def test_an_uploaded_script_never_runs_in_the_console(console, context):
         s.src = src; s.onload = () => done('loaded'); s.onerror = () => done('refused');
         document.head.appendChild(s); })""", f"/files/console/{name}")
     assert loaded == "refused" and page.evaluate("window.pwned === undefined")
+    assert [p for p in context.problems if f"/files/console/{name}" in p], context.problems  # the CSP said no
+    context.problems.clear()
     ours = page.evaluate("""(src) => new Promise((done) => { const s = document.createElement('script');
         s.src = src; s.onload = () => done('loaded'); s.onerror = () => done('refused');
         document.head.appendChild(s); })""", "/console/vendor/htm-3.1.1/htm.umd.js")
