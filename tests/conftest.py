@@ -122,6 +122,25 @@ def other_api(app) -> ApiClient:
     return ApiClient(flask_client=app.test_client()).login(OTHER_KEY, OTHER_SECRET)
 
 
+@pytest.fixture(scope="session")
+def mlflow_stack(tmp_path_factory):
+    """One real MLflow for the session (tests/mlflow_env.py): a registered model with versions 1 and
+    2, an explainer model "<name>-why" version 1, and a scoring server for version 1."""
+    from tests.mlflow_env import MlflowStack
+
+    stack = MlflowStack(tmp_path_factory.mktemp("mlflow"))
+    try:
+        stack.start_tracking()
+        stack.model_name = f"credit-risk-{uuid4().hex[:6]}"
+        assert stack.register_model(stack.model_name) == "1"
+        assert stack.register_model(stack.model_name) == "2"
+        assert stack.register_model(stack.model_name + "-why") == "1"
+        stack.scoring_url = stack.serve(stack.model_name, "1")
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Expose each phase's report on the test item (browser fixtures keep a screenshot of a failure)."""

@@ -59,8 +59,9 @@ def members(console, tmp_path):
 @pytest.fixture()
 def context(browser, request):  # noqa: F811 - the imported fixture
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.pages_seen = []
+    ctx.problems = []  # uncaught script errors and CSP violations of the console's own pages
     yield ctx
+    assert not ctx.problems, ctx.problems
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -75,6 +76,9 @@ def open_console(context, server: ServerProcess, name: str, path: str = "/consol
     page = context.new_page()
     page.bodies = []
     page.on("response", lambda r: page.bodies.append(r))
+    page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: context.problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)
     page.goto(server.base_url + path)
     page.get_by_label("User name").fill(name)
     page.get_by_label("Password").fill(PASSWORD)
@@ -157,6 +161,11 @@ def test_sign_in_wrong_password_then_right_then_out(console, context):
     page.get_by_role("heading", name="Pipelines", exact=True).wait_for(timeout=10_000)
     cookie = next(c for c in context.cookies() if c["name"] == "clearml_token_basic")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    context.clear_cookies()  # the session ends under the page: its next poll leads back to sign-in
+    page.get_by_role("button", name="Sign in").wait_for(timeout=10_000)
+    page.get_by_label("User name").fill(ADMIN)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in").wait_for(timeout=10_000)
     assert not [c for c in context.cookies() if c["name"] == "clearml_token_basic"]
@@ -176,6 +185,8 @@ def test_an_uploaded_script_never_runs_in_the_console(console, context):
         s.src = src; s.onload = () => done('loaded'); s.onerror = () => done('refused');
         document.head.appendChild(s); })""", f"/files/console/{name}")
     assert loaded == "refused" and page.evaluate("window.pwned === undefined")
+    assert [p for p in context.problems if f"/files/console/{name}" in p], context.problems  # the CSP said no
+    context.problems.clear()
     ours = page.evaluate("""(src) => new Promise((done) => { const s = document.createElement('script');
         s.src = src; s.onload = () => done('loaded'); s.onerror = () => done('refused');
         document.head.appendChild(s); })""", "/console/vendor/htm-3.1.1/htm.umd.js")
@@ -284,7 +295,8 @@ def test_render_farm_progress_moves_without_a_reload_and_the_controls_work(conso
 
     guest = open_console(context, console, GUEST, "/console/render")
     guest.get_by_label(f"Frames rendered of task {big}").wait_for(timeout=10_000)
-    for name in (f"Cancel task {big}", "Set", f"Disable {second_id_name(console, second)}"):
+    hostname = hostname_of(console, second)
+    for name in (f"Cancel task {big}", f"Save the priority for task {big}", f"Disable {hostname}"):
         assert guest.get_by_role("button", name=name).count() == 0, name
     assert fetch_status(guest, "PATCH", f"/tasks/{big}", {"priority": 0}) == 403
     assert fetch_status(guest, "POST", f"/workers/{second.id}/setstatus", {"status": "disabled"}) == 403
@@ -304,9 +316,9 @@ def test_render_farm_progress_moves_without_a_reload_and_the_controls_work(conso
     assert page.evaluate("window.sameDocument") == "yes"  # moved while the page stayed loaded
     assert page.get_by_label(f"Frames rendered of task {big}").get_attribute("max") == "10"
 
-    page.get_by_label(f"Priority of task {small}").fill("9")
-    page.get_by_label(f"Priority of task {small}").press("Enter")  # the keyboard sets it
-    expect(page.get_by_label(f"Priority of task {small}")).to_have_value("9", timeout=10_000)
+    page.get_by_label(f"Priority of task {small}", exact=True).fill("9")
+    page.get_by_label(f"Priority of task {small}", exact=True).press("Enter")  # the keyboard sets it
+    expect(page.get_by_label(f"Priority of task {small}", exact=True)).to_have_value("9", timeout=10_000)
     assert rest.get(f"{console.base_url}/tasks/{small}", timeout=10).json()["priority"] == 9
     page.get_by_role("button", name=f"Cancel task {small}").click()
     expect(page.locator(f"tr[data-task='{small}'] .status")).to_have_text("canceled", timeout=10_000)
@@ -323,7 +335,7 @@ def test_render_farm_progress_moves_without_a_reload_and_the_controls_work(conso
     assert rest.get(f"{console.base_url}/workers/{second.id}", timeout=10).json()["status"] == "enabled"
 
 
-def second_id_name(server: ServerProcess, worker: Worker) -> str:
+def hostname_of(server: ServerProcess, worker: Worker) -> str:
     resp = worker.session.get(f"{server.base_url}/workers/{worker.id}", timeout=10)
     return resp.json()["hostname"]
 
@@ -331,24 +343,7 @@ def second_id_name(server: ServerProcess, worker: Worker) -> str:
 # -- model registry and deployments -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mlflow_stack(tmp_path_factory):
-    from tests.mlflow_env import MlflowStack
-
-    stack = MlflowStack(tmp_path_factory.mktemp("mlflow"))
-    try:
-        stack.start_tracking()
-        stack.model_name = f"credit-risk-{uuid4().hex[:6]}"
-        assert stack.register_model(stack.model_name) == "1"
-        assert stack.register_model(stack.model_name) == "2"
-        assert stack.register_model(stack.model_name + "-why") == "1"
-        stack.scoring_url = stack.serve(stack.model_name, "1")
-        yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.mark.timeout(900)  # MLflow's tracking and scoring servers start in the fixture
+@pytest.mark.timeout(900)  # the session's MLflow (conftest.py) may start in this test's setup
 def test_deployments_and_models_pages_with_a_real_mlflow(console, context, mlflow_stack):
 
     admin, other = signed_in(console, ADMIN), signed_in(console, OTHER)

@@ -336,22 +336,7 @@ def test_databricks_connectors_against_a_stand_in(registry_server):
         httpd.shutdown()
 
 
-@pytest.fixture(scope="module")
-def mlflow_stack(tmp_path_factory):
-    from tests.mlflow_env import MlflowStack
-
-    stack = MlflowStack(tmp_path_factory.mktemp("mlflow"))
-    try:
-        stack.start_tracking()
-        stack.model_name = f"credit-risk-{uuid4().hex[:6]}"
-        assert stack.register_model(stack.model_name) == "1"
-        assert stack.register_model(stack.model_name) == "2"
-        stack.scoring_url = stack.serve(stack.model_name, "1")
-        yield stack
-    finally:
-        stack.stop()
-
-
+@pytest.mark.timeout(900)  # the session's MLflow may start in this test's setup
 def test_mlflow_registration_and_invocation(registry_server, mlflow_stack):
     ws = workspace(registry_server, "ws-mlflow")
     key = f"mlflow-{uuid4().hex[:8]}"

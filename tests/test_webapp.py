@@ -46,6 +46,10 @@ def test_the_server_serves_the_app_with_its_configuration(web):
     assert requests.get(web.base_url + "/no-such-chunk.js", timeout=10).status_code == 404
     assert requests.get(web.base_url + "/api/nothing-here", timeout=10).status_code == 404
     assert requests.get(web.base_url + "/version.json", timeout=10).json()
+    # The console keeps its own prefix next to the app's client-side routes.
+    console = requests.get(web.base_url + "/console/pipelines", timeout=10)
+    assert console.status_code == 200 and console.text != index.text and "/console/app.js" in console.text
+    assert requests.get(web.base_url + "/console/no-such.js", timeout=10).status_code == 404
     # The API still answers next to the app.
     assert requests.get(web.base_url + "/health", timeout=10).json()["status"] == "ok"
     assert requests.post(web.base_url + "/debug.ping", timeout=10).status_code == 401

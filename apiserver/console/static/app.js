@@ -66,7 +66,12 @@ function App() {
       else setError(e);
     }
   };
-  useEffect(() => { load(); }, []);
+  useEffect(() => {
+    load();
+    const signedOut = () => setSession(null);
+    window.addEventListener("console:signed-out", signedOut);
+    return () => window.removeEventListener("console:signed-out", signedOut);
+  }, []);
   if (error) return html`<${ErrorNote} error=${error} />`;
   if (session === undefined) return html`<p class="loading">Loading the console…</p>`;
   if (session === null) return html`<${SignIn} onSignedIn=${load} />`;

@@ -17,6 +17,11 @@ export class ApiError extends Error {
   }
 }
 
+// A session that ended (expired, signed out elsewhere, key revoked) sends the console back to sign-in.
+function noticeSignedOut(resp, name) {
+  if (resp.status === 401 && name !== "auth.login") window.dispatchEvent(new CustomEvent("console:signed-out"));
+}
+
 async function answer(resp) {
   const text = await resp.text();
   let body = null;
@@ -30,6 +35,7 @@ export async function rpc(name, data = {}, headers = {}) {
     method: "POST", credentials: "same-origin",
     headers: { "Content-Type": "application/json", ...CLIENT, ...headers }, body: JSON.stringify(data),
   });
+  noticeSignedOut(resp, name);
   const body = await answer(resp);
   const meta = (body && body.meta) || {};
   if (!resp.ok) {
@@ -47,6 +53,7 @@ export async function rest(method, path, data) {
     init.body = JSON.stringify(data);
   }
   const resp = await fetch(path, init);
+  noticeSignedOut(resp, path);
   const body = await answer(resp);
   if (!resp.ok) {
     const err = body && typeof body === "object" ? body : { message: String(body || resp.statusText) };

@@ -167,7 +167,7 @@ export function ModelsPage({ can, session }) {
     byCode.get(m.model_code).push(m);
   }
   return html`<div>
-    <p class="muted">Workspace <strong>${session.company.name || session.company.id}</strong>: ${byCode.size} models, ${models.length} versions.</p>
+    <p class="muted">Workspace <strong>${session.company.name || session.company.id}</strong>: ${byCode.size} model${byCode.size === 1 ? "" : "s"}, ${models.length} version${models.length === 1 ? "" : "s"}.</p>
     <${ErrorNote} error=${error} />
     ${[...byCode.entries()].map(([code, versions]) => html`<section key=${code} class="model" aria-label=${"Model " + code}>
       <h2><code>${code}</code> <span class="muted">${versions.length} version${versions.length === 1 ? "" : "s"}</span></h2>

@@ -19,7 +19,7 @@ function Priority({ task, onSaved, onError }) {
   return html`<form class="inline" onSubmit=${save}>
     <label class="sr-only" for=${id}>Priority of task ${task.id}</label>
     <input id=${id} type="number" step="1" value=${value} onInput=${(e) => setValue(e.target.value)} class="narrow" />
-    <button type="submit">Set</button>
+    <button type="submit" aria-label=${`Save the priority for task ${task.id}`}>Save</button>
   </form>`;
 }
 
