@@ -61,7 +61,8 @@ class EventBLL:
             return Event._get_db()
 
         self.scalars = ScalarStore(db, int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]),
-                                   int(config["scalar_fold_every"]), int(config["scalar_fold_points"]))
+                                   int(config["scalar_coarse_groups"]), int(config["scalar_fold_every"]),
+                                   int(config["scalar_fold_points"]))
         self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
         self.default_samples = int(config["histogram_default_samples"])
         # Who may read a task's (or a model's) events: the task and model rules' own ``readable``.
