@@ -403,13 +403,16 @@ class ScalarStore:
         read in ranges of blocks sized to the points still wanted (a range query on the series' key)."""
         remaining = list(blocks)
         span = max(1, wanted // self.block_iterations + 1)
+        single_block = SINGLE_VALUE_ITER // self.block_iterations
         while remaining:
             chunk, remaining = remaining[:span], remaining[span:]
             found = {d["block"]: d for d in self.blocks.find(
                 {"series": doc["_id"], "block": {"$gte": chunk[0], "$lte": chunk[-1]}},
                 {"block": 1, "i": 1, "t": 1, "v": 1})}
             for block in chunk:
-                if block in found:
+                if block == single_block and doc.get("single"):  # kept with the series, not in a block
+                    yield block, [(SINGLE_VALUE_ITER, doc["single"]["t"], doc["single"]["v"])]
+                elif block in found:
                     yield block, _block_points(found[block])
             span *= 2
 
