@@ -168,6 +168,11 @@ def test_log_pages_both_ways_download_and_clear(admin):
     status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_type": "json"})
     assert [json.loads(line)["msg"] for line in text.splitlines()] == [f"line {i}" for i in range(450)]
 
+    for bad in ("{msg.__class__}", "{msg!r}", "{password}", "{0}", "{"):  # only the plain line fields
+        status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_format": bad})
+        assert (status, text) == (400, "field 'line_format': use only the fields {asctime}, {iter}, {level}, "
+                                       "{msg}, {timestamp}, {worker} (rule: lineFormat)"), bad
+
     assert admin.call("events.clear_task_log", task=task, threshold_sec=600) == {"deleted": 200}
     kept = admin.call("events.get_task_log", task=task, batch_size=1000, navigate_earlier=False)
     assert kept["total"] == 250 and msgs(kept) == [f"line {i}" for i in range(200, 450)]
@@ -237,6 +242,11 @@ def test_debug_image_samples(admin):
                        navigate_earlier=True, refresh=True, scroll_id=None)
     assert [i["iter"] for i in pages["metrics"][0]["iterations"]] == [10, 5, 0]
     assert admin.error("events.next_debug_image_sample", task=task, scroll_id="!!!").subcode == 1104
+    foreign = first["scroll_id"]  # a sample's scroll id is not a raw-values one, and the other way round
+    assert admin.error("events.scalar_metrics_iter_raw", task=task, metric={"metric": "m"},
+                       scroll_id=foreign).subcode == 1104
+    raw = admin.call("events.scalar_metrics_iter_raw", task=task, metric={"metric": "m"})["scroll_id"]
+    assert admin.error("events.next_debug_image_sample", task=task, scroll_id=raw).subcode == 1104
 
 
 def test_another_companys_events_are_not_readable(admin, other_admin, scalar_task):
