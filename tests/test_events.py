@@ -170,8 +170,8 @@ def test_log_pages_both_ways_download_and_clear(admin):
 
     for bad in ("{msg.__class__}", "{msg!r}", "{password}", "{0}", "{"):  # only the plain line fields
         status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_format": bad})
-        assert (status, text) == (400, "field 'line_format': use only the fields {asctime}, {iter}, {level}, "
-                                       "{msg}, {timestamp}, {worker} (rule: lineFormat)"), bad
+        assert (status, text) == (400, "validation error (field 'line_format': use only the fields {asctime}, "
+                                       "{iter}, {level}, {msg}, {timestamp}, {worker} (rule: lineFormat))"), bad
 
     assert admin.call("events.clear_task_log", task=task, threshold_sec=600) == {"deleted": 200}
     kept = admin.call("events.get_task_log", task=task, batch_size=1000, navigate_earlier=False)
