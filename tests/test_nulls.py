@@ -35,6 +35,11 @@ def test_every_optional_field_sent_as_null_is_taken_as_absent(isolated):
         body = _optional_nulls(spec.request_schema)
         if not body:
             continue
+        if spec.http is not None and spec.http.path == f"/{spec.name}":  # answers in its own style (text) there
+            status, text, _ = admin.request(spec.http.method, spec.http.path, body)
+            checked += 1
+            assert status != 500 and "(rule: type)" not in str(text), f"{spec.name}: {text}"
+            continue
         status, answer = admin.envelope(spec.name, **body)
         checked += 1
         meta = answer["meta"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import string
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -45,14 +46,52 @@ def _scroll_encode(position: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def _scroll_decode(scroll_id: str) -> Any:
+_SCROLL_SHAPES: dict[str, Callable[[Any], bool]] = {
+    # where a scroll position may point, per kind of scroll; anything else is not one of ours
+    "events": lambda v: _small_int(v.get("p")) and v["p"] >= 0 and "pos" in v and _position_ok(v["pos"]),
+    "points": lambda v: v.get("done") is True or "pos" in v and v["pos"] is None or "pos" in v and (
+        isinstance(v["pos"], list) and len(v["pos"]) == 3 and _small_int(v["pos"][0]) and v["pos"][0] >= 0
+        and (v["pos"][1] is None or _small_int(v["pos"][1])) and _small_int(v["pos"][2]) and v["pos"][2] >= 0),
+    "pages": lambda v: True,
+    "sample": lambda v: isinstance(v.get("task"), str) and isinstance(v.get("metric"), str)
+    and v.get("type") in (PLOT, DEBUG_IMAGE) and (v.get("iter") is None or _small_int(v["iter"]))
+    and (v.get("variant") is None or isinstance(v["variant"], str)),
+    "images": lambda v: all(isinstance(k, str) and _small_int(i) for k, i in v.items()),
+}
+_LINE_FIELDS = {"asctime", "worker", "level", "msg", "timestamp", "iter"}
+
+
+def _small_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+
+
+def _position_ok(pos: Any) -> bool:
+    """None, or a list of ints and nulls (a block/offset position), or [timestamp, id]."""
+    return pos is None or (isinstance(pos, list) and len(pos) <= 3 and all(
+        p is None or isinstance(p, str) or _small_int(p) for p in pos))
+
+
+def _scroll_decode(scroll_id: str, kind: str) -> Any:
     try:
         value = json.loads(base64.urlsafe_b64decode(scroll_id.encode()))
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not _SCROLL_SHAPES[kind](value):
             raise ValueError
         return value
     except (ValueError, TypeError):
         raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id) from None
+
+
+def _check_line_format(line_format: str) -> None:
+    """Only the plain line fields: no attribute or index lookups, conversions or nested fields."""
+    try:
+        parts = list(string.Formatter().parse(line_format))
+    except ValueError:
+        parts = None
+    if parts is None or any(name is not None and (name not in _LINE_FIELDS or conv or "{" in (spec or ""))
+                            for _text, name, spec, conv in parts):
+        raise errors.bad_request.ValidationError(
+            f"field 'line_format': use only the fields {{{'}, {'.join(sorted(_LINE_FIELDS))}}} (rule: lineFormat)",
+            error_data={"field": "line_format", "rule": "lineFormat"})
 
 
 class EventBLL:
@@ -61,7 +100,8 @@ class EventBLL:
             return Event._get_db()
 
         self.scalars = ScalarStore(db, int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]),
-                                   int(config["scalar_fold_every"]), int(config["scalar_fold_points"]))
+                                   int(config["scalar_coarse_groups"]), int(config["scalar_fold_every"]),
+                                   int(config["scalar_fold_points"]))
         self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
         self.default_samples = int(config["histogram_default_samples"])
         # Who may read a task's (or a model's) events: the task and model rules' own ``readable``.
@@ -165,6 +205,7 @@ class EventBLL:
         self._readable(company, task)
         as_json = data.get("line_type") == "json"
         line_format = data.get("line_format") or "{asctime} {worker} {level} {msg}"
+        _check_line_format(line_format)
         for line in self.logs.all_lines(task):
             if as_json:
                 yield json.dumps(line) + "\n"
@@ -172,12 +213,7 @@ class EventBLL:
             fields = {"asctime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(line["timestamp"] / 1000)),
                       "worker": line.get("worker", ""), "level": line.get("level", ""), "msg": line.get("msg", ""),
                       "timestamp": line["timestamp"], "iter": line.get("iter", "")}
-            try:
-                text = line_format.format(**fields)
-            except (KeyError, IndexError, ValueError):
-                raise errors.bad_request.ValidationError(
-                    f"field 'line_format': {line_format!r} names a field other than {sorted(fields)} "
-                    "(rule: lineFormat)", error_data={"field": "line_format", "rule": "lineFormat"}) from None
+            text = line_format.format(**fields)
             yield text if text.endswith("\n") else text + "\n"
 
     def clear_task_log(self, company: str, task: str, threshold_sec: int | None) -> dict[str, int]:
@@ -197,11 +233,14 @@ class EventBLL:
         event_type = data.get("event_type")
         metrics = [m if isinstance(m, dict) else {"metric": m} for m in data.get("metrics") or []] or None
         phases = [event_type] if event_type else ["other", SCALAR, LOG]
-        state = _scroll_decode(data["scroll_id"]) if data.get("scroll_id") else {"p": 0, "pos": None}
+        state = _scroll_decode(data["scroll_id"], "events") if data.get("scroll_id") else {"p": 0, "pos": None}
         events: list[dict[str, Any]] = []
         while state["p"] < len(phases) and len(events) < size:
-            page, pos = self._events_of(phases[state["p"]], task, state["pos"], size - len(events), descending,
-                                        metrics)
+            try:
+                page, pos = self._events_of(phases[state["p"]], task, state["pos"], size - len(events), descending,
+                                            metrics)
+            except (ValueError, TypeError, IndexError):  # a position of another kind of scroll than this one
+                raise errors.bad_request.InvalidScrollId(scroll_id=data.get("scroll_id")) from None
             events.extend(page)
             state = {"p": state["p"], "pos": pos} if pos is not None else {"p": state["p"] + 1, "pos": None}
         total = sum(self._count_of(phase, task, metrics) for phase in phases)
@@ -280,7 +319,7 @@ class EventBLL:
         self._readable(company, task, data.get("model_events", False))
         metric = data["metric"]
         metrics = [{"metric": metric.get("metric") or "", "variants": metric.get("variants")}]
-        state = _scroll_decode(data["scroll_id"]) if data.get("scroll_id") else {"pos": None}
+        state = _scroll_decode(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
         series = self.scalars.raw_series(task, metrics)
         points, nxt = ([], None) if state.get("done") else self.scalars.points(
             series, state["pos"], int(data.get("batch_size") or 10_000))
@@ -299,7 +338,7 @@ class EventBLL:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
         metrics = [{"metric": data.get("metric") or ""}]
-        state = _scroll_decode(data["scroll_id"]) if data.get("scroll_id") else {"pos": None}
+        state = _scroll_decode(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
         limit = 10**9 if data.get("no_scroll") else 10_000
         events, nxt = ([], None) if state.get("done") else self.scalar_events(task, metrics, state["pos"], limit)
         return {"events": events, "returned": len(events), "total": self.scalars.count(task, metrics),
@@ -382,7 +421,7 @@ class EventBLL:
     def task_plots(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
-        if data.get("scroll_id") and _scroll_decode(data["scroll_id"]).get("done"):
+        if data.get("scroll_id") and _scroll_decode(data["scroll_id"], "pages").get("done"):
             plots: list[dict[str, Any]] = []
         else:
             plots = self._latest_iterations(task, PLOT, data.get("metrics"), int(data.get("iters") or 1))
@@ -391,7 +430,7 @@ class EventBLL:
 
     def multi_task_plots(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         """{metric: {variant: {task id: {iteration: {name: task name, plots: [events]}}}}} of several tasks."""
-        done = bool(data.get("scroll_id")) and _scroll_decode(data["scroll_id"]).get("done")
+        done = bool(data.get("scroll_id")) and _scroll_decode(data["scroll_id"], "pages").get("done")
         out: dict[str, Any] = {}
         returned = 0
         for task in dict.fromkeys(data["tasks"]):
@@ -413,7 +452,7 @@ class EventBLL:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
         if data.get("scroll_id") and not data.get("refresh"):
-            state = _scroll_decode(data["scroll_id"])
+            state = _scroll_decode(data["scroll_id"], "sample")
             if state.get("task") != task:
                 raise errors.bad_request.InvalidScrollId(scroll_id=data["scroll_id"])
         state = {"task": task, "type": event_type, "metric": data["metric"], "variant": data.get("variant"),
@@ -427,8 +466,8 @@ class EventBLL:
     def next_sample(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
-        state = _scroll_decode(data["scroll_id"])
-        if state.get("task") != task or state.get("type") != event_type or "iter" not in state:
+        state = _scroll_decode(data["scroll_id"], "sample")
+        if state.get("task") != task or state.get("type") != event_type or state.get("iter") is None:
             raise errors.bad_request.InvalidScrollId(scroll_id=data["scroll_id"])
         earlier = data.get("navigate_earlier", True)
         if data.get("next_iteration"):
@@ -497,7 +536,7 @@ class EventBLL:
         """
         earlier = data.get("navigate_earlier", True)
         iters = int(data.get("iters") or 10)
-        state = {} if data.get("refresh") or not data.get("scroll_id") else _scroll_decode(data["scroll_id"])
+        state = {} if data.get("refresh") or not data.get("scroll_id") else _scroll_decode(data["scroll_id"], "images")
         answer = []
         for item in data["metrics"]:
             task = item["task"]

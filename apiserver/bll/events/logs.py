@@ -20,7 +20,7 @@ from uuid import uuid4
 
 from bson import Binary
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from apiserver.database.model.base import new_id
 
@@ -69,9 +69,11 @@ class LogStore:
                    for seq, chunk in placed.items()]
             try:
                 self.blocks.bulk_write(ops, ordered=False)
-            except Exception:  # noqa: BLE001 - a raced upsert of a new block: once more, one by one
-                for op in ops:
-                    self.blocks.bulk_write([op])
+            except BulkWriteError as exc:  # two writers upserting the same new block: the losers repeat
+                failed = sorted(e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000)
+                if len(failed) != len(exc.details.get("writeErrors", [])):
+                    raise
+                self.blocks.bulk_write([ops[i] for i in failed], ordered=False)
 
     def _reserve(self, company: str, task: str, lines: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
         """Assign the lines to blocks on the task's head (version-checked); returns {seq: lines}."""
@@ -207,8 +209,10 @@ class LogStore:
                 lines = (block or {}).get("lines", [])
                 kept = [line for line in lines if line["timestamp"] >= cutoff_ms]
                 deleted += len(lines) - len(kept)
-                if block is not None:
-                    self.blocks.update_one({"_id": block["_id"]}, {"$set": {"lines": kept, "n": len(kept)}})
+                if block is not None and len(kept) < len(lines):  # $pull: lines appended meanwhile stay
+                    self.blocks.update_one({"_id": block["_id"]},
+                                           {"$pull": {"lines": {"timestamp": {"$lt": cutoff_ms}}},
+                                            "$inc": {"n": len(kept) - len(lines)}})
                 t0[seq] = min((line["timestamp"] for line in kept), default=_NEVER)
                 t1[seq] = max((line["timestamp"] for line in kept), default=-_NEVER)
             fields = {"t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),

@@ -16,8 +16,8 @@ documents, and an add touches O(1) documents however long the series are:
   ``width`` iterations (``width`` doubles whenever there would be more than ``overview_groups``
   groups), each keeping its minimum and its maximum point (packed arrays).
 
-A chart reads the task's document, its overviews and its pending points (three queries whatever
-the length of the series) and folds the pending points in memory. Folding keeps only minima and
+A chart reads the task's document, its overviews (or its coarse overview) and its pending points
+(three queries whatever the length of the series) and folds the pending points in memory. Folding keeps only minima and
 maxima, so folding a point into an overview twice changes nothing. The single value of a metric
 (ClearML reports it at iteration -2**31) is kept in the task's document and stays out of the chart.
 """
@@ -70,8 +70,8 @@ def _packed(groups: dict[int, list]) -> dict[str, Binary]:
 def _block_points(doc: dict[str, Any] | None) -> list[tuple[int, int, float]]:
     if not doc:
         return []
-    return list(zip(array("q", bytes(doc["i"])), array("q", bytes(doc["t"])), array("d", bytes(doc["v"])),
-                    strict=True))
+    cols = [array(code, bytes(doc[name])).tolist() for name, code in (("i", "q"), ("t", "q"), ("v", "d"))]
+    return list(zip(*cols, strict=True))
 
 
 def _merge_groups(groups: dict[int, list], width: int, points: list[tuple[int, int, float]]) -> None:
@@ -107,8 +107,10 @@ def _collapse(groups: dict[int, list], width: int, cap: int) -> tuple[dict[int, 
 
 
 class ScalarStore:
-    def __init__(self, db_getter, block_iterations: int, overview_groups: int, fold_every: int, fold_points: int):
+    def __init__(self, db_getter, block_iterations: int, overview_groups: int, coarse_groups: int,
+                 fold_every: int, fold_points: int):
         self._db = db_getter
+        self.coarse_groups = coarse_groups
         self.fold_points = fold_points
         self.block_iterations = block_iterations
         self.overview_groups = overview_groups
@@ -129,6 +131,10 @@ class ScalarStore:
     @property
     def groups(self):
         return self._db()["event_series_groups"]
+
+    @property
+    def coarse(self):
+        return self._db()["event_series_coarse"]
 
     def ensure_indexes(self) -> None:
         self.pending.create_index([("task", 1)])
@@ -236,7 +242,7 @@ class ScalarStore:
                 upsert=True))
         self.blocks.bulk_write(ops, ordered=False)
         stored = {d["_id"]: d for d in self.groups.find({"task": task})}
-        group_ops = []
+        group_ops, coarse_set = [], {}
         for k, pts in points.items():
             sid = f"{task}.{k}"
             groups, width = _groups_of(stored.get(sid))
@@ -245,14 +251,19 @@ class ScalarStore:
             group_ops.append(UpdateOne({"_id": sid}, {"$set": {**_packed(groups), "width": width},
                                                       "$setOnInsert": {"company": company, "task": task}},
                                        upsert=True))
+            coarse, coarse_width = _collapse(groups, width, self.coarse_groups)
+            coarse_set[f"s.{k}"] = {**_packed(coarse), "width": coarse_width}
         self.groups.bulk_write(group_ops, ordered=False)
+        self.coarse.update_one({"_id": task}, {"$set": coarse_set, "$setOnInsert": {"company": company,
+                                                                                     "task": task}}, upsert=True)
 
     # -- reads --------------------------------------------------------------------------------
 
     def overviews(self, task: str, metrics: list[dict[str, Any]] | None = None,
-                  with_groups: bool = False) -> list[dict[str, Any]]:
+                  with_groups: bool = False, coarse: bool = False) -> list[dict[str, Any]]:
         """The series of a task (optionally only these metrics/variants), sorted by metric and variant;
-        with_groups: each with ``groups`` and ``width``, its overview with the pending points folded in."""
+        with_groups: each with ``groups`` and ``width``, its overview (the coarse one of the task's
+        document with ``coarse``) with the pending points folded in."""
         doc = self.tasks.find_one({"_id": task}) or {}
         wanted = _metric_filter(metrics)
         series = [{"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
@@ -261,15 +272,21 @@ class ScalarStore:
         series = [s for s in series if wanted is None or _wanted(wanted, s)]
         series.sort(key=lambda s: (s["metric"], s["variant"]))
         if with_groups and series:
-            stored = {d["_id"]: d for d in self.groups.find({"task": task})}
+            if coarse:
+                per_task = (self.coarse.find_one({"_id": task}) or {}).get("s") or {}
+                stored = {f"{task}.{k}": d for k, d in per_task.items()}
+            else:
+                stored = {d["_id"]: d for d in self.groups.find({"task": task})}
             pending: dict[str, list] = defaultdict(list)
             for pdoc in self.pending.find({"task": task}):
                 for part in pdoc["series"]:
                     pending[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
             for s in series:
                 groups, width = _groups_of(stored.get(s["_id"]))
+                s["pending"] = len(pending.get(s["k"], ()))
                 _merge_groups(groups, width, pending.get(s["k"], ()))
-                s["groups"], s["width"] = _collapse(groups, width, self.overview_groups)
+                s["groups"], s["width"] = _collapse(groups, width, self.coarse_groups if coarse else
+                                                    self.overview_groups)
         return series
 
     def histogram(self, task: str, samples: int, key: str, metrics: list[dict[str, Any]] | None = None
@@ -281,25 +298,40 @@ class ScalarStore:
         run shows its minimum and its maximum point, so no peak or dip disappears from the chart.
         """
         out: dict[str, dict[str, Any]] = {}
-        series = self.overviews(task, metrics, with_groups=True)
+        series = self.overviews(task, metrics, with_groups=True, coarse=samples <= 2 * self.coarse_groups)
         whole = [s for s in series if s["n"] and s["n"] <= samples and s["width"] > 1]
-        if whole:
+        if any(s["pending"] for s in whole):
             self.fold(task, wait=True)
+        columns = self._columns([s["_id"] for s in whole]) if whole else {}
         for doc in series:
             if not doc["n"]:
                 continue
-            if doc in whole:
-                points = [p for _doc, p in self.points([{**doc, "single": None}], None, doc["n"] + 1)[0]]
+            if doc["_id"] in columns:
+                its, tss, values = columns[doc["_id"]]
+                if key == "iter":
+                    x, y = its, values
+                else:
+                    order = sorted(range(len(tss)), key=tss.__getitem__)
+                    x, y = [tss[k] for k in order], [values[k] for k in order]
             else:
                 points = downsample(doc["groups"], samples)
-            if key == "iter":
-                x = [p[0] for p in points]
-            else:
-                points.sort(key=lambda p: p[1])
-                x = [p[1] for p in points] if key == "timestamp" else [iso_time(p[1]) for p in points]
-            out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x,
-                                                                   "y": [p[2] for p in points]}
+                if key != "iter":
+                    points.sort(key=lambda p: p[1])
+                x, y = [p[0 if key == "iter" else 1] for p in points], [p[2] for p in points]
+            if key == "iso_time":
+                x = [iso_time(ts) for ts in x]
+            out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x, "y": y}
         return out
+
+    def _columns(self, sids: list[str]) -> dict[str, tuple[list, list, list]]:
+        """Every stored point of these series as columns (iterations, timestamps, values) in iteration order."""
+        packed = {sid: (array("q"), array("q"), array("d")) for sid in sids}
+        found = self.blocks.find({"series": {"$in": sids}}, {"series": 1, "block": 1, "i": 1, "t": 1, "v": 1})
+        for doc in sorted(found, key=lambda d: (d["series"], d["block"])):
+            cols = packed[doc["series"]]
+            for col, name in zip(cols, ("i", "t", "v"), strict=True):
+                col.frombytes(bytes(doc[name]))
+        return {sid: (i.tolist(), t.tolist(), v.tolist()) for sid, (i, t, v) in packed.items()}
 
     def single_values(self, task: str) -> list[dict[str, Any]]:
         return [{"metric": d["metric"], "variant": d["variant"], "value": d["single"]["v"],
@@ -371,13 +403,16 @@ class ScalarStore:
         read in ranges of blocks sized to the points still wanted (a range query on the series' key)."""
         remaining = list(blocks)
         span = max(1, wanted // self.block_iterations + 1)
+        single_block = SINGLE_VALUE_ITER // self.block_iterations
         while remaining:
             chunk, remaining = remaining[:span], remaining[span:]
             found = {d["block"]: d for d in self.blocks.find(
                 {"series": doc["_id"], "block": {"$gte": chunk[0], "$lte": chunk[-1]}},
                 {"block": 1, "i": 1, "t": 1, "v": 1})}
             for block in chunk:
-                if block in found:
+                if block == single_block and doc.get("single"):  # kept with the series, not in a block
+                    yield block, [(SINGLE_VALUE_ITER, doc["single"]["t"], doc["single"]["v"])]
+                elif block in found:
                     yield block, _block_points(found[block])
             span *= 2
 
@@ -388,6 +423,7 @@ class ScalarStore:
         for coll in (self.pending, self.blocks, self.groups):
             coll.delete_many({"company": company, "task": task})
         self.tasks.delete_many({"_id": task, "company": company})
+        self.coarse.delete_many({"_id": task, "company": company})
         return deleted
 
 

@@ -1,0 +1,310 @@
+"""The events service through a real server: charts keep every block's extremes, raw values and log pages
+page exactly, the ClearML web app's details and compare requests, another company's events stay hidden,
+and events stored in the old one-document-per-event shape are migrated on start-up."""
+
+from __future__ import annotations
+
+import json
+import time
+from uuid import uuid4
+
+import pymongo
+import pytest
+
+from tests.helpers import ServerProcess
+
+JSON_LINES = {"Content-Type": "application/json-lines"}
+SINGLE_VALUE_ITER = -(2**31)
+
+
+def add_batch(client, events: list[dict]) -> dict:
+    status, reply, _ = client.request("POST", "/events.add_batch", raw="\n".join(json.dumps(e) for e in events),
+                                      headers=JSON_LINES)
+    assert status == 200, reply
+    assert reply["data"]["added"] == len(events), reply
+    return reply["data"]
+
+
+def value_at(i: int) -> float:
+    """Distinct values in any run of fewer than 1009 iterations, in no order."""
+    return ((i * 7919) % 1009) / 10
+
+
+def extremes_per_block(iterations: range, block: int) -> list[int]:
+    """For each block of ``block`` iterations, the iterations of its minimum and maximum, in order."""
+    out = []
+    for start in range(iterations.start, iterations.stop, block):
+        its = range(start, min(start + block, iterations.stop))
+        low, high = min(its, key=value_at), max(its, key=value_at)
+        out += sorted({low, high})
+    return out
+
+
+@pytest.fixture(scope="module")
+def scalar_task(admin):
+    """One task with loss/train over iterations 0..2999 (sent in 6 batches, so some points wait to be
+    folded), loss/val over 0..1999, a single value, and a second series in another metric."""
+    task = admin.call("tasks.create", name=f"chart-{uuid4().hex[:6]}", type="training")["id"]
+    now = int(time.time() * 1000)
+    for start in range(0, 3000, 500):
+        batch = [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "train", "iter": i,
+                  "value": value_at(i), "timestamp": now + i} for i in range(start, start + 500)]
+        if start < 2000:
+            batch += [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "val",
+                       "iter": i, "value": float(i), "timestamp": now + i} for i in range(start, start + 500)]
+        add_batch(admin, batch)
+    add_batch(admin, [{"task": task, "type": "training_stats_scalar", "metric": "Summary", "variant": "accuracy",
+                       "iter": SINGLE_VALUE_ITER, "value": 0.93, "timestamp": now},
+                      {"task": task, "type": "training_stats_scalar", "metric": "lr", "variant": "lr", "iter": 0,
+                       "value": 0.1, "timestamp": now}])
+    return task
+
+
+def test_chart_keeps_each_blocks_minimum_and_maximum(admin, scalar_task):
+    # 100 points: the coarse overview, 3000 iterations in 47 groups of 64 (2 points each: 94 <= 100)
+    coarse = admin.call("events.scalar_metrics_iter_histogram", task=scalar_task, samples=100,
+                        metrics=[{"metric": "loss", "variants": ["train"]}])
+    expected = extremes_per_block(range(3000), 64)
+    assert coarse == {"loss": {"train": {"name": "train", "x": expected, "y": [value_at(i) for i in expected]}}}
+    # 800 points: the fine overview, 375 groups of 8 iterations
+    fine = admin.call("events.scalar_metrics_iter_histogram", task=scalar_task, samples=800)
+    expected = extremes_per_block(range(3000), 8)
+    assert fine["loss"]["train"]["x"] == expected
+    assert fine["loss"]["train"]["y"] == [value_at(i) for i in expected]
+    # ClearML's default (6000 per series) holds every point of these series: they come whole
+    whole = admin.call("events.scalar_metrics_iter_histogram", task=scalar_task)
+    assert whole["loss"]["train"]["x"] == list(range(3000))
+    assert whole["loss"]["val"]["y"] == [float(i) for i in range(2000)]
+    assert whole["lr"] == {"lr": {"name": "lr", "x": [0], "y": [0.1]}}
+    assert "Summary" not in whole  # the single value is not a chart
+    by_time = admin.call("events.scalar_metrics_iter_histogram", task=scalar_task, key="iso_time", samples=100,
+                         metrics=[{"metric": "lr"}])
+    assert by_time["lr"]["lr"]["x"][0].endswith("Z") and by_time["lr"]["lr"]["y"] == [0.1]
+
+
+def test_raw_values_page_every_point_once(admin, scalar_task):
+    seen, scroll, totals = [], None, set()
+    while True:
+        page = admin.call("events.scalar_metrics_iter_raw", task=scalar_task, metric={"metric": "loss"},
+                          batch_size=700, count_total=True, scroll_id=scroll)
+        totals.add(page["total"])
+        if not page["returned"]:
+            break
+        assert page["returned"] == sum(len(v["x"]) for v in page["variants"].values())
+        seen += [(variant, x, y) for variant, v in page["variants"].items() for x, y in zip(v["x"], v["y"],
+                                                                                           strict=True)]
+        scroll = page["scroll_id"]
+    expected = [("train", i, value_at(i)) for i in range(3000)] + [("val", i, float(i)) for i in range(2000)]
+    assert seen == expected
+    assert totals == {5000}
+    one = admin.call("events.scalar_metrics_iter_raw", task=scalar_task, batch_size=200000, key="timestamp",
+                     metric={"metric": "loss", "variants": ["val"]})
+    assert one["returned"] == 2000 and one["total"] is None and list(one["variants"]) == ["val"]
+    data = admin.call("events.get_scalar_metric_data", task=scalar_task, metric="lr")
+    assert [(e["metric"], e["variant"], e["iter"], e["value"]) for e in data["events"]] == [("lr", "lr", 0, 0.1)]
+    assert data["total"] == 1
+    scalars, scroll = [], None
+    while True:
+        page = admin.call("events.get_task_events", task=scalar_task, event_type="training_stats_scalar",
+                          batch_size=1500, scroll_id=scroll)
+        if not page["events"]:
+            break
+        scalars += page["events"]
+        scroll = page["scroll_id"]
+    assert len(scalars) == 5002 and page["total"] == 5002  # loss 5000, lr 1, the single value 1
+    assert len({(e["metric"], e["variant"], e["iter"]) for e in scalars}) == 5002
+
+
+def test_metric_names_and_single_values(admin, scalar_task):
+    other = admin.call("tasks.create", name="compare-with", type="training")["id"]
+    add_batch(admin, [{"task": other, "type": "training_stats_scalar", "metric": "loss", "variant": "test",
+                       "iter": 3, "value": 2.0}])
+    assert admin.call("events.get_task_metrics", tasks=[scalar_task, other], event_type="training_stats_scalar") == {
+        "metrics": [{"task": scalar_task, "metrics": ["Summary", "loss", "lr"]}, {"task": other, "metrics": ["loss"]}]}
+    assert admin.call("events.get_multi_task_metrics", tasks=[scalar_task, other],
+                      event_type="training_stats_scalar")["metrics"] == [
+        {"metric": "Summary", "variants": ["accuracy"]}, {"metric": "loss", "variants": ["test", "train", "val"]},
+        {"metric": "lr", "variants": ["lr"]}]
+    single = admin.call("events.get_task_single_value_metrics", tasks=[scalar_task, other])["tasks"]
+    assert [(t["task"], [(v["metric"], v["variant"], v["value"]) for v in t["values"]]) for t in single] == [
+        (scalar_task, [("Summary", "accuracy", 0.93)]), (other, [])]
+    compare = admin.call("events.multi_task_scalar_metrics_iter_histogram", tasks=[scalar_task, other], samples=100,
+                         key="iter", metrics=[{"metric": "loss", "variants": ["test", "val"]}])
+    assert set(compare) == {"loss"} and set(compare["loss"]) == {"test", "val"}
+    assert compare["loss"]["test"] == {other: {"name": "compare-with", "x": [3], "y": [2.0]}}
+    assert list(compare["loss"]["val"]) == [scalar_task]
+    assert admin.call("events.get_scalar_metrics_and_variants", task=other)["metrics"] == {
+        "loss": {"test": {"name": "test"}}}
+
+
+def test_log_pages_both_ways_download_and_clear(admin):
+    task = admin.call("tasks.create", name="console", type="training")["id"]
+    now = int(time.time() * 1000)
+    stamp = [now - 3_600_000 + i if i < 200 else now - 100_000 + i for i in range(450)]  # 200 old lines
+    for start in range(0, 450, 100):
+        add_batch(admin, [{"task": task, "type": "log", "level": "info", "worker": "w1", "msg": f"line {i}",
+                           "timestamp": stamp[i]} for i in range(start, min(start + 100, 450))])
+    msgs = lambda page: [e["msg"] for e in page["events"]]  # noqa: E731
+
+    newest = admin.call("events.get_task_log", task=task, batch_size=100)
+    assert newest["total"] == 450 and msgs(newest) == [f"line {i}" for i in range(449, 349, -1)]
+    earlier = admin.call("events.get_task_log", task=task, batch_size=300, navigate_earlier=True,
+                         from_timestamp=newest["events"][-1]["timestamp"])
+    assert msgs(earlier) == [f"line {i}" for i in range(349, 49, -1)]
+    rest = admin.call("events.get_task_log", task=task, batch_size=100,
+                      from_timestamp=earlier["events"][-1]["timestamp"])
+    assert msgs(rest) == [f"line {i}" for i in range(49, -1, -1)]
+    oldest = admin.call("events.get_task_log", task=task, batch_size=100, navigate_earlier=False)
+    assert msgs(oldest) == [f"line {i}" for i in range(100)]
+    later = admin.call("events.get_task_log", task=task, batch_size=250, navigate_earlier=False,
+                       from_timestamp=oldest["events"][-1]["timestamp"], order="desc")
+    assert msgs(later) == [f"line {i}" for i in range(349, 99, -1)]
+    assert set(newest["events"][0]) == {"id", "task", "type", "timestamp", "msg", "level", "worker"}
+
+    status, text, headers = admin.request("POST", "/events.download_task_log", {"task": task, "line_type": "text",
+                                                                               "line_format": "{level} {msg}"})
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert text.splitlines() == [f"info line {i}" for i in range(450)]
+    status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_type": "json"})
+    assert [json.loads(line)["msg"] for line in text.splitlines()] == [f"line {i}" for i in range(450)]
+
+    for bad in ("{msg.__class__}", "{msg!r}", "{password}", "{0}", "{"):  # only the plain line fields
+        status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_format": bad})
+        assert (status, text) == (400, "validation error (field 'line_format': use only the fields {asctime}, "
+                                       "{iter}, {level}, {msg}, {timestamp}, {worker} (rule: lineFormat))"), bad
+
+    assert admin.call("events.clear_task_log", task=task, threshold_sec=600) == {"deleted": 200}
+    kept = admin.call("events.get_task_log", task=task, batch_size=1000, navigate_earlier=False)
+    assert kept["total"] == 250 and msgs(kept) == [f"line {i}" for i in range(200, 450)]
+    assert admin.call("events.clear_task_log", task=task) == {"deleted": 250}
+    assert admin.call("events.get_task_log", task=task) == {"events": [], "returned": 0, "total": 0}
+
+
+def test_plots_and_their_samples(admin):
+    task = admin.call("tasks.create", name="plots", type="training")["id"]
+    events = [{"task": task, "type": "plot", "metric": "confusion", "variant": "matrix", "iter": it,
+               "plot_str": json.dumps({"data": [{"z": [[it]]}]}), "timestamp": 1000 + it} for it in (1, 2, 3)]
+    events.append({"task": task, "type": "plot", "metric": "roc", "variant": "curve", "iter": 2,
+                   "plot_str": "{}", "timestamp": 2000})
+    add_batch(admin, events)
+    plots = admin.call("events.get_task_plots", task=task, iters=1)
+    assert [(p["metric"], p["iter"]) for p in plots["plots"]] == [("confusion", 3), ("roc", 2)]
+    assert plots["returned"] == 2 and json.loads(plots["plots"][0]["plot_str"]) == {"data": [{"z": [[3]]}]}
+    assert admin.call("events.get_task_plots", task=task, iters=1, scroll_id=plots["scroll_id"])["plots"] == []
+    two = admin.call("events.get_task_plots", task=task, iters=2, metrics=[{"metric": "confusion"}])
+    assert [p["iter"] for p in two["plots"]] == [3, 2]
+
+    multi = admin.call("events.get_multi_task_plots", tasks=[task], iters=1, last_iters_per_task_metric=True,
+                       metrics=[{"metric": "confusion", "variants": ["matrix"]}])
+    entry = multi["plots"]["confusion"]["matrix"][task]
+    assert list(entry) == ["3"] and entry["3"]["name"] == "plots" and entry["3"]["plots"][0]["iter"] == 3
+    assert admin.call("events.get_multi_task_plots", tasks=[task], iters=1,
+                      scroll_id=multi["scroll_id"])["returned"] == 0
+
+    sample = admin.call("events.get_plot_sample", task=task, metric="confusion", navigate_current_metric=False)
+    assert [e["iter"] for e in sample["events"]] == [3]
+    assert (sample["min_iteration"], sample["max_iteration"]) == (1, 3)
+    back = admin.call("events.next_plot_sample", task=task, scroll_id=sample["scroll_id"], navigate_earlier=True,
+                      next_iteration=True)
+    assert [e["iter"] for e in back["events"]] == [2]
+    first = admin.call("events.next_plot_sample", task=task, scroll_id=back["scroll_id"], next_iteration=True)
+    assert [e["iter"] for e in first["events"]] == [1]
+    end = admin.call("events.next_plot_sample", task=task, scroll_id=first["scroll_id"], next_iteration=True)
+    assert end["events"] == []
+    at_two = admin.call("events.get_plot_sample", task=task, metric="confusion", iteration=2,
+                        navigate_current_metric=False)
+    other_metric = admin.call("events.next_plot_sample", task=task, scroll_id=at_two["scroll_id"],
+                              navigate_earlier=False)
+    assert [(e["metric"], e["iter"]) for e in other_metric["events"]] == [("roc", 2)]
+
+
+def test_debug_image_samples(admin):
+    task = admin.call("tasks.create", name="images", type="training")["id"]
+    add_batch(admin, [{"task": task, "type": "training_debug_image", "metric": "samples", "variant": v, "iter": it,
+                       "url": f"https://files.example/{v}_{it}.png", "timestamp": 1000 + it}
+                      for it in (0, 5, 10) for v in ("a", "b")])
+    first = admin.call("events.get_debug_image_sample", task=task, metric="samples", variant="a")
+    assert first["event"]["url"] == "https://files.example/a_10.png"
+    assert (first["min_iteration"], first["max_iteration"]) == (0, 10)
+    earlier = admin.call("events.next_debug_image_sample", task=task, scroll_id=first["scroll_id"],
+                         navigate_earlier=True, next_iteration=True)
+    assert earlier["event"]["url"] == "https://files.example/a_5.png"
+    beside = admin.call("events.next_debug_image_sample", task=task, scroll_id=earlier["scroll_id"],
+                        navigate_earlier=False)
+    assert beside["event"]["url"] == "https://files.example/b_5.png"
+    assert admin.call("events.next_debug_image_sample", task=task, scroll_id=beside["scroll_id"],
+                      navigate_earlier=False)["event"] is None
+    at = admin.call("events.get_debug_image_sample", task=task, metric="samples", variant="b", iteration=4)
+    assert at["event"]["url"] == "https://files.example/b_0.png"
+    assert admin.call("events.get_task_metrics", tasks=[task], event_type="training_debug_image")["metrics"] == [
+        {"task": task, "metrics": ["samples"]}]
+    pages = admin.call("events.debug_images", metrics=[{"task": task, "metric": "samples"}], iters=3,
+                       navigate_earlier=True, refresh=True, scroll_id=None)
+    assert [i["iter"] for i in pages["metrics"][0]["iterations"]] == [10, 5, 0]
+    assert admin.error("events.next_debug_image_sample", task=task, scroll_id="!!!").subcode == 1104
+    foreign = first["scroll_id"]  # a sample's scroll id is not a raw-values one, and the other way round
+    assert admin.error("events.scalar_metrics_iter_raw", task=task, metric={"metric": "m"},
+                       scroll_id=foreign).subcode == 1104
+    raw = admin.call("events.scalar_metrics_iter_raw", task=task, metric={"metric": "m"})["scroll_id"]
+    assert admin.error("events.next_debug_image_sample", task=task, scroll_id=raw).subcode == 1104
+
+
+def test_another_companys_events_are_not_readable(admin, other_admin, scalar_task):
+    one = {"task": scalar_task}
+    for name, body in [
+        ("events.scalar_metrics_iter_histogram", one), ("events.get_task_log", one),
+        ("events.scalar_metrics_iter_raw", {**one, "metric": {"metric": "loss"}}),
+        ("events.get_scalar_metric_data", {**one, "metric": "loss"}), ("events.get_task_events", one),
+        ("events.get_task_plots", one), ("events.get_plot_sample", {**one, "metric": "loss"}),
+        ("events.get_debug_image_sample", {**one, "metric": "loss", "variant": "train"}),
+        ("events.get_scalar_metrics_and_variants", one), ("events.get_task_latest_scalar_values", one),
+        ("events.get_task_metrics", {"tasks": [scalar_task]}),
+        ("events.get_multi_task_metrics", {"tasks": [scalar_task]}),
+        ("events.get_task_single_value_metrics", {"tasks": [scalar_task]}),
+        ("events.multi_task_scalar_metrics_iter_histogram", {"tasks": [scalar_task]}),
+        ("events.get_multi_task_plots", {"tasks": [scalar_task]}),
+        ("events.debug_images", {"metrics": [one]}), ("events.clear_task_log", one), ("events.delete_for_task", one),
+    ]:
+        err = other_admin.error(name, **body)
+        assert (err.status, err.subcode) == (400, 101), name
+    status, body, _ = other_admin.request("POST", "/events.download_task_log", one)
+    assert (status, body) == (400, f"invalid task id: id={scalar_task}")
+    assert admin.call("events.get_scalar_metric_data", task=scalar_task, metric="lr")["total"] == 1  # untouched
+
+
+def test_old_shape_events_are_migrated_on_start(mongo_uri, tmp_path):
+    """Scalars and log lines written one document per event (the shape before blocks) by an earlier
+    server are readable through the API after a restart, and no longer in the old shape."""
+    db_name = f"migrate_{uuid4().hex[:8]}"
+    server = ServerProcess(mongo_uri, db_name, workers=1).start(tmp_path)
+    try:
+        admin = server.admin()
+        task = admin.call("tasks.create", name="before-blocks", type="training")["id"]
+        company = admin.call("users.get_current_user")["user"]["company"]["id"]
+    finally:
+        server.stop()
+    db = pymongo.MongoClient(mongo_uri)[db_name]
+    old = [{"_id": f"s{i}", "company": company, "task": task, "type": "training_stats_scalar", "metric": "loss",
+            "variant": "train", "iter": i, "value": float(i % 7), "timestamp": 1_700_000_000_000 + i}
+           for i in range(300)]
+    old += [{"_id": f"l{i}", "company": company, "task": task, "type": "log", "msg": f"old line {i}",
+             "level": "info", "timestamp": 1_700_000_000_000 + i} for i in range(250)]
+    old.append({"_id": "p0", "company": company, "task": task, "type": "plot", "metric": "cm", "variant": "v",
+                "iter": 1, "plot_str": "{}", "timestamp": 1_700_000_000_000})
+    db.events.insert_many(old)
+    server = ServerProcess(mongo_uri, db_name, workers=2).start(tmp_path)
+    try:
+        admin = server.admin()
+        chart = admin.call("events.scalar_metrics_iter_histogram", task=task)
+        assert chart == {"loss": {"train": {"name": "train", "x": list(range(300)),
+                                            "y": [float(i % 7) for i in range(300)]}}}
+        log = admin.call("events.get_task_log", task=task, batch_size=3)
+        assert log["total"] == 250 and [e["msg"] for e in log["events"]] == ["old line 249", "old line 248",
+                                                                               "old line 247"]
+        assert [e["id"] for e in log["events"]] == ["l249", "l248", "l247"]
+        assert admin.call("events.get_task_plots", task=task)["returned"] == 1
+    finally:
+        server.stop()
+    assert db.events.count_documents({"type": {"$in": ["training_stats_scalar", "log"]}}) == 0
+    assert db.events.count_documents({"type": "plot"}) == 1
+    db.client.drop_database(db_name)
