@@ -151,3 +151,14 @@ def test_a_204_has_no_content_type(registry):
     assert status == 201, body
     status, _ = registry("DELETE", f"/api/model/{body[0]['model_code']}/version/1")
     assert status == 204 and "Content-Type" not in registry.headers and registry.headers["X-Message"]
+
+
+@pytest.mark.parametrize("name,key", [("models.get_all", "models"), ("tasks.get_all", "tasks"),
+                                      ("projects.get_all", "projects")])
+def test_paging_fields_an_old_version_does_not_declare_are_checked_not_a_500(admin, name, key):
+    """An API version without scroll paging lets `size`/`scroll_id` through unchecked (extra fields are
+    allowed, as in ClearML); the listing still reads them, so it checks them itself."""
+    assert isinstance(admin.call(name, _version="2.1", size=2.0)[key], list)
+    for field, value in (("size", "abc"), ("page_size", -1.5), ("scroll_id", 5)):
+        err = admin.error(name, _version="2.1", **{field: value, **({"page": 0} if field == "page_size" else {})})
+        assert err.code == 400 and field in err.msg, (field, err)

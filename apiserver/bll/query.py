@@ -39,7 +39,23 @@ def page_bounds(page: int | None, page_size: int | None, default_size: int = MAX
 MAX_SCROLL_REFRESH = 10_000
 
 
+def _count_field(data: dict[str, Any], key: str) -> int | None:
+    """A paging number as an int. An API version that does not declare the field lets it through
+    unchecked (ClearML's schemas allow extra fields), so it is checked here: never a 500."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**31:
+        raise errors.bad_request.ValidationError(f"field '{key}': a whole number from 0 (rule: type)",
+                                                 error_data={"field": key, "rule": "type"})
+    return value
+
+
 def _scroll_position(scroll_id: str) -> int:
+    if not isinstance(scroll_id, str):
+        raise errors.bad_request.InvalidScrollId(scroll_id=str(scroll_id)[:100])
     try:
         position = json.loads(base64.urlsafe_b64decode(scroll_id.encode()))["listed"]
         if not isinstance(position, int) or position < 0:
@@ -62,8 +78,8 @@ def page_window(data: dict[str, Any], default_size: int = MAX_PAGE_SIZE) -> tupl
     so a table can refresh what it shows without losing its place.
     """
     if not scrolls(data):
-        return page_bounds(data.get("page"), data.get("page_size"), default_size)
-    size = min(data.get("size") or default_size, MAX_PAGE_SIZE)
+        return page_bounds(_count_field(data, "page"), _count_field(data, "page_size"), default_size)
+    size = min(_count_field(data, "size") or default_size, MAX_PAGE_SIZE)
     listed = _scroll_position(data["scroll_id"]) if data.get("scroll_id") else 0
     if data.get("refresh_scroll"):
         return 0, min(max(listed, size), MAX_SCROLL_REFRESH)
