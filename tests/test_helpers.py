@@ -1,5 +1,5 @@
-"""The race helper of tests/helpers.py: a racer's failure reaches the test with its text, at once,
-and no racer outlives the race."""
+"""The test tooling of tests/helpers.py: the race helper (a racer's failure reaches the test with its
+text, at once, and no racer outlives the race) and the server-log check of the run's end."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import race
+from tests.helpers import ServerProcess, race
 
 
 def _racer(kind: str, pid_dir: str) -> int:
@@ -52,3 +52,42 @@ def test_a_race_past_its_timeout_names_the_racers_still_running(tmp_path):
     assert "racer 0 ('hangs'" in str(failed.value) and "still running after 20s" in str(failed.value)
     assert "racer 1" not in str(failed.value)
     assert not _alive(int((tmp_path / "hangs.pid").read_text()))
+
+
+LOG = """2026-11-23 19:41:35,935 INFO 16194 apiserver: API server listening on http://127.0.0.1:33059
+[2026-11-23 19:41:35 +0000] [16194] [INFO] Booting worker with pid: 16205
+2026-11-23 22:03:03,888 ERROR 16205 apiserver.scheduler: background job expire_workers failed
+Traceback (most recent call last):
+  File "/x/pool.py", line 336, in receive_message
+OSError: connection closed
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/x/jobs.py", line 22, in expire_workers
+pymongo.errors.AutoReconnect: 127.0.0.1:1: connection closed
+2026-11-23 22:03:04,001 INFO 16205 apiserver: still here
+2026-11-23 22:03:05,002 ERROR 16205 apiserver.service_repo.dispatcher: request 1 to tasks.enqueue failed
+Traceback (most recent call last):
+  File "/x/queues.py", line 64, in add_entry
+TypeError: provoked on purpose
+[2026-11-23 22:03:06 +0000] [16194] [INFO] Handling signal: term
+"""
+
+
+def test_the_log_check_finds_each_traceback_with_the_record_that_logged_it(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text(LOG)
+    srv = ServerProcess(None, "unused")
+    srv.log_path = log
+    found = srv.unexpected_tracebacks()
+    assert [b.splitlines()[0][24:] for b in found] == [
+        "ERROR 16205 apiserver.scheduler: background job expire_workers failed",
+        "ERROR 16205 apiserver.service_repo.dispatcher: request 1 to tasks.enqueue failed"]
+    assert found[0].splitlines()[-1] == "pymongo.errors.AutoReconnect: 127.0.0.1:1: connection closed"
+    assert found[1].splitlines()[-1] == "TypeError: provoked on purpose"
+    srv.expected_log_errors = ("TypeError: provoked on purpose",)
+    assert len(srv.unexpected_tracebacks()) == 1
+    srv.log_end = LOG.index("2026-11-23 22:03:05")  # stopped before the second one
+    srv.expected_log_errors = ()
+    assert len(srv.unexpected_tracebacks()) == 1
