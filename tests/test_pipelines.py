@@ -414,6 +414,15 @@ def test_reports_only_from_the_members_host(mongo_uri, tmp_path, members):
                      if e["call"] == "status_report"]
         assert notes and "ignored: sent from 127.0.0.1" in notes[0]["error"]
         assert admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] == "running"
+        # positive control: a member registered at the address its report comes from moves its pipeline
+        members.start("bms", "0.5:success")
+        admin.call("members.register", container_id="bms", url=members.url("bms"))
+        heard = admin.call("workflows.create", project_id="host-ok", workflow=["bms"])["id"]
+        admin.call("workflows.start", pipeline=heard)
+        assert wait_for(admin, heard, timeout=20)["status"] == "completed"  # no beat in time: the report did it
+        accepted = [e for e in admin.call("workflows.get_log", pipeline=heard)["events"]
+                    if e["call"] == "status_report"]
+        assert [(e["direction"], e["error"]) for e in accepted] == [("from_member", None)]
     finally:
         server.stop()
 
