@@ -1,9 +1,9 @@
-"""A database that stops answering: a call fails after ``database.operation_timeout_sec`` with
+"""A database that stops answering writes: a call fails after ``database.operation_timeout_sec`` with
 500/102 instead of holding its thread for ever, and the server recovers when the database answers
 again. (SecantusDB has been seen to stall writes under load; see the README's database section.)
 
 The server reaches the suite's real database through a TCP relay in this process that can hold
-back every answer."""
+back the answers to writes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ from uuid import uuid4
 
 from tests.helpers import ServerProcess
 
+WRITES = (b"\x02insert\x00", b"\x02update\x00", b"\x02delete\x00", b"\x02findAndModify\x00")
+
 
 class StallingRelay:
-    """Forwards TCP to the database; while ``stalled`` is set, answers are held back (not lost)."""
+    """Forwards TCP to the database. While ``stalled`` is set, a connection that sends a write gets
+    no answer any more (held back, not lost); the others, the driver's monitor among them, are
+    answered as usual. This is the stall seen on SecantusDB: its monitor still saw a healthy
+    server, so nothing but a timeout on the call itself ended the wait."""
 
     def __init__(self, host: str, port: int):
         self.upstream = (host, port)
@@ -47,13 +52,16 @@ class StallingRelay:
                 client.close()
                 continue
             server.settimeout(None)
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+            held = threading.Event()  # this connection sent a write while stalled
+            threading.Thread(target=self._pump, args=(client, server, held, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, held, True), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, held: threading.Event, answers: bool) -> None:
         try:
             while chunk := src.recv(65536):
-                while answers and self.stalled.is_set() and not self.closing.is_set():
+                if not answers and self.stalled.is_set() and any(w in chunk for w in WRITES):
+                    held.set()
+                while answers and held.is_set() and self.stalled.is_set() and not self.closing.is_set():
                     time.sleep(0.05)
                 dst.sendall(chunk)
         except OSError:
