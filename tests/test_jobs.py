@@ -47,7 +47,7 @@ def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=
 
 @pytest.fixture(scope="module")
 def jobs(mongo_uri, tmp_path_factory):
-    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=2, extra_env=JOBS)
+    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=1, extra_env=JOBS)
     proc.start(tmp_path_factory.mktemp("jobs"))
     yield proc
     proc.stop()
