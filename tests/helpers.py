@@ -59,6 +59,43 @@ def check_response(name: str, actual_version: str | None, data: Any) -> None:
         "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
+def _rest_routes() -> list[tuple[str, re.Pattern, Any]]:
+    routes = []
+    for spec in specs().all():
+        http = spec.http
+        if http is None or http.style != "rest" or spec.internal:
+            continue
+        pattern = re.sub(r"<(?:path:)?[^>]+>", lambda m: "(.+)" if m.group(0).startswith("<path:") else "([^/]+)",
+                         http.path)
+        routes.append((http.method.upper(), re.compile(f"^{pattern}$"), spec))
+    return routes
+
+
+_REST_ROUTES: list | None = None
+
+
+def check_rest(method: str, path: str, status: int, body: Any, rest_error_schema: dict) -> None:
+    """A REST answer matches what its endpoint declares: the success status with a body valid
+    against its response schema, or an error body valid against the RestError schema."""
+    global _REST_ROUTES
+    if _REST_ROUTES is None:
+        _REST_ROUTES = _rest_routes()
+    bare = path.split("?", 1)[0]
+    found = [spec for m, rx, spec in _REST_ROUTES if m == method.upper() and rx.match(bare)]
+    assert found, f"{method} {bare}: no declared REST endpoint"
+    spec = max(found, key=lambda sp: len(sp.http.path))  # the most specific rule
+    if status == spec.http.status:
+        if body is None or spec.response_schema is None:
+            return
+        schema, what = spec.response_schema, f"{spec.name} answer"
+    else:
+        assert status >= 400, f"{method} {bare}: {status}, but {spec.name} declares {spec.http.status}"
+        schema, what = rest_error_schema, f"{spec.name} error {status}"
+    errors = sorted(Draft7Validator(schema).iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"{what} breaks its schema: " + "; ".join(
+        f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+
+
 class ApiError(AssertionError):
     def __init__(self, status: int, meta: dict):
         self.status = status

@@ -91,3 +91,19 @@ def test_the_log_check_finds_each_traceback_with_the_record_that_logged_it(tmp_p
     srv.log_end = LOG.index("2026-11-23 22:03:05")  # stopped before the second one
     srv.expected_log_errors = ()
     assert len(srv.unexpected_tracebacks()) == 1
+
+
+def test_the_rest_check_refuses_a_body_or_status_its_endpoint_does_not_declare():
+    from tests.helpers import check_rest
+
+    error_schema = {"type": "object", "required": ["message", "code", "request_id"]}
+    check_rest("GET", "/workers", 200, {}, error_schema)  # an empty map of workers is valid
+    check_rest("GET", "/tasks/7", 404, {"message": "no", "code": 404, "request_id": "r"}, error_schema)
+    with pytest.raises(AssertionError, match="answer breaks its schema"):
+        check_rest("GET", "/tasks/7", 200, {"id": "not an integer"}, error_schema)
+    with pytest.raises(AssertionError, match="error 404 breaks its schema"):
+        check_rest("GET", "/tasks/7", 404, {"message": "no"}, error_schema)
+    with pytest.raises(AssertionError, match="declares 204"):
+        check_rest("PATCH", "/tasks/7", 200, None, error_schema)
+    with pytest.raises(AssertionError, match="no declared REST endpoint"):
+        check_rest("GET", "/no/such/route", 200, {}, error_schema)

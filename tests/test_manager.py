@@ -8,20 +8,25 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import race
+from tests.helpers import check_rest, race
 
 
 class Rest:
-    """Plain REST calls with a bearer token."""
+    """Plain REST calls with a bearer token; every answer is checked against what its endpoint
+    declares (success status and response schema, or the server's RestError schema)."""
 
     def __init__(self, base_url: str, auth: str):
         self.base_url = base_url
         self.session = requests.Session()
         self.session.headers["Authorization"] = auth
+        self.error_schema = self.session.get(base_url + "/openapi.json", timeout=30).json()[
+            "components"]["schemas"]["RestError"]
 
     def __call__(self, method: str, path: str, body: dict | None = None):
-        resp = self.session.request(method, self.base_url + path, json=body)
-        return resp.status_code, (resp.json() if resp.content else None)
+        resp = self.session.request(method, self.base_url + path, json=body, timeout=90)
+        answer = resp.json() if resp.content else None
+        check_rest(method, path, resp.status_code, answer, self.error_schema)
+        return resp.status_code, answer
 
 
 @pytest.fixture(scope="module")
