@@ -89,6 +89,19 @@ def wait_for(admin: ApiClient, pipeline: str, statuses=("completed", "failed", "
     raise AssertionError(f"pipeline still {doc['status']}: {doc}")
 
 
+def wait_beats(admin: ApiClient, beats: int = 2, timeout: float = 30) -> None:
+    """Wait until ``beats`` more heartbeat cycles over running pipelines have ended (their count, not
+    a sleep: a cycle is recorded once every pipeline it stepped is done)."""
+    seen = [admin.call("workflows.get_heartbeat_stats")["at"]]
+    deadline = time.monotonic() + timeout
+    while len(seen) <= beats:
+        assert time.monotonic() < deadline, f"fewer than {beats} heartbeat cycles in {timeout}s"
+        time.sleep(0.1)
+        at = admin.call("workflows.get_heartbeat_stats")["at"]
+        if at != seen[-1]:
+            seen.append(at)
+
+
 def test_three_members_complete_in_order(leader, members):
     admin = leader.admin()
     for cid in ("labelling", "bms", "neck_nas"):
@@ -181,9 +194,12 @@ def test_forged_and_misdirected_reports_move_nothing(leader, members):
     forged = requests.get(leader.base_url + "/status_report", params={
         "container_id": "labelling", "user_id": user, "project_id": project, "status": "success"})
     assert forged.status_code == 200 and forged.text == "OK"
-    time.sleep(1.5)
+    wait_beats(admin)  # the beats step this running pipeline too; still nothing may move it
     doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
     assert doc["status"] == "running" and doc["steps"][0]["status"] == "running"  # the member says running
+    asked = [e["answer"] for e in admin.call("workflows.get_log", pipeline=pid)["events"]
+             if e["call"] == "status_request"]
+    assert "running" in asked  # the leader asked the member itself, and that answer is what counted
     other = requests.get(leader.base_url + "/status_report", params={
         "container_id": "bms", "user_id": user, "project_id": "no-such-project", "status": "failed"})
     assert other.status_code == 200
