@@ -21,6 +21,7 @@ from tests.helpers import (
     LOOPBACK_HOSTS,
     OTHER_KEY,
     OTHER_SECRET,
+    STARTED_SERVERS,
     ApiClient,
     ServerProcess,
 )
@@ -181,3 +182,13 @@ def page(browser, request):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_logs_hold_no_unexpected_traceback():
+    """At the end of the run: no server this run started logged a traceback its test did not expect
+    (an exception swallowed by a background job, or a 500, would otherwise pass unnoticed)."""
+    yield
+    problems = [(srv.log_path, block) for srv in STARTED_SERVERS for block in srv.unexpected_tracebacks()]
+    assert not problems, f"{len(problems)} unexpected tracebacks in server logs:\n" + "\n\n".join(
+        f"--- {path}:\n{block[-3000:]}" for path, block in problems[:5])

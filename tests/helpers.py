@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,6 +58,43 @@ def check_response(name: str, actual_version: str | None, data: Any) -> None:
     errors = sorted(Draft7Validator(spec.response_schema).iter_errors(data), key=lambda e: list(e.path))
     assert not errors, f"{name} {actual_version} answer breaks its response schema: " + \
         "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+
+
+def _rest_routes() -> list[tuple[str, re.Pattern, Any]]:
+    routes = []
+    for spec in specs().all():
+        http = spec.http
+        if http is None or http.style != "rest" or spec.internal:
+            continue
+        pattern = re.sub(r"<(?:path:)?[^>]+>", lambda m: "(.+)" if m.group(0).startswith("<path:") else "([^/]+)",
+                         http.path)
+        routes.append((http.method.upper(), re.compile(f"^{pattern}$"), spec))
+    return routes
+
+
+_REST_ROUTES: list | None = None
+
+
+def check_rest(method: str, path: str, status: int, body: Any, rest_error_schema: dict) -> None:
+    """A REST answer matches what its endpoint declares: the success status with a body valid
+    against its response schema, or an error body valid against the RestError schema."""
+    global _REST_ROUTES
+    if _REST_ROUTES is None:
+        _REST_ROUTES = _rest_routes()
+    bare = path.split("?", 1)[0]
+    found = [spec for m, rx, spec in _REST_ROUTES if m == method.upper() and rx.match(bare)]
+    assert found, f"{method} {bare}: no declared REST endpoint"
+    spec = max(found, key=lambda sp: len(sp.http.path))  # the most specific rule
+    if status == spec.http.status:
+        if body is None or spec.response_schema is None:
+            return
+        schema, what = spec.response_schema, f"{spec.name} answer"
+    else:
+        assert status >= 400, f"{method} {bare}: {status}, but {spec.name} declares {spec.http.status}"
+        schema, what = rest_error_schema, f"{spec.name} error {status}"
+    errors = sorted(Draft7Validator(schema).iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"{what} breaks its schema: " + "; ".join(
+        f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
 class ApiError(AssertionError):
@@ -133,12 +171,22 @@ class ApiClient:
         raise AssertionError(f"{name} succeeded but was expected to fail")
 
 
+STARTED_SERVERS: list[ServerProcess] = []  # every server of this test run, for the log check at its end
+TRACEBACK = "Traceback (most recent call last):"
+LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:|\[\d{4}-\d\d-\d\d )")  # ours, or gunicorn's
+
+
 class ServerProcess:
-    """``python -m apiserver`` as a child process on a free port, against a given database."""
+    """``python -m apiserver`` as a child process on a free port, against a given database.
+
+    ``expected_log_errors``: regexes of the tracebacks its test provokes on purpose; any other
+    traceback its log holds before it is stopped fails the test run (``unexpected_tracebacks``)."""
 
     def __init__(self, mongo_uri: str | None, db_name: str, workers: int = 2, data_dir: Path | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None,
-                 argv: list[str] | None = None):
+                 argv: list[str] | None = None, expected_log_errors: tuple[str, ...] = ()):
+        self.expected_log_errors = expected_log_errors
+        self.log_end: int | None = None  # the log's size when stop() was called: later lines are shutdown
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "APISERVER__database__name": db_name, "APISERVER__auth__bcrypt_rounds": "4",
@@ -160,6 +208,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._log = log
+        STARTED_SERVERS.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -180,6 +229,8 @@ class ServerProcess:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            if self.log_end is None and self.log_path is not None:
+                self.log_end = self.log_path.stat().st_size
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
@@ -191,6 +242,29 @@ class ServerProcess:
 
     def client(self, auth: str | None = None) -> ApiClient:
         return ApiClient(self.base_url, auth=auth)
+
+    def unexpected_tracebacks(self) -> list[str]:
+        """The tracebacks its log holds from start until it was asked to stop, each with the log line
+        before it (what failed), except those ``expected_log_errors`` match."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        with open(self.log_path, "rb") as fh:
+            lines = fh.read(self.log_end if self.log_end is not None else -1).decode(errors="replace").splitlines()
+        found: list[str] = []
+        block: list[str] | None = None
+        for i, line in enumerate([*lines, None]):  # None: the end closes the last block
+            if line is None or LOG_RECORD.match(line):
+                if block is not None:
+                    text = "\n".join(block)
+                    if not any(re.search(pattern, text) for pattern in self.expected_log_errors):
+                        found.append(text)
+                    block = None
+            elif line.strip() == TRACEBACK and block is None:
+                block = lines[max(0, i - 1):i + 1]  # the record that logged it, and the traceback
+                continue
+            if block is not None:
+                block.append(line)
+        return found
 
     def admin(self) -> ApiClient:
         return self.client().login(ADMIN_KEY, ADMIN_SECRET)

@@ -14,7 +14,7 @@ import pymongo
 import pytest
 import requests
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, check_rest
 
 JOBS = {
     "APISERVER__workers__expiry_check_sec": "1",
@@ -47,7 +47,7 @@ def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=
 
 @pytest.fixture(scope="module")
 def jobs(mongo_uri, tmp_path_factory):
-    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=2, extra_env=JOBS)
+    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=1, extra_env=JOBS)
     proc.start(tmp_path_factory.mktemp("jobs"))
     yield proc
     proc.stop()
@@ -97,10 +97,14 @@ def test_the_render_timeout_job_gives_a_silent_workers_task_back(jobs):
     session = requests.Session()
     session.headers["Authorization"] = jobs.admin().auth
 
+    error_schema = session.get(jobs.base_url + "/openapi.json", timeout=30).json()["components"]["schemas"]["RestError"]
+
     def rest(method: str, path: str, body: dict | None = None):
         resp = session.request(method, jobs.base_url + path, json=body, timeout=30)
         assert resp.status_code in (200, 202), (method, path, resp.status_code, resp.text)
-        return resp.json() if resp.content else None
+        answer = resp.json() if resp.content else None
+        check_rest(method, path, resp.status_code, answer, error_schema)
+        return answer
 
     silent_host, busy_host = f"silent-{uuid4().hex[:6]}", f"busy-{uuid4().hex[:6]}"
     silent = rest("POST", "/workers", {"hostname": silent_host})[silent_host]["id"]
