@@ -162,3 +162,11 @@ def test_paging_fields_an_old_version_does_not_declare_are_checked_not_a_500(adm
     for field, value in (("size", "abc"), ("page_size", -1.5), ("scroll_id", 5)):
         err = admin.error(name, _version="2.1", **{field: value, **({"page": 0} if field == "page_size" else {})})
         assert err.code == 400 and field in err.msg, (field, err)
+
+
+def test_a_name_pattern_filters_models_in_the_server_not_a_500(admin):
+    """models.get_all forgot to pass its collection to the pattern filter: any non-literal name was a 500."""
+    suffix = uuid4().hex[:8]
+    made = [admin.call("models.create", name=f"net-{n}-{suffix}", uri=f"file:///tmp/{n}.bin")["id"] for n in "ab"]
+    found = admin.call("models.get_all", name=f"^net-[a]-{suffix}$", only_fields=["id"])["models"]
+    assert found == [{"id": made[0]}]

@@ -258,7 +258,7 @@ MAX_PATTERN_SCAN = 200_000
 PATTERN_SCAN_MS = 10_000
 
 
-def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any = None,
+def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any,
                    patterns: tuple[str, ...] = ("name",),
                    lists: tuple[str, ...] = ("tags", "system_tags"),
                    excludable: tuple[str, ...] = ("tags", "system_tags"), dates: tuple[str, ...] = (),
@@ -306,8 +306,6 @@ def matching_ids(coll: Any, query: dict[str, Any], matchers: list[Matcher]) -> l
     Reads only ids and the matched fields, bounded in count and time, so a pattern costs a linear
     pass over the candidates and never a backtracking engine's worst case.
     """
-    if coll is None:
-        raise TypeError("listing_filter needs the collection to match a pattern in the server")
     fields = {f for m in matchers for f in m.fields}
     cursor = coll.find(query, {f: 1 for f in fields} | {"_id": 1}).max_time_ms(PATTERN_SCAN_MS)
     ids = []
