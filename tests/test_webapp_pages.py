@@ -149,7 +149,7 @@ def _open(page, base_url: str, path: str, expected_texts: list[str], absent_text
     page.api_log.clear()
     page.goto(base_url + path)
     for text in expected_texts:
-        page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text(text, exact=False).filter(visible=True).first.wait_for(timeout=30_000)
     page.wait_for_load_state("networkidle", timeout=30_000)
     failed = [(status, name, body) for status, name, body in page.api_log if status >= 400]
     assert failed == [], f"{path}: API calls that failed: {failed}"
