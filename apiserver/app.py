@@ -127,7 +127,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     events.ensure_indexes()
     migrate_legacy_events(events)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
-                        projects=projects, tasks=tasks, queue_listing=QueueListing(queues),
+                        projects=projects, tasks=tasks, queue_listing=QueueListing(queues, workers.listening),
                         workers=workers, events=events,
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),

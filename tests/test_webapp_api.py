@@ -113,3 +113,26 @@ def test_csv_export_of_a_table_as_the_app_asks_for_it(admin, other_admin, server
     # The listing part is checked against tasks.get_all_ex itself.
     bad = admin.error("organization.prepare_download_for_get_all", **{**body, "page_size": "ten"})
     assert (bad.code, bad.subcode) == (400, 12) and "page_size" in bad.msg
+
+
+def test_queues_page_listing_names_the_next_task_counts_entries_and_lists_workers(admin):
+    """The queues table reads entries[0].task.name, entries_count and workers.length."""
+    queue = admin.call("queues.create", name=f"page-q-{time.time_ns()}")["id"]
+    tasks = [admin.call("tasks.create", name=f"waiting-{i}", type="training")["id"] for i in range(3)]
+    for task in tasks:
+        admin.call("tasks.enqueue", task=task, queue=queue)
+    worker = f"page-worker-{time.time_ns()}"
+    admin.call("workers.register", worker=worker, queues=[queue])
+    body = {"only_fields": ["display_name", "last_update", "name", "tags", "workers", "entries"],
+            "count_task_entries": True, "max_task_entries": 1}
+    row = next(q for q in admin.call("queues.get_all_ex", **body)["queues"] if q["id"] == queue)
+    assert [e["task"] for e in row["entries"]] == [{"id": tasks[0], "name": "waiting-0"}]
+    assert row["entries_count"] == 3
+    assert [w["name"] for w in row["workers"]] == [worker]
+    # The SDK's plain listing keeps ids and all entries.
+    plain = next(q for q in admin.call("queues.get_all", only_fields=["name", "entries"])["queues"]
+                 if q["id"] == queue)
+    assert [e["task"] for e in plain["entries"]] == tasks and "workers" not in plain
+    admin.call("workers.unregister", worker=worker)
+    row = next(q for q in admin.call("queues.get_all_ex", **body)["queues"] if q["id"] == queue)
+    assert row["workers"] == []

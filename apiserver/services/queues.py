@@ -24,7 +24,7 @@ def get_by_id(call: Call) -> dict:
 @endpoint("queues.get_all")
 @endpoint("queues.get_all_ex")
 def get_all(call: Call) -> dict:
-    queues = get_state().queue_listing.get_all(call.company, call.data)
+    queues = get_state().queue_listing.get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"queues": queues, **q.scroll_answer(call.data, len(queues))}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -108,8 +109,10 @@ class QueueBLL:
 class QueueListing:
     """Queue reads and edits beyond entries: listing, update, delete, moves and metrics."""
 
-    def __init__(self, queues: QueueBLL):
+    def __init__(self, queues: QueueBLL, workers_of: Callable[[str, list[str]], dict[str, list[dict]]] | None = None):
         self.queues = queues
+        # The live workers listening on each queue (WorkerBLL.listening), for the *_ex listing.
+        self.workers_of = workers_of
 
     @property
     def coll(self):
@@ -122,17 +125,37 @@ class QueueListing:
             out["entries"] = out["entries"][:max_entries]
         return out
 
-    def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        # Queues are never public; name is unanchored, as the agent expects.
+    def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
+        """Queues are never public; name is unanchored, as the agent expects. ``ex`` answers as
+        ClearML's get_all_ex: entries name their tasks ({id, name}), ``count_task_entries`` adds
+        ``entries_count`` (before ``max_task_entries`` cuts the entries), and ``workers`` lists the
+        live workers listening on the queue."""
         query = q.listing_filter(data, {"company": company}, coll=self.coll)
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
         refs = {"entries.task": Task._get_collection(), "user": User._get_collection(),
                 "company": Company._get_collection()}
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs)
-        proj = q.projection(only_fields, {"id": "_id"})
-        docs = [self.to_api(d, data.get("max_task_entries")) for d in q.find_page(self.coll, query, sort, skip,
-                                                                                    limit, proj)]
+        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
+        asked = set(only_fields or [])
+        show_entries = not only_fields or "*" in asked or "entries" in asked or "entries.task" in wanted
+        count = bool(data.get("count_task_entries"))
+        if only_fields and count and not show_entries:
+            only_fields = [*only_fields, "entries"]
+        if ex and show_entries:
+            wanted.setdefault("entries.task", set()).add("name")
+        proj = q.projection([f for f in only_fields if f != "workers"] if only_fields else only_fields,
+                            {"id": "_id"})
+        docs = []
+        for doc in q.find_page(self.coll, query, sort, skip, limit, proj):
+            if count:
+                doc["entries_count"] = len(doc.get("entries") or [])
+                if not show_entries:
+                    doc.pop("entries", None)
+            docs.append(self.to_api(doc, data.get("max_task_entries")))
+        if ex and self.workers_of is not None and (not only_fields or "workers" in asked or "*" in asked):
+            listening = self.workers_of(company, [d["id"] for d in docs])
+            for doc in docs:
+                doc["workers"] = listening.get(doc["id"], [])
         return q.dereference(docs, wanted, refs, company)
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:

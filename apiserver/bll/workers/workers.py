@@ -54,6 +54,18 @@ class WorkerBLL:
                              {"$set": sets, "$setOnInsert": {"_id": new_id(), "runtime_properties": []}},
                              upsert=True)
 
+    def listening(self, company: str, queue_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The live workers listening on each of the queues: name, address and the task they run."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for doc in self.coll.find({"company": company, "queues": {"$in": queue_ids}, "expired": {"$ne": True}},
+                                  {"worker": 1, "ip": 1, "task": 1, "queues": 1}).sort("worker", 1):
+            task = {"id": doc["task"]} if doc.get("task") else None
+            shown = {"name": doc["worker"], "ip": doc.get("ip"), "task": task}
+            for qid in doc.get("queues") or []:
+                if qid in queue_ids:
+                    found.setdefault(qid, []).append(shown)
+        return found
+
     def queue_watched(self, company: str, queue_id: str) -> bool:
         """Whether a live (not expired) worker listens on the queue."""
         return self.coll.count_documents({"company": company, "queues": queue_id, "expired": {"$ne": True},
