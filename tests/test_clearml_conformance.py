@@ -229,6 +229,8 @@ def test_configuration_items_edit_list_and_delete(admin):
                configuration=[{"name": "only", "value": "1"}])
     assert admin.call("tasks.get_by_id", task=task)["task"]["configuration"] == {"only": {"name": "only",
                                                                                            "value": "1"}}
+    err = admin.error("tasks.edit_configuration", task=task, configuration=[{"name": "", "value": "1"}])
+    assert (err.code, err.meta["error_data"]["field"]) == (400, "configuration.name")
     admin.call("tasks.started", task=task)
     err = admin.error("tasks.edit_configuration", task=task, configuration=[{"name": "late", "value": "1"}])
     assert (err.code, err.subcode) == (400, 110)
