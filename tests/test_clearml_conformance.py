@@ -484,3 +484,12 @@ def test_queue_metadata_add_replace_and_delete(admin):
     assert admin.call("queues.delete_metadata", _version=V, queue=queue, keys=["gpu.type"]) == {"updated": 1}
     admin.call("queues.add_or_update_metadata", queue=queue, metadata=[item], replace_metadata=True)
     assert admin.call("queues.get_by_id", queue=queue)["queue"]["metadata"] == {"gpu.type": item}
+
+
+def test_a_model_name_pattern_that_is_no_literal_is_matched(admin):
+    project = admin.call("projects.create", name=_name("mpat"))["id"]
+    for name in ("resnet-50", "resnet-101", "vgg"):
+        admin.call("models.create", name=name, uri=f"s3://b/{name}", project=project)
+    got = admin.call("models.get_all_ex", _version=V, project=[project], name="^res.*[0-9]+$", order_by=["name"],
+                     only_fields=["name"])["models"]
+    assert [m["name"] for m in got] == ["resnet-101", "resnet-50"]

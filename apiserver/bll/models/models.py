@@ -84,7 +84,8 @@ class ModelBLL:
         scope = {"company": {"$in": [company, ""]} if data.get("allow_public", True) else company}
         if data.get("project") and data.get("include_subprojects"):
             data = {**data, "project": self.projects.with_children(company, data["project"])}
-        query = q.listing_filter(data, scope, lists=LIST_FILTERS, dates=DATE_FIELDS, text=("name", "comment", "id"))
+        query = q.listing_filter(data, scope, coll=self.coll, lists=LIST_FILTERS, dates=DATE_FIELDS,
+                                 text=("name", "comment", "id"))
         if data.get("ready") is not None:
             query = q.combine(query, {"ready": True} if data["ready"] else {"ready": {"$ne": True}})
         return query
