@@ -493,3 +493,16 @@ def test_a_model_name_pattern_that_is_no_literal_is_matched(admin):
     got = admin.call("models.get_all_ex", _version=V, project=[project], name="^res.*[0-9]+$", order_by=["name"],
                      only_fields=["name"])["models"]
     assert [m["name"] for m in got] == ["resnet-101", "resnet-50"]
+
+
+def test_delete_takes_the_subprojects_and_their_contents(admin):
+    top = _name("del")
+    parent = admin.call("projects.create", name=top)["id"]
+    child = admin.call("projects.create", name=f"{top}/child/leaf")["id"]
+    task = _task(admin, "inside", project=child)
+    err = admin.error("projects.delete", _version=V, project=parent)
+    assert (err.code, err.subcode) == (400, 402)
+    answer = admin.call("projects.delete", _version=V, project=parent, force=True, delete_contents=True)
+    assert (answer["deleted"], answer["deleted_projects"], answer["deleted_tasks"]) == (1, 3, 1)
+    assert admin.call("projects.get_all", name=f"^{top}")["projects"] == []
+    assert admin.error("tasks.get_by_id", task=task).subcode == 101
