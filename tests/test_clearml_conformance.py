@@ -506,3 +506,11 @@ def test_delete_takes_the_subprojects_and_their_contents(admin):
     assert (answer["deleted"], answer["deleted_projects"], answer["deleted_tasks"]) == (1, 3, 1)
     assert admin.call("projects.get_all", name=f"^{top}")["projects"] == []
     assert admin.error("tasks.get_by_id", task=task).subcode == 101
+
+
+def test_no_version_in_the_url_reads_as_the_newest_clients(admin):
+    task = admin.call("tasks.create", _version="2.1", name="legacy-new", type="training",
+                      execution={"parameters": {"lr": 1}})["id"]
+    status, reply, _ = admin.request("POST", "/tasks.get_by_id", {"task": task})
+    assert status == 200 and "parameters" not in reply["data"]["task"]["execution"]
+    assert reply["data"]["task"]["hyperparams"]["Args"]["lr"]["value"] == "1"

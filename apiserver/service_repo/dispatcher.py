@@ -125,7 +125,8 @@ class Dispatcher:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
                     f"{name} exists from version {first}", version=version, first_version=first)
-            data, call = self._run(spec, call_id, trx, requested or spec.version_str, {})
+            # No version in the URL asks for the newest (what a handler that answers per version sees).
+            data, call = self._run(spec, call_id, trx, requested or format_version(self.max_version), {})
             return self._with_cookies(self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data), call)
         except APIError as exc:
             return self._error_envelope(exc, call_id, trx, name, requested, spec)
