@@ -125,8 +125,7 @@ class Dispatcher:
                 first = self.specs.versions(name)[0].version_str
                 raise errors.bad_request.InvalidVersionTooLow(
                     f"{name} exists from version {first}", version=version, first_version=first)
-            # No version in the URL asks for the newest (what a handler that answers per version sees).
-            data, call = self._run(spec, call_id, trx, requested or format_version(self.max_version), {})
+            data, call = self._run(spec, call_id, trx, requested or spec.version_str, {})
             return self._with_cookies(self._envelope(call_id, trx, name, requested, spec, 200, 0, "OK", data), call)
         except APIError as exc:
             return self._error_envelope(exc, call_id, trx, name, requested, spec)
@@ -177,11 +176,17 @@ class Dispatcher:
             data = {}
         else:
             data = self._validated(spec, data)
-        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
                     remote_addr=request.remote_addr, authorization=auth_header, cookie_token=cookie_token,
                     secure_transport=self._secure_transport(), host=request.host)
         return self.handlers[(spec.name, spec.version)](call), call
+
+    def _seen_version(self, spec: EndpointSpec, requested: str) -> str:
+        """The version a handler sees: an RPC call without a version in its URL asks for the newest."""
+        if spec.http is None and "version" not in (request.view_args or {}):
+            return format_version(self.max_version)
+        return requested
 
     def _secure_transport(self) -> bool:
         """HTTPS by config, or by the X-Forwarded-Proto of a trusted proxy."""
@@ -210,7 +215,7 @@ class Dispatcher:
                 params[key] = _coerce(params[key], kind)
         # Lift max_content_length for this request (None would fall back to the app's setting).
         request.max_content_length = UNLIMITED
-        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
                     remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
                     stream=request.stream, headers=request.headers,
