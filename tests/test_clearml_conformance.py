@@ -229,6 +229,8 @@ def test_configuration_items_edit_list_and_delete(admin):
                configuration=[{"name": "only", "value": "1"}])
     assert admin.call("tasks.get_by_id", task=task)["task"]["configuration"] == {"only": {"name": "only",
                                                                                            "value": "1"}}
+    err = admin.error("tasks.edit_configuration", task=task, configuration=[{"name": "", "value": "1"}])
+    assert (err.code, err.meta["error_data"]["field"]) == (400, "configuration.name")
     admin.call("tasks.started", task=task)
     err = admin.error("tasks.edit_configuration", task=task, configuration=[{"name": "late", "value": "1"}])
     assert (err.code, err.subcode) == (400, 110)
@@ -482,3 +484,33 @@ def test_queue_metadata_add_replace_and_delete(admin):
     assert admin.call("queues.delete_metadata", _version=V, queue=queue, keys=["gpu.type"]) == {"updated": 1}
     admin.call("queues.add_or_update_metadata", queue=queue, metadata=[item], replace_metadata=True)
     assert admin.call("queues.get_by_id", queue=queue)["queue"]["metadata"] == {"gpu.type": item}
+
+
+def test_a_model_name_pattern_that_is_no_literal_is_matched(admin):
+    project = admin.call("projects.create", name=_name("mpat"))["id"]
+    for name in ("resnet-50", "resnet-101", "vgg"):
+        admin.call("models.create", name=name, uri=f"s3://b/{name}", project=project)
+    got = admin.call("models.get_all_ex", _version=V, project=[project], name="^res.*[0-9]+$", order_by=["name"],
+                     only_fields=["name"])["models"]
+    assert [m["name"] for m in got] == ["resnet-101", "resnet-50"]
+
+
+def test_delete_takes_the_subprojects_and_their_contents(admin):
+    top = _name("del")
+    parent = admin.call("projects.create", name=top)["id"]
+    child = admin.call("projects.create", name=f"{top}/child/leaf")["id"]
+    task = _task(admin, "inside", project=child)
+    err = admin.error("projects.delete", _version=V, project=parent)
+    assert (err.code, err.subcode) == (400, 402)
+    answer = admin.call("projects.delete", _version=V, project=parent, force=True, delete_contents=True)
+    assert (answer["deleted"], answer["deleted_projects"], answer["deleted_tasks"]) == (1, 3, 1)
+    assert admin.call("projects.get_all", name=f"^{top}")["projects"] == []
+    assert admin.error("tasks.get_by_id", task=task).subcode == 101
+
+
+def test_no_version_in_the_url_reads_as_the_newest_clients(admin):
+    task = admin.call("tasks.create", _version="2.1", name="legacy-new", type="training",
+                      execution={"parameters": {"lr": 1}})["id"]
+    status, reply, _ = admin.request("POST", "/tasks.get_by_id", {"task": task})
+    assert status == 200 and "parameters" not in reply["data"]["task"]["execution"]
+    assert reply["data"]["task"]["hyperparams"]["Args"]["lr"]["value"] == "1"

@@ -56,7 +56,8 @@ def test_delete_rules_and_task_tags(api):
     assert (err.code, err.subcode) == (400, 402)
     assert api.call("projects.get_by_id", project=pid)
     result = api.call("projects.delete", project=pid, force=True)
-    assert result == {"deleted": 1, "disassociated_tasks": 2, "deleted_tasks": 0, "deleted_models": 0}
+    assert result == {"deleted": 1, "deleted_projects": 1, "disassociated_tasks": 2, "deleted_tasks": 0,
+                      "deleted_models": 0}
     assert not api.call("tasks.get_by_id", task=t1)["task"].get("project")
     empty = api.call("projects.create", name=f"empty-{uuid4().hex[:6]}")["id"]
     assert api.call("projects.delete", project=empty)["deleted"] == 1

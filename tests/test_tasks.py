@@ -169,14 +169,16 @@ def test_clone(api):
     doc = api.call("tasks.get_by_id", task=clone)["task"]
     assert doc["status"] == "created" and doc["name"] == "src" and doc["tags"] == ["t1"]
     assert doc["system_tags"] == [] and doc["project"] == project
-    assert doc["execution"]["parameters"] == {"a": 1} and doc["hyperparams"]["General"]["x"]["value"] == "1"
+    # execution.parameters is ClearML's legacy form: kept as 'legacy' items of the Args section
+    assert "parameters" not in doc["execution"] and doc["hyperparams"]["General"]["x"]["value"] == "1"
+    assert doc["hyperparams"]["Args"] == {"a": {"section": "Args", "name": "a", "type": "legacy", "value": "1"}}
     assert not doc.get("started")
     other = api.call("tasks.clone", _version="2.13", task=source, new_task_name="copy", new_task_tags=["n"],
                      new_task_system_tags=["s"], execution_overrides={"framework": "jax"},
                      new_task_hyperparams={"General": {}}, validate_references=True)["id"]
     doc = api.call("tasks.get_by_id", task=other)["task"]
     assert (doc["name"], doc["tags"], doc["system_tags"]) == ("copy", ["n"], ["s"])
-    assert doc["execution"] == {"parameters": {"a": 1}, "framework": "jax"}
+    assert doc["execution"] == {"framework": "jax"}
     assert doc["hyperparams"] == {"General": {}}
     assert api.error("tasks.clone", task=source, new_task_project="0" * 32, validate_references=True).subcode == 401
 

@@ -181,11 +181,17 @@ class Dispatcher:
             data = {}
         else:
             data = self._validated(spec, data)
-        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
                     remote_addr=request.remote_addr, authorization=auth_header, cookie_token=cookie_token,
                     secure_transport=self._secure_transport(), host=request.host)
         return self.handlers[(spec.name, spec.version)](call), call
+
+    def _seen_version(self, spec: EndpointSpec, requested: str) -> str:
+        """The version a handler sees: an RPC call without a version in its URL asks for the newest."""
+        if spec.http is None and "version" not in (request.view_args or {}):
+            return format_version(self.max_version)
+        return requested
 
     def _secure_transport(self) -> bool:
         """HTTPS by config, or by the X-Forwarded-Proto of a trusted proxy."""
@@ -214,7 +220,7 @@ class Dispatcher:
                 params[key] = _coerce(params[key], kind)
         # Lift max_content_length for this request (None would fall back to the app's setting).
         request.max_content_length = UNLIMITED
-        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=requested,
+        call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
                     remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
                     stream=request.stream, headers=request.headers,

@@ -145,6 +145,8 @@ def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str,
 
 
 def hyperparam_values(company: str, projects: list[str] | None, section: str, name: str) -> list[str]:
+    q.field_path(escape_key(section), "section")
+    q.field_path(escape_key(name), "name")
     field = f"hyperparams.{escape_key(section)}.{escape_key(name)}.value"
     return q.distinct_values(Task._get_collection(), company, projects, field)
 
@@ -173,6 +175,7 @@ def model_metadata_keys(company: str, projects: list[str] | None) -> list[str]:
 
 
 def model_metadata_values(company: str, projects: list[str] | None, key: str) -> list[str]:
+    q.field_path(escape_key(key), "key")
     return q.distinct_values(Model._get_collection(), company, projects, f"metadata.{escape_key(key)}.value")
 
 

@@ -257,21 +257,31 @@ class ProjectBLL:
                 from None
         return fields
 
+    def family(self, company: str, project_id: str) -> list[str]:
+        """The project and every project nested below it."""
+        return contents.descendants(company, [project_id])[project_id]
+
     def delete(self, identity: Identity, project_id: str, force: bool, delete_contents: bool) -> dict[str, Any]:
+        """Delete a project with its subprojects; refused while tasks are in any of them unless forced."""
         self.writable(identity.company, project_id)
+        ids = self.family(identity.company, project_id)
         tasks = Task._get_collection()
-        in_use = tasks.count_documents({"company": identity.company, "project": project_id})
+        scope = {"company": identity.company, "project": {"$in": ids}}
+        in_use = tasks.count_documents(scope)
         if in_use and not force:
             raise errors.bad_request.ProjectHasTasks(f"{in_use} tasks; use force to delete", project=project_id)
         deleted_tasks = disassociated = 0
         if in_use and delete_contents:
-            deleted_tasks = tasks.delete_many({"company": identity.company, "project": project_id}).deleted_count
+            deleted_tasks = tasks.delete_many(scope).deleted_count
         elif in_use:
-            disassociated = tasks.update_many({"company": identity.company, "project": project_id},
-                                              {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
+            disassociated = tasks.update_many(scope, {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
                                               ).modified_count
+        below = [i for i in ids if i != project_id]
+        if below:
+            self.coll.delete_many({"_id": {"$in": below}, "company": identity.company})
         deleted = self.coll.delete_one({"_id": project_id, "company": identity.company}).deleted_count
-        return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks}
+        return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks,
+                "deleted_projects": deleted + len(below)}
 
     def user_names(self, company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
         """The users who own the entity's (task's or model's) objects in ``projects`` (all when none)."""

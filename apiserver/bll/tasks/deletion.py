@@ -74,9 +74,11 @@ class OwnedDeletion:
         return {**result, **self._finish(identity, f"task {task['_id']} (reset)", data, host, urls, models)}
 
     def delete_project(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
-        """A project; with delete_contents its tasks and models go too, each as if deleted alone."""
+        """A project with its subprojects; with delete_contents their tasks and models go too, each as
+        if deleted alone."""
         project = self.projects.writable(identity.company, data["project"])
-        scope = {"company": identity.company, "project": project["_id"]}
+        scope = {"company": identity.company, "project": {"$in": self.projects.family(identity.company,
+                                                                                   project["_id"])}}
         force, contents = bool(data.get("force")), bool(data.get("delete_contents"))
         models = Model._get_collection().count_documents(scope)
         if models and not force:

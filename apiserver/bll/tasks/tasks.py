@@ -76,6 +76,11 @@ def _storage_paths(keys: list[str] | str | None) -> list[str]:
     return [("-" if k.startswith("-") else "") + storage_path(k.lstrip("-")) for k in keys or [] if k]
 
 
+def _config_key(name: str, field: str) -> str:
+    """A configuration item's name as its stored key; a name no key can hold is a 400 naming ``field``."""
+    return q.field_path(escape_key(name), field)
+
+
 def references() -> dict[str, Any]:
     """The task fields that hold ids of other objects, and where those objects are (for
     ``only_fields`` such as ``project.name``)."""
@@ -339,7 +344,7 @@ class TaskBLL:
 
     def get_configurations(self, company: str, task_ids: list[str], names: list[str] | None = None
                            ) -> list[dict[str, Any]]:
-        proj = {f"configuration.{escape_key(n)}": 1 for n in names} if names else {"configuration": 1}
+        proj = {f"configuration.{_config_key(n, 'names')}": 1 for n in names} if names else {"configuration": 1}
         docs = self.coll.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, proj)
         return [{"task": d["_id"], "configuration": [{**item, "name": unescape_key(name)} for name, item in
                                                      sorted((d.get("configuration") or {}).items())]}
@@ -355,7 +360,7 @@ class TaskBLL:
                            replace: bool = False, force: bool = False) -> int:
         task = self.writable(identity.company, task_id)
         self._check_params_editable(task, set(), force)
-        given = {escape_key(i["name"]): i for i in items}
+        given = {_config_key(i["name"], "configuration.name"): i for i in items}
         if replace:
             sets: dict[str, Any] = {"configuration": given}
         else:
@@ -371,7 +376,7 @@ class TaskBLL:
     def delete_configuration(self, identity: Identity, task_id: str, names: list[str], force: bool = False) -> int:
         task = self.writable(identity.company, task_id)
         self._check_params_editable(task, set(), force)
-        present = [n for n in names if escape_key(n) in (task.get("configuration") or {})]
+        present = [n for n in names if _config_key(n, "configuration") in (task.get("configuration") or {})]
         if not present:
             return 0
         self.coll.update_one({"_id": task["_id"], "company": identity.company},
