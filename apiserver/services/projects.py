@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from apiserver.bll import query as q
 from apiserver.bll.projects import contents
-from apiserver.database.model.model import Model
-from apiserver.database.model.project import Project
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -82,14 +80,12 @@ def _scope(call: Call) -> list[str] | None:
 
 @endpoint("projects.get_project_tags")
 def get_project_tags(call: Call) -> dict:
-    ids = call.data.get("projects")
-    return contents.tags_of(Project._get_collection(), call.company, {"_id": {"$in": ids}} if ids else None)
+    return contents.project_tags(call.company, call.data.get("projects"))
 
 
 @endpoint("projects.get_model_tags")
 def get_model_tags(call: Call) -> dict:
-    projects = _scope(call)
-    return contents.tags_of(Model._get_collection(), call.company, {"project": {"$in": projects}} if projects else None)
+    return contents.model_tags(call.company, _scope(call))
 
 
 @endpoint("projects.get_task_parents")

@@ -110,12 +110,32 @@ def sub_projects(company: str, project_ids: list[str]) -> dict[str, list[dict[st
 
 def tags_of(coll: Any, company: str, match: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """The distinct tags and system tags among readable objects of ``coll`` matching ``match``."""
-    out = {}
-    for field in ("tags", "system_tags"):
-        pipeline = [{"$match": {**_readable(company), **(match or {})}}, {"$unwind": f"${field}"},
-                    {"$group": {"_id": f"${field}"}}]
-        out[field] = sorted(row["_id"] for row in coll.aggregate(pipeline) if row["_id"])
-    return out
+    return {field: q.distinct_values(coll, company, None, field, unwind=True, match=match)
+            for field in ("tags", "system_tags")}
+
+
+def project_tags(company: str, project_ids: list[str] | None) -> dict[str, list[str]]:
+    """projects.get_project_tags: the tags of these projects (all readable ones when none)."""
+    return tags_of(Project._get_collection(), company, {"_id": {"$in": project_ids}} if project_ids else None)
+
+
+def model_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
+    """projects.get_model_tags: the tags of the models in these projects (all when none)."""
+    return tags_of(Model._get_collection(), company, _in_projects(projects) or None)
+
+
+def organization_tags(company: str, system_tags: list[str] | None, include_system: bool) -> dict[str, list[str]]:
+    """organization.get_tags: the tags of the company's and public tasks, models and projects; with
+    ``system_tags`` only of objects that have them (ClearML's list filter language)."""
+    match = q.list_filter("system_tags", system_tags) if system_tags else None
+    found: dict[str, set[str]] = {"tags": set(), "system_tags": set()}
+    for coll in (Task._get_collection(), Model._get_collection(), Project._get_collection()):
+        for key, values in tags_of(coll, company, match).items():
+            found[key].update(values)
+    answer = {"tags": sorted(found["tags"])}
+    if include_system:
+        answer["system_tags"] = sorted(found["system_tags"])
+    return answer
 
 
 def _in_projects(projects: list[str] | None) -> dict[str, Any]:
