@@ -20,6 +20,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
@@ -135,6 +136,9 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
                                                   int(config.get("registry.max_schema_bytes", 65536))),
                         files=files, models=models, reports=ReportBLL(tasks, projects),
+                        counts=EntityCounts({"tasks": (tasks.coll, tasks.build_query),
+                                             "models": (models.coll, models.build_query),
+                                             "projects": (projects.coll, projects.build_query)}),
                         export=ExportBLL(db, {"task": partial(tasks.get_all, ex=True),
                                               "model": partial(models.get_all, ex=True)},
                                          int(config.get("webapp.export.ttl_sec")),

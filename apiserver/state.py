@@ -14,6 +14,7 @@ from apiserver.bll.events.events import EventBLL
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
+from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
@@ -50,6 +51,7 @@ class ServerState:
     models: ModelBLL
     reports: ReportBLL
     export: ExportBLL
+    counts: EntityCounts
     pipeline_runs: PipelineRunBLL
     deletion: OwnedDeletion
     embedded: EmbeddedDatabase | None = None

@@ -136,3 +136,38 @@ def test_queues_page_listing_names_the_next_task_counts_entries_and_lists_worker
     admin.call("workers.unregister", worker=worker)
     row = next(q for q in admin.call("queues.get_all_ex", **body)["queues"] if q["id"] == queue)
     assert row["workers"] == []
+
+
+def test_global_search_counts_each_kind_with_its_own_filter(admin, other_admin):
+    """organization.get_entities_count with the body the web app's search box sends."""
+    word = f"needle{time.time_ns()}"
+    project = admin.call("projects.create", name=f"{word}-project")["id"]
+    admin.call("projects.create", name=f"{word}-project/.pipelines/{word}-pipe", system_tags=["pipeline"])
+    tasks = [admin.call("tasks.create", name=f"{word}-task-{i}", type="training", project=project)["id"]
+             for i in range(3)]
+    admin.call("tasks.archive", tasks=[tasks[2]])
+    admin.call("models.create", name=f"{word}-model", uri="file:///tmp/m.bin", project=project)
+    admin.call("reports.create", name=f"{word}-report", project=project)
+    other_admin.call("tasks.create", name=f"{word}-theirs", type="training")
+
+    def any_of(*fields):
+        return {"_any_": {"pattern": word, "fields": list(fields)}}
+
+    body = {
+        "projects": {**any_of("basename", "id"), "search_hidden": False, "system_tags": ["-pipeline", "-dataset"]},
+        "tasks": {**any_of("name", "id"), "search_hidden": False, "system_tags": ["-archived", "-pipeline", "-dataset"],
+                  "type": ["__$not", "annotation_manual", "__$not", "annotation", "__$not", "dataset_import"]},
+        "models": {**any_of("name", "id"), "system_tags": ["-archived"]},
+        "datasets": {**any_of("basename", "id"), "name": "/\\.datasets/", "search_hidden": True,
+                     "shallow_search": False, "system_tags": ["dataset"]},
+        "pipelines": {**any_of("basename", "id"), "search_hidden": True, "shallow_search": False,
+                      "system_tags": ["pipeline"]},
+        "reports": {**any_of("id", "name", "tags", "project", "comment", "report"), "system_tags": ["-archived"],
+                    "search_hidden": False},
+        "limit": 1,
+    }
+    counts = admin.call("organization.get_entities_count", **body)
+    assert counts == {"projects": 1, "tasks": 2, "models": 1, "datasets": 0, "pipelines": 1, "reports": 1}
+    assert other_admin.call("organization.get_entities_count", tasks=any_of("name"))["tasks"] == 1
+    bad = admin.error("organization.get_entities_count", tasks={"page_size": "many"})
+    assert bad.code == 400 and "tasks.page_size" in bad.msg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, stream_with_context
 
+from apiserver.bll.organization.counts import KINDS
 from apiserver.bll.projects import contents
 from apiserver.schema.normalize import validated_request
 from apiserver.service_repo import Call, endpoint
@@ -38,3 +39,16 @@ def download_for_get_all(call: Call) -> Response:
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.cache_control.no_store = True
     return response
+
+
+@endpoint("organization.get_entities_count")
+def get_entities_count(call: Call) -> dict:
+    """Each entity's filter is checked against its own listing's get_all_ex request, then counted."""
+    state = get_state()
+    filters = {}
+    for entity, flt in call.data.items():
+        if entity in KINDS and flt is not None:
+            listing = state.specs.resolve(f"{KINDS[entity]}.get_all_ex", None)
+            filters[entity] = validated_request(listing, dict(flt), prefix=f"{entity}.")
+    common = {k: call.data[k] for k in ("search_hidden", "allow_public") if call.data.get(k) is not None}
+    return state.counts.count(call.company, filters, common)
