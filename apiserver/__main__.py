@@ -7,7 +7,7 @@ import os
 import sys
 
 from apiserver.app import configure_logging
-from apiserver.config import load_config
+from apiserver.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +24,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("webapp__dir", args.webapp and os.path.abspath(args.webapp))):
         if value is not None:
             os.environ[f"APISERVER__{key}"] = str(value)
-    config = load_config()
-    configure_logging(config.get("apiserver.log_level", "INFO"))
+    try:
+        config = load_config()
+    except ConfigError as exc:  # a broken or misspelled setting: say which, no traceback
+        print(f"apiserver: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config["apiserver.log_level"])
     from apiserver.serve import run
 
     run(config)

@@ -74,8 +74,8 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
     import_handlers()
     handlers = bind_handlers(specs)
     dispatcher = Dispatcher(specs, handlers, authenticator, max_version,
-                            check_max_version=bool(config.get("apiserver.check_max_version", False)),
-                            debug=bool(config.get("apiserver.debug", False)), session_cookie=session_cookie(config),
+                            check_max_version=bool(config["apiserver.check_max_version"]),
+                            debug=bool(config["apiserver.debug"]), session_cookie=session_cookie(config),
                             https=bool(config.get("apiserver.https")),
                             trusted_proxies=tuple(config.get("apiserver.trusted_proxies") or ()))
     return dispatcher, specs
@@ -84,12 +84,12 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None,
                start_scheduler: bool | None = None) -> Flask:
     config = config or load_config(overrides=overrides)
-    configure_logging(config.get("apiserver.log_level", "INFO"))
+    configure_logging(config["apiserver.log_level"])
     db, embedded = connect(config)
     if embedded is not None:
         atexit.register(embedded.stop)
     auth_cfg = dict(config.get("auth", {}))
-    data_dir = config.get("database.embedded.data_dir", "./data")
+    data_dir = config["database.embedded.data_dir"]
     if not auth_cfg.get("generated_credentials_file"):
         auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
     throttle = auth_cfg["sign_in_throttle"]
@@ -107,7 +107,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
 
     app = Flask("apiserver")
-    app.config["MAX_CONTENT_LENGTH"] = int(config.get("apiserver.max_content_length", 100 * 1024 * 1024))
+    app.config["MAX_CONTENT_LENGTH"] = int(config["apiserver.max_content_length"])
     dispatcher.register(app)
     if config.get("webapp.dir"):
         webapp = WebApp(config.get("webapp.dir"))
@@ -117,7 +117,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         Console().register(app)
     queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL(config.get("events"))
     deployments = build_deployments(config)
-    worker_timeout = int(config.get("workers.timeout_sec", 600))
+    worker_timeout = int(config["workers.timeout_sec"])
     tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
@@ -133,8 +133,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
                         deployments=deployments,
-                        registry=ModelRegistryBLL(deployments, int(config.get("registry.max_explainers", 10)),
-                                                  int(config.get("registry.max_schema_bytes", 65536))),
+                        registry=ModelRegistryBLL(deployments, int(config["registry.max_explainers"]),
+                                                  int(config["registry.max_schema_bytes"])),
                         files=files, models=models, reports=ReportBLL(tasks, projects),
                         counts=EntityCounts({"tasks": (tasks.coll, tasks.build_query),
                                              "models": (models.coll, models.build_query),
@@ -149,7 +149,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):
         queues.ensure_default(company.id)
-    if start_scheduler if start_scheduler is not None else config.get("scheduler.enabled", True):
+    if start_scheduler if start_scheduler is not None else config["scheduler.enabled"]:
         import apiserver.jobs  # noqa: F401 - registers the periodic jobs
         from apiserver.scheduler import start_scheduler as start
 

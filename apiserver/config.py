@@ -9,6 +9,7 @@ Files under ``config/default/`` are read first; each file is one section named a
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,40 @@ ENV_CONFIG_DIRS = "APISERVER_CONFIG_DIR"
 
 class ConfigError(RuntimeError):
     """The configuration cannot be loaded; the message names the file or variable."""
+
+
+# Maps whose keys are names the operator chooses (member ids, compiler names): any key is allowed
+# below them. Every other key of a layered file or an environment override must be one the
+# defaults in config/default/ declare, so that a misspelled key stops start-up instead of being
+# silently ignored.
+OPEN_MAPS = ("pipeline.member_ports", "pipeline.member_urls", "manager.compilers")
+
+
+def _unknown_keys(defaults: Mapping[str, Any], data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in defaults:
+            found.append(path)
+        elif isinstance(defaults[key], dict) and isinstance(value, dict) and path not in OPEN_MAPS:
+            found += _unknown_keys(defaults[key], value, path + ".")
+    return found
+
+
+def _check_known(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str) -> None:
+    unknown = _unknown_keys(defaults, data)
+    if unknown:
+        hints = []
+        for path in unknown:
+            parent, _, leaf = path.rpartition(".")
+            node: Any = defaults
+            for part in filter(None, parent.split(".")):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            close = difflib.get_close_matches(leaf, list(node) if isinstance(node, dict) else [], n=1)
+            hints.append(f"'{path}'" + (f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)"
+                                         if close else ""))
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} in {source}: "
+                          f"{', '.join(hints)}; the known keys are those of config/default/")
 
 
 _SCALAR = re.compile(r"^(true|false|null|yes|no|on|off|[+-]?\d+(\.\d+)?([eE][+-]?\d+)?)$")
@@ -108,9 +143,12 @@ def load_config(env: Mapping[str, str] | None = None, overrides: dict[str, Any] 
     tree = ConfigTree()
     try:
         _load_dir(tree, DEFAULT_DIR)
+        defaults = to_plain(tree)
         for folder in filter(None, env.get(ENV_CONFIG_DIRS, "").split(os.pathsep)):
             if not Path(folder).is_dir():
                 raise ConfigError(f"{ENV_CONFIG_DIRS} names {folder!r}, which is not a folder")
+            layer = _load_dir(ConfigTree(), Path(folder))
+            _check_known(defaults, to_plain(layer), f"config folder {folder}")
             _load_dir(tree, Path(folder))
     except ConfigException as exc:
         raise ConfigError(str(exc)) from exc
@@ -121,6 +159,9 @@ def load_config(env: Mapping[str, str] | None = None, overrides: dict[str, Any] 
         parts = [p for p in name[len(ENV_PREFIX):].split("__") if p]
         if not parts:
             raise ConfigError(f"environment variable {name} names no config key")
+        override: dict[str, Any] = {}
+        _set_path(override, parts, _parse_value(name, raw))
+        _check_known(defaults, override, f"environment variable {name}")
         _set_path(data, parts, _parse_value(name, raw))
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted.split("."), value)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 @periodic("stop_non_responsive_tasks", "tasks.non_responsive_check_sec", 900)
 def stop_non_responsive_tasks(state: ServerState) -> None:
-    stopped = state.tasks.stop_non_responsive(int(state.config.get("tasks.non_responsive_timeout_sec", 7200)))
+    stopped = state.tasks.stop_non_responsive(int(state.config["tasks.non_responsive_timeout_sec"]))
     if stopped:
         log.info("stopped %d non-responsive tasks", stopped)
 
@@ -50,6 +50,6 @@ def delete_files_of_deleted_owners(state: ServerState) -> None:
 
 @periodic("sweep_unfinished_uploads", "files.incoming_sweep_sec", 3600)
 def sweep_unfinished_uploads(state: ServerState) -> None:
-    removed = state.files.store.sweep_incoming(float(state.config.get("files.incoming_max_age_sec", 86400)))
+    removed = state.files.store.sweep_incoming(float(state.config["files.incoming_max_age_sec"]))
     if removed:
         log.info("removed %d uploads that never finished", removed)

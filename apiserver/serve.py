@@ -24,13 +24,13 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
     listen = config.get("apiserver.listen", {})
     return {
         "bind": f"{listen.get('host', '127.0.0.1')}:{int(listen.get('port', 8008))}",
-        "workers": int(config.get("apiserver.workers", 2)),
+        "workers": int(config["apiserver.workers"]),
         "worker_class": "gthread",
-        "threads": int(config.get("apiserver.threads", 8)),
-        "timeout": int(config.get("apiserver.worker_timeout_sec", 60)),
+        "threads": int(config["apiserver.threads"]),
+        "timeout": int(config["apiserver.worker_timeout_sec"]),
         "graceful_timeout": 15,
         "accesslog": config.get("apiserver.access_log") or None,
-        "loglevel": str(config.get("apiserver.log_level", "info")).lower(),
+        "loglevel": str(config["apiserver.log_level"]).lower(),
         # gunicorn 23+ opens a management socket at one fixed path per user; several servers on
         # one host would fight over it, and nothing here uses it.
         "control_socket_disable": True,

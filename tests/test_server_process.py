@@ -7,12 +7,13 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 
 import requests
 
-from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ServerProcess, basic
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic
 
 
 def listening(port: int) -> bool:
@@ -99,3 +100,12 @@ def test_server_info(admin):
     assert info["api_version"] == "2.23" and info["version"]
     assert info["database"] in ("secantusdb", "mongodb") and info["uptime_sec"] >= 0
     assert info["process_id"] != os.getpid()
+
+
+def test_a_misspelled_config_key_stops_start_up_naming_it(tmp_path):
+    env = {**os.environ, "APISERVER__database__nmae": "x"}
+    proc = subprocess.run([sys.executable, "-m", "apiserver", "--port", "1", "--data-dir", str(tmp_path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "'database.nmae' (did you mean 'database.name'?)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "embedded.json").exists()  # it stopped before starting anything

@@ -39,11 +39,11 @@ def connect(config: Config) -> tuple[Database, EmbeddedDatabase | None]:
     operation_ms = int(float(config["database.operation_timeout_sec"]) * 1000)
     mongoengine.disconnect_all()
     client = mongoengine.connect(
-        db=config.get("database.name", "apiserver"), host=uri, alias="default",
+        db=config["database.name"], host=uri, alias="default",
         serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=operation_ms, waitQueueTimeoutMS=operation_ms,
         uuidRepresentation="standard", tz_aware=False,
     )
-    db = client[config.get("database.name", "apiserver")]
+    db = client[config["database.name"]]
     db.command("ping")
     log.info("connected to MongoDB database %r", db.name)
     return db, embedded

@@ -83,7 +83,7 @@ def main() -> int:
     from apiserver.database.connection import connect
 
     config = load_config()
-    configure_logging(config.get("apiserver.log_level", "INFO"))
+    configure_logging(config["apiserver.log_level"])
     connect(config)
     print(f"{migrate_legacy_events(EventBLL(config.get('events')))} events moved into blocks")
     return 0
