@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from apiserver import MAX_API_VERSION, __version__
+from apiserver.bll.auth.identity import ROLES
 from apiserver.bll.auth.throttle import ThrottleLimits
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
@@ -18,6 +19,8 @@ from apiserver.bll.events.events import EventBLL
 from apiserver.bll.events.migration import migrate_legacy_events
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.files.storage import build_store
+from apiserver.bll.manager.manager import TASK_STATUSES as RENDER_TASK_STATUSES
+from apiserver.bll.manager.manager import WORKER_STATUSES as RENDER_WORKER_STATUSES
 from apiserver.bll.manager.manager import ManagerBLL
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.organization.counts import EntityCounts
@@ -31,6 +34,7 @@ from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.server_settings import configured_or_generated
+from apiserver.bll.tasks import status as task_status
 from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -39,7 +43,7 @@ from apiserver.config import Config, ConfigError, load_config
 from apiserver.console import Console
 from apiserver.database.connection import connect
 from apiserver.database.model.auth import Company
-from apiserver.schema.loader import SpecError, format_version, load_specs, parse_version
+from apiserver.schema.loader import SpecError, check_enums, format_version, load_specs, parse_version
 from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
 from apiserver.service_repo.endpoint import bind_handlers, import_handlers
@@ -62,6 +66,12 @@ def session_cookie(config: Config) -> SessionCookie:
                          max_age_sec=int(config.get("auth.token_expiration_sec")))
 
 
+# The facts the code owns that the specs repeat as enums: checked at start-up (check_enums).
+SPEC_FACTS = {("*", "role_enum"): ROLES, ("tasks", "task_status_enum"): task_status.STATUSES,
+              ("manager", "task_status_enum"): RENDER_TASK_STATUSES,
+              ("manager", "worker_status_enum"): RENDER_WORKER_STATUSES}
+
+
 def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tuple[Dispatcher, Any]:
     """Load and check every spec and handler; raises SpecError naming what is broken."""
     specs = load_specs()
@@ -71,6 +81,7 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
         s = too_new[0]
         raise SpecError(f"{s.source}: endpoint {s.name} declares version {s.version_str}, above the "
                         f"server's maximum {MAX_API_VERSION} (apiserver.MAX_API_VERSION)")
+    check_enums(specs, SPEC_FACTS)
     import_handlers()
     handlers = bind_handlers(specs)
     dispatcher = Dispatcher(specs, handlers, authenticator, max_version,

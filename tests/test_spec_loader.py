@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apiserver.schema.loader import SERVICES_DIR, SpecError, load_service, load_specs
+from apiserver.schema.loader import SERVICES_DIR, SpecError, check_enums, load_service, load_specs
 from apiserver.service_repo.endpoint import Binding, bind_handlers
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tasks.conf.txt"
@@ -177,3 +177,23 @@ def test_stream_endpoints_rest_of_path_params_and_optional_auth(services):
     bad = write(services, "bad.conf", 'x { authorize: sometimes, "2.1" { request { type: object } } }')
     with pytest.raises(SpecError, match="authorize is true, false or optional"):
         load_service(bad)
+
+
+def test_a_spec_enum_that_disagrees_with_the_codes_set_stops_start_up(tmp_path):
+    """Statuses and roles live in the code (bll); the .conf enums that repeat them are checked at
+    start-up, so one side cannot change alone."""
+    from apiserver.app import SPEC_FACTS
+
+    check_enums(load_specs(SERVICES_DIR), SPEC_FACTS)  # the shipped specs agree
+    copy = tmp_path / "services"
+    shutil.copytree(SERVICES_DIR, copy)
+    tasks = copy / "tasks.conf"
+    tasks.write_text(tasks.read_text().replace("completed, unknown]", "completed, unknown, paused]", 1))
+    with pytest.raises(SpecError, match=r"tasks.conf: definition task_status_enum lists .*'paused'.*code's set is "
+                                        r"\['created'"):
+        check_enums(load_specs(copy), SPEC_FACTS)
+    shutil.copy(SERVICES_DIR / "tasks.conf", tasks)
+    common = copy / "_common.conf"
+    common.write_text(common.read_text().replace("annotator, guest]", "guest, annotator]"))
+    with pytest.raises(SpecError, match="role_enum"):
+        check_enums(load_specs(copy), SPEC_FACTS)

@@ -25,6 +25,7 @@ from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from pyhocon import ConfigFactory
 
+from apiserver.bll.auth.identity import ROLES
 from apiserver.plain import to_plain
 from apiserver.schema.normalize import bound_integers, declares_integers
 
@@ -36,7 +37,6 @@ HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # "stream": the handler reads the request body itself (Call.stream) and answers with a Response;
 # for bodies that must not be read into memory (the file server).
 WIRE_STYLES = {"rpc", "rest", "text", "stream"}
-ROLES = ("system", "root", "admin", "superuser", "user", "annotator", "guest")
 ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_description"}
 # Most items of a json-lines batch when its batch_request names no max_items.
 DEFAULT_BATCH_MAX_ITEMS = 10_000
@@ -312,6 +312,20 @@ def load_service(path: Path, service: str | None = None) -> list[EndpointSpec]:
                 batch_action=batch_action, batch_max_items=batch_max, http=http,
             ))
     return specs
+
+
+def check_enums(registry: SpecRegistry, facts: dict[tuple[str, str], tuple[str, ...]]) -> None:
+    """Each enum definition the specs declare for a fact the code owns (``(service, definition)``,
+    service ``*`` for any) must list exactly the code's values, in its order; else start-up stops
+    naming both, so a status or role added on one side only cannot slip through."""
+    for spec in registry.all():
+        for schema in (spec.request_schema, spec.response_schema):
+            for name, definition in (schema.get("definitions") or {}).items():
+                expected = facts.get((spec.service, name), facts.get(("*", name)))
+                declared = definition.get("enum") if isinstance(definition, dict) else None
+                if expected is not None and list(declared or []) != list(expected):
+                    raise SpecError(f"{spec.source}: definition {name} lists {declared}, but the code's set is "
+                                    f"{list(expected)}; change both together")
 
 
 def load_specs(directory: Path = SERVICES_DIR) -> SpecRegistry:

@@ -7,6 +7,8 @@ from apiserver.apierrors import errors
 CREATED, QUEUED, IN_PROGRESS, STOPPED = "created", "queued", "in_progress", "stopped"
 PUBLISHED, PUBLISHING, CLOSED, FAILED, COMPLETED, UNKNOWN = (
     "published", "publishing", "closed", "failed", "completed", "unknown")
+# Every task status, in the order tasks.conf's task_status_enum lists them (checked at start-up).
+STATUSES = (CREATED, QUEUED, IN_PROGRESS, STOPPED, PUBLISHED, PUBLISHING, CLOSED, FAILED, COMPLETED, UNKNOWN)
 
 # ClearML's table of allowed changes (a change to the same status is allowed too, except where the
 # caller says otherwise: `started` is not, so two agents cannot both start one task).

@@ -12,11 +12,6 @@ from mongoengine import DateTimeField, DictField, IntField, ListField, StringFie
 
 from apiserver.database.model.base import CompanyDocument
 
-TASK_STATUSES = ("created", "queued", "in_progress", "stopped", "published", "publishing", "closed", "failed",
-                 "completed", "unknown")
-TASK_TYPES = ("training", "testing", "inference", "data_processing", "application", "monitor", "controller",
-              "optimizer", "service", "qc", "custom")
-
 
 class Task(CompanyDocument):
     meta = {
