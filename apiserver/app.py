@@ -157,7 +157,6 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         deletion=OwnedDeletion(tasks, models, events, files, projects),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
-    app.extensions["apiserver"] = state
     for company in Company.objects.only("id"):
         queues.ensure_default(company.id)
     if start_scheduler if start_scheduler is not None else config["scheduler.enabled"]:

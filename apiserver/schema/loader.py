@@ -36,7 +36,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # "stream": the handler reads the request body itself (Call.stream) and answers with a Response;
 # for bodies that must not be read into memory (the file server).
-WIRE_STYLES = {"rpc", "rest", "text", "stream"}
+WIRE_STYLES = {"rest", "text", "stream"}
 ENDPOINT_KEYS = {"internal", "authorize", "allow_roles", "read_only", "_description"}
 # Most items of a json-lines batch when its batch_request names no max_items.
 DEFAULT_BATCH_MAX_ITEMS = 10_000
@@ -76,7 +76,7 @@ class HttpBinding:
     path: str  # Flask rule, e.g. "/api/model/<modelCode>/version/<modelVersion>"
     spec_path: str  # as declared, e.g. "/api/model/{modelCode}/version/{modelVersion}"
     status: int
-    style: str  # "rest" (plain JSON body), "text" (plain text), "rpc" (ClearML envelope) or "stream"
+    style: str  # "rest" (plain JSON body), "text" (plain text) or "stream" (the handler's own Response)
     path_params: tuple[str, ...]
 
 

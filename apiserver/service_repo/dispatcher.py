@@ -322,8 +322,6 @@ class Dispatcher:
             return result
         if http.style == "text":
             return Response("" if result is None else str(result), status=http.status, mimetype="text/plain")
-        if http.style == "rpc":
-            return self._envelope(uuid4().hex, "", spec.name, spec.version_str, spec, 200, 0, "OK", result)
         if http.status == 204:
             # HTTP allows no body with 204: a confirmation ({message, message_code}) goes in headers.
             headers = {f"X-{k.replace('_', '-').title()}": str(v) for k, v in (result or {}).items()}

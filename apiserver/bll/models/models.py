@@ -94,11 +94,11 @@ class ModelBLL:
         """ClearML's listing language and paging, as for tasks (see bll.query); ``ex`` as there."""
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
-        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("created", -1),))
+        sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("created", -1),))
         refs = references()
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
-        proj = q.projection(only_fields, {"id": "_id"})
-        given = [{"id": "_id"}.get(k, k) for k, v in data.items() if v not in (None, "", [])]
+        proj = q.projection(only_fields, q.FIELD_IDS)
+        given = [q.FIELD_IDS.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = q.index_hint(Model, [f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
         docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
         return q.dereference(docs, wanted, refs, company)

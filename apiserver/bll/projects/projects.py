@@ -138,10 +138,10 @@ class ProjectBLL:
     def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
-        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
+        sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"user": User._get_collection(), "company": Company._get_collection()}
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
-        proj = q.projection(only_fields, {"id": "_id"})
+        proj = q.projection(only_fields, q.FIELD_IDS)
         docs = [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
         return q.dereference(docs, wanted, refs, company)
 

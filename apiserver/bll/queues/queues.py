@@ -132,7 +132,7 @@ class QueueListing:
         live workers listening on the queue."""
         query = q.listing_filter(data, {"company": company}, coll=self.coll)
         skip, limit = q.page_window(data)
-        sort = q.order_by(data.get("order_by"), {"id": "_id"}, default=(("name", 1),))
+        sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"entries.task": Task._get_collection(), "user": User._get_collection(),
                 "company": Company._get_collection()}
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
@@ -144,7 +144,7 @@ class QueueListing:
         if ex and show_entries:
             wanted.setdefault("entries.task", set()).add("name")
         proj = q.projection([f for f in only_fields if f != "workers"] if only_fields else only_fields,
-                            {"id": "_id"})
+                            q.FIELD_IDS)
         docs = []
         for doc in q.find_page(self.coll, query, sort, skip, limit, proj):
             if count:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from apiserver.bll.query import api_id
+from apiserver.bll.query import FIELD_IDS, api_id
 
 # API field -> stored field, for filters, projections and sort keys.
-FIELD_MAP = {"id": "_id"}
+FIELD_MAP = FIELD_IDS  # API field -> stored field (bll.query owns it)
 DATE_FIELDS = ("created", "started", "completed", "published", "last_update", "status_changed", "last_worker_report")
 USER_KEYED_SECTIONS = ("hyperparams", "configuration")
 
