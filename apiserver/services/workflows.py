@@ -60,14 +60,3 @@ def check_members(call: Call) -> dict:
 @endpoint("workflows.get_heartbeat_stats")
 def get_heartbeat_stats(call: Call) -> dict:
     return _pipelines().heartbeat_stats()
-
-
-@endpoint("members.register")
-def register(call: Call) -> dict:
-    _pipelines().registry.register(call.company, call.data["container_id"], call.data["url"], call.user)
-    return {}
-
-
-@endpoint("members.get_all")
-def members_get_all(call: Call) -> dict:
-    return {"members": _pipelines().registry.all(call.company)}
