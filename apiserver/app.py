@@ -136,6 +136,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(worker_timeout)
     events.readable_task, events.readable_model = tasks.readable, models.readable
+    events.writable_task, events.writable_task_ids = tasks.writable, tasks.writable_ids
     events.ensure_indexes()
     migrate_legacy_events(events)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,

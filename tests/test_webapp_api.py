@@ -171,3 +171,19 @@ def test_global_search_counts_each_kind_with_its_own_filter(admin, other_admin):
     assert other_admin.call("organization.get_entities_count", tasks=any_of("name"))["tasks"] == 1
     bad = admin.error("organization.get_entities_count", tasks={"page_size": "many"})
     assert bad.code == 400 and "tasks.page_size" in bad.msg
+
+
+def test_removing_a_task_from_its_queue_on_the_queue_page_puts_it_back_to_created(admin):
+    """queues.remove_task with update_task_status (the queue page's 'remove'): the task leaves the
+    queue and is no longer queued; without it only the entry goes (the SDK's behaviour)."""
+    queue = admin.call("queues.create", name=f"rm-q-{time.time_ns()}")["id"]
+    first, second = (admin.call("tasks.create", name=n, type="training")["id"] for n in ("first", "second"))
+    for task in (first, second):
+        admin.call("tasks.enqueue", task=task, queue=queue)
+    assert admin.call("queues.remove_task", queue=queue, task=first, update_task_status=True) == {"removed": 1}
+    task = admin.call("tasks.get_by_id", task=first)["task"]
+    assert (task["status"], task["execution"].get("queue")) == ("created", None)
+    assert admin.call("queues.remove_task", queue=queue, task=second) == {"removed": 1}
+    assert admin.call("tasks.get_by_id", task=second)["task"]["status"] == "queued"
+    assert admin.call("queues.get_by_id", queue=queue)["queue"]["entries"] == []
+    assert admin.error("queues.remove_task", queue="no-such-queue", task=first).subcode == 701

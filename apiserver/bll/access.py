@@ -20,6 +20,11 @@ def readable(coll: Any, company: str, object_id: str, missing: type[APIError], p
     return doc
 
 
+def writable_ids(coll: Any, company: str, object_ids: list[str]) -> set[str]:
+    """Which of these ids name records the caller may change (the batch form of ``writable``)."""
+    return {d["_id"] for d in coll.find({"_id": {"$in": list(object_ids)}, "company": company}, {"_id": 1})}
+
+
 def writable(coll: Any, company: str, object_id: str, missing: type[APIError], kind: str) -> dict[str, Any]:
     doc = readable(coll, company, object_id, missing)
     if doc.get("company") != company:

@@ -54,9 +54,8 @@ def add_task(call: Call) -> dict:
 
 @endpoint("queues.remove_task")
 def remove_task(call: Call) -> dict:
-    state = get_state()
-    state.queues.get(call.company, call.data["queue"], {"_id": 1})
-    return {"removed": state.queues.remove_entry(call.company, call.data["queue"], call.data["task"])}
+    return {"removed": get_state().tasks.remove_from_queue(call.identity, call.data["queue"], call.data["task"],
+                                                           bool(call.data.get("update_task_status")))}
 
 
 def _mover(how: str):

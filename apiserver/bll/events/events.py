@@ -104,9 +104,12 @@ class EventBLL:
                                    int(config["scalar_fold_points"]))
         self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
         self.default_samples = int(config["histogram_default_samples"])
-        # Who may read a task's (or a model's) events: the task and model rules' own ``readable``.
+        # Who may read a task's (or a model's) events and who may change a task's: the task and
+        # model rules' own ``readable``/``writable``/``writable_ids``, set by the app.
         self.readable_task: Reader | None = None
         self.readable_model: Reader | None = None
+        self.writable_task: Callable[[str, str], Any] | None = None
+        self.writable_task_ids: Callable[[str, list[str]], set[str]] | None = None
 
     @property
     def coll(self):
@@ -122,13 +125,9 @@ class EventBLL:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _writable_tasks(self, company: str, task_ids: set[str]) -> set[str]:
-        found = Task._get_collection().find({"_id": {"$in": list(task_ids)}, "company": company}, {"_id": 1})
-        return {t["_id"] for t in found}
-
     def add_events(self, identity: Identity, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored."""
-        known = self._writable_tasks(identity.company, {e["task"] for e in events})
+        known = self.writable_task_ids(identity.company, list({e["task"] for e in events}))
         now_ms = int(time.time() * 1000)
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
         errors_info: dict[str, int] = defaultdict(int)
@@ -217,6 +216,7 @@ class EventBLL:
             yield text if text.endswith("\n") else text + "\n"
 
     def clear_task_log(self, company: str, task: str, threshold_sec: int | None) -> dict[str, int]:
+        self.writable_task(company, task)
         if threshold_sec:
             return {"deleted": self.logs.clear_before(company, task, int(time.time() * 1000) - threshold_sec * 1000)}
         return {"deleted": self.logs.delete_task(company, task)}
@@ -571,7 +571,13 @@ class EventBLL:
         docs = self.coll.find({"company": company, "task": task, "url": {"$nin": [None, ""]}}, {"url": 1, "_id": 0})
         return list(dict.fromkeys(d["url"] for d in docs if d.get("url")))
 
+    def delete_task_events(self, company: str, task: str) -> dict[str, int]:
+        """events.delete_for_task: the caller must be able to change the task."""
+        self.writable_task(company, task)
+        return self.delete_for_task(company, task)
+
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
+        """Every event of a task (also the hook of task reset and delete, which checked the task)."""
         deleted = self.coll.delete_many({"company": company, "task": task}).deleted_count
         deleted += self.scalars.delete_task(company, task)
         deleted += self.logs.delete_task(company, task)

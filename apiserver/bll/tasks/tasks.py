@@ -108,6 +108,9 @@ class TaskBLL:
         """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
         return access.readable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, proj)
 
+    def writable_ids(self, company: str, task_ids: list[str]) -> set[str]:
+        return access.writable_ids(self.coll, company, task_ids)
+
     def writable(self, company: str, task_id: str) -> dict[str, Any]:
         return access.writable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, "tasks")
 
@@ -686,6 +689,16 @@ class TaskBLL:
         """queues.add_task: only a task of the company goes in; its status does not change."""
         self.writable(company, task_id)
         self.queues.add_entry(company, queue_id, task_id)
+
+    def remove_from_queue(self, identity: Identity, queue_id: str, task_id: str, update_task_status: bool) -> int:
+        """queues.remove_task: the queue must exist; with ``update_task_status`` a queued task also
+        goes back to the status it had before it was enqueued (as tasks.dequeue)."""
+        self.queues.get(identity.company, queue_id, {"_id": 1})
+        if update_task_status:
+            task = self.writable(identity.company, task_id)
+            if task["status"] == st.QUEUED and (task.get("execution") or {}).get("queue") == queue_id:
+                return self.dequeue(identity, {"task": task_id})["dequeued"]
+        return self.queues.remove_entry(identity.company, queue_id, task_id)
 
     def next_from_queue(self, identity: Identity, queue_id: str, task_info: bool = False) -> dict[str, Any]:
         """Pop the queue's first entry whose task is still queued; stale entries are dropped."""
