@@ -82,7 +82,7 @@ def test_archive_move_and_delete(admin):
     assert admin.error("projects.get_by_id", project=old_holder).code == 400
     assert admin.call("projects.get_by_id", project=project)["project"]["id"] == project
     missing = admin.error("reports.move", task=report)
-    assert (missing.code, missing.subcode) == (400, 11)
+    assert (missing.code, missing.subcode, missing.meta["error_data"]) == (400, 11, {"field": "project"})
 
     admin.call("reports.publish", task=report)
     refused = admin.error("reports.delete", task=report)

@@ -29,7 +29,9 @@ class APIError(Exception):
                  headers: dict[str, str] | None = None, **details: Any):
         self.extra_message = extra_message
         self.details = details
-        self.error_data = error_data or {}
+        self.error_data = dict(error_data or {})
+        if "field" in details:  # a rule that names the field it is about says so where clients look
+            self.error_data.setdefault("field", details["field"])
         self.headers = headers or {}  # HTTP headers the answer carries (e.g. Retry-After)
         super().__init__(self.message)
 
