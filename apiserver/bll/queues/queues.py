@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from apiserver.apierrors import errors
 from apiserver.bll import metadata
 from apiserver.bll import query as q
+from apiserver.bll.intervals import bucket, bucket_dates
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.queue import Queue, QueueMetric
@@ -243,21 +244,19 @@ class QueueListing:
         flt["queue"] = {"$in": ids}
         buckets: dict[str, dict[int, list[tuple[float, float]]]] = {qid: {} for qid in ids}
         for s in QueueMetric._get_collection().find(flt).sort("timestamp", 1):
-            key = int((s["timestamp"] - start).total_seconds() // interval)
+            key = bucket(s["timestamp"], start, interval)
             buckets[s["queue"]].setdefault(key, []).append((s["queue_length"], s["avg_waiting_time"]))
-        base_ms = int(start.timestamp()) * 1000
-
         def mean(points: list[tuple[float, float]]) -> tuple[float, float]:
             return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
 
         if not asked:
             keys = sorted({k for per_queue in buckets.values() for k in per_queue})
             last: dict[str, tuple[float, float]] = {}
-            total = {"queue": "total", "dates": [], "queue_lengths": [], "avg_waiting_times": []}
+            total = {"queue": "total", "dates": bucket_dates(start, interval, keys), "queue_lengths": [],
+                     "avg_waiting_times": []}
             for key in keys:
                 last.update({qid: mean(per_queue[key]) for qid, per_queue in buckets.items() if key in per_queue})
                 length = sum(v[0] for v in last.values())
-                total["dates"].append(base_ms + key * interval * 1000)
                 total["queue_lengths"].append(length)
                 total["avg_waiting_times"].append(sum(v[0] * v[1] for v in last.values()) / length if length else 0)
             return [total]
@@ -265,6 +264,6 @@ class QueueListing:
         for qid in ids:
             keys = sorted(buckets[qid])
             means = [mean(buckets[qid][k]) for k in keys]
-            out.append({"queue": qid, "dates": [base_ms + k * interval * 1000 for k in keys],
+            out.append({"queue": qid, "dates": bucket_dates(start, interval, keys),
                         "queue_lengths": [m[0] for m in means], "avg_waiting_times": [m[1] for m in means]})
         return out

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import intervals
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import parse_date
 from apiserver.database.model.auth import User
@@ -17,17 +18,6 @@ from apiserver.database.model.worker import Worker, WorkerStat
 
 # Most stat reports workers.get_metric_keys reads.
 MAX_STAT_SCAN = 5_000
-
-def _bucket(ts: datetime, start: datetime, interval: int) -> int:
-    return int((ts - start).total_seconds() // interval)
-
-
-def _bucket_dates(start: datetime, interval: int, keys: list[int]) -> list[int]:
-    """The start of each interval, in epoch milliseconds as ClearML answers them (the web app reads
-    worker and queue chart dates so)."""
-    base = int(start.timestamp()) * 1000
-    return [base + k * interval * 1000 for k in keys]
-
 
 class WorkerBLL:
     def __init__(self, default_timeout_sec: int = 600):
@@ -188,14 +178,14 @@ class WorkerBLL:
         total, active = defaultdict(set), defaultdict(set)
         for s in WorkerStat._get_collection().find({"company": company, "timestamp": {"$gte": start, "$lt": end}},
                                                    {"worker": 1, "timestamp": 1, "task": 1}):
-            bucket = _bucket(s["timestamp"], start, interval)
+            bucket = intervals.bucket(s["timestamp"], start, interval)
             total[bucket].add(s["worker"])
             if s.get("task"):
                 active[bucket].add(s["worker"])
 
         def series(buckets):
             keys = sorted(buckets)
-            return {"dates": _bucket_dates(start, interval, keys),
+            return {"dates": intervals.bucket_dates(start, interval, keys),
                     "counts": [len(buckets[k]) for k in keys]}
 
         return {"total": series(total), "active": series(active)}
@@ -213,7 +203,7 @@ class WorkerBLL:
             lambda: defaultdict(lambda: defaultdict(list)))
         keys = list(dict.fromkeys(item["key"] for item in items))
         for s in WorkerStat._get_collection().find(flt, {"worker": 1, "timestamp": 1, "stats": 1}):
-            bucket = _bucket(s["timestamp"], start, interval)
+            bucket = intervals.bucket(s["timestamp"], start, interval)
             for key in keys:
                 value = (s.get("stats") or {}).get(key)
                 values = value if isinstance(value, list) else [value]
@@ -229,7 +219,7 @@ class WorkerBLL:
             entries = []
             for (key, variant), buckets in sorted(metrics.items(), key=lambda kv: (keys.index(kv[0][0]),
                                                                                    kv[0][1] or "")):
-                dates = _bucket_dates(start, interval, sorted(buckets))
+                dates = intervals.bucket_dates(start, interval, sorted(buckets))
                 stats = [{"aggregation": a, "dates": dates, "values": [agg[a](buckets[k]) for k in sorted(buckets)]}
                          for a in dict.fromkeys(i.get("aggregation") or "avg" for i in items if i["key"] == key)]
                 entry = {"metric": key, "dates": dates, "stats": stats, "values": stats[0]["values"]}
