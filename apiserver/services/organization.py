@@ -21,13 +21,18 @@ def get_tags(call: Call) -> dict:
 EXPORT_FIELDS = ("entity_type", "only_fields", "field_mappings")
 
 
+def _listing_filter(listing: str, data: dict, prefix: str = "") -> dict:
+    """A listing request embedded in another one, checked against ``<listing>.get_all_ex``'s own
+    declared request (the .conf stays its one schema)."""
+    return validated_request(get_state().specs.resolve(f"{listing}.get_all_ex", None), data, prefix)
+
+
 @endpoint("organization.prepare_download_for_get_all")
 def prepare_download_for_get_all(call: Call) -> dict:
     """Check the listing part against the entity's own get_all_ex request, then keep it."""
     state = get_state()
     entity = call.data["entity_type"]
-    listing = state.specs.resolve(f"{entity}s.get_all_ex", None)
-    query = validated_request(listing, {k: v for k, v in call.data.items() if k not in EXPORT_FIELDS})
+    query = _listing_filter(f"{entity}s", {k: v for k, v in call.data.items() if k not in EXPORT_FIELDS})
     return {"prepare_id": state.export.prepare(call.identity, entity, query, call.data["field_mappings"])}
 
 
@@ -44,11 +49,7 @@ def download_for_get_all(call: Call) -> Response:
 @endpoint("organization.get_entities_count")
 def get_entities_count(call: Call) -> dict:
     """Each entity's filter is checked against its own listing's get_all_ex request, then counted."""
-    state = get_state()
-    filters = {}
-    for entity, flt in call.data.items():
-        if entity in KINDS and flt is not None:
-            listing = state.specs.resolve(f"{KINDS[entity]}.get_all_ex", None)
-            filters[entity] = validated_request(listing, dict(flt), prefix=f"{entity}.")
+    filters = {entity: _listing_filter(KINDS[entity], dict(flt), f"{entity}.")
+               for entity, flt in call.data.items() if entity in KINDS and flt is not None}
     common = {k: call.data[k] for k in ("search_hidden", "allow_public") if call.data.get(k) is not None}
-    return state.counts.count(call.company, filters, common)
+    return get_state().counts.count(call.company, filters, common)
