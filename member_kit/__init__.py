@@ -55,7 +55,10 @@ class Member:
 
     # -- the protocol -------------------------------------------------------------------------
 
+    start_delay = 0.0  # seconds before /start is handled (a slow container, for tests)
+
     def start(self, user_id: str, project_id: str) -> str:
+        time.sleep(self.start_delay)
         with self._lock:
             if self._job and self._job["status"] in ("started", "running"):
                 return "error"

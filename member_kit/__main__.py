@@ -2,7 +2,8 @@
 
 Runs a stand-in member whose job sleeps then succeeds, fails, or hangs (``--work SECONDS:OUTCOME``,
 OUTCOME one of success, failure, hang; ``--unresponsive`` makes it accept connections but never answer;
-``--freeze-after-start`` answers readiness and /start, then never answers /status_request again).
+``--freeze-after-start`` answers readiness and /start, then never answers /status_request again;
+``--start-delay SECONDS`` answers /start that much later).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--work", default="1:success")
     parser.add_argument("--unresponsive", action="store_true")
     parser.add_argument("--freeze-after-start", action="store_true")
+    parser.add_argument("--start-delay", type=float, default=0.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     if args.unresponsive:  # a hung container: the port is open, no answer ever comes
@@ -38,8 +40,10 @@ def main() -> None:
             time.sleep(0.01)
     seconds, _, outcome = args.work.partition(":")
     cls = FrozenAfterStart if args.freeze_after_start else Member
-    cls(args.container_id, sleep_work(float(seconds), outcome or "success"), args.leader, args.host,
-        args.port).serve_forever()
+    member = cls(args.container_id, sleep_work(float(seconds), outcome or "success"), args.leader, args.host,
+                 args.port)
+    member.start_delay = args.start_delay
+    member.serve_forever()
 
 
 class FrozenAfterStart(Member):

@@ -184,6 +184,28 @@ def test_stop_in_the_middle(leader, members):
     assert admin.call("workflows.delete", pipeline=pid) == {"deleted": 1}
 
 
+def test_a_stop_while_a_start_is_in_flight_stops_the_member_after_it_started(leader, members):
+    admin = leader.admin()
+    members.start("backbone_nas", "0.2:success")
+    members.start("ondevice_deploy", "60:success", "--start-delay", "0.8")  # the leader waits up to 1 s
+    register(admin, members, "backbone_nas", "ondevice_deploy")
+    project = f"sf-{uuid4().hex[:6]}"
+    pid = admin.call("workflows.create", project_id=project, workflow=["backbone_nas", "ondevice_deploy"])["id"]
+    user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
+    deadline = time.monotonic() + 30
+    while (doc := admin.call("workflows.get_by_id", pipeline=pid)["pipeline"])["steps"][1]["status"] != "starting":
+        assert time.monotonic() < deadline and doc["status"] == "running", doc
+        time.sleep(0.05)
+    stopped = admin.call("workflows.stop", pipeline=pid)["pipeline"]
+    assert stopped["status"] == "stopped"
+    assert (stopped["steps"][1]["status"], stopped["steps"][1]["reason"]) == ("stopped", "stopped by user")
+    # /stop reached the member after /start had: its job is stopped, not left running for 60 s
+    assert members.calls("ondevice_deploy")["stop"] == 1
+    state = requests.get(members.url("ondevice_deploy") + "/status_request",
+                         params={"user_id": user, "project_id": project}, timeout=5).text
+    assert state == "stopped"
+
+
 def test_forged_and_misdirected_reports_move_nothing(leader, members):
     admin = leader.admin()
     members.start("labelling", "30:success")

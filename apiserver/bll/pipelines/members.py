@@ -136,6 +136,11 @@ class MemberClient:
         self.strict = strict  # registered URLs: outbound.allow_hosts only
         self.trusted = trusted or strict  # the operator's config URLs: their hosts allowed too
 
+    @property
+    def longest_call_sec(self) -> float:
+        """How long one call can take at most before its timeouts end it."""
+        return max(sum(c.timeout) for c in (self.strict, self.trusted))
+
     def call(self, container_id: str, command: str, user_id: str, project_id: str,
              pipeline: dict[str, Any] | None = None, company: str | None = None) -> CallResult:
         """GET <member>/<command>?user_id=&project_id= ; logged; never raises."""

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 REPORT_STATUSES = ("success", "failed", "completed")
 ACTIVE_STEP = ("starting", "started", "running")
+STOPPED_BEFORE_START = "stopped by user before the member answered /start"
 
 
 class PipelineBLL:
@@ -161,17 +162,37 @@ class PipelineBLL:
                                      {"$set": {"status": "stopped", "finished": utcnow(), "reason": "stopped by user"}})
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
-        i = doc.get("current_step", 0)
-        step = doc["steps"][i]
-        if doc["status"] == "running" and step["status"] in ACTIVE_STEP:
-            result = self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
-            reason = "stopped by user" + ("" if result.answer == "finished" else
-                                          f" (member answered {result.answer or result.error})")
-            self.coll.update_one({"_id": pipeline_id}, {"$set": {f"steps.{i}.status": "stopped",
-                                                                 f"steps.{i}.finished": utcnow(),
-                                                                 f"steps.{i}.reason": reason}})
+        if doc["status"] == "running":
+            self._stop_current_step(pipeline_id)
         CALL_LOG.flush()
         return self.to_api(self.get(identity.company, pipeline_id))
+
+    def _stop_current_step(self, pipeline_id: str) -> None:
+        """Stop the step of a pipeline just marked stopped, as it stands after that write.
+
+        Nothing moves a stopped pipeline's steps but this and a ``/start`` already in flight, which
+        still records its answer (``_start_step``). A step caught in ``starting`` is waited for, so
+        ``/stop`` follows the member's answer to ``/start`` instead of racing it."""
+        deadline = time.monotonic() + self.client.longest_call_sec + 1
+        while True:
+            doc = self.coll.find_one({"_id": pipeline_id})
+            i = doc.get("current_step", 0)
+            step = doc["steps"][i]
+            if step["status"] != "starting" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if step["status"] == "starting":  # the /start is still out: when it comes back, /stop follows
+            self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": {
+                f"steps.{i}.status": "stopped", f"steps.{i}.finished": utcnow(),
+                f"steps.{i}.reason": STOPPED_BEFORE_START}})
+            return
+        if step["status"] not in ACTIVE_STEP:
+            return
+        result = self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
+        reason = "stopped by user" + ("" if result.answer == "finished" else
+                                      f" (member answered {result.answer or result.error})")
+        self.coll.update_one(self._settle_filter(doc, i, step["status"]), {"$set": {
+            f"steps.{i}.status": "stopped", f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": reason}})
 
     def delete(self, identity: Identity, pipeline_id: str, force: bool) -> int:
         doc = self.get(identity.company, pipeline_id)
@@ -258,6 +279,11 @@ class PipelineBLL:
     def _step_filter(self, doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
         return {"_id": doc["_id"], "status": "running", "current_step": i, f"steps.{i}.status": status}
 
+    @staticmethod
+    def _settle_filter(doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
+        """A step of a pipeline that is no longer running, still in ``status``."""
+        return {"_id": doc["_id"], "status": {"$ne": "running"}, "current_step": i, f"steps.{i}.status": status}
+
     def _start_step(self, doc: dict[str, Any], i: int) -> None:
         step = doc["steps"][i]
         claimed = self.coll.update_one(self._step_filter(doc, i, "pending"),
@@ -267,13 +293,23 @@ class PipelineBLL:
             return  # another process (or thread) started it
         result = self.client.call(step["container_id"], "start", doc["user_id"], doc["project_id"], doc)
         if result.answer == "started":
-            self.coll.update_one(self._step_filter(doc, i, "starting"),
-                                 {"$set": {f"steps.{i}.status": "started", f"steps.{i}.started": utcnow(),
-                                           f"steps.{i}.misses": 0}})
-        else:
-            # Not re-sent: a /start that may have arrived is never repeated.
-            why = f"start answered {result.answer!r}" if result.answer is not None else f"start failed: {result.error}"
-            self._fail(doc, i, "starting", why)
+            started = {f"steps.{i}.status": "started", f"steps.{i}.started": utcnow(), f"steps.{i}.misses": 0}
+            if self.coll.update_one(self._step_filter(doc, i, "starting"), {"$set": started}).modified_count:
+                return
+            # Stopped meanwhile: record the start for stop() to act on; or, when stop() stopped waiting
+            # for this answer, send the /stop it left to us (once: the reason changes as it goes).
+            if self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": started}).modified_count:
+                return
+            left = {**self._settle_filter(doc, i, "stopped"), f"steps.{i}.reason": STOPPED_BEFORE_START}
+            if self.coll.update_one(left, {"$set": {f"steps.{i}.reason": STOPPED_BEFORE_START + "; /stop sent "
+                                                    "when it did"}}).modified_count:
+                self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
+            return
+        # Not re-sent: a /start that may have arrived is never repeated.
+        why = f"start answered {result.answer!r}" if result.answer is not None else f"start failed: {result.error}"
+        self._fail(doc, i, "starting", why)
+        self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": {
+            f"steps.{i}.status": "failed", f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": why}})
 
     def _fail(self, doc: dict[str, Any], i: int, from_status: str, reason: str, step_status: str = "failed") -> None:
         now = utcnow()
