@@ -134,9 +134,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks.on_delete.append(events.delete_for_task)
     files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
     models = ModelBLL(tasks, projects, files)
-    workers = WorkerBLL(worker_timeout)
-    events.readable_task, events.readable_model = tasks.readable, models.readable
-    events.writable_task, events.writable_task_ids = tasks.writable, tasks.writable_ids
+    workers = WorkerBLL(tasks, worker_timeout)
+    events.tasks, events.models = tasks, models
     events.ensure_indexes()
     migrate_legacy_events(events)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,

@@ -9,24 +9,25 @@ in ``events``. Every read first checks that the caller may read the task (the ta
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import string
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any
-
-from pymongo import UpdateOne
+from typing import TYPE_CHECKING, Any
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.events.logs import LOG, LogStore
 from apiserver.bll.events.scalars import SCALAR, ScalarStore, _metric_filter, _wanted, iso_time
 from apiserver.bll.query import api_id
-from apiserver.database.model.base import new_id, utcnow
+from apiserver.bll.tasks.tasks import TaskMetrics
+from apiserver.database.model.base import new_id
 from apiserver.database.model.event import Event
-from apiserver.database.model.task import Task
+
+if TYPE_CHECKING:
+    from apiserver.bll.models.models import ModelBLL
+    from apiserver.bll.tasks.tasks import TaskBLL
 
 VECTOR = "training_stats_vector"
 DEBUG_IMAGE = "training_debug_image"
@@ -35,11 +36,6 @@ EVENT_TYPES = (SCALAR, VECTOR, DEBUG_IMAGE, PLOT, LOG)
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
                 "worker", "url", "key", "plot_str", "model_event", "skip_validation")
-Reader = Callable[..., dict[str, Any]]
-
-
-def metric_hash(name: str) -> str:
-    return hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - a field key, not a secret
 
 
 def _scroll_encode(position: Any) -> str:
@@ -104,12 +100,10 @@ class EventBLL:
                                    int(config["scalar_fold_points"]))
         self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
         self.default_samples = int(config["histogram_default_samples"])
-        # Who may read a task's (or a model's) events and who may change a task's: the task and
-        # model rules' own ``readable``/``writable``/``writable_ids``, set by the app.
-        self.readable_task: Reader | None = None
-        self.readable_model: Reader | None = None
-        self.writable_task: Callable[[str, str], Any] | None = None
-        self.writable_task_ids: Callable[[str, list[str]], set[str]] | None = None
+        # Who may read a task's (or a model's) events, who may change a task's, and what events
+        # record on a task: the task and model rules own that; the app connects them.
+        self.tasks: TaskBLL | None = None
+        self.models: ModelBLL | None = None
 
     @property
     def coll(self):
@@ -120,14 +114,14 @@ class EventBLL:
         self.logs.ensure_indexes()
 
     def _readable(self, company: str, task: str, model_events: bool = False) -> dict[str, Any]:
-        reader = self.readable_model if model_events else self.readable_task
+        reader = self.models.readable if model_events else self.tasks.readable
         return reader(company, task, {"_id": 1, "name": 1})
 
     # -- writes -------------------------------------------------------------------------------
 
     def add_events(self, identity: Identity, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored."""
-        known = self.writable_task_ids(identity.company, list({e["task"] for e in events}))
+        known = self.tasks.writable_ids(identity.company, list({e["task"] for e in events}))
         now_ms = int(time.time() * 1000)
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
         errors_info: dict[str, int] = defaultdict(int)
@@ -159,30 +153,16 @@ class EventBLL:
         return {"added": len(stored), "errors": sum(errors_info.values()), "errors_info": dict(errors_info)}
 
     def _update_task_metrics(self, company: str, docs: list[dict[str, Any]]) -> None:
-        """last_metrics (last, min, max per metric/variant), last_iteration and last_update per task."""
-        per_task: dict[str, dict[str, Any]] = defaultdict(lambda: {"set": {}, "min": {}, "max": {}})
+        """What the batch says about each task (its last iteration, its scalars' last, min and max),
+        recorded on the tasks by the task rules."""
+        reports: dict[str, TaskMetrics] = defaultdict(TaskMetrics)
         for doc in docs:
-            upd = per_task[doc["task"]]
+            report = reports[doc["task"]]
             if doc.get("iter") is not None and doc["iter"] > -(2**31):
-                upd["max"]["last_iteration"] = max(upd["max"].get("last_iteration", doc["iter"]), doc["iter"])
-            if doc["type"] != SCALAR:
-                continue
-            metric, variant = doc.get("metric", ""), doc.get("variant", "")
-            path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
-            value = float(doc["value"])
-            upd["set"].update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": value})
-            upd["min"][f"{path}.min_value"] = min(upd["min"].get(f"{path}.min_value", value), value)
-            upd["max"][f"{path}.max_value"] = max(upd["max"].get(f"{path}.max_value", value), value)
-        ops = []
-        for task_id, upd in per_task.items():
-            update: dict[str, Any] = {"$set": {**upd["set"], "last_update": utcnow()}}
-            if upd["min"]:
-                update["$min"] = upd["min"]
-            if upd["max"]:
-                update["$max"] = upd["max"]
-            ops.append(UpdateOne({"_id": task_id, "company": company}, update))
-        if ops:
-            Task._get_collection().bulk_write(ops, ordered=False)
+                report.add_iteration(doc["iter"])
+            if doc["type"] == SCALAR:
+                report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]))
+        self.tasks.record_metrics(company, dict(reports))
 
     # -- logs ---------------------------------------------------------------------------------
 
@@ -216,7 +196,7 @@ class EventBLL:
             yield text if text.endswith("\n") else text + "\n"
 
     def clear_task_log(self, company: str, task: str, threshold_sec: int | None) -> dict[str, int]:
-        self.writable_task(company, task)
+        self.tasks.writable(company, task)
         if threshold_sec:
             return {"deleted": self.logs.clear_before(company, task, int(time.time() * 1000) - threshold_sec * 1000)}
         return {"deleted": self.logs.delete_task(company, task)}
@@ -355,7 +335,7 @@ class EventBLL:
                 for name, variants in sorted(metrics.items())]
 
     def _readable_full(self, company: str, task: str) -> dict[str, Any]:
-        return self.readable_task(company, task, {"last_metrics": 1})
+        return self.tasks.readable(company, task, {"last_metrics": 1})
 
     def single_value_metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -573,7 +553,7 @@ class EventBLL:
 
     def delete_task_events(self, company: str, task: str) -> dict[str, int]:
         """events.delete_for_task: the caller must be able to change the task."""
-        self.writable_task(company, task)
+        self.tasks.writable(company, task)
         return self.delete_for_task(company, task)
 
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:

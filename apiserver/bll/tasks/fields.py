@@ -27,6 +27,11 @@ def _map_keys(value: Any, fn, depth: int) -> Any:
     return {fn(k): _map_keys(v, fn, depth - 1) for k, v in value.items()}
 
 
+def metric_hash(name: str) -> str:
+    """The key a metric or variant name is stored under in ``last_metrics``."""
+    return hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - a field key, not a secret
+
+
 def artifact_id(artifact: dict[str, Any]) -> str:
     raw = f"{artifact.get('mode', 'output')}\x00{artifact['key']}"
     return hashlib.md5(raw.encode()).hexdigest()  # noqa: S324 - a key, not a secret

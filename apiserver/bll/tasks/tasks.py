@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+
+from pymongo import UpdateOne
 
 from apiserver.apierrors import errors
 from apiserver.bll import access, tags
@@ -26,6 +29,7 @@ from apiserver.bll.tasks.fields import (
     dotted_changes,
     escape_key,
     legacy_to_sections,
+    metric_hash,
     storage_path,
     to_api,
     to_storage,
@@ -63,6 +67,21 @@ LIST_FILTERS = ("user", "project", "type", "status", "parent", "tags", "system_t
 # Filters by how few tasks they usually leave, for choosing the index a listing is served by.
 SELECTIVITY = ("_id", "parent", "execution.queue", "project", "name", "user", "tags", "system_tags", "status",
                "type", "status_changed", "started", "completed", "last_update", "created")
+
+@dataclasses.dataclass
+class TaskMetrics:
+    """What a batch of events says about one task: its highest iteration, and per (metric, variant)
+    of its scalars the last, lowest and highest value."""
+    last_iteration: int | None = None
+    scalars: dict[tuple[str, str], tuple[float, float, float]] = dataclasses.field(default_factory=dict)
+
+    def add_iteration(self, iteration: int) -> None:
+        self.last_iteration = iteration if self.last_iteration is None else max(self.last_iteration, iteration)
+
+    def add_scalar(self, metric: str, variant: str, value: float) -> None:
+        _, low, high = self.scalars.get((metric, variant), (value, value, value))
+        self.scalars[(metric, variant)] = (value, min(low, value), max(high, value))
+
 
 # Other domains (events) register what they must do when a task is reset or deleted; each hook
 # gets (company, task_id) and returns a small dict for the answer.
@@ -116,6 +135,45 @@ class TaskBLL:
 
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, task_id))
+
+    # -- access for other domains (events, workers): they never touch the tasks collection -------
+
+    def readable_many(self, company: str, task_ids: list[str], proj: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """The readable ones among ``task_ids`` (the ``readable`` rule, in one read), by id."""
+        return {t["_id"]: t for t in self.coll.find({"_id": {"$in": list(task_ids)},
+                                                     "company": {"$in": [company, ""]}}, proj)}
+
+    def record_worker_report(self, company: str, task_id: str, worker: str, when: Any) -> str | None:
+        """A worker reports it runs this task: the task notes the worker; answers the task's project
+        (None when the company has no such task)."""
+        doc = self.coll.find_one_and_update({"_id": task_id, "company": company},
+                                            {"$set": {"last_worker": worker, "last_worker_report": when}},
+                                            {"project": 1})
+        return (doc or {}).get("project")
+
+    def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> None:
+        """Fold a batch of events into the tasks' ``last_metrics`` (last, min and max value per metric
+        and variant), ``last_iteration`` (the highest) and ``last_update``; one write per task."""
+        ops = []
+        for task_id, report in reports.items():
+            sets: dict[str, Any] = {"last_update": utcnow()}
+            mins: dict[str, float] = {}
+            maxes: dict[str, Any] = {}
+            if report.last_iteration is not None:
+                maxes["last_iteration"] = report.last_iteration
+            for (metric, variant), (last, low, high) in report.scalars.items():
+                path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
+                sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": last})
+                mins[f"{path}.min_value"] = low
+                maxes[f"{path}.max_value"] = high
+            update: dict[str, Any] = {"$set": sets}
+            if mins:
+                update["$min"] = mins
+            if maxes:
+                update["$max"] = maxes
+            ops.append(UpdateOne({"_id": task_id, "company": company}, update))
+        if ops:
+            self.coll.bulk_write(ops, ordered=False)
 
     def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
         """``ex``: answer as the ``*_ex`` endpoints do (see ``query.EX_OBJECTS``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apiserver.apierrors import errors
 from apiserver.bll import intervals
@@ -13,14 +13,17 @@ from apiserver.bll.query import parse_date
 from apiserver.database.model.auth import User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.queue import Queue
-from apiserver.database.model.task import Task
 from apiserver.database.model.worker import Worker, WorkerStat
+
+if TYPE_CHECKING:
+    from apiserver.bll.tasks.tasks import TaskBLL
 
 # Most stat reports workers.get_metric_keys reads.
 MAX_STAT_SCAN = 5_000
 
 class WorkerBLL:
-    def __init__(self, default_timeout_sec: int = 600):
+    def __init__(self, tasks: TaskBLL, default_timeout_sec: int = 600):
+        self.tasks = tasks
         self.default_timeout_sec = default_timeout_sec
 
     @property
@@ -85,10 +88,7 @@ class WorkerBLL:
             if data.get(key) is not None:
                 sets[key] = data[key]
         if data.get("task"):
-            sets["project"] = (Task._get_collection().find_one(
-                {"_id": data["task"], "company": identity.company}, {"project": 1}) or {}).get("project")
-            Task._get_collection().update_one({"_id": data["task"], "company": identity.company},
-                                              {"$set": {"last_worker": worker, "last_worker_report": now}})
+            sets["project"] = self.tasks.record_worker_report(identity.company, data["task"], worker, now)
         self.coll.update_one({"company": identity.company, "worker": worker}, {"$set": sets})
         WorkerStat._get_collection().insert_one({
             "_id": new_id(), "company": identity.company, "worker": worker, "timestamp": now,
@@ -109,9 +109,7 @@ class WorkerBLL:
         queues = {q["_id"]: q for q in Queue._get_collection().find(
             {"_id": {"$in": list(queue_ids)}, "company": company}, {"name": 1, "entries": 1})}
         task_ids = [d["task"] for d in docs if d.get("task")]
-        tasks = {t["_id"]: t for t in Task._get_collection().find(
-            {"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}},
-            {"name": 1, "started": 1, "last_iteration": 1})}
+        tasks = self.tasks.readable_many(company, task_ids, {"name": 1, "started": 1, "last_iteration": 1})
         users = {u["_id"]: u for u in User._get_collection().find(
             {"_id": {"$in": [d.get("user") for d in docs]}}, {"name": 1})}
         now = utcnow()
