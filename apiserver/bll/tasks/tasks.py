@@ -109,6 +109,20 @@ def references() -> dict[str, Any]:
             "models.output.model": models, "company": Company._get_collection()}
 
 
+def _status_update(new_status: str, reason: str | None, message: str | None, sets: dict[str, Any] | None = None,
+                   unsets: tuple[str, ...] = (), pull: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The write of a status change: the status, why, when, and what goes with it."""
+    now = utcnow()
+    update: dict[str, Any] = {"$set": {"status": new_status, "status_reason": reason or "",
+                                       "status_message": message or "", "status_changed": now,
+                                       "last_update": now, **(sets or {})}}
+    if unsets:
+        update["$unset"] = {k: "" for k in q.prune_nested(list(unsets))}
+    if pull:
+        update["$pull"] = pull
+    return update
+
+
 class TaskBLL:
     def __init__(self, queues: QueueBLL, projects: ProjectBLL, worker_timeout_sec: int = 600):
         self.queues = queues
@@ -237,12 +251,17 @@ class TaskBLL:
         insert, so that no half-made record is ever seen."""
         fields = self._section_fields(data, CREATE_FIELDS)
         self._check_references(identity.company, fields)
-        now = utcnow()
         output = {"destination": fields.pop("output.destination")} if "output.destination" in fields else {}
+        return self._insert_new(identity, {**fields, "output": output}, stored)
+
+    def _insert_new(self, identity: Identity, fields: dict[str, Any], stored: dict[str, Any] | None = None) -> str:
+        """Insert a new ``created`` task of the caller with these API fields (every new task, made
+        or cloned, gets the same defaults here) plus ``stored`` as they are; answer its id."""
+        now = utcnow()
         doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
                "status_reason": "", "status_message": "", "status_changed": now, "created": now,
-               "last_update": now, "tags": [], "system_tags": [], "output": output, "execution": {},
-               **EMPTY_SECTIONS, **to_storage(fields)}
+               "last_update": now, "output": {}, **EMPTY_SECTIONS, **to_storage(fields)}
+        doc.update({k: [] for k in ("tags", "system_tags") if doc.get(k) is None})
         doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
         doc["models"] = _with_model_lists(doc.get("models"))
         doc.update(stored or {})
@@ -268,17 +287,9 @@ class TaskBLL:
         if data.get("execution_overrides"):
             fields["execution"] = {**(fields.get("execution") or {}), **copy.deepcopy(data["execution_overrides"])}
             legacy_to_sections(fields, source)
-        fields.setdefault("system_tags", [])
         if data.get("validate_references"):
             self._check_references(identity.company, fields)
-        now = utcnow()
-        doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
-               "status_reason": "", "status_message": "", "status_changed": now, "created": now,
-               "last_update": now, "output": {}, **EMPTY_SECTIONS, **to_storage(fields)}
-        doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
-        doc.setdefault("tags", [])
-        self.coll.insert_one(doc)
-        return doc["_id"]
+        return self._insert_new(identity, fields)
 
     def _set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
                     expect_status: str | None = None) -> dict[str, Any]:
@@ -543,19 +554,12 @@ class TaskBLL:
         current = task["status"]
         if check:
             st.check_transition(current, new_status, force, allow_same)
-        now = utcnow()
-        fields = {"status": new_status, "status_reason": reason or "", "status_message": message or "",
-                  "status_changed": now, "last_update": now, **(sets or {})}
-        update: dict[str, Any] = {"$set": fields}
-        if unsets:
-            update["$unset"] = {k: "" for k in q.prune_nested(list(unsets))}
-        if pull:
-            update["$pull"] = pull
+        update = _status_update(new_status, reason, message, sets, unsets, pull)
         result = self.coll.update_one({"_id": task["_id"], "company": company, "status": current}, update)
         if result.matched_count == 0:
             raise errors.bad_request.TaskStatusChanged(
                 f"expected {current}; someone changed it first", id=task["_id"])
-        return {"updated": 1, "fields": {**fields, **{k: None for k in unsets}}}
+        return {"updated": 1, "fields": {**update["$set"], **{k: None for k in unsets}}}
 
     def started(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
@@ -607,28 +611,34 @@ class TaskBLL:
             {"company": company, "task": task_id, "last_activity_time": {"$gte": since}}, limit=1) > 0
 
     def stop(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """Stop a task: a queued one leaves its queue; one no live worker runs (or forced, or a
+        development run) stops at once; one a live worker runs is asked to stop, and the worker (or
+        the SDK) reports ``stopped`` itself."""
         task = self.writable(identity.company, data["task"])
         force = bool(data.get("force"))
-        who = identity.user_name or identity.user
         reason = data.get("status_reason") or "stopped"
+        message = f"Stopped by {identity.user_name or identity.user}"
         if task["status"] == st.QUEUED:
-            queue = (task.get("execution") or {}).get("queue")
-            result = self.change_status(identity.company, task, st.STOPPED, force=force, reason=reason,
-                                        message=f"Stopped by {who}", unsets=("execution.queue",))
-            if queue:
-                self.queues.remove_entry(identity.company, queue, task["_id"])
-            else:
-                self.queues.remove_task_everywhere(identity.company, task["_id"])
-            return result
+            return self._stop_queued(identity.company, task, force, reason, message)
         if not force and task["status"] != st.IN_PROGRESS:
             st.check_transition(task["status"], st.STOPPED)
-        if DEVELOPMENT_TAG in (task.get("system_tags") or []) or force or \
+        if force or DEVELOPMENT_TAG in (task.get("system_tags") or []) or \
                 not self._has_live_worker(identity.company, task["_id"]):
             return self.change_status(identity.company, task, st.STOPPED, force=True, reason=reason,
-                                      message=f"Stopped by {who}", sets={"completed": utcnow()})
-        # A live worker runs it: ask it to stop; it (or the SDK) reports `stopped` itself.
+                                      message=message, sets={"completed": utcnow()})
         return self.change_status(identity.company, task, task["status"], check=False, reason=reason,
                                   message="stopping")
+
+    def _stop_queued(self, company: str, task: dict[str, Any], force: bool, reason: str, message: str
+                     ) -> dict[str, Any]:
+        queue = (task.get("execution") or {}).get("queue")
+        result = self.change_status(company, task, st.STOPPED, force=force, reason=reason, message=message,
+                                    unsets=("execution.queue",))
+        if queue:
+            self.queues.remove_entry(company, queue, task["_id"])
+        else:
+            self.queues.remove_task_everywhere(company, task["_id"])
+        return result
 
     def reset(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
@@ -778,11 +788,10 @@ class TaskBLL:
 
     def stop_non_responsive(self, max_idle_sec: int) -> int:
         """Stop in_progress tasks with no update for ``max_idle_sec`` (ClearML: 2 hours)."""
+        st.check_transition(st.IN_PROGRESS, st.STOPPED)
         cutoff = utcnow() - timedelta(seconds=max_idle_sec)
-        now = utcnow()
+        why = "Forced stop (non-responsive)"
         result = self.coll.update_many(  # all companies: the sweep is server-wide, as in ClearML
             {"status": st.IN_PROGRESS, "last_update": {"$lt": cutoff}},
-            {"$set": {"status": st.STOPPED, "status_reason": "Forced stop (non-responsive)",
-                      "status_message": "Forced stop (non-responsive)", "status_changed": now,
-                      "last_update": now, "completed": now}})
+            _status_update(st.STOPPED, why, why, {"completed": utcnow()}))
         return result.modified_count
