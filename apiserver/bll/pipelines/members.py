@@ -13,11 +13,14 @@ back as an answer of None with a short summary.
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from apiserver.apierrors import errors
@@ -162,14 +165,13 @@ class MemberClient:
         return result
 
 
-class CallLog:
-    """Log entries of member calls, written in batches: one insert per heartbeat cycle, not per call.
+T = TypeVar("T")
 
-    ``flush`` runs at the end of every cycle and command and before the log is read; at most a
-    cycle's worth of entries waits in memory.
-    """
 
-    def __init__(self, max_pending: int = 2000):
+class LogBatch:
+    """Call-log entries written together: at the end of the batch, or whenever ``max_pending`` wait."""
+
+    def __init__(self, max_pending: int):
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._max = max_pending
@@ -179,13 +181,56 @@ class CallLog:
             self._pending.append(entry)
             full = len(self._pending) >= self._max
         if full:
-            self.flush()
+            self.write()
 
-    def flush(self) -> None:
+    def write(self) -> None:
         with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
-            PipelineLog._get_collection().insert_many(batch, ordered=False)
+            entries, self._pending = self._pending, []
+        if entries:
+            PipelineLog._get_collection().insert_many(entries, ordered=False)
+
+
+class CallLog:
+    """The log of member calls. An entry logged inside ``batch()`` is written when the batch ends
+    (a command, a report, a heartbeat cycle: one insert, not one per call); one logged outside any
+    batch is written at once. No caller flushes by hand, so no entry is left behind."""
+
+    def __init__(self, max_pending: int = 2000):
+        self._max = max_pending
+        self._local = threading.local()
+
+    def new_batch(self) -> LogBatch:
+        """A batch several threads share (``batch(shared)``); its owner calls ``write`` once all are done."""
+        return LogBatch(self._max)
+
+    @contextmanager
+    def batch(self, shared: LogBatch | None = None) -> Iterator[None]:
+        """This thread's entries go to ``shared``, or to a batch of its own written when the outermost
+        ``batch()`` of the thread ends, error or not."""
+        outer = getattr(self._local, "batch", None)
+        own = shared is None and outer is None
+        self._local.batch = shared or outer or LogBatch(self._max)
+        try:
+            yield
+        finally:
+            current, self._local.batch = self._local.batch, outer
+            if own:
+                current.write()
+
+    def batched(self, fn: Callable[..., T], shared: LogBatch | None = None) -> Callable[..., T]:
+        """``fn`` running inside ``batch(shared)`` (as a decorator: in a batch of its own)."""
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> T:
+            with self.batch(shared):
+                return fn(*args, **kwargs)
+        return run
+
+    def add(self, entry: dict[str, Any]) -> None:
+        current = getattr(self._local, "batch", None)
+        if current is None:
+            PipelineLog._get_collection().insert_one(entry)
+        else:
+            current.add(entry)
 
 
 CALL_LOG = CallLog()

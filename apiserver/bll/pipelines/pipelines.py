@@ -101,7 +101,6 @@ class PipelineBLL:
 
     def get_log(self, company: str, pipeline_id: str) -> list[dict[str, Any]]:
         self.get(company, pipeline_id)
-        CALL_LOG.flush()
         rows = PipelineLog._get_collection().find({"pipeline": pipeline_id}, {"company": 0, "pipeline": 0}) \
             .sort([("time", 1), ("_id", 1)])
         return [{k: v for k, v in r.items() if k != "_id"} for r in rows]
@@ -119,18 +118,22 @@ class PipelineBLL:
 
     def check_members(self, workflow: list[str], company: str) -> list[dict[str, Any]]:
         """Ask each of the company's members with empty ids whether it is ready, and record the answers."""
-        futures = {cid: self._pool.submit(self.client.call, cid, "status_request", "", "", None, company)
-                   for cid in workflow}
-        out = []
-        for cid, future in futures.items():
-            result = future.result()
-            ready = self.registry.record_readiness(cid, company, result)
-            out.append({"container_id": cid, "ready": ready, "answer": result.answer, "error": result.error})
-        CALL_LOG.flush()
-        return out
+        calls = CALL_LOG.new_batch()
+        try:
+            futures = {cid: self._pool.submit(CALL_LOG.batched(self.client.call, calls), cid, "status_request",
+                                              "", "", None, company) for cid in workflow}
+            out = []
+            for cid, future in futures.items():
+                result = future.result()
+                ready = self.registry.record_readiness(cid, company, result)
+                out.append({"container_id": cid, "ready": ready, "answer": result.answer, "error": result.error})
+            return out
+        finally:
+            calls.write()
 
     # -- commands -----------------------------------------------------------------------------
 
+    @CALL_LOG.batched
     def start(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
         doc = self.get(identity.company, pipeline_id)
         if doc["status"] != "created":
@@ -151,9 +154,9 @@ class PipelineBLL:
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
         self.advance(pipeline_id)  # send the first /start now rather than at the next beat
-        CALL_LOG.flush()
         return self.to_api(self.get(identity.company, pipeline_id))
 
+    @CALL_LOG.batched
     def stop(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
         doc = self.get(identity.company, pipeline_id)
         if doc["status"] not in ("running", "created"):
@@ -164,7 +167,6 @@ class PipelineBLL:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
         if doc["status"] == "running":
             self._stop_current_step(pipeline_id)
-        CALL_LOG.flush()
         return self.to_api(self.get(identity.company, pipeline_id))
 
     def _stop_current_step(self, pipeline_id: str) -> None:
@@ -221,17 +223,19 @@ class PipelineBLL:
         if not docs:
             return 0
         remaining = [len(docs)]
+        calls = CALL_LOG.new_batch()  # the cycle's member calls: one insert when its last pipeline is done
 
         def done(_future) -> None:
             with self._lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
-                CALL_LOG.flush()
+                calls.write()
                 self._record_cycle(len(docs), time.monotonic() - began)
 
+        step = CALL_LOG.batched(self._advance_and_release, calls)
         for doc in docs:
-            self._pool.submit(self._advance_and_release, doc["_id"], doc).add_done_callback(done)
+            self._pool.submit(step, doc["_id"], doc).add_done_callback(done)
         return len(docs)
 
     @staticmethod
@@ -357,6 +361,7 @@ class PipelineBLL:
 
     # -- the member's report ------------------------------------------------------------------
 
+    @CALL_LOG.batched
     def handle_report(self, data: dict[str, Any], remote_addr: str | None) -> str:
         container_id, status = data["container_id"], data["status"]
         doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
@@ -377,5 +382,4 @@ class PipelineBLL:
             return "OK"
         log_call(doc, "from_member", container_id, "status_report", params, CallResult("OK"))
         self.advance(doc["_id"])  # confirmed by the member's own /status_request answer
-        CALL_LOG.flush()
         return "OK"
