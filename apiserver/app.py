@@ -29,7 +29,7 @@ from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL, QueueListing
+from apiserver.bll.queues.queues import QueueBLL, QueueRecords
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.reports.reports import ReportBLL
@@ -139,7 +139,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     events.ensure_indexes()
     migrate_legacy_events(events)
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
-                        projects=projects, tasks=tasks, queue_listing=QueueListing(queues, workers.listening),
+                        projects=projects, tasks=tasks, queue_records=QueueRecords(queues, workers.listening),
                         workers=workers, events=events,
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),

@@ -26,7 +26,7 @@ def expire_workers(state: ServerState) -> None:
 
 @periodic("sample_queue_metrics", "queues.metrics_sample_sec", 30)
 def sample_queue_metrics(state: ServerState) -> None:
-    state.queue_listing.sample_metrics()
+    state.queue_records.sample_metrics()
 
 
 @periodic("release_silent_render_workers", "manager.timeout_check_sec", 30)

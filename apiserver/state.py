@@ -18,7 +18,7 @@ from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL, QueueListing
+from apiserver.bll.queues.queues import QueueBLL, QueueRecords
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.tasks.deletion import OwnedDeletion
@@ -40,7 +40,7 @@ class ServerState:
     queues: QueueBLL
     projects: ProjectBLL
     tasks: TaskBLL
-    queue_listing: QueueListing
+    queue_records: QueueRecords
     workers: WorkerBLL
     events: EventBLL
     manager: ManagerBLL

@@ -18,13 +18,13 @@ def create(call: Call) -> dict:
 def get_by_id(call: Call) -> dict:
     state = get_state()
     doc = state.queues.get(call.company, call.data["queue"])
-    return {"queue": state.queue_listing.to_api(doc, call.data.get("max_task_entries"))}
+    return {"queue": state.queue_records.to_api(doc, call.data.get("max_task_entries"))}
 
 
 @endpoint("queues.get_all")
 @endpoint("queues.get_all_ex")
 def get_all(call: Call) -> dict:
-    queues = get_state().queue_listing.get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
+    queues = get_state().queue_records.get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"queues": queues, **q.scroll_answer(call.data, len(queues))}
 
 
@@ -36,13 +36,13 @@ def get_default(call: Call) -> dict:
 
 @endpoint("queues.update")
 def update(call: Call) -> dict:
-    fields = get_state().queue_listing.update(call.company, call.data["queue"], call.data)
+    fields = get_state().queue_records.update(call.company, call.data["queue"], call.data)
     return {"updated": 1 if fields else 0, "fields": fields}
 
 
 @endpoint("queues.delete")
 def delete(call: Call) -> dict:
-    return {"deleted": get_state().queue_listing.delete(call.company, call.data["queue"],
+    return {"deleted": get_state().queue_records.delete(call.company, call.data["queue"],
                                                         bool(call.data.get("force")))}
 
 
@@ -61,7 +61,7 @@ def remove_task(call: Call) -> dict:
 def _mover(how: str):
     def move(call: Call) -> dict:
         d = call.data
-        return {"position": get_state().queue_listing.move(call.company, d["queue"], d["task"], how,
+        return {"position": get_state().queue_records.move(call.company, d["queue"], d["task"], how,
                                                            d.get("count", 1))}
     move.__name__ = move.__qualname__ = f"move_task_{how}"
     return move
@@ -78,7 +78,7 @@ def get_next_task(call: Call) -> dict:
 
 @endpoint("queues.get_queue_metrics")
 def get_queue_metrics(call: Call) -> dict:
-    return {"queues": get_state().queue_listing.metrics(call.company, call.data)}
+    return {"queues": get_state().queue_records.metrics(call.company, call.data)}
 
 
 @endpoint("queues.clear_queue")
@@ -88,17 +88,17 @@ def clear_queue(call: Call) -> dict:
 
 @endpoint("queues.get_num_entries")
 def get_num_entries(call: Call) -> dict:
-    return {"num": get_state().queue_listing.num_entries(call.company, call.data["queue"])}
+    return {"num": get_state().queue_records.num_entries(call.company, call.data["queue"])}
 
 
 @endpoint("queues.peek_task")
 def peek_task(call: Call) -> dict:
-    return {"task": get_state().queue_listing.peek(call.company, call.data["queue"])}
+    return {"task": get_state().queue_records.peek(call.company, call.data["queue"])}
 
 
 @endpoint("queues.get_by_task_id")
 def get_by_task_id(call: Call) -> dict:
-    return {"queue": get_state().queue_listing.by_task(call.company, call.data["task"])}
+    return {"queue": get_state().queue_records.by_task(call.company, call.data["task"])}
 
 
 @endpoint("queues.move_task_to_queue")
@@ -110,10 +110,10 @@ def move_task_to_queue(call: Call) -> dict:
 @endpoint("queues.add_or_update_metadata")
 def add_or_update_metadata(call: Call) -> dict:
     d = call.data
-    return {"updated": get_state().queue_listing.add_or_update_metadata(call.company, d["queue"], d["metadata"],
+    return {"updated": get_state().queue_records.add_or_update_metadata(call.company, d["queue"], d["metadata"],
                                                                         bool(d.get("replace_metadata")))}
 
 
 @endpoint("queues.delete_metadata")
 def delete_metadata(call: Call) -> dict:
-    return {"updated": get_state().queue_listing.delete_metadata(call.company, call.data["queue"], call.data["keys"])}
+    return {"updated": get_state().queue_records.delete_metadata(call.company, call.data["queue"], call.data["keys"])}

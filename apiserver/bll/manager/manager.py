@@ -71,7 +71,7 @@ class ManagerBLL:
         self.worker_timeout = timedelta(seconds=int(config.get("worker_timeout_sec", 300)))
 
     @property
-    def tasks(self):
+    def render_tasks(self):
         return RenderTask._get_collection()
 
     @property
@@ -148,11 +148,11 @@ class ManagerBLL:
                "format": settings.get("format", data.get("format", "")), "created": now, "updated": now}
         if data.get("task_id") is not None:
             doc["external_id"] = data["task_id"]
-        self.tasks.insert_one(doc)
+        self.render_tasks.insert_one(doc)
         return self.task_to_api(doc)
 
     def get_task(self, company: str, task_id: int) -> dict[str, Any]:
-        doc = self.tasks.find_one({"_id": task_id, "company": company})
+        doc = self.render_tasks.find_one({"_id": task_id, "company": company})
         if doc is None:
             raise errors.not_found.ObjectNotFound("no such task", task_id=task_id)
         return doc
@@ -161,7 +161,7 @@ class ManagerBLL:
         flt: dict[str, Any] = {"company": company}
         if status:
             flt["status"] = status
-        docs = self.tasks.find(flt).sort([("priority", -1), ("_id", 1)]).limit(limit)
+        docs = self.render_tasks.find(flt).sort([("priority", -1), ("_id", 1)]).limit(limit)
         return [self.task_to_api(d) for d in docs]
 
     def update_task(self, company: str, task_id: int, data: dict[str, Any]) -> None:
@@ -181,7 +181,7 @@ class ManagerBLL:
                     self._free_worker(doc["worker_id"], task_id)
         if sets:
             sets["updated"] = utcnow()
-            self.tasks.update_one({"_id": task_id, "company": company}, {"$set": sets})
+            self.render_tasks.update_one({"_id": task_id, "company": company}, {"$set": sets})
 
     @staticmethod
     def _check_frame(doc: dict[str, Any], frame: int) -> None:
@@ -192,7 +192,7 @@ class ManagerBLL:
 
     def delete_task(self, company: str, task_id: int) -> None:
         doc = self.get_task(company, task_id)
-        self.tasks.delete_one({"_id": task_id, "company": company})
+        self.render_tasks.delete_one({"_id": task_id, "company": company})
         if doc.get("worker_id"):
             self._free_worker(doc["worker_id"], task_id)
 
@@ -290,8 +290,9 @@ class ManagerBLL:
         raise errors.conflict.ConcurrentChange("the worker kept changing; try again", worker_id=worker_id)
 
     def _release(self, company: str, task_id: int, worker_id: int) -> None:
-        self.tasks.update_one({"_id": task_id, "company": company, "worker_id": worker_id, "status": "rendering"},
-                              {"$set": {"status": "waiting", "worker_id": None, "updated": utcnow()}})
+        self.render_tasks.update_one(
+            {"_id": task_id, "company": company, "worker_id": worker_id, "status": "rendering"},
+            {"$set": {"status": "waiting", "worker_id": None, "updated": utcnow()}})
 
     def _claim(self, company: str, worker_id: int) -> int | None:
         """The waiting task of highest priority (oldest first), taken by compare-and-set.
@@ -301,12 +302,12 @@ class ManagerBLL:
         the list again (on SecantusDB every sorted read collects and sorts every waiting task).
         """
         for _ in range(1000):
-            candidates = list(self.tasks.find({"company": company, "status": "waiting"}, {"_id": 1},
+            candidates = list(self.render_tasks.find({"company": company, "status": "waiting"}, {"_id": 1},
                                               sort=[("priority", -1), ("_id", 1)], limit=CLAIM_CANDIDATES))
             if not candidates:
                 return None
             for candidate in candidates:
-                taken = self.tasks.update_one({"_id": candidate["_id"], "status": "waiting"},
+                taken = self.render_tasks.update_one({"_id": candidate["_id"], "status": "waiting"},
                                               {"$set": {"status": "rendering", "worker_id": worker_id,
                                                         "updated": utcnow()}})
                 if taken.modified_count:

@@ -107,8 +107,8 @@ class QueueBLL:
         raise errors.server_error.DataError("could not take a task from a busy queue; try again", queue=queue_id)
 
 
-class QueueListing:
-    """Queue reads and edits beyond entries: listing, update, delete, moves and metrics."""
+class QueueRecords:
+    """Queues as records: listing, update, delete, metadata, moves and metrics (entries: QueueBLL)."""
 
     def __init__(self, queues: QueueBLL, workers_of: Callable[[str, list[str]], dict[str, list[dict]]] | None = None):
         self.queues = queues
