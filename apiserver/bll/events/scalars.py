@@ -29,7 +29,7 @@ import logging
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -52,13 +52,22 @@ def series_key(metric: str, variant: str) -> str:
     return hashlib.md5(f"{metric}\0{variant}".encode()).hexdigest()  # noqa: S324 - a key, not a secret
 
 
-def _groups_of(doc: dict[str, Any] | None) -> tuple[dict[int, list], int]:
-    """{group: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v]} and the width of an overview document."""
+def _group_columns(doc: dict[str, Any] | None) -> tuple[list[list], int]:
+    """An overview document's groups as the columns lo_i, lo_t, lo_v, hi_i, hi_t, hi_v (in group
+    order, as stored) and its width."""
     if not doc:
-        return {}, 1
-    width = int(doc["width"])
-    cols = [array(code, bytes(doc[name])).tolist() for name, code in _GROUP_FIELDS]
-    return {row[0] // width: list(row) for row in zip(*cols, strict=True)}, width
+        return [[] for _ in _GROUP_FIELDS], 1
+    return [array(code, bytes(doc[name])).tolist() for name, code in _GROUP_FIELDS], int(doc["width"])
+
+
+def _groups_of(columns: list[list], width: int) -> dict[int, list]:
+    """{group: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v]} of overview columns."""
+    return {row[0] // width: list(row) for row in zip(*columns, strict=True)}
+
+
+def _columns_of(groups: dict[int, list]) -> list[list]:
+    rows = [groups[g] for g in sorted(groups)]
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _GROUP_FIELDS]
 
 
 def _packed(groups: dict[int, list]) -> dict[str, Binary]:
@@ -245,7 +254,8 @@ class ScalarStore:
         group_ops, coarse_set = [], {}
         for k, pts in points.items():
             sid = f"{task}.{k}"
-            groups, width = _groups_of(stored.get(sid))
+            groups = _groups_of(*_group_columns(stored.get(sid)))
+            width = int((stored.get(sid) or {}).get("width", 1))
             _merge_groups(groups, width, pts)
             groups, width = _collapse(groups, width, self.overview_groups)
             group_ops.append(UpdateOne({"_id": sid}, {"$set": {**_packed(groups), "width": width},
@@ -262,8 +272,8 @@ class ScalarStore:
     def overviews(self, task: str, metrics: list[dict[str, Any]] | None = None,
                   with_groups: bool = False, coarse: bool = False) -> list[dict[str, Any]]:
         """The series of a task (optionally only these metrics/variants), sorted by metric and variant;
-        with_groups: each with ``groups`` and ``width``, its overview (the coarse one of the task's
-        document with ``coarse``) with the pending points folded in."""
+        with_groups: each with ``groups`` (columns: ``_group_columns``) and ``width``, its overview (the
+        coarse one of the task's document with ``coarse``) with the pending points folded in."""
         doc = self.tasks.find_one({"_id": task}) or {}
         wanted = _metric_filter(metrics)
         series = [{"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
@@ -281,12 +291,17 @@ class ScalarStore:
             for pdoc in self.pending.find({"task": task}):
                 for part in pdoc["series"]:
                     pending[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+            cap = self.coarse_groups if coarse else self.overview_groups
             for s in series:
-                groups, width = _groups_of(stored.get(s["_id"]))
-                s["pending"] = len(pending.get(s["k"], ()))
-                _merge_groups(groups, width, pending.get(s["k"], ()))
-                s["groups"], s["width"] = _collapse(groups, width, self.coarse_groups if coarse else
-                                                    self.overview_groups)
+                columns, width = _group_columns(stored.get(s["_id"]))
+                points = pending.get(s["k"], ())
+                s["pending"] = len(points)
+                if points or len(columns[0]) > cap:  # the stored groups as they are, when nothing changes them
+                    groups = _groups_of(columns, width)
+                    _merge_groups(groups, width, points)
+                    groups, width = _collapse(groups, width, cap)
+                    columns = _columns_of(groups)
+                s["groups"], s["width"] = columns, width
         return series
 
     def histogram(self, task: str, samples: int, key: str, metrics: list[dict[str, Any]] | None = None
@@ -427,26 +442,36 @@ class ScalarStore:
         return deleted
 
 
-def downsample(groups: dict[int, list], samples: int) -> list[tuple[int, int, float]]:
+def downsample(columns: list[list], samples: int) -> list[tuple[int, int, float]]:
     """Every group's minimum and maximum point, or, when that is more than ``samples`` points, those
-    of ``samples // 2`` runs of consecutive groups; in iteration order."""
-    rows = [groups[g] for g in sorted(groups)]
-    count = len(rows)
+    of ``samples // 2`` runs of consecutive groups; in iteration order. ``columns`` are an overview's
+    (``_group_columns``)."""
+    lo_i, lo_t, lows, hi_i, hi_t, highs = columns
+    count = len(lows)
     if not samples or 2 * count <= samples:
         bounds = [(k, k + 1) for k in range(count)]
     else:
         runs = max(1, samples // 2)
         bounds = [(r * count // runs, (r + 1) * count // runs) for r in range(runs)]
-    lows, highs = [row[2] for row in rows], [row[5] for row in rows]
     points: list[tuple[int, int, float]] = []
     for a, b in bounds:
         if a == b:
             continue
-        low = rows[min(range(a, b), key=lows.__getitem__)]
-        high = rows[max(range(a, b), key=highs.__getitem__)]
-        lo, hi = (low[0], low[1], low[2]), (high[3], high[4], high[5])
+        low, high = _first_extreme(lows, a, b, min), _first_extreme(highs, a, b, max)
+        lo, hi = (lo_i[low], lo_t[low], lows[low]), (hi_i[high], hi_t[high], highs[high])
         points.extend([lo] if lo == hi else sorted((lo, hi)))
     return points
+
+
+def _first_extreme(values: list[float], a: int, b: int, pick: Callable) -> int:
+    """The index of the first smallest (``min``) or largest (``max``) of ``values[a:b]``."""
+    if b - a == 1:
+        return a
+    part = values[a:b]
+    try:
+        return a + part.index(pick(part))
+    except ValueError:  # a NaN, which equals nothing: compare as the plain loop does
+        return pick(range(a, b), key=values.__getitem__)
 
 
 def iso_time(ms: int) -> str:
