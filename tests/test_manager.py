@@ -198,6 +198,66 @@ def test_eight_workers_render_every_task_exactly_once(rest, server, admin):
     assert set(statuses.values()) == {"completed"}
 
 
+def _keep_reporting(base_url: str, auth: str, worker: int, stop_file: str) -> int:
+    """A worker that reports "available" as fast as it can until the operator is done."""
+    import os
+
+    session = requests.Session()
+    session.headers["Authorization"] = auth
+    reports, deadline = 0, time.monotonic() + 120
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        resp = session.patch(f"{base_url}/workers/{worker}", json={"status": "available"}, timeout=90)
+        assert resp.status_code == 200, resp.text
+        reports += 1
+    return reports
+
+
+def _disable_while_it_reports(base_url: str, auth: str, worker: int, stop_file: str) -> int:
+    """The operator disables the reporting worker again and again; each time, once the worker has
+    reported twice more, it must still be disabled and hold no task."""
+    session = requests.Session()
+    session.headers["Authorization"] = auth
+
+    def after_two_reports() -> dict:
+        seen, changes = None, 0
+        while changes < 3:  # the report in flight at the disable, then two that started after it
+            listing = session.get(f"{base_url}/workers", timeout=90).json()
+            doc = next(w for w in listing.values() if w["id"] == worker)
+            if doc["last_seen"] != seen:
+                seen, changes = doc["last_seen"], changes + 1
+        return doc
+
+    try:
+        for _ in range(8):
+            assert session.post(f"{base_url}/workers/{worker}/setstatus", json={"status": "enabled"},
+                                timeout=90).status_code == 200
+            after_two_reports()
+            assert session.post(f"{base_url}/workers/{worker}/setstatus", json={"status": "disabled"},
+                                timeout=90).status_code == 200
+            doc = after_two_reports()
+            assert (doc["status"], doc["current_task"]) == ("disabled", None), doc
+        return 8
+    finally:
+        open(stop_file, "w").close()  # noqa: SIM115 - a marker file
+
+
+def _report_or_operate(base_url: str, auth: str, worker: int, stop_file: str, role: str) -> int:
+    act = _keep_reporting if role == "worker" else _disable_while_it_reports
+    return act(base_url, auth, worker, stop_file)
+
+
+def test_a_disable_is_never_undone_by_a_report_in_flight(rest, server, admin, tmp_path):
+    task = make_task(rest, priority=10**9 - 1)  # work for the worker whenever it is enabled
+    wid = register(rest)
+    stop_file = str(tmp_path / "operator-done")
+    results = race(_report_or_operate, [(server.base_url, admin.auth, wid, stop_file, role)
+                                        for role in ("worker", "operator")])
+    assert results[1] == 8 and results[0] > 16, results
+    held = rest("GET", f"/tasks/{task['id']}")[1]
+    assert (held["status"], held["worker_id"]) == ("waiting", None)
+    assert rest("PATCH", f"/tasks/{task['id']}", {"status": "canceled"})[0] == 204
+
+
 def test_an_operator_disables_and_enables_a_worker(rest, other_rest):
     task = make_task(rest, priority=10**9)  # above whatever other tests left waiting
     wid = register(rest)

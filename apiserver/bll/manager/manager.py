@@ -248,31 +248,42 @@ class ManagerBLL:
                 "update_less_frequent": doc.get("update_less_frequent") or {}, "task_id": doc.get("render_task")}
 
     def report(self, company: str, worker_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        """A worker reports status, stats and progress; the answer names the task it should render."""
-        doc = self.get_worker(company, worker_id)
-        now = utcnow()
-        sets: dict[str, Any] = {"last_activity_time": now, "expires_at": now + self.worker_timeout, "expired": False}
-        for key in ("update_frequent", "update_less_frequent", "system", "mac_address"):
-            if key in data:
-                sets[key] = data[key]
-        status = data.get("status", doc.get("status"))
-        if doc.get("status") == "disabled" and status not in ("enabled", "disabled"):
-            status = "disabled"  # disabled until someone enables it; it gets no work meanwhile
-        if status == "enabled":
-            status = "available"
-        held = doc.get("render_task")
-        if held is not None and "frame_current" in data:
-            self.update_task(company, held, {"frame_current": data["frame_current"]})
-            held = self.workers.find_one({"_id": doc["_id"]}, {"render_task": 1}).get("render_task")
-        if status in ("available", "error", "disabled") and held is not None:
-            self._release(company, held, worker_id)  # it gave the task up (or broke): someone else takes it
-            held = None
-        if status == "available":
-            held = self._claim(company, worker_id)
-            status = "rendering" if held is not None else "available"
-        sets.update({"status": status, "render_task": held})
-        self.workers.update_one({"_id": doc["_id"]}, {"$set": sets})
-        return {"task_id": held}
+        """A worker reports status, stats and progress; the answer names the task it should render.
+
+        The worker's record is written only if its status is still the one the report was decided
+        from, so an operator's enable or disable at the same moment is never overwritten; the report
+        is then decided again (and a task it claimed meanwhile goes back to waiting)."""
+        for _ in range(100):
+            doc = self.get_worker(company, worker_id)
+            now = utcnow()
+            sets: dict[str, Any] = {"last_activity_time": now, "expires_at": now + self.worker_timeout,
+                                    "expired": False}
+            for key in ("update_frequent", "update_less_frequent", "system", "mac_address"):
+                if key in data:
+                    sets[key] = data[key]
+            status = data.get("status", doc.get("status"))
+            if doc.get("status") == "disabled" and status not in ("enabled", "disabled"):
+                status = "disabled"  # disabled until someone enables it; it gets no work meanwhile
+            if status == "enabled":
+                status = "available"
+            held = doc.get("render_task")
+            if held is not None and "frame_current" in data:
+                self.update_task(company, held, {"frame_current": data["frame_current"]})
+                held = self.workers.find_one({"_id": doc["_id"]}, {"render_task": 1}).get("render_task")
+            if status in ("available", "error", "disabled") and held is not None:
+                self._release(company, held, worker_id)  # it gave the task up (or broke): someone else takes it
+                held = None
+            claimed = None
+            if status == "available":
+                held = claimed = self._claim(company, worker_id)
+                status = "rendering" if held is not None else "available"
+            sets.update({"status": status, "render_task": held})
+            if self.workers.update_one({"_id": doc["_id"], "status": doc.get("status")},
+                                       {"$set": sets}).matched_count:
+                return {"task_id": held}
+            if claimed is not None:
+                self._release(company, claimed, worker_id)
+        raise errors.conflict.ConcurrentChange("the worker kept changing; try again", worker_id=worker_id)
 
     def set_worker_status(self, company: str, worker_id: int, status: str) -> dict[str, Any]:
         """An operator enables or disables a worker. A disabled worker gets no work (its reports keep it
