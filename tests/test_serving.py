@@ -75,8 +75,10 @@ def test_two_reporting_containers_make_one_endpoint_with_summed_counters(admin):
     assert {i["id"]: [i[k] for k in ("uptime_sec", "requests", "requests_min", "latency_ms", "cpu_count",
                                      "gpu_count", "reference")] for i in details["instances"]} == {
         first: [1000, 1000, 5, 100, 2, 0, REFERENCE], second: [2000, 2000, 10, 200, 2, 0, []]}
-    # Reading changes nothing.
+    # Reading changes nothing; the web app's /v999.0 and ClearML's 2.31 read the same.
     assert admin.call("serving.get_endpoint_details", endpoint_url=url) == details
+    for version in ("999.0", "2.31"):
+        assert admin.call("serving.get_endpoint_details", _version=version, endpoint_url=url) == details
 
 
 def test_a_report_replaces_what_the_container_said_before(admin):
