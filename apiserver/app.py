@@ -34,6 +34,8 @@ from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.server_settings import configured_or_generated
+from apiserver.bll.serving.serving import METRIC_TYPES as SERVING_METRIC_TYPES
+from apiserver.bll.serving.serving import ServingBLL
 from apiserver.bll.tasks import status as task_status
 from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
@@ -69,7 +71,8 @@ def session_cookie(config: Config) -> SessionCookie:
 # The facts the code owns that the specs repeat as enums: checked at start-up (check_enums).
 SPEC_FACTS = {("*", "role_enum"): ROLES, ("tasks", "task_status_enum"): task_status.STATUSES,
               ("manager", "task_status_enum"): RENDER_TASK_STATUSES,
-              ("manager", "worker_status_enum"): RENDER_WORKER_STATUSES}
+              ("manager", "worker_status_enum"): RENDER_WORKER_STATUSES,
+              ("serving", "metric_type_enum"): SERVING_METRIC_TYPES}
 
 
 def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tuple[Dispatcher, Any]:
@@ -147,6 +150,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         registry=ModelRegistryBLL(deployments, int(config["registry.max_explainers"]),
                                                   int(config["registry.max_schema_bytes"])),
                         files=files, models=models, reports=ReportBLL(tasks, projects),
+                        serving=ServingBLL(config["serving"]),
                         counts=EntityCounts({"tasks": (tasks.coll, tasks.build_query),
                                              "models": (models.coll, models.build_query),
                                              "projects": (projects.coll, projects.build_query)}),

@@ -24,6 +24,13 @@ def expire_workers(state: ServerState) -> None:
         log.info("%d workers expired (no report within their timeout)", expired)
 
 
+@periodic("expire_serving_containers", "serving.expiry_check_sec", 60)
+def expire_serving_containers(state: ServerState) -> None:
+    expired = state.serving.expire()
+    if expired:
+        log.info("%d serving containers dropped (no report within their timeout)", expired)
+
+
 @periodic("sample_queue_metrics", "queues.metrics_sample_sec", 30)
 def sample_queue_metrics(state: ServerState) -> None:
     state.queue_records.sample_metrics()

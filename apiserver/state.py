@@ -21,6 +21,7 @@ from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueRecords
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.reports.reports import ReportBLL
+from apiserver.bll.serving.serving import ServingBLL
 from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -50,6 +51,7 @@ class ServerState:
     files: FileBLL
     models: ModelBLL
     reports: ReportBLL
+    serving: ServingBLL
     export: ExportBLL
     counts: EntityCounts
     pipeline_runs: PipelineRunBLL

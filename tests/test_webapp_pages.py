@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def site(mongo_uri, tmp_path_factory):
         seeded["project"] = admin.call("projects.get_all", name=f"^{PROJECT}$")["projects"][0]["id"]
         seeded["report"] = admin.call("reports.create", name="pages report", project=seeded["project"],
                                       report="# Pages report\nThe loss went down.")["id"]
+        _seed_serving(admin, proc.base_url, seeded)
         proc.seeded = seeded
         yield proc
     finally:
@@ -119,6 +121,21 @@ def site(mongo_uri, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 agent.kill()
         proc.stop()
+
+
+def _seed_serving(admin, base_url: str, seeded: dict) -> None:
+    """A serving container reporting on one endpoint (referring to the seeded model) and one loading,
+    as clearml-serving's inference containers send them."""
+    url = f"{base_url}/serve/pages-endpoint"
+    serving = {"endpoint_name": "pages-endpoint", "model_name": "pages-net", "endpoint_url": url,
+               "model_source": "ClearML", "preprocess_artifact": "py_code_pages", "input_type": "float32",
+               "reference": [{"type": "model", "value": seeded["model"]}]}
+    admin.call("serving.register_container", container_id="pages-serving-1", timeout=3600, **serving)
+    admin.call("serving.container_status_report", container_id="pages-serving-1", uptime_sec=240, requests_num=42,
+               requests_min=3.5, latency_ms=12, machine_stats={"cpu_usage": [10, 20]}, **serving)
+    admin.call("serving.register_container", container_id="pages-serving-loading", endpoint_name="pages-loading",
+               model_name="pages-net", timeout=3600)
+    seeded["endpoint"] = str(uuid.uuid5(uuid.NAMESPACE_URL, url))  # the app's id of an endpoint: its URL's UUID5
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +193,11 @@ PAGES = {
     "workers": ("/workers-and-queues/workers", ["{worker}"]),
     "queues": ("/workers-and-queues/queues", ["default", "queued-job"]),
     "reports": ("/reports", ["pages report"]),
+    "model endpoints": ("/endpoints/active", ["pages-endpoint", "/serve/pages-endpoint"]),
+    "loading endpoints": ("/endpoints/loading", ["pages-serving-loading"]),
+    # The instance column shows the model the container refers to.
+    "endpoint details": ("/endpoints/active/{endpoint}/general", ["py_code_pages", "12ms", "pages-net"]),
+    "endpoint monitor": ("/endpoints/active/{endpoint}/monitor", ["Number of Requests", "Requests per Minute"]),
     "pipelines": ("/pipelines", []),
     "datasets": ("/datasets", []),
     "settings": ("/settings/profile", ["Pages User"]),

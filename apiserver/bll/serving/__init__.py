@@ -1,0 +1,1 @@
+"""Owns ClearML serving's registry of model endpoints and their serving containers."""
