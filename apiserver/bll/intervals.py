@@ -4,7 +4,7 @@ and queue chart dates so)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 def bucket(ts: datetime, start: datetime, interval: int) -> int:
@@ -13,6 +13,9 @@ def bucket(ts: datetime, start: datetime, interval: int) -> int:
 
 
 def bucket_dates(start: datetime, interval: int, keys: list[int]) -> list[int]:
-    """The start of each bucket, in epoch milliseconds."""
+    """The start of each bucket, in epoch milliseconds. A naive ``start`` is UTC, as every date the
+    database gives back is (``datetime.timestamp`` would read it as the server's local time)."""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
     base = int(start.timestamp()) * 1000
     return [base + k * interval * 1000 for k in keys]
