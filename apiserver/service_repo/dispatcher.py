@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
+from apiserver.bll.secret_names import secret_name
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
 from apiserver.schema.normalize import validated_request
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
@@ -31,8 +32,6 @@ from apiserver.service_repo.call import Call
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Any]
-# Request fields that carry secrets: refused in a query string, wherever the endpoint.
-SECRET_FIELDS = frozenset({"password", "secret_key", "secret", "token", "access_token", "api_key"})
 JSON_LINES = "application/json-lines"
 UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
@@ -236,7 +235,7 @@ class Dispatcher:
         params: dict[str, Any] = {}
         if request.args:
             params.update(request.args.to_dict())
-            secret = next((k for k in params if k.lower() in SECRET_FIELDS), None)
+            secret = next((k for k in params if secret_name(k)), None)  # refused wherever the endpoint
             if secret is not None:
                 # URLs end up in proxy logs, browser history and Referer headers.
                 raise errors.bad_request.ValidationError(

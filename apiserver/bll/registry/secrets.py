@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import secrets
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,27 +28,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from apiserver.apierrors import errors
+from apiserver.bll.secret_names import secret_name
 
 MASK = "********"
 _VERSION = "v1"
-_SECRET_LAST_WORDS = ("token", "secret", "password", "passwd")  # as a word's ending: dbpassword, authtoken
-_SECRET_WORDS = frozenset({"pat", "pwd", "apikey", "credential", "credentials"})
-_SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key"),
-                           ("auth", "key"), ("account", "key"), ("signing", "key")})
-
-
-def secret_name(key: str, declared: tuple[str, ...] | frozenset[str] = ()) -> bool:
-    """Whether an init key holds a secret: declared by its class, or named like one."""
-    if key in declared:
-        return True
-    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()) if w]
-    if not words:
-        return False
-    last = words[-1]
-    return (last in _SECRET_WORDS or last.endswith(_SECRET_LAST_WORDS)
-            or (len(words) > 1 and (words[-2], last) in _SECRET_PAIRS))
-
-
 def masked_url(value: str) -> str:
     """``value`` with a URL's password and secret-named query values masked; other text unchanged."""
     try:
