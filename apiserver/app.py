@@ -26,6 +26,7 @@ from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.outbound import OutboundClient
+from apiserver.bll.pipelines import status as pipeline_status
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.projects import ProjectBLL
@@ -72,7 +73,9 @@ def session_cookie(config: Config) -> SessionCookie:
 SPEC_FACTS = {("*", "role_enum"): ROLES, ("tasks", "task_status_enum"): task_status.STATUSES,
               ("manager", "task_status_enum"): RENDER_TASK_STATUSES,
               ("manager", "worker_status_enum"): RENDER_WORKER_STATUSES,
-              ("serving", "metric_type_enum"): SERVING_METRIC_TYPES}
+              ("serving", "metric_type_enum"): SERVING_METRIC_TYPES,
+              ("workflows", "pipeline_status_enum"): pipeline_status.PIPELINE_STATUSES,
+              ("workflows", "step_status_enum"): pipeline_status.STEP_STATUSES}
 
 
 def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tuple[Dispatcher, Any]:

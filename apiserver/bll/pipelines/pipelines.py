@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.pipelines import status as st
 from apiserver.bll.pipelines.members import (
     CALL_LOG,
     MEMBER_WORDS,
@@ -38,7 +39,6 @@ from apiserver.database.model.pipeline import Pipeline, PipelineHeartbeat, Pipel
 log = logging.getLogger(__name__)
 
 REPORT_STATUSES = ("success", "failed", "completed")
-ACTIVE_STEP = ("starting", "started", "running")
 STOPPED_BEFORE_START = "stopped by user before the member answered /start"
 
 
@@ -84,8 +84,8 @@ class PipelineBLL:
             self.registry.check_id(cid, identity.company, f"workflow.{i}")
         now = utcnow()
         doc = {"_id": new_id(), "company": identity.company, "user_id": identity.user, "project_id": project_id,
-               "status": "created", "current_step": 0, "created": now,
-               "steps": [{"container_id": cid, "status": "pending", "start_calls": 0, "misses": 0}
+               "status": st.CREATED, "current_step": 0, "created": now,
+               "steps": [{"container_id": cid, "status": st.PENDING, "start_calls": 0, "misses": 0}
                          for cid in workflow]}
         self.coll.insert_one(doc)
         return doc["_id"]
@@ -136,7 +136,7 @@ class PipelineBLL:
     @CALL_LOG.batched
     def start(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
         doc = self.get(identity.company, pipeline_id)
-        if doc["status"] != "created":
+        if doc["status"] != st.CREATED:
             raise errors.bad_request.InvalidPipelineStatus(f"only created pipelines start (this one is "
                                                            f"{doc['status']})", id=pipeline_id)
         members = self.check_members(sorted({s["container_id"] for s in doc["steps"]}), identity.company)
@@ -144,10 +144,10 @@ class PipelineBLL:
         if not_ready:
             raise errors.bad_request.MembersNotReady(f"not ready: {not_ready}", error_data={"members": members})
         try:  # one running pipeline per user and project: the unique index on running ones decides
-            moved = self.coll.update_one({"_id": pipeline_id, "status": "created"},
-                                         {"$set": {"status": "running", "started": utcnow()}})
+            moved = self.coll.update_one({"_id": pipeline_id, "status": st.CREATED},
+                                         {"$set": {"status": st.RUNNING, "started": utcnow()}})
         except DuplicateKeyError:
-            busy = self.coll.find_one({"status": "running", "project_id": doc["project_id"],
+            busy = self.coll.find_one({"status": st.RUNNING, "project_id": doc["project_id"],
                                        "user_id": doc["user_id"]}, {"_id": 1}) or {}
             raise errors.bad_request.InvalidPipelineStatus(
                 "another pipeline of this user and project is running", running=busy.get("_id")) from None
@@ -159,13 +159,13 @@ class PipelineBLL:
     @CALL_LOG.batched
     def stop(self, identity: Identity, pipeline_id: str) -> dict[str, Any]:
         doc = self.get(identity.company, pipeline_id)
-        if doc["status"] not in ("running", "created"):
+        if doc["status"] not in (st.RUNNING, st.CREATED):
             raise errors.bad_request.InvalidPipelineStatus(f"the pipeline is {doc['status']}", id=pipeline_id)
-        moved = self.coll.update_one({"_id": pipeline_id, "status": doc["status"]},
-                                     {"$set": {"status": "stopped", "finished": utcnow(), "reason": "stopped by user"}})
+        moved = self.coll.update_one({"_id": pipeline_id, "status": doc["status"]}, {
+            "$set": {"status": st.STOPPED, "finished": utcnow(), "reason": "stopped by user"}})
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
-        if doc["status"] == "running":
+        if doc["status"] == st.RUNNING:
             self._stop_current_step(pipeline_id)
         return self.to_api(self.get(identity.company, pipeline_id))
 
@@ -180,25 +180,25 @@ class PipelineBLL:
             doc = self.coll.find_one({"_id": pipeline_id})
             i = doc.get("current_step", 0)
             step = doc["steps"][i]
-            if step["status"] != "starting" or time.monotonic() > deadline:
+            if step["status"] != st.STARTING or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        if step["status"] == "starting":  # the /start is still out: when it comes back, /stop follows
-            self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": {
-                f"steps.{i}.status": "stopped", f"steps.{i}.finished": utcnow(),
+        if step["status"] == st.STARTING:  # the /start is still out: when it comes back, /stop follows
+            self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
+                f"steps.{i}.status": st.STOPPED, f"steps.{i}.finished": utcnow(),
                 f"steps.{i}.reason": STOPPED_BEFORE_START}})
             return
-        if step["status"] not in ACTIVE_STEP:
+        if step["status"] not in st.ACTIVE_STEP:
             return
         result = self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
         reason = "stopped by user" + ("" if result.answer == "finished" else
                                       f" (member answered {result.answer or result.error})")
         self.coll.update_one(self._settle_filter(doc, i, step["status"]), {"$set": {
-            f"steps.{i}.status": "stopped", f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": reason}})
+            f"steps.{i}.status": st.STOPPED, f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": reason}})
 
     def delete(self, identity: Identity, pipeline_id: str, force: bool) -> int:
         doc = self.get(identity.company, pipeline_id)
-        if doc["status"] == "running":
+        if doc["status"] == st.RUNNING:
             if not force:
                 raise errors.bad_request.InvalidPipelineStatus("stop the pipeline first (or use force)",
                                                                id=pipeline_id)
@@ -214,7 +214,7 @@ class PipelineBLL:
         When the last of them is done, the cycle's duration is recorded (``heartbeat_stats``)."""
         began = time.monotonic()
         docs = []
-        for doc in self.coll.find({"status": "running"}):
+        for doc in self.coll.find({"status": st.RUNNING}):
             with self._lock:
                 if doc["_id"] in self._in_flight:
                     continue  # a slow member keeps only its own pipeline waiting
@@ -266,14 +266,14 @@ class PipelineBLL:
         """
         for _ in range(1000):  # bounded: one loop per completed step
             doc = doc or self.coll.find_one({"_id": pipeline_id})
-            if doc is None or doc["status"] != "running":
+            if doc is None or doc["status"] != st.RUNNING:
                 return
             i = doc.get("current_step", 0)
             step = doc["steps"][i]
-            if step["status"] == "pending":
+            if step["status"] == st.PENDING:
                 self._start_step(doc, i)
                 return
-            if step["status"] not in ACTIVE_STEP:
+            if step["status"] not in st.ACTIVE_STEP:
                 return
             result = self.client.call(step["container_id"], "status_request", doc["user_id"], doc["project_id"], doc)
             if not self._apply_answer(doc, i, step, result):
@@ -281,45 +281,45 @@ class PipelineBLL:
             doc = None  # moved on: read the new state
 
     def _step_filter(self, doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
-        return {"_id": doc["_id"], "status": "running", "current_step": i, f"steps.{i}.status": status}
+        return {"_id": doc["_id"], "status": st.RUNNING, "current_step": i, f"steps.{i}.status": status}
 
     @staticmethod
     def _settle_filter(doc: dict[str, Any], i: int, status: str) -> dict[str, Any]:
         """A step of a pipeline that is no longer running, still in ``status``."""
-        return {"_id": doc["_id"], "status": {"$ne": "running"}, "current_step": i, f"steps.{i}.status": status}
+        return {"_id": doc["_id"], "status": {"$ne": st.RUNNING}, "current_step": i, f"steps.{i}.status": status}
 
     def _start_step(self, doc: dict[str, Any], i: int) -> None:
         step = doc["steps"][i]
-        claimed = self.coll.update_one(self._step_filter(doc, i, "pending"),
-                                       {"$set": {f"steps.{i}.status": "starting"},
+        claimed = self.coll.update_one(self._step_filter(doc, i, st.PENDING),
+                                       {"$set": {f"steps.{i}.status": st.STARTING},
                                         "$inc": {f"steps.{i}.start_calls": 1}})
         if not claimed.modified_count:
             return  # another process (or thread) started it
         result = self.client.call(step["container_id"], "start", doc["user_id"], doc["project_id"], doc)
         if result.answer == "started":
-            started = {f"steps.{i}.status": "started", f"steps.{i}.started": utcnow(), f"steps.{i}.misses": 0}
-            if self.coll.update_one(self._step_filter(doc, i, "starting"), {"$set": started}).modified_count:
+            started = {f"steps.{i}.status": st.STARTED, f"steps.{i}.started": utcnow(), f"steps.{i}.misses": 0}
+            if self.coll.update_one(self._step_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
                 return
             # Stopped meanwhile: record the start for stop() to act on; or, when stop() stopped waiting
             # for this answer, send the /stop it left to us (once: the reason changes as it goes).
-            if self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": started}).modified_count:
+            if self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
                 return
-            left = {**self._settle_filter(doc, i, "stopped"), f"steps.{i}.reason": STOPPED_BEFORE_START}
+            left = {**self._settle_filter(doc, i, st.STOPPED), f"steps.{i}.reason": STOPPED_BEFORE_START}
             if self.coll.update_one(left, {"$set": {f"steps.{i}.reason": STOPPED_BEFORE_START + "; /stop sent "
                                                     "when it did"}}).modified_count:
                 self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
             return
         # Not re-sent: a /start that may have arrived is never repeated.
         why = f"start answered {result.answer!r}" if result.answer is not None else f"start failed: {result.error}"
-        self._fail(doc, i, "starting", why)
-        self.coll.update_one(self._settle_filter(doc, i, "starting"), {"$set": {
-            f"steps.{i}.status": "failed", f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": why}})
+        self._fail(doc, i, st.STARTING, why)
+        self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
+            f"steps.{i}.status": st.FAILED, f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": why}})
 
-    def _fail(self, doc: dict[str, Any], i: int, from_status: str, reason: str, step_status: str = "failed") -> None:
+    def _fail(self, doc: dict[str, Any], i: int, from_status: str, reason: str, step_status: str = st.FAILED) -> None:
         now = utcnow()
         self.coll.update_one(self._step_filter(doc, i, from_status),
                              {"$set": {f"steps.{i}.status": step_status, f"steps.{i}.finished": now,
-                                       f"steps.{i}.reason": reason, "status": "failed", "finished": now,
+                                       f"steps.{i}.reason": reason, "status": st.FAILED, "finished": now,
                                        "reason": f"{doc['steps'][i]['container_id']}: {reason}"}})
 
     def _apply_answer(self, doc: dict[str, Any], i: int, step: dict[str, Any], result: CallResult) -> bool:
@@ -334,9 +334,9 @@ class PipelineBLL:
         if answer == "completed":
             now = utcnow()
             last = i + 1 == len(doc["steps"])
-            sets = {f"steps.{i}.status": "completed", f"steps.{i}.finished": now}
+            sets = {f"steps.{i}.status": st.COMPLETED, f"steps.{i}.finished": now}
             if last:
-                sets.update({"status": "completed", "finished": now})
+                sets.update({"status": st.COMPLETED, "finished": now})
             else:
                 sets["current_step"] = i + 1
             moved = self.coll.update_one(self._step_filter(doc, i, status), {"$set": sets})
@@ -345,7 +345,7 @@ class PipelineBLL:
             self._fail(doc, i, status, "the member reported failed")
             return False
         if answer == "stopped":
-            self._fail(doc, i, status, "the member stopped on its own", step_status="stopped")
+            self._fail(doc, i, status, "the member stopped on its own", step_status=st.STOPPED)
             return False
         # No answer, "ready" (it lost our job) or a word outside the protocol: a missed beat.
         if answer is not None:
@@ -364,7 +364,7 @@ class PipelineBLL:
     @CALL_LOG.batched
     def handle_report(self, data: dict[str, Any], remote_addr: str | None) -> str:
         container_id, status = data["container_id"], data["status"]
-        doc = self.coll.find_one({"status": "running", "project_id": data.get("project_id", ""),
+        doc = self.coll.find_one({"status": st.RUNNING, "project_id": data.get("project_id", ""),
                                   "user_id": data.get("user_id", "")})
         company = doc["company"] if doc else None  # the report itself names no company
         self.registry.check_id(container_id, company, list_known=False)  # the caller is anonymous
