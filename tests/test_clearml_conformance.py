@@ -542,6 +542,22 @@ def test_worker_count_metric_keys_and_stats_per_variant(admin):
         [("0", [("max", [30.0]), ("min", [10.0])]), ("1", [("max", [80.0]), ("min", [60.0])])]
 
 
+def test_workers_get_all_filters_tags_in_the_list_filter_language(admin):
+    prefix = _name("tagged")
+    for name, tags in (("a", ["gpu", "big"]), ("b", ["gpu"]), ("c", ["cpu"]), ("d", [])):
+        admin.call("workers.register", _version=V, worker=f"{prefix}-{name}", tags=tags, system_tags=[f"s-{name}"])
+    listed = lambda **kw: [w["id"].removeprefix(prefix + "-") for w in admin.call(  # noqa: E731
+        "workers.get_all", _version=V, **kw)["workers"] if w["id"].startswith(prefix)]
+    assert listed(tags=["gpu"]) == ["a", "b"]
+    assert listed(tags=["-gpu"]) == ["c", "d"]
+    assert listed(tags=["__$all", "gpu", "big"]) == ["a"]
+    assert listed(tags=["cpu", "__$or", "big"]) == ["a", "c"]
+    assert listed(tags=["__$not", "cpu", "__$and", "__$not", "gpu"]) == ["d"]
+    assert listed(tags=[None]) == ["d"]
+    assert listed(tags=["gpu"], system_tags=["-s-a"]) == ["b"]
+    assert listed(tags="cpu") == ["c"]
+
+
 def test_users_get_all_ex_and_update_own_name(admin, server):
     me = admin.call("users.get_current_user")["user"]
     listed = admin.call("users.get_all_ex", _version=V, id=[me["id"]], only_fields=["name"], order_by=None)["users"]
