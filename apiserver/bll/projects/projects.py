@@ -289,19 +289,25 @@ class ProjectBLL:
         return out
 
     def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        self.writable(identity.company, project_id)
+        """Edit a project. A new name keeps the project where it is (moving is ``move``) and renames
+        the projects nested below it with it, as ClearML does."""
+        project = self.writable(identity.company, project_id)
         fields = {k: data[k] for k in EDITABLE if k in data}
-        if "name" in fields:
-            fields["name"] = _check_name(fields["name"])
-            fields["basename"] = fields["name"].rsplit("/", 1)[-1]
         if not fields:
             return {}
+        if "name" in fields:
+            fields["name"] = _check_name(fields["name"])
+            if fields["name"].rpartition("/")[0] != project["name"].rpartition("/")[0]:
+                raise errors.bad_request.CannotUpdateProjectLocation(
+                    "a new name keeps the project's location; use projects.move", name=fields["name"])
+            fields["basename"] = fields["name"].rsplit("/", 1)[-1]
+            try:
+                self._rename_tree(identity, project, fields["name"])
+            except DuplicateKeyError:  # taken meanwhile
+                raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
+                    from None
         fields["last_update"] = utcnow()
-        try:
-            self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
-        except DuplicateKeyError:
-            raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
-                from None
+        self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
         return fields
 
     def family(self, company: str, project_id: str) -> list[str]:
