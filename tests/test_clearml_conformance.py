@@ -128,6 +128,37 @@ def test_order_by_several_fields_puts_empty_last_both_ways(admin, listing):
     assert sorted(order("-comment", "name")[3:]) == ["b", "d"]
 
 
+def test_order_by_a_field_outside_the_schema_orders_nothing(admin, listing):
+    """As ClearML (the web app's projects page sends 'featured' first): the next keys decide; a key
+    that cannot name a field is a 400 naming order_by, never a 500."""
+    for name in ("m-b", "m-a", "m-c"):
+        admin.call("models.create", name=name, uri=f"s3://b/{name}", project=listing["project"])
+    queue_prefix = _name("oq")
+    for name in ("b", "a", "c"):
+        admin.call("queues.create", name=f"{queue_prefix}-{name}")
+    listings = (("tasks.get_all_ex", "tasks", {"project": [listing["project"]]}),
+                ("models.get_all_ex", "models", {"project": [listing["project"]], "name": "^m-"}),
+                ("queues.get_all_ex", "queues", {"name": f"^{queue_prefix}"}),
+                ("projects.get_all_ex", "projects", {"name": f"^{listing['top']}"}))
+    for endpoint, key, body in listings:
+        def names(order, endpoint=endpoint, key=key, body=body, **kw):
+            return [x["name"] for x in admin.call(endpoint, _version=V, order_by=order, only_fields=["name"],
+                                                  **body, **kw)[key]]
+        expected = names(["name"])
+        assert expected == sorted(expected) and len(expected) >= 2, endpoint
+        for order in (["featured", "name"], ["-featured", "name"], ["no.such.field", "name"], ["--name", "name"],
+                      ["ñame", "name"], ["x" * 2000, "name"], ["-", "name"], ["", "name"]):
+            assert names(order) == expected, (endpoint, order)
+            assert names(order, scroll_id=None, size=2) == expected[:2], (endpoint, order)
+        assert names(["+name"]) == expected and names(["-name"]) == expected[::-1], endpoint
+        by_id = names(["id"])  # alone, such a key leaves only the tie-break on id
+        assert names(["featured"]) == names(["-featured"]) == names(["--name"]) == by_id, endpoint
+        for bad in ("$x", "a..b", "name.", "-$x", "a.$b", "a\x00b"):
+            status, answer = admin.envelope(endpoint, _version=V, order_by=[bad, "name"], **body)
+            assert (status, answer["meta"]["result_subcode"]) == (400, 12), (endpoint, bad)
+            assert "order_by" in answer["meta"]["result_msg"], (endpoint, bad)
+
+
 def test_models_projects_and_queues_scroll_too(admin, listing):
     for name in ("m1", "m2"):
         admin.call("models.create", name=name, uri=f"s3://b/{name}", project=listing["project"])
