@@ -1,5 +1,7 @@
 """Owns what the web app reads about the contents of projects: task statistics rolled up from
-subprojects, the tags, parents, hyper-parameters, metrics and model metadata keys used inside them.
+subprojects (over the tasks a stats filter selects), which projects hold pipelines, datasets,
+reports or a user's work, dataset counts and versions, and the tags, parents, hyper-parameters,
+metrics and model metadata keys used inside them.
 
 Every read is scoped to the caller's company and public objects, and restricted to the projects
 asked for (all when none); the scans over task sections read only the section they need and stop
