@@ -128,6 +128,37 @@ def test_order_by_several_fields_puts_empty_last_both_ways(admin, listing):
     assert sorted(order("-comment", "name")[3:]) == ["b", "d"]
 
 
+def test_order_by_a_field_outside_the_schema_orders_nothing(admin, listing):
+    """As ClearML (the web app's projects page sends 'featured' first): the next keys decide; a key
+    that cannot name a field is a 400 naming order_by, never a 500."""
+    for name in ("m-b", "m-a", "m-c"):
+        admin.call("models.create", name=name, uri=f"s3://b/{name}", project=listing["project"])
+    queue_prefix = _name("oq")
+    for name in ("b", "a", "c"):
+        admin.call("queues.create", name=f"{queue_prefix}-{name}")
+    listings = (("tasks.get_all_ex", "tasks", {"project": [listing["project"]]}),
+                ("models.get_all_ex", "models", {"project": [listing["project"]], "name": "^m-"}),
+                ("queues.get_all_ex", "queues", {"name": f"^{queue_prefix}"}),
+                ("projects.get_all_ex", "projects", {"name": f"^{listing['top']}"}))
+    for endpoint, key, body in listings:
+        def names(order, endpoint=endpoint, key=key, body=body, **kw):
+            return [x["name"] for x in admin.call(endpoint, _version=V, order_by=order, only_fields=["name"],
+                                                  **body, **kw)[key]]
+        expected = names(["name"])
+        assert expected == sorted(expected) and len(expected) >= 2, endpoint
+        for order in (["featured", "name"], ["-featured", "name"], ["no.such.field", "name"], ["--name", "name"],
+                      ["ñame", "name"], ["x" * 2000, "name"], ["-", "name"], ["", "name"]):
+            assert names(order) == expected, (endpoint, order)
+            assert names(order, scroll_id=None, size=2) == expected[:2], (endpoint, order)
+        assert names(["+name"]) == expected and names(["-name"]) == expected[::-1], endpoint
+        by_id = names(["id"])  # alone, such a key leaves only the tie-break on id
+        assert names(["featured"]) == names(["-featured"]) == names(["--name"]) == by_id, endpoint
+        for bad in ("$x", "a..b", "name.", "-$x", "a.$b", "a\x00b"):
+            status, answer = admin.envelope(endpoint, _version=V, order_by=[bad, "name"], **body)
+            assert (status, answer["meta"]["result_subcode"]) == (400, 12), (endpoint, bad)
+            assert "order_by" in answer["meta"]["result_msg"], (endpoint, bad)
+
+
 def test_models_projects_and_queues_scroll_too(admin, listing):
     for name in ("m1", "m2"):
         admin.call("models.create", name=name, uri=f"s3://b/{name}", project=listing["project"])
@@ -144,7 +175,7 @@ def test_models_projects_and_queues_scroll_too(admin, listing):
 # -- tasks: archive, bulk actions, move, tags, configuration -------------------------------------
 
 def _task(admin, name="t", **fields):
-    return admin.call("tasks.create", name=name, type="training", **fields)["id"]
+    return admin.call("tasks.create", name=name, **{"type": "training", **fields})["id"]
 
 
 def test_archive_dequeues_and_unarchive_restores(admin):
@@ -289,10 +320,125 @@ def test_stats_roll_up_from_subprojects_per_state(admin, tree):
     assert top["stats"]["active"]["status_count"]["created"] == 2
     assert a["stats"]["active"]["completed_tasks_24h"] == 1
     assert set(top["stats"]) == {"active"}
-    assert (top["own_tasks"], top["own_models"], a["own_tasks"]) == (1, 0, 2)
-    both = admin.call("projects.get_all_ex", _version=V, id=[ids["a"]], include_stats=True,
-                      stats_for_state=None)["projects"][0]["stats"]
-    assert (both["active"]["total_tasks"], both["archived"]["total_tasks"]) == (1, 1)
+    # own contents count the tasks of stats_for_state too (a: one active, one archived)
+    assert (top["own_tasks"], top["own_models"], a["own_tasks"]) == (1, 0, 1)
+    both = admin.call("projects.get_all_ex", _version=V, id=[ids["a"]], include_stats=True, check_own_contents=True,
+                      stats_for_state=None)["projects"][0]
+    assert (both["stats"]["active"]["total_tasks"], both["stats"]["archived"]["total_tasks"]) == (1, 1)
+    assert both["own_tasks"] == 2
+
+
+@pytest.fixture(scope="module")
+def kinds(admin, server):
+    """<top> holding an experiment, a pipeline (<top>/.pipelines/pipe: a completed controller and a step),
+    a dataset (<top>/.datasets/ds, two versions) and a report; <top>-theirs made by a colleague with
+    one task of theirs; <top>-empty."""
+    top = _name("kinds")
+    made = admin.call("users.create", name="Colleague", role="user", credentials=True)
+    colleague = server.client().login(made["credentials"]["access_key"], made["credentials"]["secret_key"])
+    ids = {"top": admin.call("projects.create", name=top)["id"],
+           "pipe": admin.call("projects.create", name=f"{top}/.pipelines/pipe",
+                              system_tags=["hidden", "pipeline"])["id"],
+           "ds": admin.call("projects.create", name=f"{top}/.datasets/ds", system_tags=["hidden", "dataset"],
+                            tags=["images"])["id"],
+           "theirs": colleague.call("projects.create", name=f"{top}-theirs")["id"],
+           "empty": admin.call("projects.create", name=f"{top}-empty")["id"]}
+    for name in (".pipelines", ".datasets"):
+        ids[name] = admin.call("projects.get_all", name=f"^{top}/\\{name}$", search_hidden=True)["projects"][0]["id"]
+    controller = _task(admin, "pipe", type="controller", project=ids["pipe"], system_tags=["pipeline"])
+    admin.call("tasks.started", task=controller)
+    admin.call("tasks.completed", task=controller)
+    _task(admin, "step", project=ids["pipe"])
+    for files, size in ((1, 10), (3, 1024)):  # the later version is the one dataset_stats shows
+        _task(admin, f"v{files}", type="data_processing", project=ids["ds"], system_tags=["dataset"],
+              runtime={"ds_file_count": files, "ds_total_size": size})
+    ids[".reports"] = admin.call("reports.create", name="notes", project=ids["top"])["project_id"]
+    _task(admin, "exp", project=ids["top"])
+    colleague.call("tasks.create", name="their task", type="training", project=ids["theirs"])
+    return {"top": top, "ids": ids, "me": admin.call("users.get_current_user")["user"]["id"], "colleague": made["id"]}
+
+
+def _projects(admin, **body):
+    return admin.call("projects.get_all_ex", _version=V, order_by=["name"], **body)["projects"]
+
+
+def test_children_type_lists_the_projects_above_pipelines_datasets_and_reports(admin, kinds):
+    top, ids = kinds["top"], kinds["ids"]
+    for kind in ("pipeline", "dataset", "report"):  # the web app's nested views
+        got = _projects(admin, children_type=kind, shallow_search=True, search_hidden=False, name=f"^{top}",
+                        only_fields=["name"])
+        assert [p["name"] for p in got] == [top], kind
+    pipelines = _projects(admin, children_type="pipeline", shallow_search=True, name=f"^{top}", include_stats=True,
+                          stats_with_children=True, only_fields=["name"])
+    # only the controller counts, and only the projects on the way to a pipeline are sub_projects
+    assert pipelines[0]["stats"]["active"]["total_tasks"] == 1
+    assert pipelines[0]["stats"]["active"]["status_count"]["completed"] == 1
+    assert pipelines[0]["sub_projects"] == [{"id": ids[".pipelines"], "name": f"{top}/.pipelines"},
+                                            {"id": ids["pipe"], "name": f"{top}/.pipelines/pipe"}]
+    reports = _projects(admin, children_type="report", shallow_search=True, name=f"^{top}", include_stats=True)
+    assert reports[0]["stats"]["active"]["total_tasks"] == 1
+    assert reports[0]["stats"]["active"]["status_count"]["created"] == 1
+    datasets = _projects(admin, children_type="dataset", shallow_search=True, name=f"^{top}", include_stats=True,
+                         check_own_contents=True)
+    assert datasets[0]["stats"] == {"datasets": {"count": 1, "tags": ["images"]}}
+    assert datasets[0]["own_datasets"] == 0
+    below = _projects(admin, children_type="dataset", id=[ids[".datasets"], ids["empty"]], check_own_contents=True)
+    assert [(p["id"], p["own_datasets"]) for p in below] == [(ids[".datasets"], 1)]
+    assert _projects(admin, children_type="pipeline", id=[ids["empty"]]) == []
+
+
+def test_include_stats_filter_selects_the_tasks_counted(admin, kinds):
+    top, ids = kinds["top"], kinds["ids"]
+    flat = {"search_hidden": True, "shallow_search": False, "name": f"^{top}/\\.pipelines/",  # the pipelines table
+            "system_tags": ["pipeline"], "include_stats": True, "stats_with_children": False, "only_fields": ["name"]}
+    unfiltered = _projects(admin, **flat)
+    assert [(p["id"], p["stats"]["active"]["total_tasks"], p["sub_projects"]) for p in unfiltered] == \
+        [(ids["pipe"], 2, [])]
+    filtered = _projects(admin, include_stats_filter={"system_tags": ["pipeline"], "type": ["controller"]}, **flat)
+    assert filtered[0]["stats"]["active"]["total_tasks"] == 1
+    # '-x' excludes; hidden subprojects are counted with search_hidden
+    training = _projects(admin, id=[ids["top"]], include_stats=True, search_hidden=True,
+                         include_stats_filter={"type": ["-controller", "-data_processing", "-report"]})
+    assert training[0]["stats"]["active"]["total_tasks"] == 2  # exp and the pipeline's step
+    plain = _projects(admin, id=[ids["top"]], include_stats=True)  # hidden subprojects are not
+    assert plain[0]["stats"]["active"]["total_tasks"] == 1
+    assert [c["name"] for c in plain[0]["sub_projects"]] == []
+    for bad in ({"type": []}, {"type": [1]}, {"$where": ["x"]}):
+        err = admin.error("projects.get_all_ex", _version=V, id=[ids["top"]], include_stats=True,
+                          include_stats_filter=bad)
+        assert (err.code, err.subcode) == (400, 12), bad
+        assert "include_stats_filter." in err.msg
+
+
+def test_dataset_stats_and_the_hidden_flag(admin, kinds):
+    top, ids = kinds["top"], kinds["ids"]
+    got = _projects(admin, search_hidden=True, shallow_search=False, system_tags=["dataset"],
+                    name=f"^{top}/\\.datasets/", include_dataset_stats=True, stats_with_children=False,
+                    only_fields=["name", "basename"])
+    assert got == [{"id": ids["ds"], "name": f"{top}/.datasets/ds", "basename": "ds", "hidden": True,
+                    "sub_projects": [], "dataset_stats": {"file_count": 3, "total_size": 1024}}]
+    plain = _projects(admin, id=[ids["top"], ids["empty"]], include_dataset_stats=True, only_fields=["name"])
+    assert [p["dataset_stats"] for p in plain] == [None, None]
+    assert "hidden" not in plain[0]
+
+
+def test_active_users_lists_projects_with_their_contents(admin, kinds):
+    top, ids = kinds["top"], kinds["ids"]
+    mine = _projects(admin, active_users=[kinds["me"]], name=f"^{top}", shallow_search=True, only_fields=["name"])
+    assert [p["id"] for p in mine] == [ids["top"], ids["empty"]]
+    theirs = _projects(admin, active_users=[kinds["colleague"]], name=f"^{top}", include_stats=True,
+                       check_own_contents=True, only_fields=["name"])
+    assert [(p["id"], p["stats"]["active"]["total_tasks"], p["own_tasks"]) for p in theirs] == [(ids["theirs"], 1, 1)]
+    counted = _projects(admin, active_users=[kinds["me"]], id=[ids["top"]], include_stats=True, search_hidden=True)
+    assert counted[0]["stats"]["active"]["total_tasks"] == 6  # everything under top is the admin's
+
+
+def test_permission_roots_only_leaves_nothing_out(admin, kinds):
+    body = {"shallow_search": True, "name": f"^{kinds['top']}", "include_stats": True, "scroll_id": None, "size": 16,
+            "order_by": ["featured", "name"], "only_fields": ["name", "company", "user", "created", "basename"]}
+    roots = admin.call("projects.get_all_ex", _version=V, permission_roots_only=True, **body)["projects"]
+    plain = admin.call("projects.get_all_ex", _version=V, **body)["projects"]
+    assert [p["id"] for p in roots] == [p["id"] for p in plain] == [kinds["ids"][k] for k in ("top", "empty", "theirs")]
 
 
 def test_contents_of_projects_tags_parents_hyperparams(admin, tree):
@@ -425,6 +571,22 @@ def test_worker_count_metric_keys_and_stats_per_variant(admin):
                        interval=3600, items=items, split_by_variant=True)["workers"][0]["metrics"]
     assert [(m["variant"], [(s["aggregation"], s["values"]) for s in m["stats"]]) for m in split] == \
         [("0", [("max", [30.0]), ("min", [10.0])]), ("1", [("max", [80.0]), ("min", [60.0])])]
+
+
+def test_workers_get_all_filters_tags_in_the_list_filter_language(admin):
+    prefix = _name("tagged")
+    for name, tags in (("a", ["gpu", "big"]), ("b", ["gpu"]), ("c", ["cpu"]), ("d", [])):
+        admin.call("workers.register", _version=V, worker=f"{prefix}-{name}", tags=tags, system_tags=[f"s-{name}"])
+    listed = lambda **kw: [w["id"].removeprefix(prefix + "-") for w in admin.call(  # noqa: E731
+        "workers.get_all", _version=V, **kw)["workers"] if w["id"].startswith(prefix)]
+    assert listed(tags=["gpu"]) == ["a", "b"]
+    assert listed(tags=["-gpu"]) == ["c", "d"]
+    assert listed(tags=["__$all", "gpu", "big"]) == ["a"]
+    assert listed(tags=["cpu", "__$or", "big"]) == ["a", "c"]
+    assert listed(tags=["__$not", "cpu", "__$and", "__$not", "gpu"]) == ["d"]
+    assert listed(tags=[None]) == ["d"]
+    assert listed(tags=["gpu"], system_tags=["-s-a"]) == ["b"]
+    assert listed(tags="cpu") == ["c"]
 
 
 def test_users_get_all_ex_and_update_own_name(admin, server):

@@ -21,10 +21,33 @@ def test_create_get_update_and_unique_names(api, other_api):
         assert err.code == 400, bad
     result = api.call("projects.update", project=pid, name=f"{name}-renamed", description="new")
     assert result["updated"] == 1 and result["fields"]["basename"] == f"{name}-renamed"
-    assert api.error("projects.update", project=pid, name=f"{name}/child/leaf").subcode == 801
+    assert api.error("projects.update", project=pid, name=f"{name}/child/leaf").subcode == 408  # a move
+    assert api.error("projects.update", project=pid, name=f"{name}/child").subcode == 408
+    assert api.error("projects.update", project=nested, name="leaf").subcode == 408
     assert api.error("projects.get_by_id", project="0" * 32).subcode == 401
     assert other_api.error("projects.get_by_id", project=pid).subcode == 401
     assert other_api.error("projects.update", project=pid, name="x").subcode == 401
+
+
+def test_renaming_a_project_renames_the_projects_below_it(api):
+    top = f"ren-{uuid4().hex[:6]}"
+    leaf = api.call("projects.create", name=f"{top}/mid/leaf")["id"]
+    mid = api.call("projects.get_all", name=f"^{top}/mid$")["projects"][0]["id"]
+    task = api.call("tasks.create", name="t", type="training", project=leaf)["id"]
+    result = api.call("projects.update", project=mid, name=f"{top}/middle")
+    assert (result["updated"], result["fields"]["name"], result["fields"]["basename"]) == (1, f"{top}/middle", "middle")
+    listed = api.call("projects.get_all", name=f"^{top}", only_fields=["name", "basename", "parent"])["projects"]
+    shown = {p["id"]: (p["name"], p["basename"], p.get("parent")) for p in listed}
+    top_id = api.call("projects.get_all", name=f"^{top}$")["projects"][0]["id"]
+    assert shown == {top_id: (top, top, None), mid: (f"{top}/middle", "middle", top_id),
+                     leaf: (f"{top}/middle/leaf", "leaf", mid)}
+    assert api.call("projects.get_by_id", project=leaf)["project"]["name"] == f"{top}/middle/leaf"
+    embedded = api.call("tasks.get_all_ex", id=[task], only_fields=["project.name", "project.basename"])["tasks"]
+    assert embedded[0]["project"] == {"id": leaf, "name": f"{top}/middle/leaf", "basename": "leaf"}
+    api.call("projects.create", name=f"{top}/taken")
+    assert api.error("projects.update", project=mid, name=f"{top}/taken").subcode == 801
+    assert api.call("projects.update", project=mid, description="same name")["updated"] == 1
+    assert api.call("projects.get_by_id", project=mid)["project"]["name"] == f"{top}/middle"
 
 
 def test_get_all_filters_and_paging(api):

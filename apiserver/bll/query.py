@@ -398,7 +398,11 @@ def prune_nested(paths: list[str]) -> list[str]:
 
 def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = None,
              default: tuple[tuple[str, int], ...] = (), field: str = "order_by") -> list[tuple[str, int]]:
-    """Sort keys from ``["-last_update", "name"]``; ``_id`` is added last as a tie-break."""
+    """Sort keys from ``["-last_update", "name"]``; ``_id`` is added last as a tie-break.
+
+    As in ClearML, a key naming no field of the listed objects orders nothing (every object lacks
+    it: the next keys decide), and one ``-`` or ``+`` is a direction (``--name`` names a field
+    '-name', so it orders nothing either); a key that cannot name a field at all is a 400."""
     if isinstance(keys, str):
         keys = [keys]
     field_map = field_map or {}
@@ -407,7 +411,7 @@ def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = No
         if not key or key.startswith("@"):
             continue
         direction = -1 if key.startswith("-") else 1
-        name = key.lstrip("-+")
+        name = key[1:] if key[0] in "-+" else key
         if not name:
             continue
         field_path(name, field)

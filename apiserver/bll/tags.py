@@ -9,6 +9,19 @@ from apiserver.database.model.base import utcnow
 
 ARCHIVED_TAG = "archived"
 
+# ClearML's special kinds of content, by the system tag and task type that mark them: a pipeline is a
+# project tagged 'pipeline' (under '<project>/.pipelines') run by 'controller' tasks; a dataset a project
+# tagged 'dataset' (under '<project>/.datasets') with 'data_processing' version tasks; a report a task
+# of type 'report' tagged 'reports' (in '<project>/.reports').
+PIPELINE_TAG = "pipeline"
+DATASET_TAG = "dataset"
+REPORTS_TAG = "reports"
+CONTROLLER_TYPE = "controller"
+REPORT_TYPE = "report"
+PIPELINES_FOLDER = ".pipelines"
+DATASETS_FOLDER = ".datasets"
+REPORTS_FOLDER = ".reports"
+
 
 def update_tags(coll: Any, company: str, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
     """Add then remove user tags of the company's objects among ``ids``; how many were matched."""

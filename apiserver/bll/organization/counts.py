@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from apiserver.bll.reports.reports import REPORT_TYPE
+from apiserver.bll.tags import REPORT_TYPE
 
 MAX_COUNT = 10_000
 

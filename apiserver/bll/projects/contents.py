@@ -1,5 +1,7 @@
 """Owns what the web app reads about the contents of projects: task statistics rolled up from
-subprojects, the tags, parents, hyper-parameters, metrics and model metadata keys used inside them.
+subprojects (over the tasks a stats filter selects), which projects hold pipelines, datasets,
+reports or a user's work, dataset counts and versions, and the tags, parents, hyper-parameters,
+metrics and model metadata keys used inside them.
 
 Every read is scoped to the caller's company and public objects, and restricted to the projects
 asked for (all when none); the scans over task sections read only the section they need and stop
@@ -8,11 +10,21 @@ at ``MAX_SCANNED`` tasks.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from apiserver.apierrors import errors
 from apiserver.bll import query as q
-from apiserver.bll.tags import ARCHIVED_TAG
+from apiserver.bll.tags import (
+    ARCHIVED_TAG,
+    CONTROLLER_TYPE,
+    DATASET_TAG,
+    DATASETS_FOLDER,
+    PIPELINE_TAG,
+    PIPELINES_FOLDER,
+    REPORT_TYPE,
+    REPORTS_TAG,
+)
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import escape_key, unescape_key
 from apiserver.database.model.base import utcnow
@@ -21,6 +33,8 @@ from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
 
 MAX_SCANNED = 20_000
+# Statuses whose completed time does not count a task as completed in the last 24 hours.
+UNFINISHED = (st.QUEUED, st.IN_PROGRESS, st.FAILED)
 STATUSES = (st.CREATED, st.QUEUED, st.IN_PROGRESS, st.STOPPED, st.PUBLISHED, st.PUBLISHING, st.CLOSED, st.FAILED,
             st.COMPLETED, "unknown")
 
@@ -29,14 +43,34 @@ def _readable(company: str) -> dict[str, Any]:
     return {"company": {"$in": [company, ""]}}
 
 
-def descendants(company: str, project_ids: list[str]) -> dict[str, list[str]]:
-    """Each project's id with the ids of every project nested below it."""
-    out = {p: [p] for p in project_ids}
-    for doc in Project._get_collection().find({**_readable(company), "path": {"$in": project_ids}},
-                                              {"_id": 1, "path": 1}):
+def _below(company: str, project_ids: list[str], include_hidden: bool = True,
+           allowed: list[str] | None = None) -> list[dict[str, Any]]:
+    """The projects nested (at any depth) below any of ``project_ids``: id, name and path; hidden ones
+    only with ``include_hidden``, and only those among ``allowed`` when given."""
+    cond: dict[str, Any] = {**_readable(company), "path": {"$in": project_ids}}
+    if not include_hidden:
+        cond["system_tags"] = {"$ne": q.HIDDEN_TAG}
+    if allowed is not None:
+        cond["_id"] = {"$in": allowed}
+    return list(Project._get_collection().find(cond, {"_id": 1, "name": 1, "path": 1}))
+
+
+def descendants(company: str, project_ids: list[str], include_hidden: bool = True,
+                allowed: list[str] | None = None) -> dict[str, list[str]]:
+    """Each project's id with the ids of every project nested below it (see ``_below``)."""
+    return {p: [p, *(c["id"] for c in below)]
+            for p, below in nested(company, project_ids, include_hidden, allowed).items()}
+
+
+def nested(company: str, project_ids: list[str], include_hidden: bool = True,
+           allowed: list[str] | None = None) -> dict[str, list[dict[str, str]]]:
+    """Each project's nested projects at every depth as ``{id, name}``, by name (ClearML's
+    ``sub_projects``; see ``_below``)."""
+    out: dict[str, list[dict[str, str]]] = {p: [] for p in project_ids}
+    for doc in sorted(_below(company, project_ids, include_hidden, allowed), key=lambda d: (d["name"], d["_id"])):
         for ancestor in doc.get("path") or []:
             if ancestor in out:
-                out[ancestor].append(doc["_id"])
+                out[ancestor].append({"id": doc["_id"], "name": doc["name"]})
     return out
 
 
@@ -51,15 +85,22 @@ def _state_match(state: str) -> dict[str, Any]:
     return {"system_tags": ARCHIVED_TAG} if state == "archived" else {"system_tags": {"$ne": ARCHIVED_TAG}}
 
 
-def project_stats(company: str, project_ids: list[str], states: list[str], with_children: bool = True
-                  ) -> dict[str, dict[str, Any]]:
-    """ClearML's ``stats`` per project: for each state (active, archived) the task count per status,
-    total tasks, total run time in seconds, tasks completed in the last 24 hours and the latest start."""
-    family = descendants(company, project_ids) if with_children else {p: [p] for p in project_ids}
+def _families(project_ids: list[str], family: dict[str, list[str]]) -> dict[str, list[str]]:
+    """For each member of a family, the requested projects it counts for."""
     owners: dict[str, list[str]] = {}
-    for top, members in family.items():
-        for member in members:
+    for top in project_ids:
+        for member in family.get(top, [top]):
             owners.setdefault(member, []).append(top)
+    return owners
+
+
+def project_stats(company: str, project_ids: list[str], states: list[str], family: dict[str, list[str]],
+                  match: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """ClearML's ``stats`` per project over the tasks of its ``family`` (itself and the subprojects
+    counted) that ``match``: for each state (active, archived) the task count per status, total
+    tasks, total run time in seconds, tasks completed (and not queued, running or failed) in the last
+    24 hours and the latest start."""
+    owners = _families(project_ids, family)
     tasks = Task._get_collection()
     since = utcnow() - timedelta(hours=24)
     stats: dict[str, dict[str, Any]] = {p: {} for p in project_ids}
@@ -67,8 +108,8 @@ def project_stats(company: str, project_ids: list[str], states: list[str], with_
         for p in project_ids:
             stats[p][state] = {"status_count": dict.fromkeys(STATUSES, 0), "total_tasks": 0, "total_runtime": 0,
                                "completed_tasks_24h": 0, "last_task_run": None}
-        match = {**_readable(company), "project": {"$in": list(owners)}, **_state_match(state)}
-        pipeline = [{"$match": match}, {"$group": {"_id": {"project": "$project", "status": "$status"},
+        scope = q.combine({**_readable(company), "project": {"$in": list(owners)}}, _state_match(state), match or {})
+        pipeline = [{"$match": scope}, {"$group": {"_id": {"project": "$project", "status": "$status"},
                                                    "count": {"$sum": 1}, "last_run": {"$max": "$started"}}}]
         for row in tasks.aggregate(pipeline):
             for top in owners[row["_id"]["project"]]:
@@ -78,34 +119,147 @@ def project_stats(company: str, project_ids: list[str], states: list[str], with_
                 entry["total_tasks"] += row["count"]
                 if row.get("last_run") and (entry["last_task_run"] is None or row["last_run"] > entry["last_task_run"]):
                     entry["last_task_run"] = row["last_run"]
-        finished = {**match, "started": {"$ne": None}, "completed": {"$ne": None}}
-        for doc in tasks.find(finished, {"project": 1, "started": 1, "completed": 1}).limit(MAX_SCANNED):
+        finished = q.combine(scope, {"completed": {"$ne": None}})
+        for doc in tasks.find(finished, {"project": 1, "started": 1, "completed": 1, "status": 1}).limit(MAX_SCANNED):
             for top in owners[doc["project"]]:
                 entry = stats[top][state]
-                entry["total_runtime"] += max(0, int((doc["completed"] - doc["started"]).total_seconds()))
-                entry["completed_tasks_24h"] += doc["completed"] >= since
+                if doc.get("started") and doc["completed"] > doc["started"]:
+                    entry["total_runtime"] += int((doc["completed"] - doc["started"]).total_seconds())
+                entry["completed_tasks_24h"] += doc["completed"] > since and doc.get("status") not in UNFINISHED
     return stats
 
 
-def own_counts(company: str, project_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Tasks and models directly in each project (not in subprojects)."""
+def dataset_stats(company: str, project_ids: list[str], family: dict[str, list[str]],
+                  match: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """``stats`` of ``children_type: dataset``: per project, how many dataset projects (that ``match``)
+    sit in its family, and their tags."""
+    owners = _families(project_ids, family)
+    counts = {p: {"count": 0, "tags": set()} for p in project_ids}
+    scope = q.combine({**_readable(company), "parent": {"$in": list(owners)}, "system_tags": DATASET_TAG},
+                      match or {})
+    for doc in Project._get_collection().find(scope, {"parent": 1, "tags": 1}).limit(MAX_SCANNED):
+        for top in owners[doc["parent"]]:
+            counts[top]["count"] += 1
+            counts[top]["tags"].update(doc.get("tags") or [])
+    return {p: {"datasets": {"count": c["count"], "tags": sorted(c["tags"])}} for p, c in counts.items()}
+
+
+def own_datasets(company: str, project_ids: list[str], match: dict[str, Any] | None = None) -> dict[str, dict]:
+    """``own_datasets``: the dataset projects (that ``match``) directly in each project."""
+    out = {p: {"own_datasets": 0} for p in project_ids}
+    scope = q.combine({**_readable(company), "parent": {"$in": project_ids}, "system_tags": DATASET_TAG}, match or {})
+    for row in Project._get_collection().aggregate([{"$match": scope},
+                                                     {"$group": {"_id": "$parent", "count": {"$sum": 1}}}]):
+        out[row["_id"]]["own_datasets"] = row["count"]
+    return out
+
+
+def dataset_versions(company: str, project_ids: list[str], users: list[str] | None = None
+                     ) -> dict[str, dict[str, int] | None]:
+    """``dataset_stats``: per project, the file count and size its latest updated active task with
+    a ``runtime`` reports (ClearML's dataset versions keep them in ``ds_file_count``/``ds_total_size``);
+    null for a project with none."""
+    out: dict[str, dict[str, int] | None] = dict.fromkeys(project_ids)
+    scope = {**_readable(company), "project": {"$in": project_ids}, "system_tags": {"$ne": ARCHIVED_TAG},
+             "runtime": {"$nin": [None, {}]}}
+    if users:
+        scope["user"] = {"$in": users}
+    latest: dict[str, dict[str, Any]] = {}
+    for doc in Task._get_collection().find(scope, {"project": 1, "runtime": 1, "last_update": 1}).limit(MAX_SCANNED):
+        kept = latest.get(doc["project"])
+        if kept is None or (doc.get("last_update") or datetime.min) > (kept.get("last_update") or datetime.min):
+            latest[doc["project"]] = doc
+    for project, doc in latest.items():
+        runtime = doc.get("runtime") or {}
+        out[project] = {"file_count": runtime.get("ds_file_count") or 0,
+                        "total_size": runtime.get("ds_total_size") or 0}
+    return out
+
+
+def own_counts(company: str, project_ids: list[str], match: dict[str, Any] | None = None
+               ) -> dict[str, dict[str, int]]:
+    """Tasks and models (that ``match``) directly in each project (not in subprojects)."""
     out = {p: {"own_tasks": 0, "own_models": 0} for p in project_ids}
     for coll, key in ((Task._get_collection(), "own_tasks"), (Model._get_collection(), "own_models")):
-        pipeline = [{"$match": {**_readable(company), "project": {"$in": project_ids}}},
+        pipeline = [{"$match": q.combine({**_readable(company), "project": {"$in": project_ids}}, match or {})},
                     {"$group": {"_id": "$project", "count": {"$sum": 1}}}]
         for row in coll.aggregate(pipeline):
             out[row["_id"]][key] = row["count"]
     return out
 
 
-def sub_projects(company: str, project_ids: list[str]) -> dict[str, list[dict[str, str]]]:
-    """The projects one level below each project, by name."""
-    out: dict[str, list[dict[str, str]]] = {p: [] for p in project_ids}
-    found = Project._get_collection().find({**_readable(company), "parent": {"$in": project_ids}},
-                                           {"name": 1, "parent": 1}).sort("name", 1)
-    for doc in found:
-        out[doc["parent"]].append({"id": doc["_id"], "name": doc["name"]})
-    return out
+def state_match(state: str | None) -> dict[str, Any]:
+    """Active or archived objects; both for None."""
+    return _state_match(state) if state in ("active", "archived") else {}
+
+
+def stats_filter(data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The filter on what ``get_all_ex`` statistics count (ClearML's ``include_stats_filter``, else
+    the one ``children_type`` implies) and whether hidden subprojects are counted."""
+    if data.get("include_stats_filter") or not data.get("children_type"):
+        return data.get("include_stats_filter") or {}, bool(data.get("search_hidden"))
+    tags = {"tags": data["children_tags"]} if data.get("children_tags") else {}
+    if data["children_type"] == "pipeline":
+        return {**tags, "system_tags": [PIPELINE_TAG], "type": [CONTROLLER_TYPE]}, True
+    if data["children_type"] == "report":
+        return {**tags, "system_tags": [REPORTS_TAG], "type": [REPORT_TYPE]}, True
+    return tags, bool(data.get("search_hidden"))
+
+
+def filter_match(filter_: dict[str, Any], users: list[str] | None, field: str = "include_stats_filter"
+                 ) -> dict[str, Any]:
+    """A filter of field -> allowed values (ClearML's list filter language: '-x' excludes, null for
+    empty, '__$all' and the other list operators) and the users, as one condition."""
+    conds: list[dict[str, Any]] = []
+    for name, values in filter_.items():
+        where = f"{field}.{name}"
+        q.field_path(name, where)
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, list) or not values or not all(v is None or isinstance(v, str) for v in values):
+            raise errors.bad_request.ValidationError(f"field '{where}': a non-empty list of strings (rule: type)",
+                                                     error_data={"field": where, "rule": "type"})
+        conds.append(q.list_filter(q.FIELD_IDS.get(name, name), values))
+    if users:
+        conds.append({"user": {"$in": users}})
+    return q.combine(*conds)
+
+
+def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``children_type`` / ``active_users``: the projects holding such children (dataset or pipeline
+    projects, report tasks; with only ``active_users``, projects, tasks and models of those users),
+    with every project above them. Answers (the ones to list: among the requested ``id`` when given,
+    all of them). With ``id``, only children below those projects count."""
+    users = data.get("active_users") or None
+    kind = data.get("children_type")
+    base = q.combine(_readable(company) if data.get("allow_public", True) is not False else {"company": company},
+                     {"user": {"$in": users}} if users else {})
+    requested = data.get("id")
+    requested = [requested] if isinstance(requested, str) else requested or None
+    children = q.combine(base, q.list_filter("tags", data["children_tags"]) if data.get("children_tags") else {})
+    sources: list[tuple[Any, dict[str, Any], str]]
+    if kind == "dataset":
+        sources = [(Project, q.combine(children, {"system_tags": DATASET_TAG, "basename": {"$ne": DATASETS_FOLDER}}),
+                    "parent")]
+    elif kind == "pipeline":
+        sources = [(Project, q.combine(children, {"system_tags": PIPELINE_TAG, "basename": {"$ne": PIPELINES_FOLDER}}),
+                    "parent")]
+    elif kind == "report":
+        sources = [(Task, q.combine(children, {"system_tags": REPORTS_TAG}), "project")]
+    else:
+        sources = [(Project, base, "_id"), (Task, base, "project"), (Model, base, "project")]
+    if requested:
+        below = sorted({p for ids in descendants(company, requested).values() for p in ids})
+        sources = [(model, q.combine(cond, {where: {"$in": below}}), where) for model, cond, where in sources]
+    found: set[str] = set()
+    for model, cond, _ in sources:
+        key = "project" if model is not Project else "_id"
+        rows = model._get_collection().aggregate([{"$match": cond}, {"$group": {"_id": f"${key}"}}])
+        found.update(row["_id"] for row in rows if row["_id"])
+    selected = set(found)
+    for doc in Project._get_collection().find({"_id": {"$in": sorted(found)}}, {"path": 1}):
+        selected.update(doc.get("path") or [])
+    chosen = sorted(selected & set(requested)) if requested else sorted(selected)
+    return chosen, sorted(selected)
 
 
 def tags_of(coll: Any, company: str, match: dict[str, Any] | None = None) -> dict[str, list[str]]:

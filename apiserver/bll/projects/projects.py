@@ -13,7 +13,7 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
-from apiserver.bll.tags import ARCHIVED_TAG
+from apiserver.bll.tags import ARCHIVED_TAG, DATASET_TAG, PIPELINE_TAG, REPORT_TYPE
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.model import Model
@@ -129,14 +129,19 @@ class ProjectBLL:
         return q.api_id(self.readable(company, project_id))
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
-        query = q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll,
+        scope = {"company": {"$in": [company, ""]} if data.get("allow_public") is not False else company}
+        query = q.listing_filter(data, scope, coll=self.coll,
                                  patterns=("name", "basename"),
                                  lists=("tags", "system_tags", "user"), excludable=("tags", "system_tags", "user"),
                                  text=("name", "description"))
         return q.combine(query, self._nesting_filter(data))
 
-    def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
+    def get_all(self, company: str, data: dict[str, Any], ex: bool = False, within: list[str] | None = None
+                ) -> list[dict[str, Any]]:
+        """The listing; ``within``: only among these project ids."""
         query = self.build_query(company, data)
+        if within is not None:
+            query = q.combine(query, {"_id": {"$in": within}})
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"user": User._get_collection(), "company": Company._get_collection()}
@@ -156,25 +161,67 @@ class ProjectBLL:
         return {"parent": None} if data.get("shallow_search") else {}
 
     def get_all_ex(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        """get_all, each project with its ``sub_projects``; ``include_stats`` adds ``stats`` (rolled up
-        from subprojects unless ``stats_with_children`` is false) for ``stats_for_state`` (active by
-        default, null for active and archived); ``check_own_contents`` adds ``own_tasks``/``own_models``."""
-        projects = self.get_all(company, data, ex=True)
+        """get_all as ClearML's ``get_all_ex`` answers it (see ``bll/projects/contents.py``):
+
+        - ``children_type`` (pipeline, dataset, report) lists only the projects holding such children
+          and the projects above them; ``active_users`` only those holding projects, tasks or models
+          of these users (and counts only theirs in the statistics);
+        - each project's ``sub_projects``: every project nested below it (hidden ones only with
+          ``search_hidden``, or for pipelines and reports), none when ``stats_with_children`` is false;
+        - ``include_stats``: ``stats`` for ``stats_for_state`` (active by default, null for both) over
+          the tasks ``include_stats_filter`` (or the ``children_type``) selects, rolled up from those
+          subprojects; for ``children_type: dataset`` the count and tags of the dataset projects;
+        - ``check_own_contents``: ``own_tasks``/``own_models`` (``own_datasets`` for datasets) directly
+          inside; ``include_dataset_stats``: ``dataset_stats`` of the latest dataset version;
+        - with ``search_hidden``, a hidden project says ``hidden: true``.
+        """
+        users = data.get("active_users") or None
+        within = allowed = None
+        if data.get("children_type") or users:
+            within, allowed = contents.selected_projects(company, data)
+            if not within:
+                return []
+        shown = data
+        only_fields = data.get("only_fields")
+        strip_tags = bool(data.get("search_hidden") and only_fields and "*" not in only_fields
+                          and "system_tags" not in only_fields)
+        if strip_tags:
+            shown = {**data, "only_fields": [*only_fields, "system_tags"]}
+        projects = self.get_all(company, shown, ex=True, within=within)
         ids = [p["id"] for p in projects]
         if not ids:
             return projects
-        children = contents.sub_projects(company, ids)
-        stats = {}
-        if data.get("include_stats"):
+        datasets = data.get("children_type") == "dataset"
+        filter_, counts_hidden = contents.stats_filter(data)
+        match = contents.filter_match(filter_, users)
+        with_children = data.get("stats_with_children") is not False
+        below = contents.nested(company, ids, counts_hidden or datasets, allowed) if with_children else \
+            {p: [] for p in ids}
+        family = {p: [p, *(c["id"] for c in below[p])] for p in ids}
+        stats: dict[str, Any] = {}
+        if data.get("include_stats") and datasets:
+            stats = contents.dataset_stats(company, ids, family, match)
+        elif data.get("include_stats"):
             states = ["active", "archived"] if "stats_for_state" in data and data["stats_for_state"] is None \
                 else [data.get("stats_for_state") or "active"]
-            stats = contents.project_stats(company, ids, states, data.get("stats_with_children") is not False)
-        own = contents.own_counts(company, ids) if data.get("check_own_contents") else {}
+            stats = contents.project_stats(company, ids, states, family, match)
+        own: dict[str, Any] = {}
+        if data.get("check_own_contents"):
+            own = contents.own_datasets(company, ids, match) if datasets else contents.own_counts(
+                company, ids, q.combine(match, contents.state_match(data.get("stats_for_state", "active"))))
+        versions = contents.dataset_versions(company, ids, users) if data.get("include_dataset_stats") else {}
         for project in projects:
-            project["sub_projects"] = children[project["id"]]
+            pid = project["id"]
+            project["sub_projects"] = below[pid]
             if stats:
-                project["stats"] = stats[project["id"]]
-            project.update(own.get(project["id"], {}))
+                project["stats"] = stats[pid]
+            if versions:
+                project["dataset_stats"] = versions[pid]
+            project.update(own.get(pid, {}))
+            if data.get("search_hidden"):
+                tags = project.pop("system_tags", []) if strip_tags else project.get("system_tags") or []
+                if HIDDEN_TAG in tags:
+                    project["hidden"] = True
         return projects
 
     def move(self, identity: Identity, project_id: str, new_location: str | None) -> int:
@@ -229,9 +276,9 @@ class ProjectBLL:
         ids = contents.descendants(company, [project_id])[project_id]
         scope = {"company": company, "project": {"$in": ids}}
         active = {"system_tags": {"$ne": ARCHIVED_TAG}}
-        kinds = {"tasks": {"system_tags": {"$nin": ["pipeline", "dataset"]}, "type": {"$ne": "report"}},
-                 "pipelines": {"system_tags": "pipeline"}, "datasets": {"system_tags": "dataset"},
-                 "reports": {"type": "report"}}
+        kinds = {"tasks": {"system_tags": {"$nin": [PIPELINE_TAG, DATASET_TAG]}, "type": {"$ne": REPORT_TYPE}},
+                 "pipelines": {"system_tags": PIPELINE_TAG}, "datasets": {"system_tags": DATASET_TAG},
+                 "reports": {"type": REPORT_TYPE}}
         tasks, models = Task._get_collection(), Model._get_collection()
         out = {}
         for kind, cond in kinds.items():
@@ -242,19 +289,25 @@ class ProjectBLL:
         return out
 
     def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        self.writable(identity.company, project_id)
+        """Edit a project. A new name keeps the project where it is (moving is ``move``) and renames
+        the projects nested below it with it, as ClearML does."""
+        project = self.writable(identity.company, project_id)
         fields = {k: data[k] for k in EDITABLE if k in data}
-        if "name" in fields:
-            fields["name"] = _check_name(fields["name"])
-            fields["basename"] = fields["name"].rsplit("/", 1)[-1]
         if not fields:
             return {}
+        if "name" in fields:
+            fields["name"] = _check_name(fields["name"])
+            if fields["name"].rpartition("/")[0] != project["name"].rpartition("/")[0]:
+                raise errors.bad_request.CannotUpdateProjectLocation(
+                    "a new name keeps the project's location; use projects.move", name=fields["name"])
+            fields["basename"] = fields["name"].rsplit("/", 1)[-1]
+            try:
+                self._rename_tree(identity, project, fields["name"])
+            except DuplicateKeyError:  # taken meanwhile
+                raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
+                    from None
         fields["last_update"] = utcnow()
-        try:
-            self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
-        except DuplicateKeyError:
-            raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
-                from None
+        self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
         return fields
 
     def family(self, company: str, project_id: str) -> list[str]:

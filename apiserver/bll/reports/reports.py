@@ -17,13 +17,11 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.query import HIDDEN_TAG
+from apiserver.bll.tags import REPORT_TYPE, REPORTS_FOLDER, REPORTS_TAG
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
 from apiserver.database.model.base import utcnow
 
-REPORT_TYPE = "report"
-REPORTS_TAG = "reports"
-REPORTS_PROJECT = ".reports"
 EDITABLE = ("name", "tags", "comment", "report")
 
 
@@ -40,8 +38,8 @@ class ReportBLL:
 
     def _reports_project(self, identity: Identity, project_name: str) -> str:
         name = project_name.strip("/")
-        if name.rsplit("/", 1)[-1] != REPORTS_PROJECT:
-            name = f"{name}/{REPORTS_PROJECT}" if name else REPORTS_PROJECT
+        if name.rsplit("/", 1)[-1] != REPORTS_FOLDER:
+            name = f"{name}/{REPORTS_FOLDER}" if name else REPORTS_FOLDER
         return self.projects.ensure(identity, name, system_tags=[REPORTS_TAG, HIDDEN_TAG])
 
     def _target_name(self, identity: Identity, project: str | None, project_name: str | None = None) -> str:
@@ -56,7 +54,7 @@ class ReportBLL:
         if not project_id:
             return
         project = self.projects.coll.find_one({"_id": project_id, "company": company}, {"basename": 1})
-        if project and project.get("basename") == REPORTS_PROJECT and \
+        if project and project.get("basename") == REPORTS_FOLDER and \
                 self.tasks.coll.count_documents({"project": project_id}, limit=1) == 0:
             self.projects.coll.delete_one({"_id": project_id, "company": company})
 

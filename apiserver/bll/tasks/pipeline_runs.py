@@ -14,13 +14,11 @@ from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
 from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.tags import CONTROLLER_TYPE, PIPELINE_TAG, PIPELINES_FOLDER
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 
-PIPELINE_TAG = "pipeline"
-PIPELINES_FOLDER = ".pipelines"
 ARGS_SECTION = "Args"
-CONTROLLER_TYPE = "controller"
 
 
 def pipeline_project_name(project: str, pipeline: str) -> str:

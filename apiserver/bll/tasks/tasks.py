@@ -92,7 +92,7 @@ def _storage_paths(keys: list[str] | str | None) -> list[str]:
     """API paths (with an optional '-' prefix) as stored paths, for order_by and only_fields."""
     if isinstance(keys, str):
         keys = [keys]
-    return [("-" if k.startswith("-") else "") + storage_path(k.lstrip("-")) for k in keys or [] if k]
+    return [("-" if k.startswith("-") else "") + storage_path(k.removeprefix("-")) for k in keys or [] if k]
 
 
 def _config_key(name: str, field: str) -> str:

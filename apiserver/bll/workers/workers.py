@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from apiserver.apierrors import errors
 from apiserver.bll import intervals
+from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import parse_date
 from apiserver.database.model.auth import User
@@ -100,10 +101,7 @@ class WorkerBLL:
             flt["expired"] = {"$ne": True}
         if data.get("last_seen"):
             flt["last_activity_time"] = {"$gte": utcnow() - timedelta(seconds=int(data["last_seen"]))}
-        if data.get("tags"):
-            flt["tags"] = {"$in": data["tags"]}
-        if data.get("system_tags"):
-            flt["system_tags"] = {"$in": data["system_tags"]}
+        flt = q.combine(flt, *(q.list_filter(key, data[key]) for key in ("tags", "system_tags") if data.get(key)))
         docs = list(self.coll.find(flt).sort([("worker", 1)]))
         queue_ids = {qid for d in docs for qid in (d.get("queues") or []) + [d.get("queue")] if qid}
         queues = {q["_id"]: q for q in Queue._get_collection().find(
