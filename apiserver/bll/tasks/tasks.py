@@ -211,8 +211,11 @@ class TaskBLL:
             fields["execution"] = {**(fields.get("execution") or {}), **copy.deepcopy(data["execution_overrides"])}
             legacy_to_sections(fields, source)
         fields.setdefault("system_tags", [])
-        if data.get("validate_references"):
-            self._check_references(identity.company, fields)
+        # A project or parent the caller names is always checked: unchecked, a clone could point at
+        # another company's project or task. validate_references adds those copied from the source.
+        named = {field: data[key] for key, field in (("new_task_project", "project"), ("new_task_parent", "parent"))
+                 if data.get(key)}
+        self._check_references(identity.company, fields if data.get("validate_references") else named)
         now = utcnow()
         doc = {"_id": new_id(), "company": identity.company, "user": identity.user, "status": st.CREATED,
                "status_reason": "", "status_message": "", "status_changed": now, "created": now,
