@@ -1,17 +1,18 @@
 """Generated from the specs: another company's id is, on every endpoint that takes one, exactly a
 missing id.
 
-Company A (the session server's default company) owns one object of each kind an endpoint can name:
-task, report, model, project, queue, ClearML worker, user, workflow pipeline, registry model,
-deployment, render task and render worker. For every served endpoint whose request declares a field
-naming such an object (``ID_FIELDS`` below, per service where a name means different kinds), the
-admin of company B sends the same request twice: once with fresh ids nobody owns, once with A's ids.
-The two answers must be the same once the ids are swapped back (status, subcode, message, data): no
-200 with A's data, no "forbidden" that tells B the id exists, no 5xx. The missing-id answer itself
-must come from the endpoint's own code (not a validation error about another field, which would
-prove nothing), and on read-only endpoints A's own call must answer differently (the object is
-really found for its owner), so a check cannot pass by reaching nothing. Afterwards every object of
-A is re-read unchanged.
+Companies A (the session server's default company) and B each own one object of each kind an
+endpoint can name: task, report, model, project, queue, ClearML worker, user, workflow pipeline,
+registry model, deployment, render task and render worker. For every served endpoint and every
+request field naming such an object (``ID_FIELDS`` below, per service where a name means different
+kinds), the admin of B sends the request with that field naming A's object, and again naming an
+object nobody has (any other required id field names B's own object). The two answers must be the
+same once the ids are swapped back (status, subcode, message, data): no 200 with A's data, no
+"forbidden" that tells B the id exists, no 5xx. The missing-id answer must be a lookup's answer
+(RPC "invalid <kind> id", REST 404, or a success finding nothing), not an error about another field
+that would prove nothing; on read-only endpoints B's own object must be found (answered differently
+from a missing one), so a check cannot pass by reaching nothing. Afterwards A's objects are re-read
+unchanged.
 """
 
 from __future__ import annotations
