@@ -97,6 +97,42 @@ def check_rest(method: str, path: str, status: int, body: Any, rest_error_schema
         f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
+_REST_ERROR: dict | None = None
+
+
+def rest_error_schema() -> dict:
+    """The RestError schema the server publishes in /openapi.json (built by the same code)."""
+    global _REST_ERROR
+    if _REST_ERROR is None:
+        from apiserver import MAX_API_VERSION, __version__
+        from apiserver.service_repo.openapi import build_openapi
+
+        _REST_ERROR = build_openapi(specs(), __version__, MAX_API_VERSION)["components"]["schemas"]["RestError"]
+    return _REST_ERROR
+
+
+class RestClient:
+    """Plain REST calls with one Authorization header; every answer is checked against what its
+    endpoint declares (``check_rest``); an RPC path called through it is checked as an envelope."""
+
+    def __init__(self, base_url: str, auth: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = auth
+
+    def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any, dict]:
+        resp = self.session.request(method, self.base_url + path, json=body, timeout=90)
+        answer = resp.json() if resp.content and "json" in resp.headers.get("Content-Type", "") else \
+            (resp.text or None)
+        name = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        if "." in name and isinstance(answer, dict) and "meta" in answer:
+            if resp.status_code == 200:
+                check_response(name, answer["meta"]["endpoint"]["actual_version"], answer["data"])
+        else:
+            check_rest(method, path, resp.status_code, answer, rest_error_schema())
+        return resp.status_code, answer, resp.headers
+
+
 class ApiError(AssertionError):
     def __init__(self, status: int, meta: dict):
         self.status = status

@@ -12,9 +12,8 @@ from uuid import uuid4
 
 import pymongo
 import pytest
-import requests
 
-from tests.helpers import ServerProcess, check_rest
+from tests.helpers import RestClient, ServerProcess
 
 JOBS = {
     "APISERVER__workers__expiry_check_sec": "1",
@@ -94,16 +93,11 @@ def test_the_non_responsive_job_stops_a_silent_task_and_not_a_pinged_one(jobs):
 
 
 def test_the_render_timeout_job_gives_a_silent_workers_task_back(jobs):
-    session = requests.Session()
-    session.headers["Authorization"] = jobs.admin().auth
-
-    error_schema = session.get(jobs.base_url + "/openapi.json", timeout=30).json()["components"]["schemas"]["RestError"]
+    client = RestClient(jobs.base_url, jobs.admin().auth)
 
     def rest(method: str, path: str, body: dict | None = None):
-        resp = session.request(method, jobs.base_url + path, json=body, timeout=30)
-        assert resp.status_code in (200, 202), (method, path, resp.status_code, resp.text)
-        answer = resp.json() if resp.content else None
-        check_rest(method, path, resp.status_code, answer, error_schema)
+        status, answer, _ = client(method, path, body)
+        assert status in (200, 202), (method, path, status, answer)
         return answer
 
     silent_host, busy_host = f"silent-{uuid4().hex[:6]}", f"busy-{uuid4().hex[:6]}"

@@ -8,25 +8,14 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import check_rest, race
+from tests.helpers import RestClient, race
 
 
-class Rest:
-    """Plain REST calls with a bearer token; every answer is checked against what its endpoint
-    declares (success status and response schema, or the server's RestError schema)."""
-
-    def __init__(self, base_url: str, auth: str):
-        self.base_url = base_url
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = auth
-        self.error_schema = self.session.get(base_url + "/openapi.json", timeout=30).json()[
-            "components"]["schemas"]["RestError"]
+class Rest(RestClient):
+    """Answers checked against their declared schemas (RestClient); (status, body)."""
 
     def __call__(self, method: str, path: str, body: dict | None = None):
-        resp = self.session.request(method, self.base_url + path, json=body, timeout=90)
-        answer = resp.json() if resp.content else None
-        check_rest(method, path, resp.status_code, answer, self.error_schema)
-        return resp.status_code, answer
+        return super().__call__(method, path, body)[:2]
 
 
 @pytest.fixture(scope="module")
@@ -276,4 +265,23 @@ def test_an_operator_disables_and_enables_a_worker(rest, other_rest):
     assert rest("POST", "/workers/999999/setstatus", {"status": "enabled"})[0] == 404
     assert other_rest("POST", f"/workers/{wid}/setstatus", {"status": "disabled"})[0] == 404  # another workspace's
     assert rest("GET", f"/workers/{wid}")[1]["status"] == "rendering"
+    assert rest("PATCH", f"/tasks/{task['id']}", {"status": "canceled"})[0] == 204
+
+
+def test_a_worker_reporting_error_gives_its_frames_back(rest):
+    """A worker that breaks mid-task reports ``error``: its task goes back to waiting, frames where they
+    were, and the next worker asking for work gets it."""
+    task = make_task(rest, priority=10**9 + 1, frame_start=1, frame_end=10)  # above anything left waiting
+    broken, spare = register(rest), register(rest)
+    assert rest("PATCH", f"/workers/{broken}", {"status": "available"})[1] == {"task_id": task["id"]}
+    progress = rest("PATCH", f"/workers/{broken}", {"status": "rendering", "frame_current": 4})[1]
+    assert progress == {"task_id": task["id"]}
+    assert rest("PATCH", f"/workers/{broken}", {"status": "error"})[1] == {"task_id": None}
+    back = rest("GET", f"/tasks/{task['id']}")[1]
+    assert (back["status"], back["worker_id"], back["frame_current"]) == ("waiting", None, 4)
+    status, worker = rest("GET", f"/workers/{broken}")
+    assert (status, worker["status"], worker["task_id"]) == (200, "error", None)
+    assert rest("PATCH", f"/workers/{spare}", {"status": "available"})[1] == {"task_id": task["id"]}
+    taken = rest("GET", f"/tasks/{task['id']}")[1]
+    assert (taken["status"], taken["worker_id"], taken["frame_current"]) == ("rendering", spare, 4)
     assert rest("PATCH", f"/tasks/{task['id']}", {"status": "canceled"})[0] == 204

@@ -166,9 +166,12 @@ def test_stop_in_the_middle(leader, members):
     members.start("backbone_nas", "0.2:success")
     members.start("ondevice_deploy", "60:success")
     members.start("bms", "0.2:success")
-    register(admin, members, "backbone_nas", "ondevice_deploy", "bms")
+    members.start("labelling", "60:success")  # a running pipeline beside it keeps the heartbeat cycling
+    register(admin, members, "backbone_nas", "ondevice_deploy", "bms", "labelling")
     pid = admin.call("workflows.create", project_id=f"s-{uuid4().hex[:6]}",
                      workflow=["backbone_nas", "ondevice_deploy", "bms"])["id"]
+    keeper = admin.call("workflows.create", project_id=f"k-{uuid4().hex[:6]}", workflow=["labelling"])["id"]
+    admin.call("workflows.start", pipeline=keeper)
     admin.call("workflows.start", pipeline=pid)
     deadline = time.monotonic() + 30
     while admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["current_step"] != 1:
@@ -177,9 +180,12 @@ def test_stop_in_the_middle(leader, members):
     stopped = admin.call("workflows.stop", pipeline=pid)["pipeline"]
     assert stopped["status"] == "stopped" and stopped["steps"][1]["status"] == "stopped"
     assert members.calls("ondevice_deploy")["stop"] == 1
-    time.sleep(2.5)  # beats pass; nothing moves a stopped pipeline
-    assert admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]["status"] == "stopped"
+    asked = members.calls("labelling").get("status_request", 0)
+    wait_beats(admin, 2)  # two cycles stepped the running pipeline beside it; nothing moves a stopped one
+    assert members.calls("labelling").get("status_request", 0) > asked  # positive control: beats stepped
+    assert admin.call("workflows.get_by_id", pipeline=pid)["pipeline"] == stopped
     assert members.calls("bms").get("start", 0) == 0
+    assert admin.call("workflows.stop", pipeline=keeper)["pipeline"]["status"] == "stopped"
     assert admin.error("workflows.start", pipeline=pid).subcode == 1202
     assert admin.call("workflows.delete", pipeline=pid) == {"deleted": 1}
 

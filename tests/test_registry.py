@@ -13,9 +13,9 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import ALLOW_LOOPBACK, ServerProcess
+from tests.helpers import ALLOW_LOOPBACK, RestClient, ServerProcess
 
-WORKSPACES = ("ws-mlflow", "ws-plain", "ws-other")
+WORKSPACES = ("ws-mlflow", "ws-plain", "ws-other", "ws-multi", "ws-pages")
 MLFLOW_REGISTRY = "tango_shared.connectors.deployment.mlflow_registry_connector.MlflowModelRegistryConnector"
 MLFLOW_PROXY = "tango_shared.connectors.deployment.mlflow_server_proxy.MlflowModelServerProxy"
 DATABRICKS_REGISTRY = "tango_shared.connectors.databricks_registry_connector.DatabricksModelRegistryConnector"
@@ -33,15 +33,11 @@ FILE_IN = {"type": "file", "description": "a CSV", "schema": {"type": "object", 
            "contentSchema": {"format": "csv", "delimiter": ",", "requiredColumns": ["id", "amount"]}}
 
 
-class Rest:
-    def __init__(self, base_url: str, token: str):
-        self.base_url = base_url
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+class Rest(RestClient):
+    """Answers checked against their declared schemas: success status and body, or RestError."""
 
-    def __call__(self, method: str, path: str, body=None):
-        resp = self.session.request(method, self.base_url + path, json=body)
-        return resp.status_code, (resp.json() if resp.content else None), resp.headers
+    def __init__(self, base_url: str, token: str):
+        super().__init__(base_url, f"Bearer {token}")
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +237,60 @@ def test_uniqueness_soft_delete_and_isolation(plain, other):
     assert code not in [m["model_code"] for m in other("GET", "/api/model?page_size=500&include_deleted=true")[1]]
 
 
+def test_model_listing_pages(registry_server):
+    """page and page_size give exactly the models of that slice, in model_code order; their bounds are
+    checked by name (a workspace of its own, so that the listing holds only this test's models)."""
+    ws = workspace(registry_server, "ws-pages")
+    tag = uuid4().hex[:6]
+    codes = [f"pg-{tag}-{i}" for i in range(5)]
+    for code in reversed(codes):
+        assert ws("POST", "/api/model", model(code))[0] == 201
+
+    def page(query: str) -> list[str]:
+        status, listed, _ = ws("GET", f"/api/model?{query}")
+        assert status == 200, listed
+        return [m["model_code"] for m in listed]
+
+    assert page("page=0&page_size=2") == codes[:2]
+    assert page("page=1&page_size=2") == codes[2:4]
+    assert page("page=2&page_size=2") == codes[4:]
+    assert page("page=3&page_size=2") == []
+    assert page("page_size=1") == codes[:1]
+    assert page("page_size=500") == page("") == codes  # the default page (100) holds them all
+    for query, field, rule in (("page_size=0", "page_size", "minimum"), ("page_size=501", "page_size", "maximum"),
+                               ("page=-1", "page", "minimum"), ("page=x", "page", "type")):
+        status, err, _ = ws("GET", f"/api/model?{query}")
+        assert (status, err["field"], err["rule"]) == (400, field, rule), (query, err)
+
+
+def test_several_deployments_need_a_deployment_key(registry_server):
+    ws = workspace(registry_server, "ws-multi")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), DatabricksStandIn)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    keys = [f"multi-{i}-{uuid4().hex[:6]}" for i in range(2)]
+    try:
+        for key in keys:
+            assert ws("POST", "/api/deployment", {
+                "deployment_key": key, "registry_connector_class": DATABRICKS_REGISTRY,
+                "registry_connector_init": {"model_registry_url": url, "tracking_server_pat": DatabricksStandIn.PAT},
+                "server_proxy_class": DATABRICKS_PROXY,
+                "server_proxy_init": {"server_proxy_url": url, "server_proxy_pat": DatabricksStandIn.PAT}})[0] == 201
+        status, err, _ = ws("POST", "/api/model", model("dbx-multi", "1"))
+        assert (status, err["field"], err["rule"]) == (400, "deployment_key", "required")
+        assert "2 deployments" in err["message"]
+        status, err, _ = ws("POST", "/api/model", model("dbx-multi", "1", deployment_key="no-such-key"))
+        assert (status, err["field"], err["rule"]) == (400, "deployment_key", "exists")
+        assert ws("GET", "/api/model/dbx-multi/version/1")[0] == 404  # neither wrote anything
+        status, body, _ = ws("POST", "/api/model", model("dbx-multi", "1", deployment_key=keys[1]))
+        assert status == 201 and body[0]["deployment_key"] == keys[1]
+        assert ws("GET", "/api/model/dbx-multi/version/1")[1]["deployment_key"] == keys[1]
+    finally:
+        httpd.shutdown()
+        for key in keys:
+            ws("DELETE", f"/api/deployment/{key}")
+
+
 def test_connector_classes_are_the_allowlist_with_their_secret_fields(plain):
     status, body, _ = plain("POST", "/api/deployments.get_connector_classes", {})
     assert status == 200
@@ -258,7 +308,7 @@ class DatabricksStandIn(BaseHTTPRequestHandler):
     """Databricks' REST shapes for the connector tests: bearer PAT, registry lookup, serving endpoint."""
 
     PAT = "dapi-test-token"
-    KNOWN = {("dbx-model", "7")}
+    KNOWN = {("dbx-model", "7"), ("dbx-multi", "1")}
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+from uuid import uuid4
 
 import requests
 
-from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic, free_port
 
 
 def listening(port: int) -> bool:
@@ -109,3 +110,63 @@ def test_a_misspelled_config_key_stops_start_up_naming_it(tmp_path):
     assert proc.returncode == 2
     assert "'database.nmae' (did you mean 'database.name'?)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "embedded.json").exists()  # it stopped before starting anything
+
+
+def test_a_second_server_on_a_data_folder_in_use_refuses_to_start(tmp_path):
+    data_dir = tmp_path / "data"
+    first = ServerProcess(None, "locked", workers=1, data_dir=data_dir).start(tmp_path)
+    try:
+        env = {**os.environ, "APISERVER__database__embedded__start_timeout_sec": "2",
+               "APISERVER_ADMIN_ACCESS_KEY": ADMIN_KEY, "APISERVER_ADMIN_SECRET_KEY": ADMIN_SECRET}
+        env.pop("APISERVER__database__uri", None)
+        second = subprocess.run([sys.executable, "-m", "apiserver", "--port", str(free_port()), "--workers", "1",
+                                 "--data-dir", str(data_dir)], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=90)
+        owner = json.loads((data_dir / "embedded.json").read_text())
+        assert second.returncode != 0
+        assert (f"the data folder {data_dir.resolve()} is in use by another server (server pid "
+                f"{owner['owner_pid']}, database on port {owner['port']}); stop it or use another --data-dir"
+                ) in second.stderr + second.stdout
+        # the first server and its database went on serving
+        assert first.admin().call("debug.ping") == {"msg": "ping"}
+        assert json.loads((data_dir / "embedded.json").read_text()) == owner
+    finally:
+        first.stop()
+
+
+def test_config_layers_environment_and_debug_reach_a_running_server(tmp_path, mongo_uri, admin):
+    """Two config folders in order (the later wins key by key, the earlier's other keys stay), an
+    APISERVER__ variable over both, and debug stacks only from a server whose debug is on."""
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    (first / "apiserver.conf").write_text("debug: false\ncheck_max_version: false\n")
+    (first / "auth.conf").write_text(
+        'fixed_users: [{username: "layered", company: "layered-co", role: admin, '
+        'access_key: "LAYEREDKEY00000000000AAA", secret_key: "layered-secret-0123456789"}]\n')
+    (later / "apiserver.conf").write_text("debug: true\n")
+    proc = ServerProcess(mongo_uri, f"layers_{uuid4().hex[:8]}", workers=1, extra_env={
+        "APISERVER_CONFIG_DIR": f"{first}{os.pathsep}{later}", "APISERVER__apiserver__check_max_version": "true"})
+    proc.start(tmp_path)
+    try:
+        layered = proc.client().login("LAYEREDKEY00000000000AAA", "layered-secret-0123456789")  # first's key
+        me = layered.call("users.get_current_user")["user"]
+        assert me["company"] == {"id": me["company"]["id"], "name": "layered-co"}, me
+        # the variable over the first folder's false: a version above the maximum is refused
+        status, body = layered.envelope("debug.ping", "999.0")
+        assert (status, body["meta"]["result_subcode"]) == (400, 31)
+        status, body = admin.envelope("debug.ping", "999.0")  # the session server keeps the default
+        assert (status, body["meta"]["endpoint"]["actual_version"]) == (200, "2.1")
+        # the later folder's debug: true over the first's false: errors carry their stack
+        status, body = layered.envelope("tasks.get_by_id", task="no-such-task")
+        assert (status, body["meta"]["result_subcode"]) == (400, 101)
+        assert body["meta"]["error_stack"].startswith("Traceback (most recent call last):")
+        status, rest_error, _ = layered.request("GET", "/tasks/999999")
+        assert status == 404 and rest_error["error_stack"].startswith("Traceback (most recent call last):")
+        # debug off (the default): no stack in either form
+        status, body = admin.envelope("tasks.get_by_id", task="no-such-task")
+        assert (status, body["meta"]["result_subcode"], body["meta"]["error_stack"]) == (400, 101, None)
+        status, rest_error, _ = admin.request("GET", "/tasks/999999")
+        assert status == 404 and "error_stack" not in rest_error and rest_error["subcode"] == 1
+    finally:
+        proc.stop()

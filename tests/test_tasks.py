@@ -181,6 +181,10 @@ def test_clone(api):
     assert doc["execution"] == {"framework": "jax"}
     assert doc["hyperparams"] == {"General": {}}
     assert api.error("tasks.clone", task=source, new_task_project="0" * 32, validate_references=True).subcode == 401
+    # a project or parent the caller names is checked even without validate_references (another
+    # company's project was taken as it was)
+    assert api.error("tasks.clone", task=source, new_task_project="0" * 32).subcode == 401
+    assert api.error("tasks.clone", task=source, new_task_parent="0" * 32).subcode == 101
 
 
 def test_enqueue_dequeue_and_default_queue(api):

@@ -287,8 +287,11 @@ class TaskBLL:
         if data.get("execution_overrides"):
             fields["execution"] = {**(fields.get("execution") or {}), **copy.deepcopy(data["execution_overrides"])}
             legacy_to_sections(fields, source)
-        if data.get("validate_references"):
-            self._check_references(identity.company, fields)
+        # A project or parent the caller names is always checked: unchecked, a clone could point at
+        # another company's project or task. validate_references adds those copied from the source.
+        named = {field: data[key] for key, field in (("new_task_project", "project"), ("new_task_parent", "parent"))
+                 if data.get(key)}
+        self._check_references(identity.company, fields if data.get("validate_references") else named)
         return self._insert_new(identity, fields)
 
     def _set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
