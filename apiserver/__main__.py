@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"apiserver: {exc}", file=sys.stderr)
         return 2
     configure_logging(config["apiserver.log_level"])
+    from apiserver.app import build_dispatcher
+    from apiserver.schema.loader import SpecError
+
+    try:  # every spec and handler, checked before anything starts (the workers would each fail to boot)
+        build_dispatcher(config, None)
+    except SpecError as exc:
+        print(f"apiserver: {exc}", file=sys.stderr)
+        return 2
     from apiserver.serve import run
 
     run(config)

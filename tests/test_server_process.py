@@ -112,6 +112,26 @@ def test_a_misspelled_config_key_stops_start_up_naming_it(tmp_path):
     assert not (tmp_path / "embedded.json").exists()  # it stopped before starting anything
 
 
+def test_a_broken_spec_stops_a_real_start_naming_its_file(tmp_path):
+    """The server's own copy, one service file broken: ``python -m apiserver`` stops before starting
+    anything, naming the file and the problem, with no traceback."""
+    import shutil
+
+    root = tmp_path / "copy"
+    for part in ("apiserver", "config"):
+        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = root / "apiserver" / "schema" / "services" / "queues.conf"
+    spec.write_text(spec.read_text() + '\nbroken_endpoint { "2.1" { request { type: nonsense } } }\n')
+    data_dir = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "apiserver", "--port", str(free_port()), "--data-dir",
+                           str(data_dir)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("apiserver: ") and "queues.conf" in proc.stderr, proc.stderr[-2000:]
+    assert "broken_endpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (data_dir / "embedded.json").exists()  # no database was started
+
+
 def test_a_second_server_on_a_data_folder_in_use_refuses_to_start(tmp_path):
     data_dir = tmp_path / "data"
     first = ServerProcess(None, "locked", workers=1, data_dir=data_dir).start(tmp_path)
