@@ -328,14 +328,25 @@ def check_enums(registry: SpecRegistry, facts: dict[tuple[str, str], tuple[str, 
                                     f"{list(expected)}; change both together")
 
 
+# Loaded registries by their folder's files as they were (name, size, modification time): parsing
+# every service file takes seconds, and the gunicorn master, which checks them before it starts,
+# forks workers that then find them here instead of parsing them again.
+_LOADED: dict[tuple, SpecRegistry] = {}
+
+
 def load_specs(directory: Path = SERVICES_DIR) -> SpecRegistry:
     """Load every service file of ``directory`` (files starting with ``_`` are includes)."""
-    files = sorted(p for p in directory.glob("*.conf") if not p.name.startswith("_"))
+    every = sorted(directory.glob("*.conf"))
+    files = [p for p in every if not p.name.startswith("_")]
     if not files:
         raise SpecError(f"{directory}: no service files (*.conf)")
+    key = (str(directory.resolve()), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in every))
+    if key in _LOADED:
+        return _LOADED[key]
     specs = [spec for path in files for spec in load_service(path)]
     registry = SpecRegistry(specs)
     _check_cross_references(registry)
+    _LOADED[key] = registry
     return registry
 
 
