@@ -361,6 +361,40 @@ def test_two_servers_stepping_one_pipeline_at_once_start_each_step_once(mongo_ur
         second.stop()
 
 
+def test_reports_while_a_start_is_out_are_not_missed_beats(mongo_uri, tmp_path, members):
+    """A member answers ``ready`` to /status_request until its slow /start returns: that is no
+    missed beat. Reports for the starting step, each making the leader ask, used to count those
+    ``ready`` answers and fail the pipeline (``no usable answer for 2 beats (ready)``) while its
+    /start was still being answered."""
+    env = {**FAST, "APISERVER__pipeline__read_timeout_sec": "6"}
+    leader = ServerProcess(mongo_uri, f"slow_start_{uuid4().hex[:8]}", workers=2, extra_env=env).start(tmp_path)
+    try:
+        members.leader_url = f"http://127.0.0.1:{free_port()}"  # nobody listens: reports come from us
+        members.start("labelling", "0.2:success")
+        members.start("bms", "0.3:success", "--start-delay", "3")
+        admin = leader.admin()
+        register(admin, members, "labelling", "bms")
+        project = f"slow-{uuid4().hex[:6]}"
+        pid = admin.call("workflows.create", project_id=project, workflow=["labelling", "bms"])["id"]
+        user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
+        deadline = time.monotonic() + 30
+        while (doc := admin.call("workflows.get_by_id", pipeline=pid)["pipeline"])["steps"][1]["status"] != "starting":
+            assert time.monotonic() < deadline and doc["status"] == "running", doc
+            time.sleep(0.05)
+        report = {"container_id": "bms", "user_id": user, "project_id": project, "status": "success"}
+        assert _member_answer(members, "bms", user, project) == "ready"  # its /start is still out
+        for _ in range(3):
+            assert requests.get(leader.base_url + "/status_report", params=report, timeout=30).text == "OK"
+        doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
+        assert (doc["status"], doc["steps"][1]["status"]) == ("running", "starting"), doc
+        assert members.calls("bms").get("start") == 1
+        done = wait_for(admin, pid, timeout=60)  # the heartbeat finds bms completed once it has run
+        assert (done["status"], [s["status"] for s in done["steps"]]) == ("completed", ["completed"] * 2), done
+        assert members.calls("bms").get("start") == 1
+    finally:
+        leader.stop()
+
+
 def test_one_running_pipeline_per_user_and_project_under_20_concurrent_starts(mongo_uri, tmp_path, members):
     """20 callers start 20 different pipelines of one user and project at the same moment (a barrier,
     two server workers): exactly one runs, the 19 others get 400/1202 and stay created. (A server of

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -273,7 +274,7 @@ class PipelineBLL:
             if step["status"] == st.PENDING:
                 self._start_step(doc, i)
                 return
-            if step["status"] not in st.ACTIVE_STEP:
+            if step["status"] not in st.ACTIVE_STEP or self._start_in_flight(step):
                 return
             result = self.client.call(step["container_id"], "status_request", doc["user_id"], doc["project_id"], doc)
             if not self._apply_answer(doc, i, step, result):
@@ -288,10 +289,18 @@ class PipelineBLL:
         """A step of a pipeline that is no longer running, still in ``status``."""
         return {"_id": doc["_id"], "status": {"$ne": st.RUNNING}, "current_step": i, f"steps.{i}.status": status}
 
+    def _start_in_flight(self, step: dict[str, Any]) -> bool:
+        """A step in ``starting`` whose ``/start`` may still be out: its answer moves the step. Until
+        then the member honestly answers ``ready``, which must not count as a missed beat. Past the
+        call's timeouts, the process that sent it is gone, and the member is asked as for any step."""
+        if step["status"] != st.STARTING or not step.get("claimed"):
+            return False
+        return utcnow() - step["claimed"] < timedelta(seconds=self.client.longest_call_sec + 1)
+
     def _start_step(self, doc: dict[str, Any], i: int) -> None:
         step = doc["steps"][i]
         claimed = self.coll.update_one(self._step_filter(doc, i, st.PENDING),
-                                       {"$set": {f"steps.{i}.status": st.STARTING},
+                                       {"$set": {f"steps.{i}.status": st.STARTING, f"steps.{i}.claimed": utcnow()},
                                         "$inc": {f"steps.{i}.start_calls": 1}})
         if not claimed.modified_count:
             return  # another process (or thread) started it

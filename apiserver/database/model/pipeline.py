@@ -22,7 +22,7 @@ class Pipeline(CompanyDocument):
     project_id = StringField(required=True)
     status = StringField(required=True, default="created")  # created, running, completed, failed, stopped
     current_step = IntField(default=0)
-    # [{container_id, status, start_calls, started, finished, reason, misses, last_answer}]
+    # [{container_id, status, start_calls, claimed, started, finished, reason, misses, last_answer}]
     steps = ListField(DictField())
     reason = StringField()
     started = DateTimeField()
