@@ -142,6 +142,14 @@ def mlflow_stack(tmp_path_factory):
         stack.stop()
 
 
+def pytest_collection_finish(session):
+    """The MLflow venv takes a minute to build: build it while the tests before the first MLflow one run."""
+    if any("mlflow_stack" in item.fixturenames for item in session.items):
+        from tests.mlflow_env import build_in_background
+
+        build_in_background()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Expose each phase's report on the test item (browser fixtures keep a screenshot of a failure)."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def mlflow_python() -> Path:
                             str(ROOT / "requirements-mlflow.txt")], check=True, timeout=900)
             (VENV / ".complete").write_text("ok\n")
     return python
+
+
+def build_in_background() -> None:
+    """Start building the venv on a thread, so that it is ready when the first MLflow test needs it
+    (that test waits on the build's lock). A failed build is tried again, and fails, in that test."""
+    if not os.environ.get("MLFLOW_PYTHON") and not (VENV / ".complete").exists():
+        threading.Thread(target=mlflow_python, name="mlflow-venv", daemon=True).start()
 
 
 def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
