@@ -29,6 +29,7 @@ from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.pipelines import status as pipeline_status
 from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
+from apiserver.bll.projects.merge import ProjectMerge
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueRecords
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
@@ -162,6 +163,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                                          int(config.get("webapp.export.ttl_sec")),
                                          int(config.get("webapp.export.max_rows"))),
                         deletion=OwnedDeletion(tasks, models, events, files, projects),
+                        project_merge=ProjectMerge(projects, tasks, models),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
     for company in Company.objects.only("id"):

@@ -17,6 +17,7 @@ from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
+from apiserver.bll.projects.merge import ProjectMerge
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL, QueueRecords
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
@@ -56,6 +57,7 @@ class ServerState:
     counts: EntityCounts
     pipeline_runs: PipelineRunBLL
     deletion: OwnedDeletion
+    project_merge: ProjectMerge
     embedded: EmbeddedDatabase | None = None
     session_cookie: Any = None  # service_repo.auth.SessionCookie: the browser sign-in cookie
     scheduler: Any = None

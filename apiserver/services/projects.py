@@ -42,12 +42,12 @@ def delete(call: Call) -> dict:
 
 @endpoint("projects.get_task_tags")
 def get_task_tags(call: Call) -> dict:
-    return _projects().task_tags(call.company, call.data.get("projects"))
+    return contents.task_tags(call.company, call.data.get("projects"))
 
 
 @endpoint("projects.get_user_names")
 def get_user_names(call: Call) -> dict:
-    return {"users": _projects().user_names(call.company, call.data.get("projects"), call.data.get("entity"))}
+    return {"users": contents.user_names(call.company, call.data.get("projects"), call.data.get("entity"))}
 
 
 @endpoint("projects.get_all_ex", min_version="2.15")
@@ -63,7 +63,7 @@ def move(call: Call) -> dict:
 
 @endpoint("projects.merge")
 def merge(call: Call) -> dict:
-    return _projects().merge(call.identity, call.data["project"], call.data["destination_project"])
+    return get_state().project_merge.merge(call.identity, call.data["project"], call.data["destination_project"])
 
 
 @endpoint("projects.validate_delete")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access, metadata, tags
+from apiserver.bll import access, metadata, placement, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
@@ -243,8 +243,9 @@ class ModelBLL:
         return self._set_archived(identity, ids, False)
 
     def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
-        return self.projects.move_into(identity, self.coll, ids, project, project_name,
-                                       lambda model_id: self.writable(identity.company, model_id))
+        target = self.projects.destination(identity, project, project_name)
+        return placement.move(self.coll, identity.company, ids, target,
+                              lambda model_id: self.writable(identity.company, model_id))
 
     def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
         return tags.update_tags(self.coll, identity.company, ids, add, remove)
@@ -301,6 +302,24 @@ class ModelBLL:
         for model_id in ids:
             self.tasks.unlink_model(company, model_id)
         return self.coll.delete_many({"_id": {"$in": ids}, "company": company}).deleted_count
+
+    # -- models in projects, for project deletion and merging -------------------------------------
+
+    def count_in_projects(self, company: str, project_ids: list[str]) -> int:
+        return placement.count(self.coll, company, project_ids)
+
+    def in_projects(self, company: str, project_ids: list[str]) -> list[dict[str, Any]]:
+        """The company's models in these projects: id and uri."""
+        return placement.find(self.coll, company, project_ids, {"_id": 1, "uri": 1})
+
+    def move_between_projects(self, company: str, source: str, target: str) -> int:
+        """Every model of ``source`` goes into ``target`` (a project merge); how many moved."""
+        return placement.move_all(self.coll, company, source, target)
+
+    def detach_from_projects(self, company: str, project_ids: list[str]) -> int:
+        """The models of these (deleted) projects stay, in no project; their ``last_update`` is kept
+        as it was."""
+        return placement.detach(self.coll, company, project_ids, touch=False)
 
     def orphan_from_task(self, company: str, task_id: str) -> int:
         """Models a deleted task created but that stay: they no longer name a task."""

@@ -1,11 +1,14 @@
 """Owns what the web app reads about the contents of projects: task statistics rolled up from
 subprojects (over the tasks a stats filter selects), which projects hold pipelines, datasets,
-reports or a user's work, dataset counts and versions, and the tags, parents, hyper-parameters,
-metrics and model metadata keys used inside them.
+reports or a user's work, dataset counts and versions, what deleting a project would touch, and the
+tags, users, parents, hyper-parameters, metrics and model metadata keys used inside them.
 
-Every read is scoped to the caller's company and public objects, and restricted to the projects
-asked for (all when none); the scans over task sections read only the section they need and stop
-at ``MAX_SCANNED`` tasks.
+Every read is scoped to the caller's company and public objects (the counts before a delete: to the
+caller's company), and restricted to the projects asked for (all when none); the scans over task
+sections read only the section they need and stop at ``MAX_SCANNED`` tasks.
+
+Only reads live here: these answers group tasks, models and projects together by project, so they
+are project reads; every write to tasks and models goes through TaskBLL and ModelBLL.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import placement
 from apiserver.bll import query as q
 from apiserver.bll.tags import (
     ARCHIVED_TAG,
@@ -27,6 +31,7 @@ from apiserver.bll.tags import (
 )
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import escape_key, unescape_key
+from apiserver.database.model.auth import User
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
@@ -276,6 +281,38 @@ def project_tags(company: str, project_ids: list[str] | None) -> dict[str, list[
 def model_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
     """projects.get_model_tags: the tags of the models in these projects (all when none)."""
     return tags_of(Model._get_collection(), company, _in_projects(projects) or None)
+
+
+def task_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
+    """projects.get_task_tags: the tags of the tasks in these projects (all when none)."""
+    return tags_of(Task._get_collection(), company, _in_projects(projects) or None)
+
+
+def user_names(company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
+    """The users who own the entity's (task's or model's) objects in ``projects`` (all when none)."""
+    coll = (Model if entity == "model" else Task)._get_collection()
+    ids = q.distinct_values(coll, company, projects, "user")
+    users = User._get_collection().find({"_id": {"$in": ids}, "company": company}, {"name": 1})
+    return sorted(({"id": u["_id"], "name": u.get("name")} for u in users),
+                  key=lambda u: (u["name"] or "", u["id"]))
+
+
+def delete_counts(company: str, project_ids: list[str]) -> dict[str, int]:
+    """projects.validate_delete: the company's tasks of each kind (tasks, pipelines, datasets,
+    reports) and models in these projects, all and non-archived ones, as ClearML counts them."""
+    scope = placement.in_projects(company, project_ids)
+    active = {"system_tags": {"$ne": ARCHIVED_TAG}}
+    kinds = {"tasks": {"system_tags": {"$nin": [PIPELINE_TAG, DATASET_TAG]}, "type": {"$ne": REPORT_TYPE}},
+             "pipelines": {"system_tags": PIPELINE_TAG}, "datasets": {"system_tags": DATASET_TAG},
+             "reports": {"type": REPORT_TYPE}}
+    tasks, models = Task._get_collection(), Model._get_collection()
+    out = {}
+    for kind, cond in kinds.items():
+        out[kind] = tasks.count_documents(q.combine(scope, cond))
+        out[f"non_archived_{kind}"] = tasks.count_documents(q.combine(scope, cond, active))
+    out["models"] = models.count_documents(scope)
+    out["non_archived_models"] = models.count_documents(q.combine(scope, active))
+    return out
 
 
 def organization_tags(company: str, system_tags: list[str] | None, include_system: bool) -> dict[str, list[str]]:

@@ -1,4 +1,9 @@
-"""Owns project records: create, list, edit, delete (refused while tasks use them unless forced)."""
+"""Owns project records: create, list, edit, move, and the project side of merging and deleting.
+
+What happens to the tasks and models inside a project on merge or delete is orchestrated one layer
+up (``bll/projects/merge.py``, ``bll/tasks/deletion.py``) through TaskBLL and ModelBLL; the reads of
+what projects contain are ``bll/projects/contents.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,9 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
-from apiserver.bll.tags import ARCHIVED_TAG, DATASET_TAG, PIPELINE_TAG, REPORT_TYPE
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
-from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
-from apiserver.database.model.task import Task
 
 EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination")
 
@@ -99,20 +101,13 @@ class ProjectBLL:
         except errors.bad_request.ExpectedUniqueData:
             return self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})["_id"]
 
-    def move_into(self, identity: Identity, coll: Any, ids: list[str], project: str | None,
-                  project_name: str | None, check_writable: Any) -> str | None:
-        """Move objects of ``coll`` (tasks, models) into a project given by id, or by name (created,
-        parents too, when missing); neither takes them out of any project. Every id is checked with
-        ``check_writable`` before anything moves. The project's id is returned."""
+    def destination(self, identity: Identity, project: str | None, project_name: str | None) -> str | None:
+        """Where tasks or models move: a project given by id (it must be readable), or by name
+        (created, parents too, when missing); None (neither): out of any project."""
         if project_name and not project:
-            project = self.ensure(identity, project_name)
-        elif project:
+            return self.ensure(identity, project_name)
+        if project:
             self.readable(identity.company, project, {"_id": 1})
-        for object_id in ids:
-            check_writable(object_id)
-        update = {"$set": {"project": project, "last_update": utcnow()}} if project else \
-            {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
-        coll.update_many({"_id": {"$in": ids}, "company": identity.company}, update)
         return project
 
     def with_children(self, company: str, project_ids: list[str]) -> list[str]:
@@ -252,41 +247,30 @@ class ProjectBLL:
                 "path": path + (doc.get("path") or [])[old_depth:], "last_update": now}})
         return 1 + len(below)
 
-    def merge(self, identity: Identity, project_id: str, destination: str) -> dict[str, int]:
-        """Move a project's tasks, models and subprojects into ``destination``, then delete it."""
+    def merge_pair(self, identity: Identity, project_id: str, destination: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The source and destination of a merge, both writable; a project never merges into itself
+        or a project below it."""
         source = self.writable(identity.company, project_id)
         target = self.writable(identity.company, destination)
         if target["_id"] == source["_id"] or source["_id"] in (target.get("path") or []):
             raise errors.bad_request.InvalidProjectId("a project cannot merge into itself or a project below it",
                                                       id=destination)
-        moved_entities = 0
-        for coll in (Task._get_collection(), Model._get_collection()):
-            moved_entities += coll.update_many({"company": identity.company, "project": source["_id"]},
-                                               {"$set": {"project": target["_id"], "last_update": utcnow()}}
-                                               ).modified_count
+        return source, target
+
+    def merge_records(self, identity: Identity, source: dict[str, Any], target: dict[str, Any]) -> int:
+        """After its tasks and models moved (see ``bll/projects/merge.py``): the source's subprojects go
+        below the target and the source is deleted; how many subprojects moved."""
         moved_projects = 0
         for child in list(self.coll.find({"company": identity.company, "parent": source["_id"]})):
             moved_projects += bool(self._rename_tree(identity, child, f"{target['name']}/{child['basename']}"))
         self.coll.delete_one({"_id": source["_id"], "company": identity.company})
-        return {"moved_entities": moved_entities, "moved_projects": moved_projects}
+        return moved_projects
 
     def validate_delete(self, company: str, project_id: str) -> dict[str, int]:
         """What deleting the project (with its subprojects) would touch, as ClearML counts it."""
         self.readable(company, project_id, {"_id": 1})
-        ids = contents.descendants(company, [project_id])[project_id]
-        scope = {"company": company, "project": {"$in": ids}}
-        active = {"system_tags": {"$ne": ARCHIVED_TAG}}
-        kinds = {"tasks": {"system_tags": {"$nin": [PIPELINE_TAG, DATASET_TAG]}, "type": {"$ne": REPORT_TYPE}},
-                 "pipelines": {"system_tags": PIPELINE_TAG}, "datasets": {"system_tags": DATASET_TAG},
-                 "reports": {"type": REPORT_TYPE}}
-        tasks, models = Task._get_collection(), Model._get_collection()
-        out = {}
-        for kind, cond in kinds.items():
-            out[kind] = tasks.count_documents(q.combine(scope, cond))
-            out[f"non_archived_{kind}"] = tasks.count_documents(q.combine(scope, cond, active))
-        out["models"] = models.count_documents(scope)
-        out["non_archived_models"] = models.count_documents(q.combine(scope, active))
-        return out
+        return contents.delete_counts(company, self.family(company, project_id))
 
     def update(self, identity: Identity, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """Edit a project. A new name keeps the project where it is (moving is ``move``) and renames
@@ -314,37 +298,11 @@ class ProjectBLL:
         """The project and every project nested below it."""
         return contents.descendants(company, [project_id])[project_id]
 
-    def delete(self, identity: Identity, project_id: str, force: bool, delete_contents: bool) -> dict[str, Any]:
-        """Delete a project with its subprojects; refused while tasks are in any of them unless forced."""
-        self.writable(identity.company, project_id)
-        ids = self.family(identity.company, project_id)
-        tasks = Task._get_collection()
-        scope = {"company": identity.company, "project": {"$in": ids}}
-        in_use = tasks.count_documents(scope)
-        if in_use and not force:
-            raise errors.bad_request.ProjectHasTasks(f"{in_use} tasks; use force to delete", project=project_id)
-        deleted_tasks = disassociated = 0
-        if in_use and delete_contents:
-            deleted_tasks = tasks.delete_many(scope).deleted_count
-        elif in_use:
-            disassociated = tasks.update_many(scope, {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
-                                              ).modified_count
-        below = [i for i in ids if i != project_id]
+    def delete_records(self, company: str, project_id: str, family: list[str]) -> dict[str, int]:
+        """Delete the project records of ``family`` (the project and those below it; their tasks and
+        models were dealt with first, see ``bll/tasks/deletion.py``)."""
+        below = [i for i in family if i != project_id]
         if below:
-            self.coll.delete_many({"_id": {"$in": below}, "company": identity.company})
-        deleted = self.coll.delete_one({"_id": project_id, "company": identity.company}).deleted_count
-        return {"deleted": deleted, "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks,
-                "deleted_projects": deleted + len(below)}
-
-    def user_names(self, company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
-        """The users who own the entity's (task's or model's) objects in ``projects`` (all when none)."""
-        coll = (Model if entity == "model" else Task)._get_collection()
-        ids = q.distinct_values(coll, company, projects, "user")
-        users = User._get_collection().find({"_id": {"$in": ids}, "company": company}, {"name": 1})
-        return sorted(({"id": u["_id"], "name": u.get("name")} for u in users),
-                      key=lambda u: (u["name"] or "", u["id"]))
-
-    def task_tags(self, company: str, projects: list[str] | None) -> dict[str, list[str]]:
-        coll = Task._get_collection()
-        return {field: q.distinct_values(coll, company, projects, field, unwind=True)
-                for field in ("tags", "system_tags")}
+            self.coll.delete_many({"_id": {"$in": below}, "company": company})
+        deleted = self.coll.delete_one({"_id": project_id, "company": company}).deleted_count
+        return {"deleted": deleted, "deleted_projects": deleted + len(below)}

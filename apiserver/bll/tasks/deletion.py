@@ -20,8 +20,6 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.tasks.tasks import TaskBLL
-from apiserver.database.model.model import Model
-from apiserver.database.model.task import Task
 
 
 def _artifact_urls(task: dict[str, Any]) -> list[str]:
@@ -74,36 +72,45 @@ class OwnedDeletion:
         return {**result, **self._finish(identity, f"task {task['_id']} (reset)", data, host, urls, models)}
 
     def delete_project(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
-        """A project with its subprojects; with delete_contents their tasks and models go too, each as
-        if deleted alone."""
-        project = self.projects.writable(identity.company, data["project"])
-        scope = {"company": identity.company, "project": {"$in": self.projects.family(identity.company,
-                                                                                   project["_id"])}}
+        """A project with its subprojects; refused while models or tasks are in any of them unless
+        forced. With delete_contents their tasks and models go too, each as if deleted alone;
+        without, they stay in no project."""
+        company = identity.company
+        project = self.projects.writable(company, data["project"])
+        family = self.projects.family(company, project["_id"])
         force, contents = bool(data.get("force")), bool(data.get("delete_contents"))
-        models = Model._get_collection().count_documents(scope)
+        models = self.models.count_in_projects(company, family)
         if models and not force:
             raise errors.bad_request.ProjectHasModels(f"{models} models; use force to delete", project=project["_id"])
         deleted_tasks = deleted_models = 0
         urls: dict[str, list[str]] = {"artifact_urls": [], "event_urls": [], "model_urls": []}
         if contents and force:
             options = {k: data[k] for k in ("delete_external_artifacts", "delete_output_models") if k in data}
-            for doc in Task._get_collection().find(scope, {"_id": 1}):
-                done = self.delete_task(identity, {**options, "task": doc["_id"], "force": True,
+            for task_id in self.tasks.ids_in_projects(company, family):
+                done = self.delete_task(identity, {**options, "task": task_id, "force": True,
                                                    "return_file_urls": True}, host)
                 deleted_tasks += int(bool(done.get("deleted")))
                 deleted_models += done.get("deleted_models", 0)
                 for key, values in done["urls"].items():
                     urls[key] += values
-            for doc in Model._get_collection().find(scope, {"_id": 1, "uri": 1}):
+            for doc in self.models.in_projects(company, family):
                 if self.models.delete(identity, doc["_id"], force=True, host=host,
                                       delete_files=data.get("delete_external_artifacts", True))["deleted"]:
                     deleted_models += 1
                     urls["model_urls"] += [doc["uri"]] if doc.get("uri") else []
         elif models:
-            Model._get_collection().update_many(scope, {"$unset": {"project": ""}})
-        result = self.projects.delete(identity, project["_id"], force, contents)
-        result["deleted_tasks"] += deleted_tasks
-        result["deleted_models"] = deleted_models
+            self.models.detach_from_projects(company, family)
+        in_use = self.tasks.count_in_projects(company, family)
+        if in_use and not force:
+            raise errors.bad_request.ProjectHasTasks(f"{in_use} tasks; use force to delete", project=project["_id"])
+        disassociated = 0
+        if in_use and contents:
+            deleted_tasks += self.tasks.delete_in_projects(company, family)
+        elif in_use:
+            disassociated = self.tasks.detach_from_projects(company, family)
+        deleted = self.projects.delete_records(company, project["_id"], family)
+        result = {"deleted": deleted["deleted"], "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks,
+                  "deleted_projects": deleted["deleted_projects"], "deleted_models": deleted_models}
         if data.get("return_file_urls"):
             result["urls"] = urls
         return result

@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import UpdateOne
 
 from apiserver.apierrors import errors
-from apiserver.bll import access, tags
+from apiserver.bll import access, placement, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
@@ -150,7 +150,25 @@ class TaskBLL:
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, task_id))
 
-    # -- access for other domains (events, workers): they never touch the tasks collection -------
+    # -- access for other domains (events, workers, projects): they never touch the tasks collection
+
+    def count_in_projects(self, company: str, project_ids: list[str]) -> int:
+        return placement.count(self.coll, company, project_ids)
+
+    def ids_in_projects(self, company: str, project_ids: list[str]) -> list[str]:
+        return [d["_id"] for d in placement.find(self.coll, company, project_ids, {"_id": 1})]
+
+    def move_between_projects(self, company: str, source: str, target: str) -> int:
+        """Every task of ``source`` goes into ``target`` (a project merge); how many moved."""
+        return placement.move_all(self.coll, company, source, target)
+
+    def detach_from_projects(self, company: str, project_ids: list[str]) -> int:
+        """The tasks of these (deleted) projects stay, in no project; how many."""
+        return placement.detach(self.coll, company, project_ids)
+
+    def delete_in_projects(self, company: str, project_ids: list[str]) -> int:
+        """Delete the task records left in these projects as they are (no reset or delete hooks)."""
+        return placement.delete(self.coll, company, project_ids)
 
     def readable_many(self, company: str, task_ids: list[str], proj: dict[str, int]) -> dict[str, dict[str, Any]]:
         """The readable ones among ``task_ids`` (the ``readable`` rule, in one read), by id."""
@@ -471,8 +489,9 @@ class TaskBLL:
         return tags.update_tags(self.coll, identity.company, ids, add, remove)
 
     def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
-        return self.projects.move_into(identity, self.coll, ids, project, project_name,
-                                       lambda task_id: self.writable(identity.company, task_id))
+        target = self.projects.destination(identity, project, project_name)
+        return placement.move(self.coll, identity.company, ids, target,
+                              lambda task_id: self.writable(identity.company, task_id))
 
     # -- models of a task ---------------------------------------------------------------------
 
