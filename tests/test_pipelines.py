@@ -190,6 +190,14 @@ def test_stop_in_the_middle(leader, members):
     assert admin.call("workflows.delete", pipeline=pid) == {"deleted": 1}
 
 
+def _wait_until_starting(admin: ApiClient, pid: str, step: int) -> None:
+    """Until the pipeline's ``step`` is claimed and its /start is out (the pipeline still running)."""
+    deadline = time.monotonic() + 30
+    while (doc := admin.call("workflows.get_by_id", pipeline=pid)["pipeline"])["steps"][step]["status"] != "starting":
+        assert time.monotonic() < deadline and doc["status"] == "running", doc
+        time.sleep(0.05)
+
+
 def test_a_stop_while_a_start_is_in_flight_stops_the_member_after_it_started(leader, members):
     admin = leader.admin()
     members.start("backbone_nas", "0.2:success")
@@ -198,10 +206,7 @@ def test_a_stop_while_a_start_is_in_flight_stops_the_member_after_it_started(lea
     project = f"sf-{uuid4().hex[:6]}"
     pid = admin.call("workflows.create", project_id=project, workflow=["backbone_nas", "ondevice_deploy"])["id"]
     user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
-    deadline = time.monotonic() + 30
-    while (doc := admin.call("workflows.get_by_id", pipeline=pid)["pipeline"])["steps"][1]["status"] != "starting":
-        assert time.monotonic() < deadline and doc["status"] == "running", doc
-        time.sleep(0.05)
+    _wait_until_starting(admin, pid, 1)
     stopped = admin.call("workflows.stop", pipeline=pid)["pipeline"]
     assert stopped["status"] == "stopped"
     assert (stopped["steps"][1]["status"], stopped["steps"][1]["reason"]) == ("stopped", "stopped by user")
@@ -377,10 +382,7 @@ def test_reports_while_a_start_is_out_are_not_missed_beats(mongo_uri, tmp_path, 
         project = f"slow-{uuid4().hex[:6]}"
         pid = admin.call("workflows.create", project_id=project, workflow=["labelling", "bms"])["id"]
         user = admin.call("workflows.start", pipeline=pid)["pipeline"]["user_id"]
-        deadline = time.monotonic() + 30
-        while (doc := admin.call("workflows.get_by_id", pipeline=pid)["pipeline"])["steps"][1]["status"] != "starting":
-            assert time.monotonic() < deadline and doc["status"] == "running", doc
-            time.sleep(0.05)
+        _wait_until_starting(admin, pid, 1)
         report = {"container_id": "bms", "user_id": user, "project_id": project, "status": "success"}
         assert _member_answer(members, "bms", user, project) == "ready"  # its /start is still out
         for _ in range(3):
