@@ -29,10 +29,11 @@ import logging
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 from bson import Binary
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
@@ -52,22 +53,25 @@ def series_key(metric: str, variant: str) -> str:
     return hashlib.md5(f"{metric}\0{variant}".encode()).hexdigest()  # noqa: S324 - a key, not a secret
 
 
-def _group_columns(doc: dict[str, Any] | None) -> tuple[list[list], int]:
-    """An overview document's groups as the columns lo_i, lo_t, lo_v, hi_i, hi_t, hi_v (in group
-    order, as stored) and its width."""
+_NUMPY_TYPES = {"q": np.int64, "d": np.float64}  # the array codes' native 8-byte types
+
+
+def _group_columns(doc: dict[str, Any] | None) -> tuple[list[np.ndarray], int]:
+    """An overview document's groups as the columns lo_i, lo_t, lo_v, hi_i, hi_t, hi_v (numpy views
+    of the stored bytes, in group order) and its width."""
     if not doc:
-        return [[] for _ in _GROUP_FIELDS], 1
-    return [array(code, bytes(doc[name])).tolist() for name, code in _GROUP_FIELDS], int(doc["width"])
+        return [np.empty(0, _NUMPY_TYPES[code]) for _, code in _GROUP_FIELDS], 1
+    return [np.frombuffer(doc[name], _NUMPY_TYPES[code]) for name, code in _GROUP_FIELDS], int(doc["width"])
 
 
-def _groups_of(columns: list[list], width: int) -> dict[int, list]:
+def _groups_of(columns: list[np.ndarray], width: int) -> dict[int, list]:
     """{group: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v]} of overview columns."""
-    return {row[0] // width: list(row) for row in zip(*columns, strict=True)}
+    return {row[0] // width: list(row) for row in zip(*(c.tolist() for c in columns), strict=True)}
 
 
-def _columns_of(groups: dict[int, list]) -> list[list]:
+def _columns_of(groups: dict[int, list]) -> list[np.ndarray]:
     rows = [groups[g] for g in sorted(groups)]
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in _GROUP_FIELDS]
+    return [np.array([row[k] for row in rows], _NUMPY_TYPES[code]) for k, (_, code) in enumerate(_GROUP_FIELDS)]
 
 
 def _packed(groups: dict[int, list]) -> dict[str, Binary]:
@@ -318,27 +322,24 @@ class ScalarStore:
         if any(s["pending"] for s in whole):
             self.fold(task, wait=True)
         columns = self._columns([s["_id"] for s in whole]) if whole else {}
+        overviews = [s for s in series if s["n"] and s["_id"] not in columns]
+        columns.update(zip([s["_id"] for s in overviews], downsample([s["groups"] for s in overviews], samples),
+                           strict=True))
         for doc in series:
             if not doc["n"]:
                 continue
-            if doc["_id"] in columns:
-                its, tss, values = columns[doc["_id"]]
-                if key == "iter":
-                    x, y = its, values
-                else:
-                    order = sorted(range(len(tss)), key=tss.__getitem__)
-                    x, y = [tss[k] for k in order], [values[k] for k in order]
+            its, tss, values = columns[doc["_id"]]
+            if key == "iter":
+                x, y = its.tolist(), values.tolist()
             else:
-                points = downsample(doc["groups"], samples)
-                if key != "iter":
-                    points.sort(key=lambda p: p[1])
-                x, y = [p[0 if key == "iter" else 1] for p in points], [p[2] for p in points]
+                order = np.argsort(tss, kind="stable")
+                x, y = tss[order].tolist(), values[order].tolist()
             if key == "iso_time":
                 x = [iso_time(ts) for ts in x]
             out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x, "y": y}
         return out
 
-    def _columns(self, sids: list[str]) -> dict[str, tuple[list, list, list]]:
+    def _columns(self, sids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every stored point of these series as columns (iterations, timestamps, values) in iteration order."""
         packed = {sid: (array("q"), array("q"), array("d")) for sid in sids}
         found = self.blocks.find({"series": {"$in": sids}}, {"series": 1, "block": 1, "i": 1, "t": 1, "v": 1})
@@ -346,7 +347,7 @@ class ScalarStore:
             cols = packed[doc["series"]]
             for col, name in zip(cols, ("i", "t", "v"), strict=True):
                 col.frombytes(bytes(doc[name]))
-        return {sid: (i.tolist(), t.tolist(), v.tolist()) for sid, (i, t, v) in packed.items()}
+        return {sid: tuple(np.frombuffer(col, col.typecode) for col in cols) for sid, cols in packed.items()}
 
     def single_values(self, task: str) -> list[dict[str, Any]]:
         return [{"metric": d["metric"], "variant": d["variant"], "value": d["single"]["v"],
@@ -442,36 +443,52 @@ class ScalarStore:
         return deleted
 
 
-def downsample(columns: list[list], samples: int) -> list[tuple[int, int, float]]:
-    """Every group's minimum and maximum point, or, when that is more than ``samples`` points, those
-    of ``samples // 2`` runs of consecutive groups; in iteration order. ``columns`` are an overview's
-    (``_group_columns``)."""
-    lo_i, lo_t, lows, hi_i, hi_t, highs = columns
-    count = len(lows)
-    if not samples or 2 * count <= samples:
-        bounds = [(k, k + 1) for k in range(count)]
-    else:
-        runs = max(1, samples // 2)
-        bounds = [(r * count // runs, (r + 1) * count // runs) for r in range(runs)]
-    points: list[tuple[int, int, float]] = []
-    for a, b in bounds:
-        if a == b:
-            continue
-        low, high = _first_extreme(lows, a, b, min), _first_extreme(highs, a, b, max)
-        lo, hi = (lo_i[low], lo_t[low], lows[low]), (hi_i[high], hi_t[high], highs[high])
-        points.extend([lo] if lo == hi else sorted((lo, hi)))
-    return points
+def downsample(overviews: list[list[np.ndarray]], samples: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per overview (``_group_columns``), every group's minimum and maximum point, or, when that is
+    more than ``samples`` points, those of ``samples // 2`` runs of consecutive groups: the
+    iterations, timestamps and values of the points, in iteration order.
+
+    In each run the first smallest low and the first largest high are kept (one point when they are
+    the same point). All the overviews go through the same few whole-column operations (numpy), so
+    a chart costs no Python loop per point or per run; a NaN never hides a run's real extremes."""
+    starts, base = [], 0
+    for columns in overviews:
+        count = len(columns[2])
+        if not samples or 2 * count <= samples:
+            starts.append(np.arange(base, base + count))
+        else:
+            runs = max(1, samples // 2)
+            starts.append(base + np.arange(runs) * count // runs)  # strictly rising: count > runs here
+        base += count
+    lo_i, lo_t, lows, hi_i, hi_t, highs = (np.concatenate([c[k] for c in overviews]) if overviews else
+                                           np.empty(0) for k in range(len(_GROUP_FIELDS)))
+    first = np.concatenate(starts) if starts else np.empty(0, np.int64)
+    if not len(first):
+        return [(lo_i[:0], lo_t[:0], lows[:0]) for _ in overviews]
+    sizes = np.diff(np.append(first, base))
+    run_of = np.repeat(np.arange(len(first)), sizes)
+    offset = np.arange(base) - first[run_of]
+    low = first + _first_at(lows == np.fmin.reduceat(lows, first)[run_of], offset, first, sizes)
+    high = first + _first_at(highs == np.fmax.reduceat(highs, first)[run_of], offset, first, sizes)
+    li, lt, lv = lo_i[low], lo_t[low], lows[low]
+    hi, ht, hv = hi_i[high], hi_t[high], highs[high]
+    same = (li == hi) & (lt == ht) & (lv == hv)
+    low_first = (li < hi) | ((li == hi) & ((lt < ht) | ((lt == ht) & (lv <= hv))))  # tuple order
+    keep = np.stack([np.ones(len(first), bool), ~same], axis=1).ravel()
+
+    def pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.stack([np.where(low_first, a, b), np.where(low_first, b, a)], axis=1).ravel()[keep]
+
+    points = pairs(li, hi), pairs(lt, ht), pairs(lv, hv)
+    kept_before = np.concatenate([[0], np.cumsum(keep)])  # points before each half-run
+    cuts = kept_before[2 * np.cumsum([len(x) for x in starts])][:-1]
+    return list(zip(*(np.split(col, cuts) for col in points), strict=True))
 
 
-def _first_extreme(values: list[float], a: int, b: int, pick: Callable) -> int:
-    """The index of the first smallest (``min``) or largest (``max``) of ``values[a:b]``."""
-    if b - a == 1:
-        return a
-    part = values[a:b]
-    try:
-        return a + part.index(pick(part))
-    except ValueError:  # a NaN, which equals nothing: compare as the plain loop does
-        return pick(range(a, b), key=values.__getitem__)
+def _first_at(hit: np.ndarray, offset: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per run, the offset of its first ``hit`` (0 when none: a run of NaN only)."""
+    found = np.minimum.reduceat(np.where(hit, offset, sizes.max()), starts)
+    return np.where(found < sizes, found, 0)
 
 
 def iso_time(ms: int) -> str:
