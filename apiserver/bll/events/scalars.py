@@ -472,8 +472,8 @@ def downsample(overviews: list[list[np.ndarray]], samples: int) -> list[tuple[np
     high = first + _first_at(highs == np.fmax.reduceat(highs, first)[run_of], offset, first, sizes)
     li, lt, lv = lo_i[low], lo_t[low], lows[low]
     hi, ht, hv = hi_i[high], hi_t[high], highs[high]
-    same = (li == hi) & (lt == ht) & (lv == hv)
-    low_first = (li < hi) | ((li == hi) & ((lt < ht) | ((lt == ht) & (lv <= hv))))  # tuple order
+    same = (li == hi) & (lt == ht) & ((lv == hv) | (np.isnan(lv) & np.isnan(hv)))
+    low_first = ~((hi < li) | ((hi == li) & ((ht < lt) | ((ht == lt) & (hv < lv)))))  # as sorted() orders them
     keep = np.stack([np.ones(len(first), bool), ~same], axis=1).ravel()
 
     def pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
