@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=40, help="add_batch calls measured")
     parser.add_argument("--samples", type=int, default=100, help="chart points per series")
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=int, default=25)
     args = parser.parse_args()
     with ApiServer() as server:
         bench = EventsBench(server, args.repeat)
