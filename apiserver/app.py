@@ -111,14 +111,14 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     if not auth_cfg.get("generated_credentials_file"):
         auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
     throttle = auth_cfg["sign_in_throttle"]
-    users = AuthBLL(bcrypt_rounds=int(auth_cfg.get("bcrypt_rounds", 12)),
+    users = AuthBLL(bcrypt_rounds=int(auth_cfg["bcrypt_rounds"]),
                     throttle=ThrottleLimits(int(throttle["window_sec"]), int(throttle["max_failures_per_account"]),
                                             int(throttle["max_failures_per_address"])))
     _ensure_indexes()
     users.bootstrap(auth_cfg)
-    tokens = TokenService(users.token_secret(auth_cfg.get("token_secret", "")),
-                          int(auth_cfg.get("token_expiration_sec", 2592000)),
-                          int(auth_cfg.get("max_token_expiration_sec", 31536000)),
+    tokens = TokenService(users.token_secret(auth_cfg["token_secret"]),
+                          int(auth_cfg["token_expiration_sec"]),
+                          int(auth_cfg["max_token_expiration_sec"]),
                           MAX_API_VERSION, __version__, still_valid=users.token_problem,
                           recheck_sec=float(auth_cfg["token_recheck_sec"]))
     users.on_tokens_revoked.append(tokens.forget_checks)
@@ -145,11 +145,13 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     events.tasks, events.models = tasks, models
     events.ensure_indexes()
     migrate_legacy_events(events)
+    pipelines = build_pipelines(config)
+    pipelines.ensure_indexes()
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_records=QueueRecords(queues, workers.listening),
                         workers=workers, events=events,
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers),
-                        manager=ManagerBLL(config.get("manager", {})), pipelines=build_pipelines(config),
+                        manager=ManagerBLL(config.get("manager", {})), pipelines=pipelines,
                         deployments=deployments,
                         registry=ModelRegistryBLL(deployments, int(config["registry.max_explainers"]),
                                                   int(config["registry.max_schema_bytes"])),
@@ -194,8 +196,8 @@ def outbound_client(config: Config, **kwargs: Any) -> OutboundClient:
 
 def build_pipelines(config: Config) -> PipelineBLL:
     cfg = config.get("pipeline", {})
-    max_calls = int(cfg.get("max_concurrent_calls", 64))
-    timeout = (float(cfg.get("connect_timeout_sec", 2)), float(cfg.get("read_timeout_sec", 5)))
+    max_calls = int(cfg["max_concurrent_calls"])
+    timeout = (float(cfg["connect_timeout_sec"]), float(cfg["read_timeout_sec"]))
     strict = outbound_client(config, timeout=timeout, hosts=64, per_host=max_calls)
     registry = MemberRegistry(cfg, strict.policy)
     # The operator's own members (pipeline.conf) may be on hosts the allowlist does not name.

@@ -42,10 +42,10 @@ class LeaderScheduler:
     def __init__(self, state: ServerState):
         cfg = state.config
         self.state = state
-        self.lease = LeaseKeeper("scheduler", float(cfg.get("scheduler.lease_ttl_sec", 15)))
+        self.lease = LeaseKeeper("scheduler", float(cfg["scheduler.lease_ttl_sec"]))
         self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
         self.is_leader = False
-        self.scheduler.add_job(self._renew, "interval", seconds=float(cfg.get("scheduler.lease_renew_sec", 5)),
+        self.scheduler.add_job(self._renew, "interval", seconds=float(cfg["scheduler.lease_renew_sec"]),
                                id="lease")
         for job in _JOBS:
             period = float(cfg.get(job.interval_key, job.default_sec))

@@ -225,10 +225,10 @@ class OutboundClient:
     @classmethod
     def from_config(cls, config: dict[str, Any], **kwargs: Any) -> OutboundClient:
         """The client for ``outbound.*`` config; ``kwargs`` override the pool size or timeouts."""
-        kwargs.setdefault("timeout", (float(config.get("connect_timeout_sec", 3)),
-                                      float(config.get("read_timeout_sec", 30))))
+        kwargs.setdefault("timeout", (float(config["connect_timeout_sec"]),
+                                      float(config["read_timeout_sec"])))
         return cls(AddressPolicy(config.get("allow_hosts") or []),
-                   int(config.get("max_response_bytes", 10 << 20)), **kwargs)
+                   int(config["max_response_bytes"]), **kwargs)
 
     def request(self, method: str, url: str, *, what: str, params: dict[str, Any] | None = None,
                 json: Any = None, headers: dict[str, str] | None = None,

@@ -49,10 +49,10 @@ class Presentation:
 class FileBLL:
     def __init__(self, store: FileStore, cfg: Mapping[str, Any]):
         self.store = store
-        self.max_upload_bytes = int(float(cfg.get("max_upload_size_mb", 4096)) * 1024 * 1024)
-        self.public_read = bool(cfg.get("public_read", False))
+        self.max_upload_bytes = int(float(cfg["max_upload_size_mb"]) * 1024 * 1024)
+        self.public_read = bool(cfg["public_read"])
         self.server_urls = [str(u) for u in cfg.get("server_urls") or []]
-        self.delete_delay_sec = float(cfg.get("delete_delay_sec", 60))
+        self.delete_delay_sec = float(cfg["delete_delay_sec"])
 
     # -- who reads ----------------------------------------------------------------------------
 

@@ -297,7 +297,7 @@ def _utcnow() -> datetime:
 
 def build_store(cfg: dict[str, Any], db: Any, data_dir: str) -> FileStore:
     """The store the ``files`` config section names (``backend: local`` or ``gridfs``)."""
-    backend = cfg.get("backend", "local")
+    backend = cfg["backend"]
     if backend == "local":
         local = cfg.get("local", {})
         return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local.get("fsync", False)))

@@ -68,7 +68,7 @@ class ManagerBLL:
     def __init__(self, config: dict[str, Any]):
         self.compilers: dict[str, dict[str, Any]] = config.get("compilers") or {}
         self.parsers: list[str] = list(config.get("parsers") or [])
-        self.worker_timeout = timedelta(seconds=int(config.get("worker_timeout_sec", 300)))
+        self.worker_timeout = timedelta(seconds=int(config["worker_timeout_sec"]))
 
     @property
     def render_tasks(self):

@@ -47,7 +47,7 @@ def _key(company: str, container_id: str) -> str:
 
 class MemberRegistry:
     def __init__(self, config: dict[str, Any], policy: AddressPolicy | None = None):
-        host = config.get("member_host", "127.0.0.1")
+        host = config["member_host"]
         self._config_urls = {cid: f"http://{host}:{port}" for cid, port in (config.get("member_ports") or {}).items()}
         self._config_urls.update(config.get("member_urls") or {})
         self.policy = policy or AddressPolicy()

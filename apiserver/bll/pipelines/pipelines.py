@@ -47,10 +47,10 @@ class PipelineBLL:
     def __init__(self, registry: MemberRegistry, client: MemberClient, config: dict[str, Any]):
         self.registry = registry
         self.client = client
-        self.max_missed = int(config.get("max_missed_beats", 3))
+        self.max_missed = int(config["max_missed_beats"])
         self.default_workflow = list(config.get("default_workflow") or [])
-        self.host_only = bool(config.get("reports_from_member_host_only", False))
-        self._pool = ThreadPoolExecutor(max_workers=int(config.get("max_concurrent_calls", 64)),
+        self.host_only = bool(config["reports_from_member_host_only"])
+        self._pool = ThreadPoolExecutor(max_workers=int(config["max_concurrent_calls"]),
                                         thread_name_prefix="pipeline")
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
@@ -58,6 +58,12 @@ class PipelineBLL:
     @property
     def coll(self):
         return Pipeline._get_collection()
+
+    def ensure_indexes(self) -> None:
+        """One running pipeline per user and project (``start`` relies on it), which is also the one
+        a member's report names (``/status_report`` carries only the user and the project)."""
+        self.coll.create_index([("user_id", 1), ("project_id", 1)], unique=True, name="one_running_per_user_project",
+                               partialFilterExpression={"status": st.RUNNING})
 
     # -- records ------------------------------------------------------------------------------
 

@@ -11,16 +11,14 @@ class Pipeline(CompanyDocument):
     meta = {
         "collection": "pipelines",
         "strict": False,
-        "indexes": [("company", "-created"), ("status", "project_id", "user_id"), ("company", "project_id"),
-                    # one running pipeline per user and project (workflows.start), and the one a
-                    # member's report names (status_report carries user and project only)
-                    {"fields": ["user_id", "project_id"], "unique": True, "name": "one_running_per_user_project",
-                     "partialFilterExpression": {"status": "running"}}],
+        # The unique index on running pipelines is the rule "one running pipeline per user and
+        # project": PipelineBLL.ensure_indexes creates it, next to the status set it names.
+        "indexes": [("company", "-created"), ("status", "project_id", "user_id"), ("company", "project_id")],
     }
 
     user_id = StringField(required=True)
     project_id = StringField(required=True)
-    status = StringField(required=True, default="created")  # created, running, completed, failed, stopped
+    status = StringField(required=True)  # bll/pipelines/status.py: PIPELINE_STATUSES
     current_step = IntField(default=0)
     # [{container_id, status, start_calls, claimed, started, finished, reason, misses, last_answer}]
     steps = ListField(DictField())
