@@ -17,6 +17,8 @@ import statistics
 import time
 from datetime import timedelta
 
+import mongoengine
+
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.base import new_id, utcnow
 from bench.common import ApiServer, timed
@@ -99,6 +101,7 @@ def main() -> None:
                   f"ratio API/pymongo throughput = {mongo_s / api_s:.3f}")
 
         print("\nquery plans of get_all filters (every one must use an index):")
+        mongoengine.connect(host=server.database.uri, db="bench", uuidRepresentation="standard")  # build_query reads
         bll = TaskBLL(None, None)
         samples = {"status": ["completed"], "project": ["p01"], "user": [user], "type": ["training"],
                    "tags": ["a"], "system_tags": ["x"], "parent": ids[5], "name": "^task 12",
