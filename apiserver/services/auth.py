@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from apiserver.apierrors import errors
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -51,17 +50,7 @@ def edit_user(call: Call) -> dict:
 @endpoint("auth.obtain_token")
 def obtain_token(call: Call) -> dict:
     state = get_state()
-    data = call.data
-    # The schema's oneOf lets exactly one complete pair through, maybe with a stray half of another
-    # ({username, password, access_key}): the complete pair decides, nothing is read that is absent.
-    if data.get("access_key") and data.get("secret_key"):
-        identity = state.auth.authenticate_key(data["access_key"], data["secret_key"], call.remote_addr)
-    else:
-        identity = state.auth.authenticate_password(data.get("email") or data.get("username") or "",
-                                                    data.get("password") or "", call.remote_addr)
-    workspace = data.get("workspace")
-    if workspace and workspace not in (identity.company, identity.company_name):
-        raise errors.unauthorized.InvalidCredentials("the user is not a member of this workspace")
+    identity = state.auth.sign_in(call.data, call.remote_addr)
     return {"access": state.tokens.issue(identity), "token_type": "Bearer",
             "expires_in": state.tokens.default_expiration_sec,
             "workspace": {"id": identity.company, "name": identity.company_name}}

@@ -1,4 +1,4 @@
-"""Handlers of the pipeline leader: workflows.*, members.* and the members' /status_report."""
+"""Handlers of the pipeline leader: workflows.* and the members' /status_report (members.* is in members.py)."""
 
 from __future__ import annotations
 

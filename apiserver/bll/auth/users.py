@@ -246,6 +246,20 @@ class AuthBLL:
             raise errors.unauthorized.InvalidCredentials()
         return self.identity_of(user)
 
+    def sign_in(self, data: dict[str, Any], address: str | None = None) -> Identity:
+        """``auth.obtain_token``'s caller: the complete credential pair decides (a key pair, else a user
+        name or e-mail and password; a stray half of the other pair is never read), and a workspace,
+        when named (by id or name), must be the user's own, else 401/22."""
+        if data.get("access_key") and data.get("secret_key"):
+            identity = self.authenticate_key(data["access_key"], data["secret_key"], address)
+        else:
+            identity = self.authenticate_password(data.get("email") or data.get("username") or "",
+                                                  data.get("password") or "", address)
+        workspace = data.get("workspace")
+        if workspace and workspace not in (identity.company, identity.company_name):
+            raise errors.unauthorized.InvalidCredentials("the user is not a member of this workspace")
+        return identity
+
 
     # -- bootstrap ----------------------------------------------------------------------------
 
