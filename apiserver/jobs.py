@@ -10,52 +10,52 @@ from apiserver.state import ServerState
 log = logging.getLogger(__name__)
 
 
-@periodic("stop_non_responsive_tasks", "tasks.non_responsive_check_sec", 900)
+@periodic("stop_non_responsive_tasks", "tasks.non_responsive_check_sec")
 def stop_non_responsive_tasks(state: ServerState) -> None:
     stopped = state.tasks.stop_non_responsive(int(state.config["tasks.non_responsive_timeout_sec"]))
     if stopped:
         log.info("stopped %d non-responsive tasks", stopped)
 
 
-@periodic("expire_workers", "workers.expiry_check_sec", 30)
+@periodic("expire_workers", "workers.expiry_check_sec")
 def expire_workers(state: ServerState) -> None:
     expired = state.workers.expire()
     if expired:
         log.info("%d workers expired (no report within their timeout)", expired)
 
 
-@periodic("expire_serving_containers", "serving.expiry_check_sec", 60)
+@periodic("expire_serving_containers", "serving.expiry_check_sec")
 def expire_serving_containers(state: ServerState) -> None:
     expired = state.serving.expire()
     if expired:
         log.info("%d serving containers dropped (no report within their timeout)", expired)
 
 
-@periodic("sample_queue_metrics", "queues.metrics_sample_sec", 30)
+@periodic("sample_queue_metrics", "queues.metrics_sample_sec")
 def sample_queue_metrics(state: ServerState) -> None:
     state.queue_records.sample_metrics()
 
 
-@periodic("release_silent_render_workers", "manager.timeout_check_sec", 30)
+@periodic("release_silent_render_workers", "manager.timeout_check_sec")
 def release_silent_render_workers(state: ServerState) -> None:
     released = state.manager.release_silent_workers()
     if released:
         log.info("%d render tasks went back to waiting (their workers went silent)", released)
 
 
-@periodic("pipeline_heartbeat", "pipeline.heartbeat_sec", 2)
+@periodic("pipeline_heartbeat", "pipeline.heartbeat_sec")
 def pipeline_heartbeat(state: ServerState) -> None:
     state.pipelines.beat()
 
 
-@periodic("delete_files_of_deleted_owners", "files.delete_check_sec", 10)
+@periodic("delete_files_of_deleted_owners", "files.delete_check_sec")
 def delete_files_of_deleted_owners(state: ServerState) -> None:
     done, failed = state.files.process_due_deletions()
     if done or failed:
         log.info("files of deleted tasks and models: %d deleted, %d to retry", done, failed)
 
 
-@periodic("sweep_unfinished_uploads", "files.incoming_sweep_sec", 3600)
+@periodic("sweep_unfinished_uploads", "files.incoming_sweep_sec")
 def sweep_unfinished_uploads(state: ServerState) -> None:
     removed = state.files.store.sweep_incoming(float(state.config["files.incoming_max_age_sec"]))
     if removed:

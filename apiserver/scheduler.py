@@ -1,8 +1,9 @@
 """Owns the background jobs: APScheduler in every process, each job run only by the lease holder.
 
-A job registered with ``@periodic("name", seconds)`` runs every ``seconds`` in the one process of
-the deployment that holds the lease named ``scheduler``; the others keep trying to take it over, so
-a dead holder is replaced within ``lease_ttl_sec``.
+A job registered with ``@periodic("name", "section.key")`` runs every that config key's seconds
+(its default is in ``config/default``) in the one process of the deployment that holds the lease
+named ``scheduler``; the others keep trying to take it over, so a dead holder is replaced within
+``lease_ttl_sec``.
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ log = logging.getLogger(__name__)
 class PeriodicJob:
     name: str
     interval_key: str  # config key holding the period in seconds
-    default_sec: float
     fn: Callable[[ServerState], None]
 
 
 _JOBS: list[PeriodicJob] = []
 
 
-def periodic(name: str, interval_key: str, default_sec: float):
+def periodic(name: str, interval_key: str):
     """Register ``fn(state)`` as a once-per-deployment job whose period is the config key's value."""
     def register(fn: Callable[[ServerState], None]) -> Callable[[ServerState], None]:
-        _JOBS.append(PeriodicJob(name, interval_key, default_sec, fn))
+        _JOBS.append(PeriodicJob(name, interval_key, fn))
         return fn
     return register
 
@@ -48,7 +48,7 @@ class LeaderScheduler:
         self.scheduler.add_job(self._renew, "interval", seconds=float(cfg["scheduler.lease_renew_sec"]),
                                id="lease")
         for job in _JOBS:
-            period = float(cfg.get(job.interval_key, job.default_sec))
+            period = float(cfg[job.interval_key])
             self.scheduler.add_job(self._guarded(job), "interval", seconds=period, id=job.name)
 
     def _renew(self) -> None:
