@@ -15,6 +15,15 @@ from typing import Any
 from apiserver.database.model.base import utcnow
 
 
+def _placed_in(project: str | None, touch: bool = True) -> dict[str, Any]:
+    """The update that puts an object into ``project`` (None: out of any project), noting
+    ``last_update`` when ``touch``."""
+    update: dict[str, Any] = {"$set": {"project": project}} if project else {"$unset": {"project": ""}}
+    if touch:
+        update.setdefault("$set", {})["last_update"] = utcnow()
+    return update
+
+
 def in_projects(company: str, project_ids: list[str]) -> dict[str, Any]:
     """The company's objects in any of ``project_ids``."""
     return {"company": company, "project": {"$in": list(project_ids)}}
@@ -26,9 +35,7 @@ def move(coll: Any, company: str, ids: list[str], project: str | None, check_wri
     ``check_writable`` before anything moves; answers ``project``."""
     for object_id in ids:
         check_writable(object_id)
-    update = {"$set": {"project": project, "last_update": utcnow()}} if project else \
-        {"$unset": {"project": ""}, "$set": {"last_update": utcnow()}}
-    coll.update_many({"_id": {"$in": ids}, "company": company}, update)
+    coll.update_many({"_id": {"$in": ids}, "company": company}, _placed_in(project))
     return project
 
 
@@ -42,17 +49,13 @@ def find(coll: Any, company: str, project_ids: list[str], proj: dict[str, int]) 
 
 def move_all(coll: Any, company: str, source: str, target: str) -> int:
     """Move every object of ``source`` into ``target``; how many moved."""
-    return coll.update_many({"company": company, "project": source},
-                            {"$set": {"project": target, "last_update": utcnow()}}).modified_count
+    return coll.update_many(in_projects(company, [source]), _placed_in(target)).modified_count
 
 
 def detach(coll: Any, company: str, project_ids: list[str], touch: bool = True) -> int:
     """Take the objects in these projects out of any project (``touch``: and note ``last_update``);
     how many changed."""
-    update: dict[str, Any] = {"$unset": {"project": ""}}
-    if touch:
-        update["$set"] = {"last_update": utcnow()}
-    return coll.update_many(in_projects(company, project_ids), update).modified_count
+    return coll.update_many(in_projects(company, project_ids), _placed_in(None, touch)).modified_count
 
 
 def delete(coll: Any, company: str, project_ids: list[str]) -> int:

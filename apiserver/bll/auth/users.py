@@ -260,7 +260,6 @@ class AuthBLL:
             raise errors.unauthorized.InvalidCredentials("the user is not a member of this workspace")
         return identity
 
-
     # -- bootstrap ----------------------------------------------------------------------------
 
     def token_secret(self, configured: str) -> str:

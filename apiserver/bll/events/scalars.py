@@ -451,6 +451,8 @@ def downsample(overviews: list[list[np.ndarray]], samples: int) -> list[tuple[np
     In each run the first smallest low and the first largest high are kept (one point when they are
     the same point). All the overviews go through the same few whole-column operations (numpy), so
     a chart costs no Python loop per point or per run; a NaN never hides a run's real extremes."""
+    if not overviews:
+        return []
     starts, base = [], 0
     for columns in overviews:
         count = len(columns[2])
@@ -460,10 +462,9 @@ def downsample(overviews: list[list[np.ndarray]], samples: int) -> list[tuple[np
             runs = max(1, samples // 2)
             starts.append(base + np.arange(runs) * count // runs)  # strictly rising: count > runs here
         base += count
-    lo_i, lo_t, lows, hi_i, hi_t, highs = (np.concatenate([c[k] for c in overviews]) if overviews else
-                                           np.empty(0) for k in range(len(_GROUP_FIELDS)))
-    first = np.concatenate(starts) if starts else np.empty(0, np.int64)
-    if not len(first):
+    lo_i, lo_t, lows, hi_i, hi_t, highs = (np.concatenate([c[k] for c in overviews]) for k in range(len(_GROUP_FIELDS)))
+    first = np.concatenate(starts)
+    if not len(first):  # every overview empty
         return [(lo_i[:0], lo_t[:0], lows[:0]) for _ in overviews]
     sizes = np.diff(np.append(first, base))
     run_of = np.repeat(np.arange(len(first)), sizes)

@@ -298,7 +298,8 @@ class PipelineBLL:
     def _start_in_flight(self, step: dict[str, Any]) -> bool:
         """A step in ``starting`` whose ``/start`` may still be out: its answer moves the step. Until
         then the member honestly answers ``ready``, which must not count as a missed beat. Past the
-        call's timeouts, the process that sent it is gone, and the member is asked as for any step."""
+        call's timeouts the ``/start`` has been answered or has timed out, so a step still ``starting``
+        means the process that sent it died: the member is asked as for any step."""
         if step["status"] != st.STARTING or not step.get("claimed"):
             return False
         return utcnow() - step["claimed"] < timedelta(seconds=self.client.longest_call_sec + 1)
