@@ -14,12 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def embedded_from_config(config: Config, data_dir: str | None = None) -> EmbeddedDatabase:
-    emb = config.get("database.embedded", {})
+    emb = config["database.embedded"]
     return EmbeddedDatabase(
-        data_dir=data_dir or emb.get("data_dir", "./data"), host=emb.get("host", "127.0.0.1"),
-        port=int(emb.get("port", 0)), cache_size=emb.get("cache_size", "256M"),
-        sync_on_commit=bool(emb.get("sync_on_commit", False)),
-        start_timeout=float(emb.get("start_timeout_sec", 60)),
+        data_dir=data_dir or emb["data_dir"], host=emb["host"], port=int(emb["port"]), cache_size=emb["cache_size"],
+        sync_on_commit=bool(emb["sync_on_commit"]), start_timeout=float(emb["start_timeout_sec"]),
     )
 
 

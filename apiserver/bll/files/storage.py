@@ -299,8 +299,8 @@ def build_store(cfg: dict[str, Any], db: Any, data_dir: str) -> FileStore:
     """The store the ``files`` config section names (``backend: local`` or ``gridfs``)."""
     backend = cfg["backend"]
     if backend == "local":
-        local = cfg.get("local", {})
-        return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local.get("fsync", False)))
+        local = cfg["local"]
+        return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local["fsync"]))
     if backend == "gridfs":
         grid = cfg.get("gridfs", {})
         return GridFSStore(db, grid.get("bucket", "files"), int(grid.get("chunk_size_kb", 1024)) * 1024)
