@@ -389,7 +389,7 @@ def test_reports_while_a_start_is_out_are_not_missed_beats(mongo_uri, tmp_path, 
             assert requests.get(leader.base_url + "/status_report", params=report, timeout=30).text == "OK"
         doc = admin.call("workflows.get_by_id", pipeline=pid)["pipeline"]
         assert (doc["status"], doc["steps"][1]["status"]) == ("running", "starting"), doc
-        assert members.calls("bms").get("start") == 1
+        assert members.calls("bms").get("start", 0) <= 1  # the claimed /start may still be on its way
         done = wait_for(admin, pid, timeout=60)  # the heartbeat finds bms completed once it has run
         assert (done["status"], [s["status"] for s in done["steps"]]) == ("completed", ["completed"] * 2), done
         assert members.calls("bms").get("start") == 1
