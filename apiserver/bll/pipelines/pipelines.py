@@ -61,9 +61,13 @@ class PipelineBLL:
 
     def ensure_indexes(self) -> None:
         """One running pipeline per user and project (``start`` relies on it), which is also the one
-        a member's report names (``/status_report`` carries only the user and the project)."""
-        self.coll.create_index([("user_id", 1), ("project_id", 1)], unique=True, name="one_running_per_user_project",
-                               partialFilterExpression={"status": st.RUNNING})
+        a member's report names (``/status_report`` carries only the user and the project). A database
+        made by an earlier version has it already, declared by the model with mongoengine's options; it
+        is kept (asking for it again with other options is refused as a conflicting index)."""
+        name = "one_running_per_user_project"
+        if name not in self.coll.index_information():
+            self.coll.create_index([("user_id", 1), ("project_id", 1)], unique=True, name=name,
+                                   partialFilterExpression={"status": st.RUNNING})
 
     # -- records ------------------------------------------------------------------------------
 
