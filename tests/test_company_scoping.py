@@ -3,7 +3,8 @@
 A static check over ``apiserver/bll``: any call of a query or write method on the tasks collection
 (``Task._get_collection()`` anywhere, ``self.coll`` inside the tasks bll, or ``coll`` in
 ``bll/placement.py``, the helpers TaskBLL hands its collection to) must name ``company`` in its
-filter. A lookup by id alone would show or change another company's task.
+filter. A lookup by id alone would show or change another company's task. (``bll/access.by_id`` reads
+by id alone on purpose and checks the company on the record it gets; ``test_isolation`` covers it.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.render import Counter, RenderTask
@@ -152,7 +153,7 @@ class ManagerBLL:
         return self.task_to_api(doc)
 
     def get_task(self, company: str, task_id: int) -> dict[str, Any]:
-        doc = self.render_tasks.find_one({"_id": task_id, "company": company})
+        doc = access.by_id(self.render_tasks, task_id, (company,))
         if doc is None:
             raise errors.not_found.ObjectNotFound("no such task", task_id=task_id)
         return doc

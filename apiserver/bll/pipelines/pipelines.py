@@ -22,6 +22,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.pipelines import status as st
 from apiserver.bll.pipelines.members import (
@@ -81,7 +82,7 @@ class PipelineBLL:
                 "finished": doc.get("finished")}
 
     def get(self, company: str, pipeline_id: str) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": pipeline_id, "company": company})
+        doc = access.by_id(self.coll, pipeline_id, (company,))
         if doc is None:
             raise errors.bad_request.InvalidPipelineId(id=pipeline_id)
         return doc

@@ -8,7 +8,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.apierrors import errors
-from apiserver.bll import metadata
+from apiserver.bll import access, metadata
 from apiserver.bll import query as q
 from apiserver.bll.intervals import bucket, bucket_dates
 from apiserver.database.model.auth import Company, User
@@ -25,7 +25,7 @@ class QueueBLL:
         return Queue._get_collection()
 
     def get(self, company: str, queue_id: str, proj: dict | None = None) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": queue_id, "company": company}, proj)
+        doc = access.by_id(self.coll, queue_id, (company,), proj)
         if doc is None:
             raise errors.bad_request.InvalidQueueId(queue=queue_id)
         return doc

@@ -19,6 +19,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from referencing.exceptions import Unresolvable
 
 from apiserver.apierrors import errors
+from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.outbound import OutboundClient
 from apiserver.bll.query import page_bounds
@@ -141,7 +142,7 @@ class DeploymentBLL:
                     raise _bad(f"field '{field}.{name}' {problem[0]}", f"{field}.{name}", problem[1])
 
     def get(self, company: str, key: str) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": key, "company": company, "deleted": None})
+        doc = access.by_id(self.coll, key, (company,), deleted=None)
         if doc is None:
             raise errors.not_found.ObjectNotFound("no such deployment", deployment_key=key)
         return doc

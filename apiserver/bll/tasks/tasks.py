@@ -540,7 +540,7 @@ class TaskBLL:
         return result.modified_count
 
     def status_of(self, company: str, task_id: str) -> str | None:
-        doc = self.coll.find_one({"_id": task_id, "company": company}, {"status": 1})
+        doc = access.by_id(self.coll, task_id, (company,), {"status": 1})
         return doc["status"] if doc else None
 
     def raise_iteration(self, company: str, task_id: str, iteration: int) -> None:
@@ -755,7 +755,7 @@ class TaskBLL:
         entries = self.queues.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
         removed = [e["task"] for e in entries]
         for task_id in removed:
-            task = self.coll.find_one({"_id": task_id, "company": identity.company}, {"status": 1})
+            task = access.by_id(self.coll, task_id, (identity.company,), {"status": 1})
             if task is not None and task["status"] == st.QUEUED:
                 with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
                     self.dequeue(identity, {"task": task_id})
