@@ -12,6 +12,7 @@ import sys
 import time
 from uuid import uuid4
 
+import pytest
 import requests
 
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic, free_port
@@ -190,3 +191,30 @@ def test_config_layers_environment_and_debug_reach_a_running_server(tmp_path, mo
         assert status == 404 and "error_stack" not in rest_error and rest_error["subcode"] == 1
     finally:
         proc.stop()
+
+
+def test_a_database_from_an_earlier_version_starts_and_keeps_its_pipeline_index(tmp_path, mongo_uri):
+    """Earlier versions declared the one-running-pipeline index on the model, so mongoengine created it
+    with its own options (background: false). Asking for the same name with other options is refused,
+    which stopped a server on such a database from booting; the index must be kept as it is."""
+    import pymongo
+
+    db_name = f"upgraded_{uuid4().hex[:8]}"
+    client = pymongo.MongoClient(mongo_uri)
+    try:
+        pipelines = client[db_name].pipelines
+        pipelines.create_index([("user_id", 1), ("project_id", 1)], name="one_running_per_user_project",
+                               unique=True, background=False, partialFilterExpression={"status": "running"})
+        proc = ServerProcess(mongo_uri, db_name, workers=1).start(tmp_path)
+        try:
+            assert proc.client().login(ADMIN_KEY, ADMIN_SECRET).call("debug.ping") == {"msg": "ping"}
+        finally:
+            assert proc.stop() == 0, proc.log()
+        index = pipelines.index_information()["one_running_per_user_project"]
+        assert index["unique"] and index["partialFilterExpression"] == {"status": "running"}, index
+        pipelines.insert_one({"user_id": "u", "project_id": "p", "status": "running"})
+        with pytest.raises(pymongo.errors.DuplicateKeyError):  # it still holds one running pipeline
+            pipelines.insert_one({"user_id": "u", "project_id": "p", "status": "running"})
+    finally:
+        client.drop_database(db_name)
+        client.close()
