@@ -1,7 +1,8 @@
 """events.* against a real server on the embedded database, as ratios measured in one run:
 
 - events.add_batch: events per second in batches of 500 scalar events (json-lines), against pymongo
-  insert_many of the same events as one document each (the shape before blocks);
+  insert_many of the same events as one document each (the shape before blocks); and again once
+  20,000 other tasks have scalar series, against the first figure;
 - the scalar chart (scalar_metrics_iter_histogram, 5 metrics x 4 variants) of a task with
   100,000 points against the same chart of a task with 1,000 points, and against pymongo doing
   the reads the chart needs (the task's access check and its series overviews);
@@ -74,6 +75,16 @@ class EventsBench:
         total = 500 * batches
         print(f"events.add_batch (500 scalars/batch): API {total / api_s:,.0f} events/s, pymongo insert_many "
               f"{total / mongo_s:,.0f} events/s; ratio API/pymongo = {mongo_s / api_s:.3f} (goal >= 0.8)")
+        # The same calls once 20,000 other tasks have logged scalars (each has a series list document,
+        # which every add_batch of a task updates): a write that scanned that collection shows here.
+        server.db.event_scalar_tasks.insert_many(
+            [{"_id": new_id(), "company": server.company, "pc": 0, "pp": 0,
+              "s": {f"k{j}": {"m": f"m{j}", "r": "v", "n": 100, "x0": 0, "x1": 99} for j in range(4)}}
+             for _ in range(20_000)])
+        crowded_s = sum(timed(lambda b=batch: self.post_lines(b), 1)[0]
+                        for batch in [scalar_batch(task, (batches + n) * 25, 500) for n in range(batches)])
+        print(f"  with 20,000 other tasks' series lists: API {total / crowded_s:,.0f} events/s; "
+              f"ratio to the first = {api_s / crowded_s:.3f} (goal >= 0.5)")
 
     def chart(self, sample_sizes: list[int]) -> None:
         server = self.server

@@ -2,7 +2,8 @@
 directly in the same run:
 
 - latency of tasks.get_all: a page of 500 with only_fields, a status filter and order_by;
-- throughput of tasks.create and tasks.get_by_id.
+- throughput of tasks.create, tasks.get_by_id and workers.status_report naming a task (each report
+  records the worker on the task: one write to the big collection).
 
 It also prints the query plan of every get_all filter, to show each is served by an index.
 The server is a real ``python -m apiserver`` (gunicorn) on the embedded database; requests go over
@@ -88,8 +89,20 @@ def main() -> None:
         def mongo_get_by_id():
             assert tasks.find_one({"_id": random.choice(ids)})["company"] in (company, "")  # as bll/access.py reads
 
+        def api_worker_report():  # what clearml-agent sends while it runs a task
+            r = http.post(base + "/workers.status_report",
+                          json={"worker": "bench-worker", "timestamp": int(time.time() * 1000),
+                                "task": random.choice(ids)})
+            assert r.status_code == 200, r.text
+
+        def mongo_worker_report():
+            tasks.update_one({"_id": random.choice(ids), "company": company},
+                             {"$set": {"last_worker": "bench-worker", "last_worker_report": utcnow()}})
+
+        http.post(base + "/workers.register", json={"worker": "bench-worker"}).raise_for_status()
         for label, api_fn, mongo_fn in (
             ("tasks.get_by_id", api_get_by_id, mongo_get_by_id),
+            ("workers.status_report naming a task", api_worker_report, mongo_worker_report),
             ("tasks.create", lambda: http.post(base + "/tasks.create", json={"name": "bench", "type": "training"})
              .raise_for_status(),
              lambda: tasks.insert_one({"_id": new_id(), "company": company, "user": user, "name": "bench",

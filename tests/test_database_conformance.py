@@ -14,7 +14,8 @@ import pytest
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from tests.helpers import race
+from apiserver.database.writes import update_and_read
+from tests.helpers import ROOT, race
 
 N = 300
 
@@ -125,6 +126,42 @@ def test_find_one_and_update_is_conditional(coll):
     ordered = coll.find_one_and_update({"status": "queued", "company": "c1"}, {"$set": {"claimed": 1}},
                                        sort=[("execution.priority", -1), ("created", 1)])
     assert ordered is not None
+
+
+def test_update_and_read(coll):
+    """The O(1) stand-in for find_one_and_update (apiserver/database/writes.py): conditional, upserting,
+    and refusing filters that no index serves on SecantusDB."""
+    doc = update_and_read(coll, {"_id": "id0012", "status": "created"}, {"$set": {"status": "queued"}},
+                          {"status": 1, "n": 1})
+    assert doc == {"_id": "id0012", "status": "queued", "n": 12}
+    assert update_and_read(coll, {"_id": "id0012", "status": "created"}, {"$set": {"status": "x"}}) is None
+    assert coll.find_one({"_id": "id0012"})["status"] == "queued"
+    assert update_and_read(coll, {"_id": "new-one"}, {"$inc": {"n": 2}}, upsert=True) == {"_id": "new-one", "n": 2}
+    assert update_and_read(coll, {"_id": "new-one"}, {"$inc": {"n": 2}}, {"n": 1}, upsert=True)["n"] == 4
+    # unset, null and past all match the fold lease's condition; a future value does not
+    now = datetime(2026, 6, 1)
+    coll.insert_many([{"_id": "lease-unset"}, {"_id": "lease-null", "until": None},
+                      {"_id": "lease-past", "until": now - timedelta(1)},
+                      {"_id": "lease-future", "until": now + timedelta(1)}])
+    taken = [k for k in ("lease-unset", "lease-null", "lease-past", "lease-future")
+             if update_and_read(coll, {"_id": k, "until": {"$not": {"$gte": now}}}, {"$set": {"until": now}})]
+    assert taken == ["lease-unset", "lease-null", "lease-past"]
+    with pytest.raises(ValueError, match=r"\$or"):
+        update_and_read(coll, {"_id": "id0013", "$or": [{"a": 1}, {"b": 2}]}, {"$set": {"c": 1}})
+    coll.delete_many({"_id": {"$in": ["new-one", "lease-unset", "lease-null", "lease-past", "lease-future"]}})
+
+
+def test_find_and_modify_only_on_small_collections():
+    """findAndModify scans the whole collection on SecantusDB (apiserver/database/writes.py), so the
+    server calls it only where a comment on the line or the one before says the collection is small."""
+    found = []
+    for path in sorted((ROOT / "apiserver").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r"\.find_one_and_(update|delete|replace)\(", line) and \
+                    not any("small collection:" in ln for ln in lines[max(0, i - 1):i + 1]):
+                found.append(f"{path.relative_to(ROOT)}:{i + 1}")
+    assert found == []
 
 
 def test_upsert_and_unique_index(mongo_uri, db_name):

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
-
 from apiserver.apierrors import errors
 from apiserver.database.model.auth import SignInFailure
 from apiserver.database.model.base import utcnow
+from apiserver.database.writes import update_and_read
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class SignInThrottle:
         expires = now + timedelta(seconds=self.limits.window_sec)
         for key in self._keys(account, address):
             # Count within the open window; a closed window starts over (one conditional write each).
-            doc: dict[str, Any] | None = self.coll.find_one_and_update(
-                {"_id": key, "expires": {"$gt": now}}, {"$inc": {"count": 1}}, return_document=ReturnDocument.AFTER)
+            doc: dict[str, Any] | None = update_and_read(self.coll, {"_id": key, "expires": {"$gt": now}},
+                                                         {"$inc": {"count": 1}})
             if doc is None:
                 self.coll.replace_one({"_id": key}, {"count": 1, "expires": expires}, upsert=True)

@@ -37,7 +37,7 @@ def _take_lease(db: Any, holder: str) -> bool:
         return True
     except DuplicateKeyError:
         pass
-    taken = leases.find_one_and_update(
+    taken = leases.find_one_and_update(  # small collection: one lease document
         {"_id": LEASE, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
         {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=LEASE_SEC)}},
         return_document=ReturnDocument.AFTER)

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 from bson import Binary
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.writes import update_and_read
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,7 @@ class ScalarStore:
         update = {op: fields for op, fields in update.items() if fields}
         for _attempt in range(2):
             try:
-                doc = self.tasks.find_one_and_update({"_id": task}, update, {"pc": 1, "pp": 1}, upsert=True,
-                                                     return_document=ReturnDocument.AFTER)
+                doc = update_and_read(self.tasks, {"_id": task}, update, {"pc": 1, "pp": 1}, upsert=True)
                 return doc["pc"], doc["pp"]
             except DuplicateKeyError:  # two first adds of a task raced: the second one updates
                 continue
@@ -214,8 +214,8 @@ class ScalarStore:
         deadline = time.monotonic() + 30
         while True:
             now = utcnow()
-            claimed = self.tasks.find_one_and_update(
-                {"_id": task, "$or": [{"fold_until": None}, {"fold_until": {"$lt": now}}]},
+            claimed = update_and_read(  # unset, null or past ($not, as a top-level $or is a full scan)
+                self.tasks, {"_id": task, "fold_until": {"$not": {"$gte": now}}},
                 {"$set": {"fold_until": now + timedelta(seconds=60)}}, {"company": 1})
             if claimed is not None:
                 break

@@ -78,6 +78,7 @@ class ExportBLL:
 
     def rows(self, identity: Identity, prepare_id: str) -> tuple[str, Iterator[str]]:
         """(file name, CSV text chunks) of a prepared export; only its preparer reads it, once."""
+        # small collection: exports awaiting download (find_one_and_delete scans it on SecantusDB)
         kept = self.coll.find_one_and_delete({"_id": prepare_id, "company": identity.company,
                                               "user": identity.user, "expires_at": {"$gt": utcnow()}})
         if kept is None:

@@ -42,6 +42,7 @@ from apiserver.database.model.project import Project
 from apiserver.database.model.queue import Queue
 from apiserver.database.model.task import Task
 from apiserver.database.model.worker import Worker
+from apiserver.database.writes import update_and_read
 
 CREATE_FIELDS = ("name", "tags", "system_tags", "type", "comment", "parent", "project", "execution", "script",
                  "hyperparams", "configuration", "runtime", "container", "models")
@@ -177,9 +178,8 @@ class TaskBLL:
     def record_worker_report(self, company: str, task_id: str, worker: str, when: Any) -> str | None:
         """A worker reports it runs this task: the task notes the worker; answers the task's project
         (None when the company has no such task)."""
-        doc = self.coll.find_one_and_update({"_id": task_id, "company": company},
-                                            {"$set": {"last_worker": worker, "last_worker_report": when}},
-                                            {"project": 1})
+        doc = update_and_read(self.coll, {"_id": task_id, "company": company},
+                              {"$set": {"last_worker": worker, "last_worker_report": when}}, {"project": 1})
         return (doc or {}).get("project")
 
     def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> None:
