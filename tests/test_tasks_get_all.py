@@ -182,6 +182,28 @@ def test_order_by_and_paging(api, fixture, order):
     assert [pages[0][k] for k in ("name", "status", "type")] == [first[k] for k in ("name", "status", "type")]
 
 
+@pytest.mark.parametrize("order", [["name"], ["-last_update"], ["project", "-name"]])
+def test_named_ids_in_order_and_pages(api, fixture, order):
+    """A query naming its ids is read by id (query.find_page) and keeps the listing's rules: the order,
+    empty values last on an ascending key, paging, the filters beside the ids, hidden ones included."""
+    named = [t["id"] for t in fixture["tasks"][::3]][:60]
+    want = expected(fixture["tasks"], ids=set(named), status=["created", "completed", "failed", "in_progress"])
+    want = sorted(want, key=lambda t: t["id"])
+    for field in reversed(order):
+        key = field.lstrip("-")
+        want = sorted(want, key=lambda t, k=key: t.get(k) or "", reverse=field.startswith("-"))
+        if not field.startswith("-"):  # ClearML puts empty values after the filled ones
+            want = sorted(want, key=lambda t, k=key: not t.get(k))
+    got = []
+    for page in range(10):
+        chunk = api.call("tasks.get_all", id=named, status=["created", "completed", "failed", "in_progress"],
+                         order_by=order, page=page, page_size=7, only_fields=["id"])["tasks"]
+        got += chunk
+        if len(chunk) < 7:
+            break
+    assert len(want) > 14 and [t["id"] for t in got] == [t["id"] for t in want]
+
+
 def test_ascending_order_puts_empty_values_last(api, fixture):
     got = api.call("tasks.get_all", **query(fixture, order_by=["project"], only_fields=["project"]))["tasks"]
     values = [t.get("project") for t in got]

@@ -345,12 +345,13 @@ def index_hint(model: Any, fields: Iterable[str]) -> list[tuple[str, int]] | Non
 
     ``fields`` are stored field names, most selective first. Only indexes declared on the model are
     ever named, so a hint cannot point at a missing index. A company-scoped index (company first,
-    then the field) is preferred; ``_id`` uses the primary index.
+    then the field) is preferred; ``_id`` gets no hint:
+    ``find_page`` reads pinned ids through the primary index itself.
     """
     specs = [spec["fields"] for spec in model._meta.get("index_specs", [])]
     for name in fields:
         if name == "_id":
-            return [("_id", 1)]
+            return None  # find_page reads ids by their own index (a hint on it decodes every document)
         for keys in specs:
             names = [k for k, _ in keys]
             if names[:2] == ["company", name] or names[:1] == [name]:
@@ -429,24 +430,41 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
 
     MongoDB sorts nulls first; rather than sort on a computed field (no index), this reads the
     filled part and then the empty part, each with an indexed query.
+
+    A query that names its ids (``id: [...]``, as ``get_by_id_ex`` and the SDK's lookups send) is
+    read as an aggregation whose first ``$match`` is the ids alone: SecantusDB serves that from the
+    primary index, while a ``find`` holding the ids and anything it cannot index (the hidden-tag
+    ``$ne``, the company ``$in``) decodes every document of the collection (0.6 ms against 0.7-0.8 s
+    at 30,000 tasks).
     """
-    def find(flt: dict[str, Any], order: list[tuple[str, int]]):
-        cursor = coll.find(flt, proj).sort(order)
-        return cursor.hint(hint) if hint else cursor
+    ids = query.get("_id")
+    if ids is not None and recent_page.pinned_values(ids) is not None:
+        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
+            stages = [{"$match": {"_id": ids}}, {"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}]
+            stages += [{"$limit": limit}] if limit else []
+            return list(coll.aggregate(stages + ([{"$project": proj}] if proj else [])))
+
+        def count(flt: dict[str, Any]) -> int:
+            return len(page(flt, [("_id", 1)], 0, 0))
+    else:
+        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
+            cursor = coll.find(flt, proj).sort(order)
+            return list((cursor.hint(hint) if hint else cursor).skip(skip).limit(limit))
+
+        def count(flt: dict[str, Any]) -> int:
+            return coll.count_documents(flt, **({"hint": hint} if hint else {}))
 
     first, direction = sort[0]
     if direction != 1 or first == "_id":
         newest = recent_page.find_newest(coll, query, sort, skip, limit, proj)
-        return newest if newest is not None else list(find(query, sort).skip(skip).limit(limit))
+        return newest if newest is not None else page(query, sort, skip, limit)
     filled_q = combine(query, {first: {"$nin": [None, ""]}})
-    docs = list(find(filled_q, sort).skip(skip).limit(limit))
+    docs = page(filled_q, sort, skip, limit)
     if len(docs) == limit:
         return docs
-    filled_total = skip + len(docs) if docs or not skip else coll.count_documents(filled_q, **(
-        {"hint": hint} if hint else {}))
+    filled_total = skip + len(docs) if docs or not skip else count(filled_q)
     empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
-    rest = find(empty_q, sort[1:] or [("_id", 1)]).skip(max(0, skip - filled_total))
-    return docs + list(rest.limit(limit - len(docs)))
+    return docs + page(empty_q, sort[1:] or [("_id", 1)], max(0, skip - filled_total), limit - len(docs))
 
 
 # -- references in only_fields ------------------------------------------------------------------

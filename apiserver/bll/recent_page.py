@@ -65,7 +65,7 @@ def index_keys(coll: Any) -> list[list[str]]:
     return _index_keys[key]
 
 
-def _values(cond: Any) -> list[Any] | None:
+def pinned_values(cond: Any) -> list[Any] | None:
     """The values an equality or ``$in`` condition allows, else None."""
     if isinstance(cond, dict):
         if (
@@ -90,13 +90,13 @@ def slice_prefixes(query: dict[str, Any], index_keys: list[list[str]], key: str)
         fields = keys[:-1]
         if keys[-1:] != [key] or not fields or any(f not in SLICE_FIELDS for f in fields):
             continue
-        if all(_values(query.get(f)) is not None for f in fields) and (best is None or len(fields) > len(best)):
+        if all(pinned_values(query.get(f)) is not None for f in fields) and (best is None or len(fields) > len(best)):
             best = fields
     if best is None:
         return None
     prefixes: list[dict[str, Any]] = [{}]
     for field in best:
-        prefixes = [{**p, field: v} for p in prefixes for v in _values(query[field])]
+        prefixes = [{**p, field: v} for p in prefixes for v in pinned_values(query[field])]
     return prefixes if len(prefixes) <= 50 else None
 
 
