@@ -226,6 +226,55 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
     return {"$or": [{f: cond} for f in fields]}
 
 
+def indexed_head(coll: Any, match: dict[str, Any]) -> list[dict[str, Any]]:
+    """``match`` as the first stages of an aggregation that SecantusDB serves from an index.
+
+    Its planner uses an index only for a first ``$match`` of equalities and one ``$in`` on the keys of
+    a compound index, the company first; one more condition (the hidden-tag ``$ne``, an archived
+    state, ``$nin``) or a company ``$in`` (own and public) and it decodes every document of the
+    company or the collection. So the condition on the company becomes an equality when no public
+    document is in scope, the next key of an index led by the company that ``match`` pins goes with it,
+    and the rest is a second ``$match`` over what that range holds: a 300-task project is read in
+    9 ms where a company with 30,000 more tasks cost 1.1 s (BENCHMARKS.md). MongoDB plans the plain
+    ``$match`` well; it gets it unchanged."""
+    company = match.get("company")
+    if not recent_page.sorts_in_python(coll) or company is None:
+        return [{"$match": match}]
+    key = next((keys[1] for keys in recent_page.index_keys(coll) if keys[:1] == ["company"] and len(keys) > 1
+                and keys[1] in match and recent_page.pinned_values(match[keys[1]]) is not None), None)
+    pinned = {key: match[key]} if key else {}
+    companies = recent_page.pinned_values(company)
+    if companies is None or len(companies) > 2:
+        return [{"$match": match}]
+    own = [c for c in companies if c != ""]
+    if len(own) != 1:
+        return [{"$match": match}]
+    if len(companies) == 2 and coll.find_one({"company": "", **pinned}, {"_id": 1}) is not None:
+        return [{"$match": match}]  # public documents in scope: the plain match, correct if slower
+    rest = {k: v for k, v in match.items() if k != "company" and k != key}
+    return [{"$match": {"company": own[0], **pinned}}] + ([{"$match": rest}] if rest else [])
+
+
+def aggregate(coll: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
+    """``coll.aggregate(pipeline, **kwargs)`` with its first ``$match`` read through ``indexed_head``."""
+    if pipeline and set(pipeline[0]) == {"$match"}:
+        pipeline = indexed_head(coll, pipeline[0]["$match"]) + pipeline[1:]
+    return coll.aggregate(pipeline, **kwargs)
+
+
+def scan(coll: Any, match: dict[str, Any], proj: dict[str, Any] | None = None, limit: int = 0,
+         **kwargs: Any) -> Any:
+    """``coll.find(match, proj).limit(limit)`` (no order) read through ``indexed_head``."""
+    stages = [{"$match": match}] + ([{"$limit": limit}] if limit else []) + ([{"$project": proj}] if proj else [])
+    return aggregate(coll, stages, **kwargs)
+
+
+def count(coll: Any, match: dict[str, Any], limit: int = 0) -> int:
+    """``coll.count_documents(match, limit=limit)`` read through ``indexed_head``."""
+    stages = [{"$match": match}] + ([{"$limit": limit}] if limit else []) + [{"$count": "n"}]
+    return next(iter(aggregate(coll, stages)), {"n": 0})["n"]
+
+
 def distinct_values(coll: Any, company: str, projects: list[str] | None, field: str,
                     unwind: bool = False, match: dict[str, Any] | None = None) -> list[Any]:
     """The distinct non-empty values of ``field`` among the company's and public documents of
@@ -237,7 +286,7 @@ def distinct_values(coll: Any, company: str, projects: list[str] | None, field: 
     if unwind:
         pipeline.append({"$unwind": f"${field}"})
     pipeline.append({"$group": {"_id": f"${field}"}})
-    return sorted(row["_id"] for row in coll.aggregate(pipeline) if row["_id"])
+    return sorted(row["_id"] for row in aggregate(coll, pipeline) if row["_id"])
 
 
 def api_id(doc: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +356,7 @@ def matching_ids(coll: Any, query: dict[str, Any], matchers: list[Matcher]) -> l
     pass over the candidates and never a backtracking engine's worst case.
     """
     fields = {f for m in matchers for f in m.fields}
-    cursor = coll.find(query, {f: 1 for f in fields} | {"_id": 1}).max_time_ms(PATTERN_SCAN_MS)
+    cursor = scan(coll, query, {f: 1 for f in fields} | {"_id": 1}, maxTimeMS=PATTERN_SCAN_MS)
     ids = []
     for n, doc in enumerate(cursor):
         if n >= MAX_PATTERN_SCAN:
@@ -444,14 +493,21 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
             stages += [{"$limit": limit}] if limit else []
             return list(coll.aggregate(stages + ([{"$project": proj}] if proj else [])))
 
-        def count(flt: dict[str, Any]) -> int:
+        def total(flt: dict[str, Any]) -> int:
             return len(page(flt, [("_id", 1)], 0, 0))
+    elif recent_page.sorts_in_python(coll):  # a hint would decode the whole index: read the indexed range
+        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
+            stages = [{"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}] + ([{"$limit": limit}] if limit else [])
+            return list(aggregate(coll, stages + ([{"$project": proj}] if proj else [])))
+
+        def total(flt: dict[str, Any]) -> int:
+            return count(coll, flt)
     else:
         def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
             cursor = coll.find(flt, proj).sort(order)
             return list((cursor.hint(hint) if hint else cursor).skip(skip).limit(limit))
 
-        def count(flt: dict[str, Any]) -> int:
+        def total(flt: dict[str, Any]) -> int:
             return coll.count_documents(flt, **({"hint": hint} if hint else {}))
 
     first, direction = sort[0]
@@ -462,7 +518,7 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
     docs = page(filled_q, sort, skip, limit)
     if len(docs) == limit:
         return docs
-    filled_total = skip + len(docs) if docs or not skip else count(filled_q)
+    filled_total = skip + len(docs) if docs or not skip else total(filled_q)
     empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
     return docs + page(empty_q, sort[1:] or [("_id", 1)], max(0, skip - filled_total), limit - len(docs))
 

@@ -32,8 +32,9 @@ from apiserver.database.model.base import utcnow
 
 # Keys the newest-first reading serves: descending dates that every write sets.
 DATE_KEYS = ("last_update", "created")
-# Equality fields a slice may pin, in index order after the date key's company prefix.
-SLICE_FIELDS = ("company", "project")
+# Equality fields a slice may pin, in index order after the date key's company prefix; when the
+# query pins several, the earlier one's index is used.
+SLICE_FIELDS = ("company", "project", "type")
 FIRST_SLICE = timedelta(minutes=10)
 MAX_GROWTH = 16
 # Past this width the last slice takes every older key. The slices never read more than the plain
@@ -86,11 +87,15 @@ def slice_prefixes(query: dict[str, Any], index_keys: list[list[str]], key: str)
     document ``query`` can match, each backed by a declared index ``(fields..., key)``; None if the
     query does not pin the fields such an index needs."""
     best: list[str] | None = None
+
+    def rank(fields: list[str]) -> tuple[int, int]:
+        return len(fields), -max(SLICE_FIELDS.index(f) for f in fields)
+
     for keys in index_keys:
         fields = keys[:-1]
         if keys[-1:] != [key] or not fields or any(f not in SLICE_FIELDS for f in fields):
             continue
-        if all(pinned_values(query.get(f)) is not None for f in fields) and (best is None or len(fields) > len(best)):
+        if all(pinned_values(query.get(f)) is not None for f in fields) and (best is None or rank(fields) > rank(best)):
             best = fields
     if best is None:
         return None

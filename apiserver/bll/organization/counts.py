@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from apiserver.bll import query as q
 from apiserver.bll.tags import REPORT_TYPE
 
 MAX_COUNT = 10_000
@@ -33,5 +34,5 @@ class EntityCounts:
             data = {**common, **flt}
             if entity == "reports":
                 data = {**data, "type": [REPORT_TYPE], "search_hidden": True}
-            answer[entity] = coll.count_documents(build(company, data), limit=MAX_COUNT)
+            answer[entity] = q.count(coll, build(company, data), MAX_COUNT)
         return answer

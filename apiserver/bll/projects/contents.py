@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import placement
+from apiserver.bll import access, placement
 from apiserver.bll import query as q
 from apiserver.bll.tags import (
     ARCHIVED_TAG,
@@ -116,7 +116,7 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
         scope = q.combine({**_readable(company), "project": {"$in": list(owners)}}, _state_match(state), match or {})
         pipeline = [{"$match": scope}, {"$group": {"_id": {"project": "$project", "status": "$status"},
                                                    "count": {"$sum": 1}, "last_run": {"$max": "$started"}}}]
-        for row in tasks.aggregate(pipeline):
+        for row in q.aggregate(tasks, pipeline):
             for top in owners[row["_id"]["project"]]:
                 entry = stats[top][state]
                 status = row["_id"].get("status") or "unknown"
@@ -125,7 +125,7 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
                 if row.get("last_run") and (entry["last_task_run"] is None or row["last_run"] > entry["last_task_run"]):
                     entry["last_task_run"] = row["last_run"]
         finished = q.combine(scope, {"completed": {"$ne": None}})
-        for doc in tasks.find(finished, {"project": 1, "started": 1, "completed": 1, "status": 1}).limit(MAX_SCANNED):
+        for doc in q.scan(tasks, finished, {"project": 1, "started": 1, "completed": 1, "status": 1}, MAX_SCANNED):
             for top in owners[doc["project"]]:
                 entry = stats[top][state]
                 if doc.get("started") and doc["completed"] > doc["started"]:
@@ -142,7 +142,7 @@ def dataset_stats(company: str, project_ids: list[str], family: dict[str, list[s
     counts = {p: {"count": 0, "tags": set()} for p in project_ids}
     scope = q.combine({**_readable(company), "parent": {"$in": list(owners)}, "system_tags": DATASET_TAG},
                       match or {})
-    for doc in Project._get_collection().find(scope, {"parent": 1, "tags": 1}).limit(MAX_SCANNED):
+    for doc in q.scan(Project._get_collection(), scope, {"parent": 1, "tags": 1}, MAX_SCANNED):
         for top in owners[doc["parent"]]:
             counts[top]["count"] += 1
             counts[top]["tags"].update(doc.get("tags") or [])
@@ -153,8 +153,8 @@ def own_datasets(company: str, project_ids: list[str], match: dict[str, Any] | N
     """``own_datasets``: the dataset projects (that ``match``) directly in each project."""
     out = {p: {"own_datasets": 0} for p in project_ids}
     scope = q.combine({**_readable(company), "parent": {"$in": project_ids}, "system_tags": DATASET_TAG}, match or {})
-    for row in Project._get_collection().aggregate([{"$match": scope},
-                                                     {"$group": {"_id": "$parent", "count": {"$sum": 1}}}]):
+    for row in q.aggregate(Project._get_collection(), [{"$match": scope},
+                                                       {"$group": {"_id": "$parent", "count": {"$sum": 1}}}]):
         out[row["_id"]]["own_datasets"] = row["count"]
     return out
 
@@ -170,7 +170,7 @@ def dataset_versions(company: str, project_ids: list[str], users: list[str] | No
     if users:
         scope["user"] = {"$in": users}
     latest: dict[str, dict[str, Any]] = {}
-    for doc in Task._get_collection().find(scope, {"project": 1, "runtime": 1, "last_update": 1}).limit(MAX_SCANNED):
+    for doc in q.scan(Task._get_collection(), scope, {"project": 1, "runtime": 1, "last_update": 1}, MAX_SCANNED):
         kept = latest.get(doc["project"])
         if kept is None or (doc.get("last_update") or datetime.min) > (kept.get("last_update") or datetime.min):
             latest[doc["project"]] = doc
@@ -188,7 +188,7 @@ def own_counts(company: str, project_ids: list[str], match: dict[str, Any] | Non
     for coll, key in ((Task._get_collection(), "own_tasks"), (Model._get_collection(), "own_models")):
         pipeline = [{"$match": q.combine({**_readable(company), "project": {"$in": project_ids}}, match or {})},
                     {"$group": {"_id": "$project", "count": {"$sum": 1}}}]
-        for row in coll.aggregate(pipeline):
+        for row in q.aggregate(coll, pipeline):
             out[row["_id"]][key] = row["count"]
     return out
 
@@ -258,7 +258,7 @@ def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], li
     found: set[str] = set()
     for model, cond, _ in sources:
         key = "project" if model is not Project else "_id"
-        rows = model._get_collection().aggregate([{"$match": cond}, {"$group": {"_id": f"${key}"}}])
+        rows = q.aggregate(model._get_collection(), [{"$match": cond}, {"$group": {"_id": f"${key}"}}])
         found.update(row["_id"] for row in rows if row["_id"])
     selected = set(found)
     for doc in Project._get_collection().find({"_id": {"$in": sorted(found)}}, {"path": 1}):
@@ -308,10 +308,10 @@ def delete_counts(company: str, project_ids: list[str]) -> dict[str, int]:
     tasks, models = Task._get_collection(), Model._get_collection()
     out = {}
     for kind, cond in kinds.items():
-        out[kind] = tasks.count_documents(q.combine(scope, cond))
-        out[f"non_archived_{kind}"] = tasks.count_documents(q.combine(scope, cond, active))
-    out["models"] = models.count_documents(scope)
-    out["non_archived_models"] = models.count_documents(q.combine(scope, active))
+        out[kind] = q.count(tasks, q.combine(scope, cond))
+        out[f"non_archived_{kind}"] = q.count(tasks, q.combine(scope, cond, active))
+    out["models"] = q.count(models, scope)
+    out["non_archived_models"] = q.count(models, q.combine(scope, active))
     return out
 
 
@@ -339,8 +339,9 @@ def task_parents(company: str, projects: list[str] | None, state: str | None) ->
     if state in ("active", "archived"):
         match.update(_state_match(state))
     tasks = Task._get_collection()
-    ids = [row["_id"] for row in tasks.aggregate([{"$match": match}, {"$group": {"_id": "$parent"}}])]
-    found = tasks.find({**_readable(company), "_id": {"$in": ids}}, {"name": 1, "project": 1}).sort("name", 1)
+    ids = [row["_id"] for row in q.aggregate(tasks, [{"$match": match}, {"$group": {"_id": "$parent"}}])]
+    found = sorted(access.readable_many(tasks, company, ids, {"name": 1, "project": 1}).values(),
+                   key=lambda d: (d.get("name") or "", d["_id"]))
     return [{"id": d["_id"], "name": d.get("name"), "project": {"id": d.get("project")}} for d in found]
 
 
@@ -348,7 +349,7 @@ def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str,
     """Every (section, name) of the hyper-parameters of tasks in ``projects``, sorted."""
     found = set()
     scope = {**_readable(company), **_in_projects(projects), "hyperparams": {"$nin": [None, {}]}}
-    for doc in Task._get_collection().find(scope, {"hyperparams": 1}).limit(MAX_SCANNED):
+    for doc in q.scan(Task._get_collection(), scope, {"hyperparams": 1}, MAX_SCANNED):
         for section, params in (doc.get("hyperparams") or {}).items():
             for name in params or {}:
                 found.add((unescape_key(section), unescape_key(name)))
@@ -367,7 +368,7 @@ def metric_variants(company: str, projects: list[str] | None, models: bool = Fal
     coll = (Model if models else Task)._get_collection()
     found = {}
     scope = {**_readable(company), **_in_projects(projects), "last_metrics": {"$nin": [None, {}]}}
-    for doc in coll.find(scope, {"last_metrics": 1}).limit(MAX_SCANNED):
+    for doc in q.scan(coll, scope, {"last_metrics": 1}, MAX_SCANNED):
         for metric_hash, variants in (doc.get("last_metrics") or {}).items():
             for variant_hash, event in (variants or {}).items():
                 if isinstance(event, dict):
@@ -380,7 +381,7 @@ def metric_variants(company: str, projects: list[str] | None, models: bool = Fal
 def model_metadata_keys(company: str, projects: list[str] | None) -> list[str]:
     keys = set()
     scope = {**_readable(company), **_in_projects(projects), "metadata": {"$nin": [None, {}]}}
-    for doc in Model._get_collection().find(scope, {"metadata": 1}).limit(MAX_SCANNED):
+    for doc in q.scan(Model._get_collection(), scope, {"metadata": 1}, MAX_SCANNED):
         keys.update(unescape_key(k) for k in (doc.get("metadata") or {}))
     return sorted(keys)
 

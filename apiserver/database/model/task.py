@@ -21,8 +21,9 @@ class Task(CompanyDocument):
             # Every get_all filter and sort key has an index led by company (reads are company-scoped).
             ("company", "status", "-last_update"),
             ("company", "project", "-last_update"),
+            ("company", "project", "-created"),  # the SDK's lookups in a project (its default order)
             ("company", "user"),
-            ("company", "type"),
+            ("company", "type", "-last_update"),  # the reports page (newest first among one type)
             ("company", "tags"),
             ("company", "system_tags"),
             ("company", "parent"),
