@@ -225,7 +225,8 @@ def test_only_fields_nesting_and_exclusion(api, fixture):
 
 def test_bad_get_all_requests_are_clear_400s(api):
     for data, field in (({"name": "(unclosed"}, None), ({"page": 1}, None), ({"page_size": 501}, "page_size"),
-                        ({"status": ["bogus"]}, "status.0"), ({"status_changed": [">=not-a-date"]}, "status_changed")):
+                        ({"status": ["bogus"]}, "status.0"), ({"status_changed": [">=not-a-date"]}, "status_changed"),
+                        ({"status_changed": [None, "2024\n-01-01", None]}, "status_changed")):  # fuzz: was a 500
         err = api.error("tasks.get_all", _version="2.13", **data)
         assert err.code == 400 and err.status == 400, data
         if field:

@@ -168,7 +168,7 @@ def _list_group(field: str, values: list[Any], allow_exclude: bool) -> dict[str,
 
 
 _DATE_OPS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
-_DATE_RE = re.compile(r"^(>=|>|<=|<)?\s*(.*)$")
+_DATE_RE = re.compile(r"^(>=|>|<=|<)?\s*(.*)$", re.DOTALL)  # a newline in a value is a bad date, not a crash
 
 
 def parse_date(text: Any, field: str) -> datetime:
