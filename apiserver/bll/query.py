@@ -236,9 +236,15 @@ def indexed_head(coll: Any, match: dict[str, Any]) -> list[dict[str, Any]]:
     document is in scope, the next key of an index led by the company that ``match`` pins goes with it,
     and the rest is a second ``$match`` over what that range holds: a 300-task project is read in
     9 ms where a company with 30,000 more tasks cost 1.1 s (BENCHMARKS.md). MongoDB plans the plain
-    ``$match`` well; it gets it unchanged."""
+    ``$match`` well; it gets it unchanged. Ids the match names are its head whatever else it holds
+    (the primary index; a ``find`` of ids with the company ``$in`` decodes the whole collection)."""
     company = match.get("company")
-    if not recent_page.sorts_in_python(coll) or company is None:
+    if not recent_page.sorts_in_python(coll):
+        return [{"$match": match}]
+    if recent_page.pinned_values(match.get("_id")) is not None:
+        rest = {k: v for k, v in match.items() if k != "_id"}
+        return [{"$match": {"_id": match["_id"]}}] + ([{"$match": rest}] if rest else [])
+    if company is None:
         return [{"$match": match}]
     key = next((keys[1] for keys in recent_page.index_keys(coll) if keys[:1] == ["company"] and len(keys) > 1
                 and keys[1] in match and recent_page.pinned_values(match[keys[1]]) is not None), None)
@@ -480,22 +486,11 @@ def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], ski
     MongoDB sorts nulls first; rather than sort on a computed field (no index), this reads the
     filled part and then the empty part, each with an indexed query.
 
-    A query that names its ids (``id: [...]``, as ``get_by_id_ex`` and the SDK's lookups send) is
-    read as an aggregation whose first ``$match`` is the ids alone: SecantusDB serves that from the
-    primary index, while a ``find`` holding the ids and anything it cannot index (the hidden-tag
-    ``$ne``, the company ``$in``) decodes every document of the collection (0.6 ms against 0.7-0.8 s
-    at 30,000 tasks).
+    On SecantusDB each read is an aggregation through ``indexed_head`` (a hint would decode the
+    whole index): a query naming its ids (``get_by_id_ex``, the SDK's lookups) reads them by the
+    primary index (0.6 ms against 0.7-0.8 s at 30,000 tasks), others the range their index pins.
     """
-    ids = query.get("_id")
-    if ids is not None and recent_page.pinned_values(ids) is not None:
-        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
-            stages = [{"$match": {"_id": ids}}, {"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}]
-            stages += [{"$limit": limit}] if limit else []
-            return list(coll.aggregate(stages + ([{"$project": proj}] if proj else [])))
-
-        def total(flt: dict[str, Any]) -> int:
-            return len(page(flt, [("_id", 1)], 0, 0))
-    elif recent_page.sorts_in_python(coll):  # a hint would decode the whole index: read the indexed range
+    if recent_page.sorts_in_python(coll):
         def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
             stages = [{"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}] + ([{"$limit": limit}] if limit else [])
             return list(aggregate(coll, stages + ([{"$project": proj}] if proj else [])))
