@@ -34,12 +34,15 @@ def by_id(coll: Any, object_id: Any, companies: Iterable[str], proj: dict | None
           **equal: Any) -> dict[str, Any] | None:
     """The record with this id when its company is one of ``companies`` and each ``equal`` field has
     that value (None: missing or null, as in a query), else None."""
-    wanted = {"company": set(companies), **equal}
-    proj, extra = _with(proj, wanted)
-    doc = coll.find_one({"_id": object_id}, proj)
-    if doc is None or doc.get("company") not in wanted.pop("company"):
-        return None
-    if any(doc.get(field) != value for field, value in wanted.items()):
+    proj, extra = _with(proj, ["company", *equal])
+    return _kept(coll.find_one({"_id": object_id}, proj), set(companies), equal, extra)
+
+
+def _kept(doc: dict[str, Any] | None, companies: set[str], equal: dict[str, Any], extra: list[str]
+          ) -> dict[str, Any] | None:
+    """``doc`` without the ``extra`` fields read for the check, if its company and ``equal`` fields
+    pass, else None."""
+    if doc is None or doc.get("company") not in companies or any(doc.get(f) != v for f, v in equal.items()):
         return None
     for field in extra:
         doc.pop(field, None)
@@ -56,13 +59,8 @@ def readable(coll: Any, company: str, object_id: str, missing: type[APIError], p
 
 def _many(coll: Any, companies: set[str], object_ids: list[str], proj: dict | None) -> dict[str, dict]:
     proj, extra = _with(proj, ["company"])
-    out = {}
-    for doc in coll.find({"_id": {"$in": list(object_ids)}}, proj):
-        if doc.get("company") in companies:
-            for field in extra:
-                doc.pop(field, None)
-            out[doc["_id"]] = doc
-    return out
+    kept = (_kept(doc, companies, {}, extra) for doc in coll.find({"_id": {"$in": list(object_ids)}}, proj))
+    return {doc["_id"]: doc for doc in kept if doc is not None}
 
 
 def readable_many(coll: Any, company: str, object_ids: list[str], proj: dict | None = None) -> dict[str, dict]:
