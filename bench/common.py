@@ -121,8 +121,16 @@ class ApiServer:
                "APISERVER_ADMIN_ACCESS_KEY": self.KEY, "APISERVER_ADMIN_SECRET_KEY": self.SECRET,
                "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING",
                **self.extra_env}
+        self._env = env
+        self._start()
+        me = self.call("users.get_current_user")["user"]
+        self.company, self.user = me["company"]["id"], me["id"]
+        self.db = pymongo.MongoClient(uri).bench
+        return self
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--port", str(self.port), "--workers",
-                                      str(self.workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      str(self.workers)], cwd=ROOT, env=self._env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -134,10 +142,13 @@ class ApiServer:
         self.http = requests.Session()
         token = self.http.post(self.base + "/auth.login", auth=(self.KEY, self.SECRET)).json()["data"]["token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
-        me = self.call("users.get_current_user")["user"]
-        self.company, self.user = me["company"]["id"], me["id"]
-        self.db = pymongo.MongoClient(uri).bench
-        return self
+        self._lean = None
+
+    def restart(self) -> None:
+        """A new server process on the same database: whatever the old one kept in memory is gone."""
+        self.proc.terminate()
+        self.proc.wait(30)
+        self._start()
 
     def post_lean(self, endpoint: str, body: dict) -> bytes:
         """The answer's bytes, over one kept-alive http.client connection: for latency ratios against

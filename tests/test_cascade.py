@@ -8,8 +8,10 @@ from uuid import uuid4
 
 from tests.test_files import api_company, company_file, files_url, unique, upload
 
-# Written by the session server's background jobs at any moment: not part of what a delete touches.
-BACKGROUND = ("lease", "metric", "stats", "heartbeat", "sign_in_failures", "server_settings", "file_deletions")
+# Written by the session server's background jobs (or, listing hints, by its reads) at any moment: not part of
+# what a delete touches.
+BACKGROUND = ("lease", "metric", "stats", "heartbeat", "sign_in_failures", "server_settings", "file_deletions",
+              "listing_hints")
 
 
 def _snapshot(db) -> dict[str, set]:

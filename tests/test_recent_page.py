@@ -105,6 +105,62 @@ def test_only_newest_first_date_keys_are_sliced(coll):
     assert recent_page.find_newest(coll, {"status": "failed"}, SORT, 0, 15, None) is None
 
 
+class _Aggregates(pymongo.monitoring.CommandListener):
+    """The key ranges of the slices read (each aggregation's first $match)."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def started(self, event):
+        if event.command_name == "aggregate":
+            self.ranges.append(event.command["pipeline"][0]["$match"]["last_update"])
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_after_a_quiet_spell_the_next_read_stops_at_the_last_page(mongo_uri):
+    """Nothing updated for two days: the first read goes back in growing slices, the last of which
+    may hold far more than the page; the next read of the same page reads no key older than the
+    last page's oldest, in this process or (the hint stored in the database) in a new one. Deleting that
+    page's documents (the hint now short) still gives the plain page."""
+    listener = _Aggregates()
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[listener])
+    db = client[f"recent_quiet_{new_id()}"]
+    try:
+        coll = db.models
+        coll.create_index([("company", 1), ("last_update", -1)])
+        quiet_since = utcnow().replace(microsecond=0) - timedelta(days=2)
+        coll.insert_many(
+            [
+                {"_id": new_id(), "company": "c1", "n": i, "last_update": quiet_since - timedelta(seconds=10 * i)}
+                for i in range(3000)
+            ]
+        )
+        query = {"company": "c1"}
+        plain = list(coll.find(query).sort(SORT).limit(15))
+        assert recent_page.find_newest(coll, query, SORT, 0, 15, None) == plain
+        oldest = plain[-1]["last_update"]
+        first_reach = min(r["$gte"] for r in listener.ranges if "$gte" in r)
+        assert first_reach < oldest - timedelta(hours=1)  # the cold read went far past the page
+        for new_process in (False, True):  # the hint this process keeps; the one another process stored
+            if new_process:
+                recent_page._hints.clear()
+                recent_page._stored.clear()
+            listener.ranges.clear()
+            assert recent_page.find_newest(coll, query, SORT, 0, 15, None) == plain
+            assert listener.ranges and all("$gte" in r and r["$gte"] >= oldest for r in listener.ranges)
+        # the page's documents gone: the range up to the hint holds none, the slices go on past it
+        coll.delete_many({"_id": {"$in": [d["_id"] for d in plain]}})
+        assert recent_page.find_newest(coll, query, SORT, 0, 15, None) == list(coll.find(query).sort(SORT).limit(15))
+    finally:
+        client.drop_database(db.name)
+        client.close()
+
+
 def test_api_page_order_follows_updates_and_paging_shows_each_task_once(api):
     project = api.call("projects.create", name=f"recent-{new_id()}")["id"]
     ids = [api.call("tasks.create", name=f"t{i}", type="training", project=project)["id"] for i in range(40)]

@@ -17,6 +17,18 @@ without the key) or the page is deep, the caller reads the plain query instead. 
 plain query is served by the same indexes and stops at the limit, so this is used only on a
 database that sorts in Python.
 
+After a quiet spell (nothing updated for hours: a weekend, a model registry) the slices going back
+from now are empty until one reaches the newest keys, and that one, wider by up to x16, can hold a
+large part of the collection. So each process remembers, per query and depth, the key of the last
+page's oldest document (``_hints``): the page's documents keep their keys or move newer (the keys
+only grow), so the range from that key on still holds the page. After an empty first slice the next
+one goes straight down to that key, and no slice reads past it while it has not been read. The hint
+only bounds a slice; the slices stay contiguous, so a stale hint (documents deleted or no longer
+matching) costs one more slice, never a wrong page. A process without a hint of its own reads the
+one stored in the database (``listing_hints``, written at most every ``HINT_STORE_EVERY`` per process
+and query), so a restarted server or another worker does not start cold; only a query no process has
+paged before, or a page whose first slice suffices, goes without.
+
 A document whose key moves from an unread slice into a read one while the slices are being read
 (it was updated during the request) can be missing from that one answer, as it could be from a
 page read a moment earlier.
@@ -24,8 +36,12 @@ page read a moment earlier.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import logging
+from datetime import datetime, timedelta
 from typing import Any
+
+from pymongo.errors import PyMongoError
 
 from apiserver.database.connection import database_kind
 from apiserver.database.model.base import utcnow
@@ -42,8 +58,20 @@ MAX_GROWTH = 16
 MAX_WIDTH = timedelta(days=365 * 50)
 MAX_DEPTH = 2_000
 
+log = logging.getLogger(__name__)
+
+# Hints kept per process (queries are many: one per filter a user sets); the whole map is
+# dropped when it fills, which costs each query one slower page.
+MAX_HINTS = 4096
+
+HINT_STORE_EVERY = timedelta(minutes=10)
+HINT_TTL = timedelta(days=30)
+HINTS_COLLECTION = "listing_hints"  # database/model/listing.py
+
 _sorts_in_python: dict[int, bool] = {}
 _index_keys: dict[tuple[int, str, str], list[list[str]]] = {}
+_hints: dict[tuple, Any] = {}
+_stored: dict[tuple, datetime] = {}  # when this process last stored a query's hint
 
 
 def sorts_in_python(coll: Any) -> bool:
@@ -125,13 +153,26 @@ def find_newest(
     if prefixes is None:
         return None
     read_proj, extra = _with_sort_keys(proj, key)
+    hint_key = _hint_key(coll, prefixes, query, key, need)
+    hint = _hints.get(hint_key)
+    looked_up = hint is not None
     found: list[dict[str, Any]] = []
     seen: set[Any] = set()
     upper = None
     width = FIRST_SLICE
     now = utcnow()
     while True:
-        if width > MAX_WIDTH:
+        if upper is not None and not looked_up:  # the first slice fell short: ask the other processes
+            hint, looked_up = _stored_hint(coll, hint_key), True
+        if (
+            upper is not None
+            and hint is not None
+            and hint < upper
+            and (not found or width > MAX_WIDTH or hint > now - width)
+        ):
+            lower, bounds = hint, {"$gte": hint, "$lt": upper}  # no further back than the last page reached
+            width, hint = now - hint, None
+        elif width > MAX_WIDTH:
             if upper is None:
                 return None
             lower, bounds = None, {"$lt": upper}  # the rest in one slice: every older key
@@ -145,6 +186,7 @@ def find_newest(
         found += [d for d in batch if d["_id"] not in seen]
         seen.update(d["_id"] for d in batch)
         if len(found) >= need:
+            _remember(coll, hint_key, found[need - 1].get(key), store=upper is not None)
             page = found[skip:need]
             for doc in page:
                 for field in extra:
@@ -156,6 +198,51 @@ def find_newest(
         # Widen by what the matches so far say is needed, within x2..x16.
         growth = MAX_GROWTH if not found else max(2.0, min(MAX_GROWTH, 1.5 * need / len(found)))
         width = width * growth
+
+
+def _hint_key(coll: Any, prefixes: list[dict[str, Any]], query: dict[str, Any], key: str, need: int) -> tuple:
+    return (id(coll.database.client), coll.database.name, coll.name, key, need, repr(prefixes), repr(query))
+
+
+def _hint_id(hint_key: tuple) -> str:
+    return hashlib.sha256(repr(hint_key[2:]).encode()).hexdigest()
+
+
+def _stored_hint(coll: Any, hint_key: tuple) -> datetime | None:
+    doc = coll.database[HINTS_COLLECTION].find_one({"_id": _hint_id(hint_key)}, {"k": 1})
+    hint = (doc or {}).get("k")
+    if not _usable(hint):
+        return None
+    _hints[hint_key], _stored[hint_key] = hint, utcnow()  # as if this process had stored it
+    return hint
+
+
+def _usable(key: Any) -> bool:
+    return isinstance(key, datetime) and key.tzinfo is None  # compared with utcnow()'s naive times
+
+
+def _remember(coll: Any, hint_key: tuple, oldest: Any, store: bool) -> None:
+    """Keep the key of a page's oldest document for the next read of the same page; with ``store``
+    (the page took more than the first slice), in the database too, when it changed, at most every
+    HINT_STORE_EVERY per process."""
+    if not _usable(oldest):
+        return
+    if len(_hints) >= MAX_HINTS and hint_key not in _hints:
+        _hints.clear()
+        _stored.clear()
+    changed = _hints.get(hint_key) != oldest
+    _hints[hint_key] = oldest
+    now = utcnow()
+    last = _stored.get(hint_key)
+    if not store or (last is not None and (not changed or now - last < HINT_STORE_EVERY)):
+        return
+    _stored[hint_key] = now
+    try:
+        coll.database[HINTS_COLLECTION].update_one(
+            {"_id": _hint_id(hint_key)}, {"$set": {"k": oldest, "expires": now + HINT_TTL}}, upsert=True
+        )
+    except PyMongoError as exc:  # a hint only saves reads: the page is answered without it
+        log.warning("could not store a listing hint: %s", exc)
 
 
 def _slice_page(
