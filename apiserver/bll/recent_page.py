@@ -8,26 +8,27 @@ a compound index (``{company: c, project: p, last_update: {$gte: t}}`` on
 ``(company, project, -last_update)``); an aggregation's first ``$match`` is read the same way.
 
 So the newest page is read in time slices going back from now, each wider than the last by what the
-matches so far say is missing: per (company, project) pair the filter allows, a range scan of the
-slice, then the request's own filter and order over just that slice. Slices are read newest first
-and every matching document of a slice is newer than every one of the slices after it, so once the
-slices hold ``skip + limit`` matches, the page among them is the page of the plain query.
-When the slices run out before holding the page (a filter that few documents match, documents
-without the key) or the page is deep, the caller reads the plain query instead. On MongoDB the
-plain query is served by the same indexes and stops at the limit, so this is used only on a
-database that sorts in Python.
+matches so far say is missing (``_next_width``): per (company, project) pair the filter allows, a
+range scan of the slice, then the request's own filter and order over just that slice. Slices are
+read newest first and every matching document of a slice is newer than every one of the slices
+after it, so once the slices hold ``skip + limit`` matches, the page among them is the page of the
+plain query. When the slices run out before holding the page (a filter that few documents match,
+documents without the key) or the page is deep, the caller reads the plain query instead. On
+MongoDB the plain query is served by the same indexes and stops at the limit, so this is used only
+on a database that sorts in Python.
 
 After a quiet spell (nothing updated for hours: a weekend, a model registry) the slices going back
-from now are empty until one reaches the newest keys, and that one, wider by up to x16, can hold a
-large part of the collection. So each process remembers, per query and depth, the key of the last
-page's oldest document (``_hints``): the page's documents keep their keys or move newer (the keys
-only grow), so the range from that key on still holds the page. After an empty first slice the next
-one goes straight down to that key, and no slice reads past it while it has not been read. The hint
-only bounds a slice; the slices stay contiguous, so a stale hint (documents deleted or no longer
-matching) costs one more slice, never a wrong page. A process without a hint of its own reads the
-one stored in the database (``listing_hints``, written at most every ``HINT_STORE_EVERY`` per process
-and query), so a restarted server or another worker does not start cold; only a query no process has
-paged before, or a page whose first slice suffices, goes without.
+from now are empty until one reaches the newest keys, and that one holds everything from them down
+to its lower end: up to as long again as the quiet spell (x2 per empty slice). So each process
+remembers, per query and depth, the key of the last page's oldest document (``_hints``): the page's
+documents keep their keys or move newer (the keys only grow), so the range from that key on still
+holds the page. After an empty first slice the next one goes straight down to that key, and no
+slice reads past it while it has not been read. The hint only bounds a slice; the slices stay
+contiguous, so a stale hint (documents deleted or no longer matching) costs one more slice, never a
+wrong page. A process without a hint of its own reads the one stored in the database
+(``listing_hints``, written at most every ``HINT_STORE_EVERY`` per process and query), so a
+restarted server or another worker does not start cold; only a query no process has paged before,
+or a page whose first slice suffices, goes without.
 
 A document whose key moves from an unread slice into a read one while the slices are being read
 (it was updated during the request) can be missing from that one answer, as it could be from a
@@ -195,9 +196,23 @@ def find_newest(
         if lower is None:
             return None
         upper = lower
-        # Widen by what the matches so far say is needed, within x2..x16.
-        growth = MAX_GROWTH if not found else max(2.0, min(MAX_GROWTH, 1.5 * need / len(found)))
-        width = width * growth
+        width = _next_width(now, width, lower, found[0].get(key) if found else None, len(found), need)
+
+
+def _next_width(now: datetime, width: timedelta, lower: datetime, newest: Any, found: int, need: int) -> timedelta:
+    """How far back from now the next slice reaches.
+
+    Nothing found yet: twice as far. An empty slice tells nothing of where the keys start, and the
+    first slice that reaches them reads everything between them and its lower end; doubling keeps
+    that to as long again as the quiet spell before them, for one cheap empty read per doubling.
+    Some found: the span they were found in (from the newest of them down to ``lower``), widened by
+    what they say is missing (x2..x16): the time before the newest key, a quiet spell, holds none.
+    """
+    if not found:
+        return width * 2
+    growth = max(2.0, min(MAX_GROWTH, 1.5 * need / found))
+    top = newest if _usable(newest) and lower < newest <= now else now
+    return (now - top) + max(top - lower, FIRST_SLICE) * growth
 
 
 def _hint_key(coll: Any, prefixes: list[dict[str, Any]], query: dict[str, Any], key: str, need: int) -> tuple:
