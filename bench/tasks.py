@@ -3,7 +3,8 @@ directly in the same run:
 
 - latency of tasks.get_all: a page of 500 with only_fields, a status filter and order_by;
 - throughput of tasks.create, tasks.get_by_id and workers.status_report naming a task (each report
-  records the worker on the task: one write to the big collection).
+  records the worker on the task: one write to the big collection); and of models.delete (force),
+  which removes the model from every task naming it, against pymongo deleting a model document.
 
 It also prints the query plan of every get_all filter, to show each is served by an index.
 The server is a real ``python -m apiserver`` (gunicorn) on the embedded database; requests go over
@@ -99,6 +100,22 @@ def main() -> None:
             tasks.update_one({"_id": random.choice(ids), "company": company},
                              {"$set": {"last_worker": "bench-worker", "last_worker_report": utcnow()}})
 
+        def models_to_delete():  # models of the company, made in pymongo: only deleting them is measured
+            docs = [{"_id": new_id(), "company": company, "user": user, "name": "bench-model", "uri": "file:///m.pt",
+                     "ready": True, "tags": [], "system_tags": [], "created": utcnow(), "last_update": utcnow()}
+                    for _ in range(args.ops)]
+            server.db.models.insert_many(docs)
+            return iter([d["_id"] for d in docs])
+
+        api_models, mongo_models = models_to_delete(), models_to_delete()
+
+        def api_model_delete():  # a model's delete leaves every task that names it (bll/tasks unlink_model)
+            r = http.post(base + "/models.delete", json={"model": next(api_models), "force": True})
+            assert r.status_code == 200 and r.json()["data"]["deleted"], r.text
+
+        def mongo_model_delete():
+            assert server.db.models.delete_one({"_id": next(mongo_models), "company": company}).deleted_count == 1
+
         http.post(base + "/workers.register", json={"worker": "bench-worker"}).raise_for_status()
         for label, api_fn, mongo_fn in (
             ("tasks.get_by_id", api_get_by_id, mongo_get_by_id),
@@ -108,6 +125,7 @@ def main() -> None:
              lambda: tasks.insert_one({"_id": new_id(), "company": company, "user": user, "name": "bench",
                                        "type": "training", "status": "created", "created": utcnow(),
                                        "last_update": utcnow(), "tags": [], "system_tags": []})),
+            ("models.delete (force)", api_model_delete, mongo_model_delete),
         ):
             api_s, mongo_s = sum(timed(api_fn, args.ops)), sum(timed(mongo_fn, args.ops))
             print(f"{label}: API {args.ops / api_s:.0f}/s, pymongo {args.ops / mongo_s:.0f}/s; "

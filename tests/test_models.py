@@ -57,7 +57,8 @@ def test_task_output_and_input_models(api):
 
     consumer = api.call("tasks.create", name="user", type="inference")["id"]
     api.call("tasks.add_or_update_model", task=consumer, name="base", model=out["id"], type="input")
-    assert api.call("tasks.get_by_id", task=consumer)["task"]["models"]["input"][0]["model"] == out["id"]
+    used = api.call("tasks.get_by_id", task=consumer)["task"]
+    assert used["models"]["input"][0]["model"] == used["execution"]["model"] == out["id"]
     assert api.error("tasks.add_or_update_model", task=consumer, name="x", model="0" * 32,
                      type="input").subcode == 201
     err = api.error("models.delete", model=out["id"])
@@ -65,6 +66,9 @@ def test_task_output_and_input_models(api):
     assert api.call("models.delete", model=out["id"], force=True)["deleted"] is True
     assert api.call("tasks.get_by_id", task=consumer)["task"]["models"]["input"] == []
     assert api.call("tasks.get_by_id", task=task)["task"]["models"]["output"] == []
+    # and the legacy single-model fields
+    assert "model" not in api.call("tasks.get_by_id", task=task)["task"]["output"]
+    assert "model" not in api.call("tasks.get_by_id", task=consumer)["task"].get("execution", {})
 
     second = new_model(api)
     api.call("tasks.add_or_update_model", task=consumer, name="other", model=second, type="input")

@@ -523,21 +523,26 @@ class TaskBLL:
         return self._set_fields(identity.company, task, sets)
 
     def tasks_using_model(self, company: str, model_id: str, kind: str, exclude: str | None = None) -> list[str]:
-        flt: dict[str, Any] = {"company": company, f"models.{kind}.model": model_id}
-        if exclude:
-            flt["_id"] = {"$ne": exclude}
-        return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(100)]
+        # equality on indexed keys only (an `_id: {$ne}` beside them costs SecantusDB its index)
+        flt = {"company": company, f"models.{kind}.model": model_id}
+        return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(101) if d["_id"] != exclude][:100]
 
     def unlink_model(self, company: str, model_id: str) -> int:
-        """A deleted model leaves every task's model lists (and the legacy single-model fields)."""
-        result = self.coll.update_many(
-            {"company": company, "$or": [{"models.input.model": model_id}, {"models.output.model": model_id},
-                                         {"output.model": model_id}, {"execution.model": model_id}]},
-            {"$pull": {"models.input": {"model": model_id}, "models.output": {"model": model_id}},
-             "$set": {"last_update": utcnow()}})
-        for field in ("output.model", "execution.model"):
-            self.coll.update_many({"company": company, field: model_id}, {"$unset": {field: ""}})
-        return result.modified_count
+        """A deleted model leaves every task's model lists (and the legacy single-model fields): one
+        indexed equality per field (a top-level ``$or`` is a scan of the company's tasks on SecantusDB)."""
+        pulls = {"models.input.model": {"$pull": {"models.input": {"model": model_id}}},
+                 "models.output.model": {"$pull": {"models.output": {"model": model_id}}},
+                 "output.model": {"$unset": {"output.model": ""}},
+                 "execution.model": {"$unset": {"execution.model": ""}}}
+        now = utcnow()
+        touched: set[str] = set()
+        for field, change in pulls.items():
+            flt = {"company": company, field: model_id}
+            ids = [d["_id"] for d in self.coll.find(flt, {"_id": 1})]
+            if ids:
+                self.coll.update_many(flt, {**change, "$set": {"last_update": now}})
+                touched.update(ids)
+        return len(touched)
 
     def status_of(self, company: str, task_id: str) -> str | None:
         doc = access.by_id(self.coll, task_id, (company,), {"status": 1})
