@@ -132,6 +132,25 @@ def test_events_batch_metrics_and_logs(api, other_api):
     assert seen == [f"line {i}" for i in range(30)]
     assert api.error("events.get_task_events", task=task, scroll_id="!!!").subcode == 1104
 
+    # plots, ten of them sharing one timestamp: pages of 4 either way give each once, in order
+    plots = api.call("tasks.create", name="plots", type="training")["id"]
+    stamps = [1000 + i for i in range(8)] + [2000] * 10 + [3000 + i for i in range(7)]
+    status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(
+        [{"task": plots, "type": "plot", "metric": "p", "variant": f"v{i}", "iter": i, "timestamp": ts,
+          "plot_str": "{}"} for i, ts in enumerate(stamps)]), headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == 25
+    for order in ("asc", "desc"):
+        seen, scroll = [], None
+        while True:
+            page = api.call("events.get_task_events", task=plots, event_type="plot", batch_size=4, order=order,
+                            scroll_id=scroll)
+            if not page["events"]:
+                break
+            seen += [(e["timestamp"], e["variant"]) for e in page["events"]]
+            scroll = page["scroll_id"]
+        assert len(seen) == 25 and len(set(seen)) == 25
+        assert [ts for ts, _ in seen] == sorted(stamps, reverse=order == "desc")
+
     assert other_api.error("events.get_task_log", task=task).subcode == 101
     reply = other_api.call("events.add", task=task, type="log", msg="intruder")
     assert reply["added"] == 0 and reply["errors"] == 1

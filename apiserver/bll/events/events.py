@@ -238,11 +238,15 @@ class EventBLL:
         if wanted:
             flt["metric"] = {"$in": list(wanted)}
         direction = -1 if descending else 1
-        if pos:
-            op = "$lt" if descending else "$gt"
-            flt["$or"] = [{"timestamp": {op: pos[0]}}, {"timestamp": pos[0], "_id": {op: pos[1]}}]
-        docs = list(self.coll.find(flt, {"company": 0}).sort([("timestamp", direction), ("_id", direction)])
-                    .limit(limit))
+        order = [("timestamp", direction), ("_id", direction)]
+        docs: list[dict[str, Any]] = []
+        if pos:  # after (timestamp, _id): the rest of its timestamp, then the later ones (no top-level $or,
+            op = "$lt" if descending else "$gt"  # which SecantusDB answers by scanning every task's events)
+            docs = list(self.coll.find({**flt, "timestamp": pos[0], "_id": {op: pos[1]}}, {"company": 0})
+                        .sort(order).limit(limit))
+            flt["timestamp"] = {op: pos[0]}
+        if len(docs) < limit:
+            docs += self.coll.find(flt, {"company": 0}).sort(order).limit(limit - len(docs))
         docs = [d for d in docs if wanted is None or _wanted(wanted, {"metric": d.get("metric", ""),
                                                                         "variant": d.get("variant", "")})]
         if len(docs) < limit:
