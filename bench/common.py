@@ -6,6 +6,7 @@ ratio means something on any machine; absolute numbers are printed for context o
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -173,6 +174,15 @@ class ApiServer:
         self.proc.wait(30)
         self.database.stop()
         self._cleanup()
+
+
+def size_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Arguments of a bench measured at a small and a large size: --small, --large, --repeat."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    return parser
 
 
 def timed(fn, n: int) -> list[float]:

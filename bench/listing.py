@@ -16,7 +16,6 @@ page at the large size over the small (goal <= 2).
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
@@ -25,7 +24,7 @@ from datetime import timedelta
 from apiserver.bll import query as q
 from apiserver.bll import recent_page
 from apiserver.database.model.base import new_id, utcnow
-from bench.common import ApiServer, timed
+from bench.common import ApiServer, size_parser, timed
 
 PROJECTS = 10
 STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed"]
@@ -169,10 +168,7 @@ def measure(server: ApiServer, repeat: int, raw_repeat: int) -> dict[tuple[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--small", type=int, default=1_000)
-    parser.add_argument("--large", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=9)
+    parser = size_parser(__doc__)
     parser.add_argument("--raw-repeat", type=int, default=5, help="repeats of the plain query (slow when large)")
     args = parser.parse_args()
     with ApiServer() as server:

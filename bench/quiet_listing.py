@@ -14,12 +14,11 @@ median of the reads after it ("warm"); and the warm page at 100,000 over the war
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from datetime import timedelta
 
 from apiserver.database.model.base import new_id, utcnow
-from bench.common import ApiServer, timed
+from bench.common import ApiServer, size_parser, timed
 from bench.listing import MODEL_FIELDS
 
 QUIET = timedelta(days=2)
@@ -61,11 +60,7 @@ def measure(server: ApiServer, repeat: int, expected_first: str) -> dict[int, tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--small", type=int, default=1_000)
-    parser.add_argument("--large", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=9)
-    args = parser.parse_args()
+    args = size_parser(__doc__).parse_args()
     with ApiServer() as server:
         quiet_since = utcnow() - QUIET
         seed(server, 0, args.small, quiet_since)
