@@ -528,20 +528,24 @@ class TaskBLL:
         return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(101) if d["_id"] != exclude][:100]
 
     def unlink_model(self, company: str, model_id: str) -> int:
-        """A deleted model leaves every task's model lists (and the legacy single-model fields): one
-        indexed equality per field (a top-level ``$or`` is a scan of the company's tasks on SecantusDB)."""
-        pulls = {"models.input.model": {"$pull": {"models.input": {"model": model_id}}},
-                 "models.output.model": {"$pull": {"models.output": {"model": model_id}}},
-                 "output.model": {"$unset": {"output.model": ""}},
-                 "execution.model": {"$unset": {"execution.model": ""}}}
+        """A deleted model leaves every task's model lists, and on those tasks the legacy single-model
+        fields: one indexed equality per list (a top-level ``$or`` scans the company's tasks on
+        SecantusDB). A legacy field naming the model on a task whose lists do not (written by an old
+        client straight into ``output.model``) is left: indexing those fields too would slow every
+        task write for a case no current client makes."""
         now = utcnow()
-        touched: set[str] = set()
-        for field, change in pulls.items():
-            flt = {"company": company, field: model_id}
+        touched: list[str] = []
+        for kind in ("input", "output"):
+            flt = {"company": company, f"models.{kind}.model": model_id}
             ids = [d["_id"] for d in self.coll.find(flt, {"_id": 1})]
             if ids:
-                self.coll.update_many(flt, {**change, "$set": {"last_update": now}})
-                touched.update(ids)
+                self.coll.update_many(flt, {"$pull": {f"models.{kind}": {"model": model_id}},
+                                            "$set": {"last_update": now}})
+                touched += [i for i in ids if i not in touched]
+        for start in range(0, len(touched), 200):  # short $in lists: SecantusDB matches them in quadratic time
+            for field in ("output.model", "execution.model"):
+                self.coll.update_many({"_id": {"$in": touched[start:start + 200]}, field: model_id},
+                                      {"$unset": {field: ""}})
         return len(touched)
 
     def status_of(self, company: str, task_id: str) -> str | None:

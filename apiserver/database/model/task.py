@@ -35,8 +35,6 @@ class Task(CompanyDocument):
             # the tasks a deleted model leaves (bll/tasks unlink_model, tasks_using_model)
             ("company", "models.input.model"),
             ("company", "models.output.model"),
-            ("company", "output.model"),
-            ("company", "execution.model"),
             ("status", "last_update"),  # the stale in_progress sweep
         ],
     }
