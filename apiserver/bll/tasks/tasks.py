@@ -544,7 +544,7 @@ class TaskBLL:
                 touched += [i for i in ids if i not in touched]
         for start in range(0, len(touched), 200):  # short $in lists: SecantusDB matches them in quadratic time
             for field in ("output.model", "execution.model"):
-                self.coll.update_many({"_id": {"$in": touched[start:start + 200]}, field: model_id},
+                self.coll.update_many({"_id": {"$in": touched[start:start + 200]}, "company": company, field: model_id},
                                       {"$unset": {field: ""}})
         return len(touched)
 
