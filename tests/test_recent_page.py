@@ -123,10 +123,11 @@ class _Aggregates(pymongo.monitoring.CommandListener):
 
 
 def test_after_a_quiet_spell_the_next_read_stops_at_the_last_page(mongo_uri):
-    """Nothing updated for two days: the first read goes back in growing slices, the last of which
-    may hold far more than the page; the next read of the same page reads no key older than the
-    last page's oldest, in this process or (the hint stored in the database) in a new one. Deleting that
-    page's documents (the hint now short) still gives the plain page."""
+    """Nothing updated for two days: the first read goes back in slices doubling in width, the last of
+    which holds far more than the page (no more than as long again as the quiet spell); the next read
+    of the same page reads no key older than the last page's oldest, in this process or (the hint
+    stored in the database) in a new one. Deleting that page's documents (the hint now short) still
+    gives the plain page."""
     listener = _Aggregates()
     client = pymongo.MongoClient(mongo_uri, event_listeners=[listener])
     db = client[f"recent_quiet_{new_id()}"]
@@ -146,6 +147,8 @@ def test_after_a_quiet_spell_the_next_read_stops_at_the_last_page(mongo_uri):
         oldest = plain[-1]["last_update"]
         first_reach = min(r["$gte"] for r in listener.ranges if "$gte" in r)
         assert first_reach < oldest - timedelta(hours=1)  # the cold read went far past the page
+        # but, reaching back twice as far per empty slice, no further than as long again as the quiet spell
+        assert first_reach >= quiet_since - (utcnow() - quiet_since)
         for new_process in (False, True):  # the hint this process keeps; the one another process stored
             if new_process:
                 recent_page._hints.clear()
