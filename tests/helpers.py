@@ -383,11 +383,25 @@ def race(target, args_per_process: list[tuple], timeout: float = 240) -> list[An
 
 
 def sign_in_page(page: Any, base_url: str, user: str, password: str) -> None:
-    """Sign in through the ClearML web app's own login page, as a person would."""
+    """Sign in through the ClearML web app's own login page, as a person would: once the page has
+    settled (the login form is drawn again when the sign-in modes arrive, which empties what was typed
+    before), with the typed values checked before the form is sent. When the page stays on the login
+    form, the failure says what the page shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
     page.goto(base_url + "/")
+    page.wait_for_load_state("networkidle")
     name = page.locator("input[name=name], input[formcontrolname=name], input[type=text]").first
     name.wait_for(timeout=30_000)
     name.fill(user)
-    page.locator("input[type=password]").fill(password)
-    page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+    secret = page.locator("input[type=password]")
+    secret.fill(password)
+    expect(name).to_have_value(user)
+    expect(secret).to_have_value(password)
+    secret.press("Enter")
+    try:
+        page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+    except PlaywrightTimeout:
+        shown = page.locator("body").inner_text()[:500]
+        raise AssertionError(f"still on {page.url} 30 s after signing in; the page shows: {shown!r}") from None
