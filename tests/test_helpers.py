@@ -48,8 +48,8 @@ def test_a_failing_racer_fails_the_race_with_its_message_and_the_rest_are_stoppe
 
 def test_a_race_past_its_timeout_names_the_racers_still_running(tmp_path):
     with pytest.raises(AssertionError) as failed:
-        race(_racer, [("hangs", str(tmp_path)), ("done", str(tmp_path))], timeout=20)
-    assert "racer 0 ('hangs'" in str(failed.value) and "still running after 20s" in str(failed.value)
+        race(_racer, [("hangs", str(tmp_path)), ("done", str(tmp_path))], timeout=10)
+    assert "racer 0 ('hangs'" in str(failed.value) and "still running after 10s" in str(failed.value)
     assert "racer 1" not in str(failed.value)
     assert not _alive(int((tmp_path / "hangs.pid").read_text()))
 
