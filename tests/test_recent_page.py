@@ -151,8 +151,7 @@ def test_after_a_quiet_spell_the_next_read_stops_at_the_last_page(mongo_uri):
         assert first_reach >= quiet_since - (utcnow() - quiet_since)
         for new_process in (False, True):  # the hint this process keeps; the one another process stored
             if new_process:
-                recent_page._hints.clear()
-                recent_page._stored.clear()
+                recent_page.forget_hints()
             listener.ranges.clear()
             assert recent_page.find_newest(coll, query, SORT, 0, 15, None) == plain
             assert listener.ranges and all("$gte" in r and r["$gte"] >= oldest for r in listener.ranges)

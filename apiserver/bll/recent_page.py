@@ -46,6 +46,7 @@ from pymongo.errors import PyMongoError
 
 from apiserver.database.connection import database_kind
 from apiserver.database.model.base import utcnow
+from apiserver.database.model.listing import ListingHint
 
 # Keys the newest-first reading serves: descending dates that every write sets.
 DATE_KEYS = ("last_update", "created")
@@ -67,12 +68,11 @@ MAX_HINTS = 4096
 
 HINT_STORE_EVERY = timedelta(minutes=10)
 HINT_TTL = timedelta(days=30)
-HINTS_COLLECTION = "listing_hints"  # database/model/listing.py
 
 _sorts_in_python: dict[int, bool] = {}
 _index_keys: dict[tuple[int, str, str], list[list[str]]] = {}
-_hints: dict[tuple, Any] = {}
-_stored: dict[tuple, datetime] = {}  # when this process last stored a query's hint
+# (client, database, digest of the query) -> (the hint, when this process last stored or read it)
+_hints: dict[tuple[int, str, str], tuple[datetime, datetime | None]] = {}
 
 
 def sorts_in_python(coll: Any) -> bool:
@@ -155,7 +155,7 @@ def find_newest(
         return None
     read_proj, extra = _with_sort_keys(proj, key)
     hint_key = _hint_key(coll, prefixes, query, key, need)
-    hint = _hints.get(hint_key)
+    hint = _hints.get(hint_key, (None, None))[0]
     looked_up = hint is not None
     found: list[dict[str, Any]] = []
     seen: set[Any] = set()
@@ -215,20 +215,29 @@ def _next_width(now: datetime, width: timedelta, lower: datetime, newest: Any, f
     return (now - top) + max(top - lower, FIRST_SLICE) * growth
 
 
-def _hint_key(coll: Any, prefixes: list[dict[str, Any]], query: dict[str, Any], key: str, need: int) -> tuple:
-    return (id(coll.database.client), coll.database.name, coll.name, key, need, repr(prefixes), repr(query))
+def forget_hints() -> None:
+    """Drop this process's hints, as a new process starts without them."""
+    _hints.clear()
 
 
-def _hint_id(hint_key: tuple) -> str:
-    return hashlib.sha256(repr(hint_key[2:]).encode()).hexdigest()
+def _hint_key(
+    coll: Any, prefixes: list[dict[str, Any]], query: dict[str, Any], key: str, need: int
+) -> tuple[int, str, str]:
+    """This process's key of a query's hint; its last part, a digest of the query, is the stored hint's id."""
+    digest = hashlib.sha256(repr((coll.name, key, need, prefixes, query)).encode()).hexdigest()
+    return id(coll.database.client), coll.database.name, digest
 
 
-def _stored_hint(coll: Any, hint_key: tuple) -> datetime | None:
-    doc = coll.database[HINTS_COLLECTION].find_one({"_id": _hint_id(hint_key)}, {"k": 1})
+def _hints_of(coll: Any) -> Any:
+    return coll.database[ListingHint._get_collection_name()]
+
+
+def _stored_hint(coll: Any, hint_key: tuple[int, str, str]) -> datetime | None:
+    doc = _hints_of(coll).find_one({"_id": hint_key[2]}, {"k": 1})
     hint = (doc or {}).get("k")
     if not _usable(hint):
         return None
-    _hints[hint_key], _stored[hint_key] = hint, utcnow()  # as if this process had stored it
+    _hints[hint_key] = hint, utcnow()  # as if this process had stored it
     return hint
 
 
@@ -244,17 +253,15 @@ def _remember(coll: Any, hint_key: tuple, oldest: Any, store: bool) -> None:
         return
     if len(_hints) >= MAX_HINTS and hint_key not in _hints:
         _hints.clear()
-        _stored.clear()
-    changed = _hints.get(hint_key) != oldest
-    _hints[hint_key] = oldest
+    kept, last = _hints.get(hint_key, (None, None))
     now = utcnow()
-    last = _stored.get(hint_key)
-    if not store or (last is not None and (not changed or now - last < HINT_STORE_EVERY)):
+    if not store or (last is not None and (kept == oldest or now - last < HINT_STORE_EVERY)):
+        _hints[hint_key] = oldest, last
         return
-    _stored[hint_key] = now
+    _hints[hint_key] = oldest, now
     try:
-        coll.database[HINTS_COLLECTION].update_one(
-            {"_id": _hint_id(hint_key)}, {"$set": {"k": oldest, "expires": now + HINT_TTL}}, upsert=True
+        _hints_of(coll).update_one(
+            {"_id": hint_key[2]}, {"$set": {"k": oldest, "expires": now + HINT_TTL}}, upsert=True
         )
     except PyMongoError as exc:  # a hint only saves reads: the page is answered without it
         log.warning("could not store a listing hint: %s", exc)
