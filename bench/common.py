@@ -155,7 +155,7 @@ class ApiServer:
         """The answer's bytes, over one kept-alive http.client connection: for latency ratios against
         pymongo, whose client is C, so that the ratio weighs the server rather than the requests
         library (about 1 ms of Python per call on this machine)."""
-        if getattr(self, "_lean", None) is None:
+        if self._lean is None:
             self._lean = http.client.HTTPConnection("127.0.0.1", self.port)
         self._lean.request("POST", f"/{endpoint}", json.dumps(body).encode(),
                            {"Content-Type": "application/json", "Authorization": self.http.headers["Authorization"]})

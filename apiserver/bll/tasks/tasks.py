@@ -534,17 +534,18 @@ class TaskBLL:
         client straight into ``output.model``) is left: indexing those fields too would slow every
         task write for a case no current client makes."""
         now = utcnow()
-        touched: list[str] = []
+        touched: dict[str, None] = {}  # the tasks changed, in order, once each
         for kind in ("input", "output"):
             flt = {"company": company, f"models.{kind}.model": model_id}
             ids = [d["_id"] for d in self.coll.find(flt, {"_id": 1})]
             if ids:
                 self.coll.update_many(flt, {"$pull": {f"models.{kind}": {"model": model_id}},
                                             "$set": {"last_update": now}})
-                touched += [i for i in ids if i not in touched]
-        for start in range(0, len(touched), 200):  # short $in lists: SecantusDB matches them in quadratic time
+                touched.update(dict.fromkeys(ids))
+        ids = list(touched)
+        for start in range(0, len(ids), 200):  # short $in lists: SecantusDB matches them in quadratic time
             for field in ("output.model", "execution.model"):
-                self.coll.update_many({"_id": {"$in": touched[start:start + 200]}, "company": company, field: model_id},
+                self.coll.update_many({"_id": {"$in": ids[start:start + 200]}, "company": company, field: model_id},
                                       {"$unset": {field: ""}})
         return len(touched)
 
