@@ -193,10 +193,22 @@ def page(browser, request):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def server_logs_hold_no_unexpected_traceback():
-    """At the end of the run: no server this run started logged a traceback its test did not expect
-    (an exception swallowed by a background job, or a 500, would otherwise pass unnoticed)."""
+def server_logs_hold_no_unexpected_error():
+    """At the end of the run: no server this run started logged a traceback or a worker's death its
+    test did not expect (an exception swallowed by a background job, a 500, or a worker killed under
+    a request would otherwise pass unnoticed)."""
     yield
-    problems = [(srv.log_path, block) for srv in STARTED_SERVERS for block in srv.unexpected_tracebacks()]
-    assert not problems, f"{len(problems)} unexpected tracebacks in server logs:\n" + "\n\n".join(
+    problems = [(srv.log_path, block) for srv in STARTED_SERVERS for block in srv.unexpected_errors()]
+    assert not problems, f"{len(problems)} unexpected errors in server logs:\n" + "\n\n".join(
         f"--- {path}:\n{block[-3000:]}" for path, block in problems[:5])
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name every request the test clients sent again (tests/helpers.send), so a run that needed it
+    says so even when it passed."""
+    from tests.helpers import RESENT
+
+    if RESENT:
+        terminalreporter.section(f"{len(RESENT)} requests sent again after their connection closed unanswered")
+        for method, url, reason in RESENT:
+            terminalreporter.line(f"{method} {url}: {reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import re
 import signal
@@ -97,6 +98,30 @@ def check_rest(method: str, path: str, status: int, body: Any, rest_error_schema
         f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
+# Requests the test clients sent again because the connection closed before any answer came
+# (method, URL, error); printed at the end of the run (conftest). A worker that died under a
+# request still fails the run through the server-log check, whatever the retry then got.
+RESENT: list[tuple[str, str, str]] = []
+_CLOSED_UNANSWERED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """``session.request``, sent once more on a new connection when a pooled keep-alive connection
+    was closed by the server with no answer at all: the client's check that the connection is open
+    and the server closing it at its keep-alive timeout race (as in any HTTP client; the ClearML
+    SDK retries such requests too). Every other error, and any answer, is the test's."""
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.ConnectionError as exc:
+        reason = exc.args[0].args[-1] if exc.args and isinstance(exc.args[0], Exception) and exc.args[0].args \
+            else None
+        if not isinstance(reason, _CLOSED_UNANSWERED):
+            raise
+        RESENT.append((method, url, repr(reason)))
+        session.close()  # the retry opens a new connection
+        return session.request(method, url, **kwargs)
+
+
 _REST_ERROR: dict | None = None
 
 
@@ -121,7 +146,7 @@ class RestClient:
         self.session.headers["Authorization"] = auth
 
     def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any, dict]:
-        resp = self.session.request(method, self.base_url + path, json=body, timeout=90)
+        resp = send(self.session, method, self.base_url + path, json=body, timeout=90)
         answer = resp.json() if resp.content and "json" in resp.headers.get("Content-Type", "") else \
             (resp.text or None)
         name = path.split("?", 1)[0].rsplit("/", 1)[-1]
@@ -176,7 +201,7 @@ class ApiClient:
             ctype = resp.headers.get("Content-Type", "")
             return resp.status_code, (resp.get_json() if "json" in ctype else text), dict(resp.headers)
         kwargs = {"data": raw} if raw is not None else ({"json": body} if body is not None else {})
-        resp = self.session.request(method, self.base_url + path, headers=hdrs, timeout=60, **kwargs)
+        resp = send(self.session, method, self.base_url + path, headers=hdrs, timeout=60, **kwargs)
         ctype = resp.headers.get("Content-Type", "")
         return resp.status_code, (resp.json() if "json" in ctype else resp.text), dict(resp.headers)
 
@@ -210,13 +235,17 @@ class ApiClient:
 STARTED_SERVERS: list[ServerProcess] = []  # every server of this test run, for the log check at its end
 TRACEBACK = "Traceback (most recent call last):"
 LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:|\[\d{4}-\d\d-\d\d )")  # ours, or gunicorn's
+# gunicorn's master on a worker that died while the server ran (SIGTERM is a shutdown, logged after
+# stop() and so never read): a request in flight on it was dropped without an answer.
+WORKER_DIED = re.compile(r"WORKER TIMEOUT|Worker \(pid:\d+\) (was sent (?!SIGTERM)|exited with code)")
 
 
 class ServerProcess:
     """``python -m apiserver`` as a child process on a free port, against a given database.
 
     ``expected_log_errors``: regexes of the tracebacks its test provokes on purpose; any other
-    traceback its log holds before it is stopped fails the test run (``unexpected_tracebacks``)."""
+    traceback, or a worker's death, its log holds before it is stopped fails the test run
+    (``unexpected_errors``)."""
 
     def __init__(self, mongo_uri: str | None, db_name: str, workers: int = 2, data_dir: Path | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None,
@@ -279,22 +308,27 @@ class ServerProcess:
     def client(self, auth: str | None = None) -> ApiClient:
         return ApiClient(self.base_url, auth=auth)
 
-    def unexpected_tracebacks(self) -> list[str]:
+    def unexpected_errors(self) -> list[str]:
         """The tracebacks its log holds from start until it was asked to stop, each with the log line
-        before it (what failed), except those ``expected_log_errors`` match."""
+        before it (what failed), and the records of workers that died (``WORKER_DIED``), except
+        those ``expected_log_errors`` match."""
         if self.log_path is None or not self.log_path.exists():
             return []
         with open(self.log_path, "rb") as fh:
             lines = fh.read(self.log_end if self.log_end is not None else -1).decode(errors="replace").splitlines()
         found: list[str] = []
         block: list[str] | None = None
+        def keep(text: str) -> None:
+            if not any(re.search(pattern, text) for pattern in self.expected_log_errors):
+                found.append(text)
+
         for i, line in enumerate([*lines, None]):  # None: the end closes the last block
             if line is None or LOG_RECORD.match(line):
                 if block is not None:
-                    text = "\n".join(block)
-                    if not any(re.search(pattern, text) for pattern in self.expected_log_errors):
-                        found.append(text)
+                    keep("\n".join(block))
                     block = None
+                if line is not None and WORKER_DIED.search(line):
+                    keep(line)
             elif line.strip() == TRACEBACK and block is None:
                 block = lines[max(0, i - 1):i + 1]  # the record that logged it, and the traceback
                 continue
