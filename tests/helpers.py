@@ -105,7 +105,7 @@ RESENT: list[tuple[str, str, str]] = []
 _CLOSED_UNANSWERED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 
 
-def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+def send(session: requests.Session, method: str, url: str, resend: bool = True, **kwargs: Any) -> requests.Response:
     """``session.request``, sent once more on a new connection when a pooled keep-alive connection
     was closed by the server with no answer at all: the client's check that the connection is open
     and the server closing it at its keep-alive timeout race (as in any HTTP client; the ClearML
@@ -115,7 +115,7 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
     except requests.ConnectionError as exc:
         reason = exc.args[0].args[-1] if exc.args and isinstance(exc.args[0], Exception) and exc.args[0].args \
             else None
-        if not isinstance(reason, _CLOSED_UNANSWERED):
+        if not resend or not isinstance(reason, _CLOSED_UNANSWERED):
             raise
         RESENT.append((method, url, repr(reason)))
         session.close()  # the retry opens a new connection
@@ -176,6 +176,7 @@ class ApiClient:
         self.flask_client = flask_client
         self.auth = auth
         self._local = threading.local()  # one requests.Session per thread (Sessions are not thread-safe)
+        self.resend = True  # off for a test that kills the server under its requests (tests/test_crash.py)
 
     @property
     def session(self) -> requests.Session:
@@ -201,7 +202,7 @@ class ApiClient:
             ctype = resp.headers.get("Content-Type", "")
             return resp.status_code, (resp.get_json() if "json" in ctype else text), dict(resp.headers)
         kwargs = {"data": raw} if raw is not None else ({"json": body} if body is not None else {})
-        resp = send(self.session, method, self.base_url + path, headers=hdrs, timeout=60, **kwargs)
+        resp = send(self.session, method, self.base_url + path, self.resend, headers=hdrs, timeout=60, **kwargs)
         ctype = resp.headers.get("Content-Type", "")
         return resp.status_code, (resp.json() if "json" in ctype else resp.text), dict(resp.headers)
 

@@ -20,6 +20,7 @@ WRITERS = 4
 
 def _write_until(stop: threading.Event, client, tag: str, acked: dict[str, int], lock: threading.Lock) -> None:
     """Create queues and bump a counter in each; record only what the server acknowledged."""
+    client.resend = False  # a request the kill cut off is not sent again: it was not acknowledged
     n = 0
     while not stop.is_set():
         try:
