@@ -280,3 +280,28 @@ def test_a_dependency_error_names_the_missing_field(api):
     err = api.error("tasks.get_all", page=3)
     assert (err.code, err.subcode) == (400, 12)
     assert err.meta["error_data"] == {"field": "page_size", "rule": "dependencies"}
+
+
+@pytest.mark.parametrize("peer,forwarded,client", [
+    ("127.0.0.1", None, "127.0.0.1"),  # no header: the peer
+    ("192.0.2.9", "203.0.113.7", "192.0.2.9"),  # an unlisted peer's header is ignored
+    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),
+    ("127.0.0.1", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the left is the client's to forge
+    ("127.0.0.1", "203.0.113.7, 10.1.2.3", "203.0.113.7"),  # a listed inner proxy is passed over
+    ("127.0.0.1", "10.9.9.9, 10.1.2.3", "10.9.9.9"),  # all hops listed: the left-most
+    ("127.0.0.1", "203.0.113.7, unknown", "127.0.0.1"),  # a garbled hop: the last address known
+    ("127.0.0.1", "2001:db8::1", "2001:db8::1"),
+])
+def test_the_client_address_is_the_right_most_forwarded_hop_past_the_trusted_proxies(peer, forwarded, client):
+    from apiserver.service_repo.proxies import TrustedProxies
+
+    assert TrustedProxies(["127.0.0.1", "10.0.0.0/8"]).client_address(peer, forwarded) == client
+
+
+def test_a_trusted_proxy_entry_that_is_no_address_is_refused_with_its_name():
+    from apiserver.service_repo.proxies import TrustedProxies
+
+    with pytest.raises(ValueError, match="'nginx.local' is not an IP address"):
+        TrustedProxies(["nginx.local"])
+    assert TrustedProxies([]).https("127.0.0.1", "https") is False
+    assert TrustedProxies(["::1"]).https("::1", "https, http") is True

@@ -215,11 +215,48 @@ def test_failures_from_one_address_are_throttled_across_accounts(mongo_uri, tmp_
         "APISERVER__auth__sign_in_throttle__max_failures_per_address": "5"}).start(tmp_path)
     try:
         url = proc.base_url + "/debug.ping"
-        statuses = [requests.post(url, headers={"Authorization": basic(f"UNKNOWNKEY{i:014d}", "x")}, timeout=10)
+        # a client talking to the server directly cannot pose as others: its X-Forwarded-For is ignored
+        statuses = [requests.post(url, headers={"Authorization": basic(f"UNKNOWNKEY{i:014d}", "x"),
+                                                "X-Forwarded-For": f"203.0.113.{i}"}, timeout=10)
                     .status_code for i in range(7)]
         assert statuses == [401] * 5 + [429] * 2  # 5 failures from this address, whatever the keys
         resp = requests.post(url, headers={"Authorization": basic(*_admin_pair())}, timeout=10)
         assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+    finally:
+        proc.stop()
+
+
+def test_behind_a_trusted_proxy_clients_are_throttled_by_their_forwarded_address(mongo_uri, tmp_path):
+    from tests.helpers import ServerProcess
+
+    proc = ServerProcess(mongo_uri, f"proxied_{time.time_ns()}", workers=1, extra_env={
+        "APISERVER__apiserver__trusted_proxies": '["127.0.0.1", "10.0.0.0/8"]',
+        "APISERVER__auth__sign_in_throttle__max_failures_per_address": "5"}).start(tmp_path)
+    try:
+        url = proc.base_url + "/debug.ping"
+
+        def status(forwarded_for: str, pair: tuple[str, str]) -> int:
+            return requests.post(url, headers={"Authorization": basic(*pair), "X-Forwarded-For": forwarded_for},
+                                 timeout=10).status_code
+
+        wrong = [status("203.0.113.7", (f"UNKNOWNKEY{i:014d}", "x")) for i in range(6)]
+        assert wrong == [401] * 5 + [429]
+        # the proxy's other clients, all from 127.0.0.1, sign in as before
+        assert status("203.0.113.8", _admin_pair()) == 200
+        # the right-most hop that is not a listed proxy is the client: a forged hop on the left, or a
+        # listed inner proxy on the right, changes nothing
+        assert status("198.51.100.1, 203.0.113.7", _admin_pair()) == 429
+        assert status("203.0.113.7, 10.1.2.3", _admin_pair()) == 429
+        assert status("203.0.113.7, 192.0.2.1", _admin_pair()) == 200  # 192.0.2.1 is an unlisted hop
+        # what the server records as the caller's address is the forwarded one
+        admin = proc.admin()
+        worker = f"proxied-worker-{time.time_ns()}"
+        queue = admin.call("queues.create", name=f"proxied-{time.time_ns()}")["id"]
+        resp = requests.post(proc.base_url + "/workers.register", json={"worker": worker, "queues": [queue]},
+                             headers={"Authorization": admin.auth, "X-Forwarded-For": "203.0.113.8"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        listed = admin.call("workers.get_all")["workers"]
+        assert [w.get("ip") for w in listed if w["id"] == worker] == ["203.0.113.8"]
     finally:
         proc.stop()
 

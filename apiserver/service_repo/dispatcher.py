@@ -28,6 +28,7 @@ from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_
 from apiserver.schema.normalize import validated_request
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
 from apiserver.service_repo.call import Call
+from apiserver.service_repo.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Dispatcher:
         self.max_version = max_version
         self.session_cookie = session_cookie
         self.https = https
-        self.trusted_proxies = frozenset(trusted_proxies)
+        self.proxies = TrustedProxies(trusted_proxies)
         # GET of a name that is no endpoint (``/index.html``): a served web app's file, if any.
         self.static_fallback: Callable[[str], Response | None] | None = None
 
@@ -160,6 +161,7 @@ class Dispatcher:
     def _run(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
              path_params: dict[str, str]) -> tuple[Any, Call]:
         identity = None
+        address = self._client_address()
         auth_header = request.headers.get("Authorization")
         cookie_token = request.cookies.get(self.session_cookie.name) if self.session_cookie else None
         if spec.authorize and (auth_header or cookie_token or not spec.auth_optional):
@@ -167,13 +169,13 @@ class Dispatcher:
                 raise errors.server_error.ConfigError("authentication is not configured")
             identity = self.authenticator.identify_request(RequestCredentials(
                 authorization=auth_header, cookie_token=cookie_token, client_header=request.headers.get(CLIENT_HEADER),
-                content_type=request.content_type, has_body=bool(request.content_length), address=request.remote_addr,
+                content_type=request.content_type, has_body=bool(request.content_length), address=address,
                 fetch_site=request.headers.get("Sec-Fetch-Site"), origin=request.headers.get("Origin"),
                 own_origin=request.host_url,
                 safe_read=spec.read_only and request.method in ("GET", "HEAD") and not request.content_length))
             self.authenticator.check_role(spec, identity)
         if spec.http is not None and spec.http.style == "stream":
-            return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header)
+            return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header, address)
         data, batch = self._read_body(spec, path_params)
         if batch is not None:
             batch = [self._validated(self._batch_target(spec), item, f"[{i}]") for i, item in enumerate(batch)]
@@ -182,7 +184,7 @@ class Dispatcher:
             data = self._validated(spec, data)
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=data, identity=identity, batched_data=batch,
-                    remote_addr=request.remote_addr, authorization=auth_header, cookie_token=cookie_token,
+                    remote_addr=address, authorization=auth_header, cookie_token=cookie_token,
                     secure_transport=self._secure_transport(), host=request.host)
         return self.handlers[(spec.name, spec.version)](call), call
 
@@ -194,10 +196,11 @@ class Dispatcher:
 
     def _secure_transport(self) -> bool:
         """HTTPS by config, or by the X-Forwarded-Proto of a trusted proxy."""
-        if self.https:
-            return True
-        return request.remote_addr in self.trusted_proxies and \
-            request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+        return self.https or self.proxies.https(request.remote_addr, request.headers.get("X-Forwarded-Proto"))
+
+    def _client_address(self) -> str | None:
+        """The caller's address (the X-Forwarded-For of a trusted proxy, see ``TrustedProxies``)."""
+        return self.proxies.client_address(request.remote_addr, request.headers.get("X-Forwarded-For"))
 
     @staticmethod
     def _with_cookies(resp: Response, call: Call) -> Response:
@@ -210,7 +213,8 @@ class Dispatcher:
         return resp
 
     def _run_stream(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
-                    path_params: dict[str, str], identity: Any, auth_header: str | None) -> tuple[Response, Call]:
+                    path_params: dict[str, str], identity: Any, auth_header: str | None,
+                    address: str | None) -> tuple[Response, Call]:
         """A handler that reads the body itself: only the query and path are validated here, and
         the body's size is the handler's to limit (it may be far above max_content_length)."""
         params: dict[str, Any] = {**request.args.to_dict(), **path_params}
@@ -221,7 +225,7 @@ class Dispatcher:
         request.max_content_length = UNLIMITED
         call = Call(id=call_id, trx=trx, endpoint=spec.name, requested_version=self._seen_version(spec, requested),
                     actual_version=spec.version_str, data=self._validated(spec, params), identity=identity,
-                    remote_addr=request.remote_addr, authorization=auth_header, host=request.host,
+                    remote_addr=address, authorization=auth_header, host=request.host,
                     stream=request.stream, headers=request.headers,
                     environ=request.environ)
         return self.handlers[(spec.name, spec.version)](call), call
