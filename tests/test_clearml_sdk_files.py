@@ -99,7 +99,9 @@ def total(numbers):
     print("SECOND STEP GOT", numbers)
     return sum(numbers)
 
-pipe = PipelineController(name="pipe-e2e", project="files-e2e", version="1.0.0", add_pipeline_tags=False)
+# pool_frequency: the controller looks at its steps every 0.6 s, not every 12 s (its default)
+pipe = PipelineController(name="pipe-e2e", project="files-e2e", version="1.0.0", add_pipeline_tags=False,
+                          pool_frequency=0.01)
 pipe.add_function_step(name="make", function=make_numbers, function_kwargs={"n": 4},
                        function_return=["numbers"], cache_executed_step=False)
 pipe.add_function_step(name="total", function=total, function_kwargs={"numbers": "${make.numbers}"},
