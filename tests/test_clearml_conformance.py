@@ -507,6 +507,23 @@ def test_move_merge_and_validate_delete(admin):
     assert admin.error("projects.get_by_id", project=src).subcode == 401
 
 
+def test_validate_delete_counts_each_kind_and_its_archived_ones(admin):
+    project = admin.call("projects.create", name=_name("vd"))["id"]
+    _task(admin, "plain", project=project)
+    _task(admin, "archived", project=project, system_tags=["archived"])
+    _task(admin, "pipeline", project=project, type="controller", system_tags=["pipeline"])
+    _task(admin, "old dataset", project=project, type="data_processing", system_tags=["dataset", "archived"])
+    admin.call("reports.create", name="report", project=project)  # in the project's ".reports" child
+    admin.call("models.create", name="m", uri="http://x/m", project=project)
+    admin.call("models.create", name="old m", uri="http://x/o", project=project, system_tags=["archived"])
+    other = admin.call("projects.create", name=_name("vd-other"))["id"]
+    _task(admin, "elsewhere", project=other)  # not counted
+    counts = admin.call("projects.validate_delete", _version=V, project=project)
+    assert counts == {"tasks": 2, "non_archived_tasks": 1, "pipelines": 1, "non_archived_pipelines": 1,
+                      "datasets": 1, "non_archived_datasets": 0, "reports": 1, "non_archived_reports": 1,
+                      "models": 2, "non_archived_models": 1}
+
+
 # -- queues ------------------------------------------------------------------------------------
 
 def test_queue_reads_and_clear_queue(admin):

@@ -299,20 +299,35 @@ def user_names(company: str, projects: list[str] | None, entity: str | None) -> 
 
 def delete_counts(company: str, project_ids: list[str]) -> dict[str, int]:
     """projects.validate_delete: the company's tasks of each kind (tasks, pipelines, datasets,
-    reports) and models in these projects, all and non-archived ones, as ClearML counts them."""
+    reports) and models in these projects, all and non-archived ones, as ClearML counts them.
+
+    One read per collection, grouped by the fields the kinds depend on (type and system tags: a few
+    distinct values), and the groups counted here: each count on its own read every task of the
+    projects again (ten reads, 11 s for a project of 30,000 tasks on the embedded database)."""
     scope = placement.in_projects(company, project_ids)
-    active = {"system_tags": {"$ne": ARCHIVED_TAG}}
-    kinds = {"tasks": {"system_tags": {"$nin": [PIPELINE_TAG, DATASET_TAG]}, "type": {"$ne": REPORT_TYPE}},
-             "pipelines": {"system_tags": PIPELINE_TAG}, "datasets": {"system_tags": DATASET_TAG},
-             "reports": {"type": REPORT_TYPE}}
-    tasks, models = Task._get_collection(), Model._get_collection()
-    out = {}
-    for kind, cond in kinds.items():
-        out[kind] = q.count(tasks, q.combine(scope, cond))
-        out[f"non_archived_{kind}"] = q.count(tasks, q.combine(scope, cond, active))
-    out["models"] = q.count(models, scope)
-    out["non_archived_models"] = q.count(models, q.combine(scope, active))
+    out = dict.fromkeys(["tasks", "non_archived_tasks", "pipelines", "non_archived_pipelines", "datasets",
+                         "non_archived_datasets", "reports", "non_archived_reports", "models",
+                         "non_archived_models"], 0)
+    by_kind = [{"$match": scope}, {"$group": {"_id": {"type": "$type", "tags": "$system_tags"}, "n": {"$sum": 1}}}]
+    for group in q.aggregate(Task._get_collection(), by_kind):
+        tags, n = _tag_list(group["_id"].get("tags")), group["n"]
+        kinds = [kind for kind, member in (
+            ("tasks", PIPELINE_TAG not in tags and DATASET_TAG not in tags and group["_id"].get("type") != REPORT_TYPE),
+            ("pipelines", PIPELINE_TAG in tags), ("datasets", DATASET_TAG in tags),
+            ("reports", group["_id"].get("type") == REPORT_TYPE)) if member]
+        for kind in kinds:
+            out[kind] += n
+            out[f"non_archived_{kind}"] += 0 if ARCHIVED_TAG in tags else n
+    by_tags = [{"$match": scope}, {"$group": {"_id": "$system_tags", "n": {"$sum": 1}}}]
+    for group in q.aggregate(Model._get_collection(), by_tags):
+        out["models"] += group["n"]
+        out["non_archived_models"] += 0 if ARCHIVED_TAG in _tag_list(group["_id"]) else group["n"]
     return out
+
+
+def _tag_list(value: Any) -> list:
+    """A stored system_tags value as the list a query matches it as (a lone value is a list of one)."""
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def organization_tags(company: str, system_tags: list[str] | None, include_system: bool) -> dict[str, list[str]]:
