@@ -507,6 +507,35 @@ def test_move_merge_and_validate_delete(admin):
     assert admin.error("projects.get_by_id", project=src).subcode == 401
 
 
+def test_stats_sum_run_times_and_count_the_last_day_from_the_stored_times(admin, mongo_uri, db_name):
+    """Run times and start/completion moments only the server's own clock writes, set in the database."""
+    from datetime import UTC, datetime, timedelta
+
+    import pymongo
+
+    project = admin.call("projects.create", name=_name("runtime"))["id"]
+    names = ("hour", "recent", "old", "backwards", "failed")
+    hour_ago, recent, old, backwards, failed = (_task(admin, n, project=project) for n in names)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    stored = {hour_ago: {"status": "completed", "started": now - timedelta(hours=1), "completed": now},
+              recent: {"status": "stopped", "completed": now - timedelta(minutes=5)},  # no start: no run time
+              old: {"status": "completed", "started": now - timedelta(hours=30),
+                    "completed": now - timedelta(hours=29)},
+              backwards: {"status": "completed", "started": now - timedelta(hours=2),
+                          "completed": now - timedelta(hours=3)},  # completed before it started: no run time
+              failed: {"status": "failed", "started": now - timedelta(minutes=20), "completed": now}}
+    tasks = pymongo.MongoClient(mongo_uri)[db_name]["tasks"]
+    for task, fields in stored.items():
+        tasks.update_one({"_id": task}, {"$set": fields})
+    stats = admin.call("projects.get_all_ex", _version=V, id=[project], include_stats=True,
+                       stats_for_state="active")["projects"][0]["stats"]["active"]
+    assert stats["total_runtime"] == 3600 + 3600 + 1200
+    # completed in the last day: not the one 29 hours ago, and not the failed one
+    assert stats["completed_tasks_24h"] == 3
+    assert stats["last_task_run"].startswith((now - timedelta(minutes=20)).isoformat())
+    assert (stats["total_tasks"], stats["status_count"]["completed"], stats["status_count"]["failed"]) == (5, 3, 1)
+
+
 def test_validate_delete_counts_each_kind_and_its_archived_ones(admin):
     project = admin.call("projects.create", name=_name("vd"))["id"]
     _task(admin, "plain", project=project)

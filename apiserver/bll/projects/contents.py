@@ -104,33 +104,35 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
     """ClearML's ``stats`` per project over the tasks of its ``family`` (itself and the subprojects
     counted) that ``match``: for each state (active, archived) the task count per status, total
     tasks, total run time in seconds, tasks completed (and not queued, running or failed) in the last
-    24 hours and the latest start."""
+    24 hours and the latest start. One grouped read per state, whatever the projects hold."""
     owners = _families(project_ids, family)
     tasks = Task._get_collection()
     since = utcnow() - timedelta(hours=24)
+    ran = {"$and": [{"$gt": ["$started", None]}, {"$gt": ["$completed", "$started"]}]}
+    recent = {"$and": [{"$gt": ["$completed", since]}, {"$not": [{"$in": ["$status", list(UNFINISHED)]}]}]}
+    group = {"_id": {"project": "$project", "status": "$status"}, "count": {"$sum": 1},
+             "last_run": {"$max": "$started"},
+             "runtime_ms": {"$sum": {"$cond": [ran, {"$subtract": ["$completed", "$started"]}, 0]}},
+             "completed_24h": {"$sum": {"$cond": [recent, 1, 0]}}}
     stats: dict[str, dict[str, Any]] = {p: {} for p in project_ids}
     for state in states:
         for p in project_ids:
             stats[p][state] = {"status_count": dict.fromkeys(STATUSES, 0), "total_tasks": 0, "total_runtime": 0,
                                "completed_tasks_24h": 0, "last_task_run": None}
         scope = q.combine({**_readable(company), "project": {"$in": list(owners)}}, _state_match(state), match or {})
-        pipeline = [{"$match": scope}, {"$group": {"_id": {"project": "$project", "status": "$status"},
-                                                   "count": {"$sum": 1}, "last_run": {"$max": "$started"}}}]
-        for row in q.aggregate(tasks, pipeline):
+        runtime_ms: dict[str, int] = dict.fromkeys(project_ids, 0)
+        for row in q.aggregate(tasks, [{"$match": scope}, {"$group": group}]):
             for top in owners[row["_id"]["project"]]:
                 entry = stats[top][state]
                 status = row["_id"].get("status") or "unknown"
                 entry["status_count"][status] = entry["status_count"].get(status, 0) + row["count"]
                 entry["total_tasks"] += row["count"]
+                entry["completed_tasks_24h"] += row["completed_24h"]
+                runtime_ms[top] += row["runtime_ms"]
                 if row.get("last_run") and (entry["last_task_run"] is None or row["last_run"] > entry["last_task_run"]):
                     entry["last_task_run"] = row["last_run"]
-        finished = q.combine(scope, {"completed": {"$ne": None}})
-        for doc in q.scan(tasks, finished, {"project": 1, "started": 1, "completed": 1, "status": 1}, MAX_SCANNED):
-            for top in owners[doc["project"]]:
-                entry = stats[top][state]
-                if doc.get("started") and doc["completed"] > doc["started"]:
-                    entry["total_runtime"] += int((doc["completed"] - doc["started"]).total_seconds())
-                entry["completed_tasks_24h"] += doc["completed"] > since and doc.get("status") not in UNFINISHED
+        for p in project_ids:
+            stats[p][state]["total_runtime"] = int(runtime_ms[p] // 1000)
     return stats
 
 
