@@ -291,6 +291,8 @@ def test_a_dependency_error_names_the_missing_field(api):
     ("127.0.0.1", "10.9.9.9, 10.1.2.3", "10.9.9.9"),  # all hops listed: the left-most
     ("127.0.0.1", "203.0.113.7, unknown", "127.0.0.1"),  # a garbled hop: the last address known
     ("127.0.0.1", "2001:db8::1", "2001:db8::1"),
+    ("127.0.0.1", "203.0.113.7:5555", "203.0.113.7"),  # hops with ports, as some load balancers write them
+    ("127.0.0.1", "[2001:db8::1]:5555", "2001:db8::1"),
 ])
 def test_the_client_address_is_the_right_most_forwarded_hop_past_the_trusted_proxies(peer, forwarded, client):
     from apiserver.service_repo.proxies import TrustedProxies
