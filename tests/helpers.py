@@ -113,8 +113,8 @@ def send(session: requests.Session, method: str, url: str, resend: bool = True, 
     try:
         return session.request(method, url, **kwargs)
     except requests.ConnectionError as exc:
-        reason = exc.args[0].args[-1] if exc.args and isinstance(exc.args[0], Exception) and exc.args[0].args \
-            else None
+        cause = exc.args[0] if exc.args else None  # urllib3's ProtocolError("Connection aborted.", reason)
+        reason = cause.args[-1] if isinstance(cause, Exception) and cause.args else None
         if not resend or not isinstance(reason, _CLOSED_UNANSWERED):
             raise
         RESENT.append((method, url, repr(reason)))
@@ -318,11 +318,12 @@ class ServerProcess:
         with open(self.log_path, "rb") as fh:
             lines = fh.read(self.log_end if self.log_end is not None else -1).decode(errors="replace").splitlines()
         found: list[str] = []
-        block: list[str] | None = None
+
         def keep(text: str) -> None:
             if not any(re.search(pattern, text) for pattern in self.expected_log_errors):
                 found.append(text)
 
+        block: list[str] | None = None
         for i, line in enumerate([*lines, None]):  # None: the end closes the last block
             if line is None or LOG_RECORD.match(line):
                 if block is not None:

@@ -44,7 +44,9 @@ class TrustedProxies:
         self.networks = tuple(networks)
 
     def trusts(self, address: str | None) -> bool:
-        ip = _address(address or "")
+        return self._listed(_address(address or ""))
+
+    def _listed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         return ip is not None and any(ip in net for net in self.networks)
 
     def client_address(self, peer: str | None, forwarded_for: str | None) -> str | None:
@@ -57,7 +59,7 @@ class TrustedProxies:
             if ip is None:  # not an address (a garbled or obfuscated hop): the last known one stands
                 break
             client = str(ip)
-            if not self.trusts(client):
+            if not self._listed(ip):
                 break
         return client
 
