@@ -51,7 +51,7 @@ from apiserver.schema.loader import SpecError, check_enums, format_version, load
 from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
 from apiserver.service_repo.endpoint import bind_handlers, import_handlers
-from apiserver.service_repo.webapp import WebApp
+from apiserver.service_repo.webapp import WebApp, configured_build
 from apiserver.state import ServerState, get_state, set_state
 
 log = logging.getLogger("apiserver")
@@ -127,8 +127,9 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     app = Flask("apiserver")
     app.config["MAX_CONTENT_LENGTH"] = int(config["apiserver.max_content_length"])
     dispatcher.register(app)
-    if config.get("webapp.dir"):
-        webapp = WebApp(config.get("webapp.dir"))
+    webapp_build = configured_build(config)
+    if webapp_build is not None:
+        webapp = WebApp(webapp_build)
         webapp.register(app)
         dispatcher.static_fallback = webapp.answer
     if config.get("console.enabled"):

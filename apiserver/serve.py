@@ -1,22 +1,28 @@
 """Owns running the server under gunicorn, with the embedded database owned by the master process.
 
-Both ``python -m apiserver`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` come through here: the
-gunicorn master starts (or joins) the embedded database once, before forking, and exports its URI
-so every worker connects to the same server; the master stops it when gunicorn exits.
+Both ``python -m apiserver`` and ``gunicorn -c python:apiserver.gunicorn_conf apiserver.wsgi:app`` come
+through here: the gunicorn master starts (or joins) the embedded database once, before forking, and
+exports its URI so every worker connects to the same server; the master stops it when gunicorn exits.
+``python -m apiserver database`` runs that database alone (``run_database``), for API hosts elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
+import sys
+import threading
 from typing import Any
 
 from apiserver.config import Config, load_config
 from apiserver.database.connection import embedded_from_config
-from apiserver.database.embedded import EmbeddedDatabase
+from apiserver.database.embedded import WILDCARDS, EmbeddedDatabase
 
 log = logging.getLogger("apiserver")
 URI_ENV = "APISERVER__database__uri"
+DATABASE_HOST_PORT = 27017  # `python -m apiserver database` when database.embedded.port is 0 (a free port)
 _embedded: EmbeddedDatabase | None = None
 
 
@@ -88,3 +94,38 @@ def run(config: Config) -> None:
         Server().run()
     finally:
         stop_database()
+
+
+def run_database(config: Config, host: str | None = None, port: int | None = None) -> int:
+    """``python -m apiserver database``: the embedded database alone, in the foreground, until SIGTERM
+    or SIGINT; prints the ``database.uri`` for API hosts. Returns the process's exit code."""
+    if config.get("database.uri"):
+        print("apiserver: database.uri is set, so this server uses that database; the database command runs "
+              "the embedded one (unset database.uri)", file=sys.stderr)
+        return 2
+    embedded = embedded_from_config(config)
+    embedded.host = host or embedded.host
+    embedded.port = port if port is not None else (embedded.port or DATABASE_HOST_PORT)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        embedded.ensure_running()
+    except RuntimeError as exc:
+        print(f"apiserver: {exc}", file=sys.stderr)
+        return 1
+    advertised = socket.getfqdn() if embedded.host in WILDCARDS else embedded.host
+    print(f"database host ready: data in {embedded.data_dir}, listening on {embedded.host}:{embedded.port}\n"
+          f"API hosts join with:\n"
+          f"  APISERVER__database__uri='{embedded.uri_for(advertised)}'\n"
+          f"  APISERVER__files__backend=gridfs", flush=True)
+    try:
+        while not stop.wait(1.0):
+            if embedded.process is None or embedded.process.poll() is not None:
+                log.error("the embedded database exited (code %s); see %s",
+                          embedded.process and embedded.process.returncode, embedded.data_dir / "embedded.log")
+                return 1
+    finally:
+        log.info("stopping the embedded database")
+        embedded.stop()
+    return 0

@@ -54,7 +54,8 @@ def test_embedded_database_starts_persists_and_stops_with_the_server(tmp_path):
 def test_two_gunicorn_workers_share_one_embedded_database(tmp_path):
     env = {"APISERVER__database__embedded__data_dir": str(tmp_path / "data"), "APISERVER__apiserver__workers": "2"}
     proc = ServerProcess(None, "gunicorn", extra_env=env,
-                         argv=[sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"])
+                         argv=[sys.executable, "-m", "gunicorn", "-c", "python:apiserver.gunicorn_conf",
+                               "apiserver.wsgi:app"])
     proc.env["APISERVER__apiserver__listen__port"] = str(proc.port)
     proc.start(tmp_path)
     try:
@@ -119,8 +120,7 @@ def test_a_broken_spec_stops_a_real_start_naming_its_file(tmp_path):
     import shutil
 
     root = tmp_path / "copy"
-    for part in ("apiserver", "config"):
-        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "apiserver", root / "apiserver", ignore=shutil.ignore_patterns("__pycache__"))
     spec = root / "apiserver" / "schema" / "services" / "queues.conf"
     spec.write_text(spec.read_text() + '\nbroken_endpoint { "2.1" { request { type: nonsense } } }\n')
     data_dir = tmp_path / "data"

@@ -11,7 +11,9 @@ The database requires authentication: on a folder's first start the server gener
 password, kept in ``<data_dir>/db_credentials.json`` (mode 0600, the folder 0700), provisions it
 on a short start without authentication (the folder holds no data yet, or only this server's),
 then restarts the database with ``--auth`` and removes any other user, so that other local users
-cannot read the database (token secret included) through its loopback port.
+cannot read the database (token secret included) through its loopback port. That open start always
+listens on loopback; only the authenticated database listens where ``host`` says (``python -m
+apiserver database`` runs it as a database host for API hosts elsewhere).
 
 SecantusDB is GPL-2.0 and runs as a separate program; this project never imports it.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -37,6 +40,18 @@ log = logging.getLogger(__name__)
 URI_OPTIONS = "retryWrites=false"  # pymongo's retryable writes slow SecantusDB down ~8x
 DB_USER = "apiserver"
 CREDENTIALS_FILE = "db_credentials.json"
+LOOPBACK = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _free_port(host: str) -> int:
@@ -83,9 +98,15 @@ class EmbeddedDatabase:
 
     @property
     def uri(self) -> str:
+        """The URI this machine's processes connect with (a wildcard listen address reads as loopback)."""
+        return self.uri_for(LOOPBACK if self.host in WILDCARDS else self.host)
+
+    def uri_for(self, host: str) -> str:
+        """The URI that reaches the database at ``host`` (another machine names this one)."""
+        where = f"[{host}]" if ":" in host else host
         if self._password is None:
-            return f"mongodb://{self.host}:{self.port}/?{URI_OPTIONS}"
-        return f"mongodb://{DB_USER}:{self._password}@{self.host}:{self.port}/?{URI_OPTIONS}&authSource=admin"
+            return f"mongodb://{where}:{self.port}/?{URI_OPTIONS}"
+        return f"mongodb://{DB_USER}:{self._password}@{where}:{self.port}/?{URI_OPTIONS}&authSource=admin"
 
     @property
     def owner(self) -> bool:
@@ -138,7 +159,8 @@ class EmbeddedDatabase:
                  self.data_dir / "db")
 
     def _launch(self, port: int, auth: bool) -> None:
-        cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(port),
+        host = self.host if auth else self._open_host()
+        cmd = [sys.executable, "-m", "secantus", "--host", host, "--port", str(port),
                "--storage-path", str(self.data_dir / "db"), "--cache-size", str(self.cache_size),
                "--log-level", "WARNING"]
         if auth:
@@ -155,7 +177,12 @@ class EmbeddedDatabase:
         finally:
             log_file.close()
         self.port = port
-        _wait_until_listening(self.host, port, self.process, self.start_timeout)
+        _wait_until_listening(LOOPBACK if host in WILDCARDS else host, port, self.process, self.start_timeout)
+
+    def _open_host(self) -> str:
+        """Where the database listens while it has no authentication: loopback, whatever the config says
+        (the short open start that provisions a new folder's user is never reachable from outside)."""
+        return self.host if is_loopback(self.host) else LOOPBACK
 
     def _provision(self, port: int, creds: Path) -> None:
         """First start of a folder: create the server's database user, then restart with --auth."""
@@ -163,7 +190,7 @@ class EmbeddedDatabase:
 
         password = secrets.token_urlsafe(32)
         self._launch(port, auth=False)
-        client = pymongo.MongoClient(self.host, port, retryWrites=False, serverSelectionTimeoutMS=10_000)
+        client = pymongo.MongoClient(self.uri_for(self._open_host()), serverSelectionTimeoutMS=10_000)
         try:
             existing = {u["user"] for u in client.admin.command("usersInfo")["users"]}
             command = "updateUser" if DB_USER in existing else "createUser"

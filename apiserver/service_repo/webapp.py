@@ -2,9 +2,10 @@
 point, where a path with no file extension that names no file gets ``index.html`` (the app routes in
 the browser).
 
-``webapp.dir`` (or ``python -m apiserver --webapp DIR``) names a production build of the ClearML web
-app, served at ``/``; ``/configuration.json`` is written by the server so the app calls this origin:
-API at ``/api``, files at ``/files``. One process, one origin, so the session cookie needs no
+The package carries the production build of the ClearML web app (``apiserver/webapp/clearml-web``),
+served at ``/`` unless ``webapp.enabled`` is false; ``webapp.dir`` (or ``python -m apiserver --webapp
+DIR``) names another build to serve instead. ``/configuration.json`` is written by the server so the
+app calls this origin: API at ``/api``, files at ``/files``. One process, one origin, so the session cookie needs no
 cross-site rules. The console (``apiserver/console``) is another such folder, at ``/console/``.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, abort, send_from_directory
 from werkzeug.security import safe_join
@@ -20,6 +23,15 @@ from werkzeug.security import safe_join
 # Prefixes that belong to the API, the file server and the console: never answered with the web app.
 RESERVED = ("api/", "files/", "console/")
 CONFIGURATION = {"apiBaseUrl": "/api", "fileBaseUrl": "/files"}
+PACKAGED = Path(__file__).resolve().parent.parent / "webapp" / "clearml-web"
+
+
+def configured_build(config: Mapping[str, Any]) -> Path | None:
+    """The web app build the server serves at ``/``: ``webapp.dir``, else the packaged one; None when
+    ``webapp.enabled`` is false."""
+    if not config.get("webapp.enabled"):
+        return None
+    return Path(config.get("webapp.dir") or PACKAGED)
 
 
 class StaticSite:

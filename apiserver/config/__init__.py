@@ -1,10 +1,11 @@
 """Owns the server configuration: HOCON defaults, layered config folders and env overrides.
 
-Files under ``config/default/`` are read first; each file is one section named after the file
-(``database.conf`` -> ``database.*``). Folders listed in ``APISERVER_CONFIG_DIR`` (separated by
-``os.pathsep``) are layered on top in order. Finally every environment variable of the form
-``APISERVER__section__key[__subkey...]=value`` overrides one key; the value is parsed as HOCON, so
-``APISERVER__apiserver__listen__port=9000`` is a number and ``...=true`` a boolean.
+Files under ``apiserver/config/default/`` (inside the package) are read first; each file is one
+section named after the file (``database.conf`` -> ``database.*``). Folders listed in
+``APISERVER_CONFIG_DIR`` (separated by ``os.pathsep``) are layered on top in order. Finally every
+environment variable of the form ``APISERVER__section__key[__subkey...]=value`` overrides one key;
+the value is parsed as HOCON, so ``APISERVER__apiserver__listen__port=9000`` is a number and
+``...=true`` a boolean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyhocon.exceptions import ConfigException
 
 from apiserver.plain import to_plain
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config" / "default"
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 ENV_PREFIX = "APISERVER__"
 ENV_CONFIG_DIRS = "APISERVER_CONFIG_DIR"
 
@@ -32,7 +33,7 @@ class ConfigError(RuntimeError):
 
 # Maps whose keys are names the operator chooses (member ids, compiler names): any key is allowed
 # below them. Every other key of a layered file or an environment override must be one the
-# defaults in config/default/ declare, so that a misspelled key stops start-up instead of being
+# defaults in apiserver/config/default/ declare, so that a misspelled key stops start-up instead of being
 # silently ignored.
 OPEN_MAPS = ("pipeline.member_ports", "pipeline.member_urls", "manager.compilers")
 
@@ -61,7 +62,7 @@ def _check_known(defaults: Mapping[str, Any], data: Mapping[str, Any], source: s
             hints.append(f"'{path}'" + (f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)"
                                          if close else ""))
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} in {source}: "
-                          f"{', '.join(hints)}; the known keys are those of config/default/")
+                          f"{', '.join(hints)}; the known keys are those of apiserver/config/default/")
 
 
 _SCALAR = re.compile(r"^(true|false|null|yes|no|on|off|[+-]?\d+(\.\d+)?([eE][+-]?\d+)?)$")

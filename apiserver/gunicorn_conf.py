@@ -1,4 +1,4 @@
-"""gunicorn settings from the server config: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+"""gunicorn settings from the server config: ``gunicorn -c python:apiserver.gunicorn_conf apiserver.wsgi:app``.
 
 The master starts the embedded database (when no database URI is configured) before it forks the
 workers, so all of them share one database process; it stops it on exit.

@@ -1,0 +1,5 @@
+"""gunicorn entry point: ``gunicorn -c python:apiserver.gunicorn_conf apiserver.wsgi:app``."""
+
+from apiserver.app import create_app
+
+app = create_app()
