@@ -1,15 +1,19 @@
 """tasks.get_all over a fixture of a few hundred tasks, each answer checked against a plain Python
-filter over the same fixture, plus the race of 20 concurrent `tasks.started` over real HTTP."""
+filter over the same fixture, plus races of status changes over real HTTP: 20 concurrent `tasks.started`,
+and `tasks.completed` against `tasks.failed` on one running task."""
 
 from __future__ import annotations
 
 import random
 import re
 import threading
+import time
 from datetime import datetime
 
 import pytest
 import requests
+
+from tests.helpers import send
 
 STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed", "closed"]
 TYPES = ["training", "testing", "inference", "qc"]
@@ -259,3 +263,46 @@ def test_twenty_concurrent_started_calls_one_wins(admin, server):
     doc = admin.call("tasks.get_by_id", task=task)["task"]
     assert doc["status"] == "in_progress"
     assert datetime.fromisoformat(doc["started"].replace("Z", "+00:00"))
+
+
+def test_completed_and_failed_raced_on_one_running_task_one_wins_and_the_other_gets_121(admin, server):
+    """Two different changes sent together at one running task: ``tasks.completed`` and ``tasks.failed``
+    (neither status may follow the other, so a loser that read the winner's status is a 400/110).
+    Every round exactly one wins and the task holds its status; a loser that read ``in_progress``
+    as the winner did must lose the compare-and-set with 400/121. Rounds go on until three rounds
+    whose two requests overlapped in time (start and end stamped around each) ended in 121, so the
+    test has seen the race it stands for, not only serialised requests."""
+    sessions = [requests.Session(), requests.Session()]
+    for session in sessions:  # keep-alive connections open before the first round
+        assert send(session, "POST", f"{server.base_url}/server.info", headers={"Authorization": admin.auth}).ok
+    changes = ["tasks.completed", "tasks.failed"]
+
+    def change(i: int, task: str, barrier: threading.Barrier, answers: list) -> None:
+        barrier.wait(30)
+        began = time.monotonic()
+        resp = send(sessions[i], "POST", f"{server.base_url}/{changes[i]}", json={"task": task},
+                    headers={"Authorization": admin.auth}, timeout=60)
+        answers[i] = (began, time.monotonic(), resp.status_code, resp.json()["meta"]["result_subcode"])
+
+    raced, rounds = 0, []
+    while raced < 3:
+        assert len(rounds) < 300, f"no overlapping pair of requests ended in 400/121 in 300 rounds: {rounds[-5:]}"
+        task = admin.call("tasks.create", name="two-changes", type="training")["id"]
+        admin.call("tasks.started", task=task)
+        barrier, answers = threading.Barrier(2), [None, None]
+        threads = [threading.Thread(target=change, args=(i, task, barrier, answers)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        (a_start, a_end, *a), (b_start, b_end, *b) = answers
+        outcome = (tuple(a), tuple(b))
+        rounds.append(outcome)
+        winners = [i for i, got in enumerate((a, b)) if got == [200, 0]]
+        assert len(winners) == 1, f"round {len(rounds)}: {changes} answered {outcome}"
+        loser = (a, b)[1 - winners[0]]
+        assert loser in ([400, 110], [400, 121]), f"round {len(rounds)}: {changes} answered {outcome}"
+        status = admin.call("tasks.get_by_id", task=task)["task"]["status"]
+        assert status == changes[winners[0]].split(".")[1], (outcome, status)
+        if loser == [400, 121] and a_start < b_end and b_start < a_end:
+            raced += 1
