@@ -18,8 +18,10 @@ from tests.helpers import ApiError, ServerProcess
 WRITERS = 4
 
 
-def _write_until(stop: threading.Event, client, tag: str, acked: dict[str, int], lock: threading.Lock) -> None:
-    """Create queues and bump a counter in each; record only what the server acknowledged."""
+def _write_until(stop: threading.Event, killed: threading.Event, client, tag: str, acked: dict[str, int],
+                 lock: threading.Lock, errors: list[str]) -> None:
+    """Create queues and bump a counter in each; record only what the server acknowledged. A failed
+    call ends the writer; before the kill it is an error of the server and goes into ``errors``."""
     client.resend = False  # a request the kill cut off is not sent again: it was not acknowledged
     n = 0
     while not stop.is_set():
@@ -31,7 +33,9 @@ def _write_until(stop: threading.Event, client, tag: str, acked: dict[str, int],
                 client.call("queues.update", queue=queue, metadata={"n": i})
                 with lock:
                     acked[queue] = i
-        except (ApiError, AssertionError, requests.RequestException, ValueError):
+        except (ApiError, AssertionError, requests.RequestException, ValueError) as exc:
+            if not killed.is_set():  # the server was up: nothing excuses a failed write
+                errors.append(f"{tag}-{n} before the kill: {exc!r}")
             return  # the server is gone: whatever was not answered was not acknowledged
         n += 1
 
@@ -47,10 +51,12 @@ def test_kill_9_mid_writes_loses_no_acknowledged_write(tmp_path, kill_database):
     first = ServerProcess(None, db_name, workers=2, data_dir=data_dir, extra_env=env).start(tmp_path)
     acked: dict[str, int] = {}
     lock = threading.Lock()
-    stop = threading.Event()
+    stop, killed = threading.Event(), threading.Event()
+    errors: list[str] = []
     try:
         db_pid = json.loads((data_dir / "embedded.json").read_text())["pid"]
-        threads = [threading.Thread(target=_write_until, args=(stop, first.admin(), f"w{i}", acked, lock))
+        threads = [threading.Thread(target=_write_until,
+                                    args=(stop, killed, first.admin(), f"w{i}", acked, lock, errors))
                    for i in range(WRITERS)]
         for thread in threads:
             thread.start()
@@ -58,6 +64,7 @@ def test_kill_9_mid_writes_loses_no_acknowledged_write(tmp_path, kill_database):
         while len(acked) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
         # mid-write: every writer is between a request and its answer or about to send one
+        killed.set()
         os.killpg(first.proc.pid, signal.SIGKILL)
         if kill_database:
             os.kill(db_pid, signal.SIGKILL)
@@ -68,6 +75,7 @@ def test_kill_9_mid_writes_loses_no_acknowledged_write(tmp_path, kill_database):
         first.stop()
     for thread in threads:
         thread.join(30)
+    assert not errors, f"writes failed while the server was up: {errors}"
     assert len(acked) >= 40, "the writers did not get going before the kill"
 
     # restarted at once, as a supervisor would: it waits for the old database to let go of the folder
