@@ -35,10 +35,23 @@ def rule_of(err) -> tuple[str, str]:
     return err.meta["error_data"].get("field"), err.meta["error_data"].get("rule")
 
 
+# Four more of each listed kind, so that every listing has more than the page size of 3 to page over.
+MAKERS = {"tasks": lambda admin, tag: admin.call("tasks.create", name=tag, type="training"),
+          "projects": lambda admin, tag: admin.call("projects.create", name=tag),
+          "queues": lambda admin, tag: admin.call("queues.create", name=tag),
+          "pipelines": lambda admin, tag: admin.call("workflows.create", project_id=tag, workflow=["vis2code"]),
+          "users": lambda admin, tag: admin.call("users.create", name=tag, role="user")}
+
+
 @pytest.mark.parametrize(("name", "key"), LISTINGS)
 def test_integral_float_page_and_size_page_every_listing(admin, name, key):
+    for _ in range(4):
+        MAKERS[key](admin, f"paged-{uuid4().hex[:8]}")
     answer = admin.call(name, page=0.0, page_size=3.0)
-    assert len(answer[key]) <= 3
+    second = admin.call(name, page=1.0, page_size=3.0)
+    assert len(answer[key]) == 3 and second[key], (answer, second)  # a page of 3, and more after it
+    assert not {item["id"] for item in answer[key]} & {item["id"] for item in second[key]}
+    assert answer == admin.call(name, page=0, page_size=3)
     err = admin.error(name, page=0, page_size=3.5)
     assert err.status == 400 and rule_of(err) == ("page_size", "type")
 
