@@ -9,6 +9,7 @@ import sys
 import time
 from uuid import uuid4
 
+import pymongo
 import pytest
 import requests
 
@@ -217,7 +218,7 @@ def test_a_stop_while_a_start_is_in_flight_stops_the_member_after_it_started(lea
     assert state == "stopped"
 
 
-def test_forged_and_misdirected_reports_move_nothing(leader, members):
+def test_forged_and_misdirected_reports_move_nothing(leader, members, mongo_uri):
     admin = leader.admin()
     members.start("labelling", "30:success")
     register(admin, members, "labelling")
@@ -233,9 +234,22 @@ def test_forged_and_misdirected_reports_move_nothing(leader, members):
     asked = [e["answer"] for e in admin.call("workflows.get_log", pipeline=pid)["events"]
              if e["call"] == "status_request"]
     assert "running" in asked  # the leader asked the member itself, and that answer is what counted
+    # Misdirected reports are answered and logged: from a member that is not the running step's (on
+    # the pipeline's log), and for a project with no running pipeline (on a record of no pipeline).
+    wrong_member = {"container_id": "bms", "user_id": user, "project_id": project, "status": "failed"}
+    assert requests.get(leader.base_url + "/status_report", params=wrong_member).text == "OK"
+    noted = [e for e in admin.call("workflows.get_log", pipeline=pid)["events"]
+             if e["call"] == "status_report" and e["container_id"] == "bms"]
+    assert [(e["params"], e["error"]) for e in noted] == [
+        (wrong_member, "no running step of this project is this member's")], noted
     other = requests.get(leader.base_url + "/status_report", params={
         "container_id": "bms", "user_id": user, "project_id": "no-such-project", "status": "failed"})
     assert other.status_code == 200
+    with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000) as client:
+        unowned = client[leader.env["APISERVER__database__name"]]["pipeline_log"].find_one(
+            {"_id": "ignored-report:-:bms"})
+    assert unowned and unowned["params"]["project_id"] == "no-such-project", unowned
+    assert unowned["error"] == "no running step of this project is this member's"
     for params in ({"container_id": "nope", "status": "success"}, {"container_id": "bms", "status": "done"},
                    {"status": "success"}):
         bad = requests.get(leader.base_url + "/status_report", params=params)
