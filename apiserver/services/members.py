@@ -16,6 +16,12 @@ def register(call: Call) -> dict:
     return {}
 
 
+@endpoint("members.remove")
+def remove(call: Call) -> dict:
+    get_state().pipelines.remove_member(call.company, call.data["container_id"])
+    return {}
+
+
 @endpoint("members.get_all")
 def get_all(call: Call) -> dict:
     return {"members": _members().all(call.company)}

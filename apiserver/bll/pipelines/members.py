@@ -102,6 +102,17 @@ class MemberRegistry:
             {"$set": {"company": company, "container_id": container_id, "url": url.rstrip("/"),
                       "registered_by": user, "registered": utcnow()}}, upsert=True)
 
+    def unregister(self, company: str, container_id: str) -> None:
+        """Forget the URL ``company`` registered for a member, and its readiness with it (it was that
+        URL's): a config member falls back to its config URL, any other id is no longer known."""
+        gone = self.coll.delete_one({"_id": _key(company, container_id), "url": {"$exists": True}})
+        if not gone.deleted_count:
+            where = "config members are the operator's, changed in config" if container_id in self._config_urls \
+                else "nothing to remove"
+            raise errors.bad_request.InvalidMemberId(
+                f"{container_id!r} has no URL registered by this workspace ({where})",
+                error_data={"field": "container_id", "rule": "registered"})
+
     def all(self, company: str) -> list[dict[str, Any]]:
         stored = {m["container_id"]: m for m in self.coll.find({"company": company}) if m.get("container_id")}
         out = []

@@ -143,6 +143,20 @@ class PipelineBLL:
         finally:
             calls.write()
 
+    def remove_member(self, company: str, container_id: str) -> None:
+        """Forget the company's registered URL of a member, unless a running pipeline of the company
+        still has a step on it to start or finish: its next call would go elsewhere or nowhere.
+        (A pipeline that starts while this runs checks its members first, and a member it cannot
+        reach fails its step with the reason in the log.)"""
+        busy = sorted(d["_id"] for d in self.coll.find(
+            {"company": company, "status": st.RUNNING, "steps.container_id": container_id}, {"steps": 1})
+            if any(s["container_id"] == container_id and s["status"] in st.UNFINISHED_STEP for s in d["steps"]))
+        if busy:
+            raise errors.bad_request.MemberInUse(f"{container_id!r} has steps to run in pipelines {busy}",
+                                                 error_data={"field": "container_id", "rule": "not_in_use",
+                                                             "pipelines": busy})
+        self.registry.unregister(company, container_id)
+
     # -- commands -----------------------------------------------------------------------------
 
     @CALL_LOG.batched

@@ -11,3 +11,4 @@ PIPELINE_STATUSES = (CREATED, RUNNING, COMPLETED, FAILED, STOPPED)
 PENDING, STARTING, STARTED = "pending", "starting", "started"
 STEP_STATUSES = (PENDING, STARTING, STARTED, RUNNING, COMPLETED, FAILED, STOPPED)
 ACTIVE_STEP = (STARTING, STARTED, RUNNING)  # a member works on the step (or is being asked to)
+UNFINISHED_STEP = (PENDING, *ACTIVE_STEP)  # a running pipeline will still call the step's member
