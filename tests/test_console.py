@@ -74,8 +74,16 @@ def open_console(context, server: ServerProcess, name: str, path: str = "/consol
     """A page signed in as ``name`` through the console's own sign-in form, then at ``path``."""
     context.clear_cookies()  # one signed-in user per context at a time
     page = context.new_page()
-    page.bodies = []
-    page.on("response", lambda r: page.bodies.append(r))
+    page.bodies, page.unread = [], []  # (url, text) of every fetch/XHR answer, read when it arrives
+
+    def keep_body(resp) -> None:
+        if resp.request.resource_type in ("fetch", "xhr"):
+            try:
+                page.bodies.append((resp.url, resp.text()))
+            except Exception:  # noqa: BLE001 - counted: the secret scan fails on any body it could not read
+                page.unread.append(resp.url)
+
+    page.on("response", keep_body)
     page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: context.problems.append(msg.text)
             if msg.type == "error" and "Content Security Policy" in msg.text else None)
@@ -449,11 +457,11 @@ def test_deployments_and_models_pages_with_a_real_mlflow(console, context, mlflo
         "registry_connector_init": {"model_registry_url": mlflow_stack.tracking_url},
         "server_proxy_class": MLFLOW_PROXY, "server_proxy_init": {"server_proxy_url": mlflow_stack.scoring_url}}) == 403
     assert rest.get(f"{api}/api/deployment/{key}", timeout=10).status_code == 200
-    for seen in (page, guest):
-        for resp in seen.bodies:
-            if resp.request.resource_type in ("fetch", "xhr"):
-                try:
-                    body = resp.text()
-                except Exception:  # noqa: BLE001 - a body the browser no longer holds
-                    continue
-                assert SECRET_PAT not in body, resp.url
+    # The scan reads every answer the pages got, as they arrived, and counts them: it must have read
+    # the deployment listings that show the masked secret (the answers a leak would be in).
+    bodies = [body for seen in (page, guest) for body in seen.bodies]
+    assert not [url for seen in (page, guest) for url in seen.unread], "answers the secret scan could not read"
+    listings = [url for url, text in bodies if "/api/deployment" in url and secret_key in text and "********" in text]
+    assert listings, f"the secret scan read {len(bodies)} answers, none a deployment listing with the masked secret"
+    leaked = [url for url, text in bodies if SECRET_PAT in text]
+    assert not leaked, f"{len(leaked)} of {len(bodies)} answers hold the secret: {leaked}"
