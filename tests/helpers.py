@@ -250,8 +250,10 @@ class ServerProcess:
 
     def __init__(self, mongo_uri: str | None, db_name: str, workers: int = 2, data_dir: Path | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None,
-                 argv: list[str] | None = None, expected_log_errors: tuple[str, ...] = ()):
+                 argv: list[str] | None = None, expected_log_errors: tuple[str, ...] = (),
+                 cwd: Path | None = None):
         self.expected_log_errors = expected_log_errors
+        self.cwd = cwd or ROOT
         self.log_end: int | None = None  # the log's size when stop() was called: later lines are shutdown
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -271,7 +273,7 @@ class ServerProcess:
     def start(self, log_dir: Path, timeout: float = 60) -> ServerProcess:
         self.log_path = log_dir / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._log = log
         STARTED_SERVERS.append(self)

@@ -12,28 +12,25 @@ import requests
 
 from tests.helpers import ROOT, ServerProcess, sign_in_page
 
-WEBAPP = Path(os.environ.get("CLEARML_WEBAPP_DIR", ROOT.parent / "shared" / "clearml-web"))
+# The packaged build, served at / with no flag; CLEARML_WEBAPP_DIR serves another build (--webapp).
+OTHER_BUILD = os.environ.get("CLEARML_WEBAPP_DIR")
+WEBAPP = Path(OTHER_BUILD) if OTHER_BUILD else ROOT / "apiserver" / "webapp" / "clearml-web"
 USER, PASSWORD = "webapp-user", "webapp password 1"
-
-needs_build = pytest.mark.skipif(not (WEBAPP / "index.html").is_file(),
-                                 reason=f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
 
 
 @pytest.fixture(scope="module")
 def web(mongo_uri, tmp_path_factory):
-    if not (WEBAPP / "index.html").is_file():
-        pytest.skip(f"no ClearML web app build at {WEBAPP} (set CLEARML_WEBAPP_DIR)")
     users = f'[{{username: "{USER}", name: "Web User", password: "{PASSWORD}", role: "admin"}}]'
     proc = ServerProcess(mongo_uri, f"web_{time.time_ns()}", workers=2,
                          extra_env={"APISERVER__auth__fixed_users": users},
                          argv=None)
-    proc.argv += ["--webapp", str(WEBAPP)]
+    if OTHER_BUILD:
+        proc.argv += ["--webapp", OTHER_BUILD]
     proc.start(tmp_path_factory.mktemp("web"))
     yield proc
     proc.stop()
 
 
-@needs_build
 def test_the_server_serves_the_app_with_its_configuration(web):
     index = requests.get(web.base_url + "/", timeout=10)
     assert index.status_code == 200 and index.text == (WEBAPP / "index.html").read_text()
@@ -55,7 +52,6 @@ def test_the_server_serves_the_app_with_its_configuration(web):
     assert requests.post(web.base_url + "/debug.ping", timeout=10).status_code == 401
 
 
-@needs_build
 def test_sign_in_through_the_login_page_and_out_again(web, page):
     sign_in_page(page, web.base_url, USER, PASSWORD)
     page.get_by_text("Projects Dashboard", exact=False).first.wait_for(timeout=30_000)
@@ -73,7 +69,6 @@ def test_sign_in_through_the_login_page_and_out_again(web, page):
     page.locator("input[type=password]").wait_for(timeout=30_000)
 
 
-@needs_build
 def test_an_expired_session_leads_to_the_login_page(web, page):
     token = requests.post(web.base_url + "/auth.login", json={"expiration_sec": 1},
                           auth=(USER, PASSWORD), timeout=10).json()["data"]["token"]

@@ -326,18 +326,21 @@ class AuthBLL:
                 User.objects(id=user.id).update(inc__token_version=1)  # re-keyed: the old key's tokens end
 
     def _generate_admin(self, company: Company, path: str | None) -> None:
+        password = secrets.token_urlsafe(18)  # the web app's login page takes a user name and password
         try:
-            user = self.create_user(company.id, "admin", "admin", username="admin")
+            user = self.create_user(company.id, "admin", "admin", username="admin", password=password)
         except errors.bad_request.UserIdExists:
             return  # another process bootstrapped at the same moment
         creds = self.create_credentials(user.id, company.id, label="generated admin")
-        text = json.dumps({"access_key": creds.access_key, "secret_key": creds.secret_key}, indent=2)
+        text = json.dumps({"access_key": creds.access_key, "secret_key": creds.secret_key,
+                           "username": "admin", "password": password}, indent=2)
         if path:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(text + "\n")
-        log.warning("No admin was configured: created user 'admin' with access key %s and secret key %s "
-                    "(also written to %s). Store them now; this is the only time they are shown.",
-                    creds.access_key, creds.secret_key, path or "nowhere")
+        log.warning("No admin was configured: created user 'admin' with access key %s and secret key %s, "
+                    "and password %s for the web app's login page (also written to %s). Store them now; "
+                    "this is the only time they are shown.", creds.access_key, creds.secret_key, password,
+                    path or "nowhere")
