@@ -1,7 +1,7 @@
 """Owns the background jobs: APScheduler in every process, each job run only by the lease holder.
 
 A job registered with ``@periodic("name", "section.key")`` runs every that config key's seconds
-(its default is in ``config/default``) in the one process of the deployment that holds the lease
+(its default is in ``apiserver/config/default``) in the one process of the deployment that holds the lease
 named ``scheduler``; the others keep trying to take it over, so a dead holder is replaced within
 ``lease_ttl_sec``.
 """

@@ -296,7 +296,7 @@ def test_connector_classes_are_the_allowlist_with_their_secret_fields(plain):
     assert status == 200
     registries = {c["name"]: c for c in body["data"]["registry_connectors"]}
     proxies = {c["name"]: c for c in body["data"]["server_proxies"]}
-    assert len(registries) == 5 and len(proxies) == 5  # config/default/registry.conf
+    assert len(registries) == 5 and len(proxies) == 5  # apiserver/config/default/registry.conf
     assert registries[DATABRICKS_REGISTRY]["secret_keys"] == ["tracking_server_pat"]
     assert registries[DATABRICKS_REGISTRY]["init_schema"]["required"] == ["model_registry_url", "tracking_server_pat"]
     assert registries[MLFLOW_REGISTRY]["secret_keys"] == [] and proxies[DATABRICKS_PROXY]["secret_keys"] == \
