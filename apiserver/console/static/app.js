@@ -12,7 +12,8 @@ const PAGES = [
   { path: "render", title: "Render farm", component: RenderPage },
 ];
 // The buttons a page may offer: each shown only when the endpoint's own role rule allows the caller.
-const ACTIONS = ["workflows.start", "workflows.stop", "workflows.check_members", "registry.invoke",
+const ACTIONS = ["workflows.create", "workflows.start", "workflows.stop", "workflows.check_members",
+  "members.register", "members.remove", "registry.invoke",
   "deployments.create", "deployments.delete", "manager.update_task", "manager.delete_task",
   "manager.set_worker_status"];
 
