@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import pymongo
 import pytest
+import requests
 
 from tests.helpers import RestClient, ServerProcess
 
@@ -24,6 +25,9 @@ JOBS = {
     "APISERVER__queues__metrics_sample_sec": "1",
     "APISERVER__scheduler__lease_renew_sec": "1",
     "APISERVER__scheduler__lease_ttl_sec": "3",
+    "APISERVER__files__delete_check_sec": "1",
+    "APISERVER__files__delete_delay_sec": "0",
+    "APISERVER__files__incoming_sweep_sec": "1",
 }
 
 
@@ -46,7 +50,10 @@ def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=
 
 @pytest.fixture(scope="module")
 def jobs(mongo_uri, tmp_path_factory):
-    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=1, extra_env=JOBS)
+    files = tmp_path_factory.mktemp("jobs-files")
+    proc = ServerProcess(mongo_uri, f"jobs_{uuid4().hex[:8]}", workers=1,
+                         extra_env={**JOBS, "APISERVER__files__local__dir": str(files)})
+    proc.files_dir = files
     proc.start(tmp_path_factory.mktemp("jobs"))
     yield proc
     proc.stop()
@@ -152,6 +159,44 @@ def test_the_metrics_job_samples_queue_lengths(jobs):
     lengths = {p["queue"]: p["queue_lengths"][0] for p in per_queue if p["queue_lengths"]}
     assert total[0]["queue_lengths"] == [sum(lengths.values())] and lengths[qid] == 2
     assert total[0]["dates"] == [int(began) * 1000]
+
+
+def test_the_file_job_deletes_a_deleted_tasks_files_and_not_a_live_ones(jobs):
+    admin = jobs.admin()
+    session = requests.Session()
+    session.headers["Authorization"] = admin.auth
+    paths = {}
+    for who in ("doomed", "kept"):
+        task = admin.call("tasks.create", name=who, type="training")["id"]
+        path = f"jobs-{uuid4().hex[:8]}/{who}.bin"
+        resp = session.post(f"{jobs.base_url}/files/", files={path: (path.rsplit("/", 1)[1], who.encode())}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        admin.call("tasks.add_or_update_artifacts", task=task, artifacts=[
+            {"key": "a", "type": "custom", "uri": f"{jobs.base_url}/files/{path}"}])
+        paths[who] = (task, path)
+    out = admin.call("tasks.delete", task=paths["doomed"][0], force=True, return_file_urls=True)
+    assert out["urls"]["artifact_urls"] == [f"{jobs.base_url}/files/{paths['doomed'][1]}"]
+
+    def status(who: str) -> int:
+        return session.get(f"{jobs.base_url}/files/{paths[who][1]}", timeout=30).status_code
+
+    until("the deleted task's file is deleted", lambda: status("doomed") == 404)
+    assert status("kept") == 200
+    assert session.get(f"{jobs.base_url}/files/{paths['kept'][1]}", timeout=30).content == b"kept"
+
+
+def test_the_sweep_job_clears_an_old_unfinished_upload_and_not_a_fresh_one(jobs):
+    """What a server killed mid-upload leaves in the store's incoming folder: an old one goes
+    (``files.incoming_max_age_sec``, a day), one of the last minute stays."""
+    incoming = jobs.files_dir / ".incoming"
+    old, fresh = incoming / f"crashed-{uuid4().hex[:8]}", incoming / f"uploading-{uuid4().hex[:8]}"
+    old.write_bytes(b"half an upload")
+    fresh.write_bytes(b"half an upload")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    until("the old unfinished upload is swept", lambda: not old.exists())
+    assert fresh.exists()
+    fresh.unlink()
 
 
 def _lease(mongo_uri: str, db_name: str) -> dict:
