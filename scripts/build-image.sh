@@ -23,8 +23,9 @@ if [ -z "${ENGINE:-}" ]; then
 fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-"$PY" -m build --wheel --outdir "$ctx/wheels" . >/dev/null
-"$PY" -m pip wheel -q --disable-pip-version-check --wheel-dir "$ctx/wheels" "$ctx"/wheels/apiserver-*.whl
+# sdist, then the wheel from it in a temporary folder: nothing is built inside the checkout
+"$PY" -m build --outdir "$ctx/dist" . >/dev/null
+"$PY" -m pip wheel -q --disable-pip-version-check --wheel-dir "$ctx/wheels" "$ctx"/dist/apiserver-*.whl
 cp Dockerfile "$ctx/"
 FORMAT=()
 case "$ENGINE" in podman*) FORMAT=(--format docker) ;; esac  # OCI images drop HEALTHCHECK
