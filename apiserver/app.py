@@ -146,17 +146,18 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     events.tasks, events.models = tasks, models
     events.ensure_indexes()
     migrate_legacy_events(events)
+    deletion = OwnedDeletion(tasks, models, events, files, projects)
     pipelines = build_pipelines(config)
     pipelines.ensure_indexes()
     state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
                         projects=projects, tasks=tasks, queue_records=QueueRecords(queues, workers.listening),
                         workers=workers, events=events,
-                        pipeline_runs=PipelineRunBLL(tasks, projects, workers),
+                        pipeline_runs=PipelineRunBLL(tasks, projects, workers, deletion),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=pipelines,
                         deployments=deployments,
                         registry=ModelRegistryBLL(deployments, int(config["registry.max_explainers"]),
                                                   int(config["registry.max_schema_bytes"])),
-                        files=files, models=models, reports=ReportBLL(tasks, projects),
+                        files=files, models=models, reports=ReportBLL(tasks, projects, deletion),
                         serving=ServingBLL(config["serving"]),
                         counts=EntityCounts({"tasks": (tasks.coll, tasks.build_query),
                                              "models": (models.coll, models.build_query),
@@ -165,7 +166,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                                               "model": partial(models.get_all, ex=True)},
                                          int(config.get("webapp.export.ttl_sec")),
                                          int(config.get("webapp.export.max_rows"))),
-                        deletion=OwnedDeletion(tasks, models, events, files, projects),
+                        deletion=deletion,
                         project_merge=ProjectMerge(projects, tasks, models),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)

@@ -186,6 +186,11 @@ def files_url(path: str) -> str:
 def owned_task(api, web, project: str | None = None) -> tuple[str, dict[str, str]]:
     """A task with an artifact, a debug image and an output model, each a file of the store."""
     task = api.call("tasks.create", name="owner", type="training", **({"project": project} if project else {}))["id"]
+    return task, own_files(api, web, task)
+
+
+def own_files(api, web, task: str) -> dict[str, str]:
+    """Give the task an artifact, a debug image and an output model, each a file of the store."""
     paths = {kind: f"p-{task}/{kind}.bin" for kind in ("artifact", "image", "model")}
     assert upload(web, api.auth, {p: kind.encode() for kind, p in paths.items()}).status_code == 200
     api.call("tasks.add_or_update_artifacts", task=task, artifacts=[
@@ -194,7 +199,7 @@ def owned_task(api, web, project: str | None = None) -> tuple[str, dict[str, str
     api.call("events.add", task=task, type="training_debug_image", metric="m", variant="v", iter=1,
              url=files_url(paths["image"]))
     api.call("models.update_for_task", task=task, uri=files_url(paths["model"]), name="out")
-    return task, paths
+    return paths
 
 
 def test_deleting_a_task_deletes_its_files_after_its_records(web, api, other_api, files, monkeypatch):
@@ -212,6 +217,32 @@ def test_deleting_a_task_deletes_its_files_after_its_records(web, api, other_api
     company = api_company(api)
     assert all(company_file(files, company, p) is None for p in paths.values())
     assert web.get(f"/files/{paths['artifact']}", headers={"Authorization": other_api.auth}).data == b"theirs"
+
+
+def test_deleting_a_report_or_a_pipeline_run_deletes_what_it_owns(web, api, files, monkeypatch):
+    """Reports and ClearML pipeline runs are tasks: deleting one goes the way of tasks.delete, so its
+    output models and the files of its artifacts, images and models go too (they were left behind)."""
+    monkeypatch.setattr(files, "delete_delay_sec", 0)
+    company = api_company(api)
+    report = api.call("reports.create", name=f"owning report {uuid4().hex[:6]}")["id"]
+    report_paths = own_files(api, web, report)
+    report_model = api.call("models.get_all", task=[report])["models"][0]["id"]
+    assert api.call("reports.delete", task=report, force=True) == {"deleted": 1}
+
+    project = api.call("projects.create", name=f"pipe-{uuid4().hex[:6]}")["id"]
+    run, kept = (api.call("tasks.create", name=n, type="controller", project=project)["id"] for n in ("r1", "r2"))
+    step = api.call("tasks.create", name="step", type="training", project=project, parent=run)["id"]
+    run_paths, step_paths = own_files(api, web, run), own_files(api, web, step)
+    models = [m["id"] for m in api.call("models.get_all", task=[run, step])["models"]]
+    out = api.call("pipelines.delete_runs", project=project, ids=[run], include_pipeline_steps=True)
+    assert out["succeeded"][0]["deleted_steps"] == 1 and out["succeeded"][0]["deleted_models"] == 2, out
+
+    for model in [report_model, *models]:
+        assert api.error("models.get_by_id", model=model).subcode == 201
+    files.process_due_deletions()
+    assert [company_file(files, company, p) for p in [*report_paths.values(), *run_paths.values(),
+                                                       *step_paths.values()]] == [None] * 9
+    assert api.call("tasks.get_by_id", task=kept)["task"]["id"] == kept
 
 
 def test_a_storage_failure_never_leaves_records_half_deleted(web, api, files, monkeypatch):

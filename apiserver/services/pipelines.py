@@ -23,4 +23,4 @@ def check_new_run(call: Call) -> dict:
 
 @endpoint("pipelines.delete_runs")
 def delete_runs(call: Call) -> dict:
-    return _runs().delete_runs(call.identity, call.data)
+    return _runs().delete_runs(call.identity, call.data, call.host)

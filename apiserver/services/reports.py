@@ -43,7 +43,7 @@ def unarchive(call: Call) -> dict:
 
 @endpoint("reports.delete")
 def delete(call: Call) -> dict:
-    return {"deleted": _reports().delete(call.identity, call.data)}
+    return {"deleted": _reports().delete(call.identity, call.data, call.host)}
 
 
 @endpoint("reports.get_all_ex")

@@ -19,6 +19,7 @@ from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.query import HIDDEN_TAG
 from apiserver.bll.tags import REPORT_TYPE, REPORTS_FOLDER, REPORTS_TAG
 from apiserver.bll.tasks import status as st
+from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
 from apiserver.database.model.base import utcnow
 
@@ -26,8 +27,9 @@ EDITABLE = ("name", "tags", "comment", "report")
 
 
 class ReportBLL:
-    def __init__(self, tasks: TaskBLL, projects: ProjectBLL):
+    def __init__(self, tasks: TaskBLL, projects: ProjectBLL, deletion: OwnedDeletion):
         self.tasks = tasks
+        self.deletion = deletion
         self.projects = projects
 
     def _report(self, company: str, report_id: str, write: bool = True) -> dict[str, Any]:
@@ -110,9 +112,11 @@ class ReportBLL:
                                           {op: {"system_tags": ARCHIVED_TAG},
                                            "$set": {"last_update": utcnow()}}).modified_count
 
-    def delete(self, identity: Identity, data: dict[str, Any]) -> int:
+    def delete(self, identity: Identity, data: dict[str, Any], host: str | None) -> int:
+        """The report task with what it owns (models, files of its artifacts and images)."""
         task = self._report(identity.company, data["task"])
-        deleted = self.tasks.delete(identity, {"task": task["_id"], "force": bool(data.get("force"))})["deleted"]
+        deleted = self.deletion.delete_task(identity, {"task": task["_id"], "force": bool(data.get("force"))},
+                                            host)["deleted"]
         self._drop_if_empty(identity.company, task.get("project"))
         return int(deleted)
 

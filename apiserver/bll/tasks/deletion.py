@@ -1,6 +1,10 @@
 """Owns what deleting or resetting a task, or deleting a project with its contents, does to what
 they own: output models, events, and the files behind artifacts, models and debug images.
 
+``delete_task`` is the one way to delete a task: ClearML's tasks, reports (``bll/reports``) and
+pipeline runs (``bll/tasks/pipeline_runs``) all come through it, so none of them leaves models or
+files behind.
+
 The order is the rule: first note every URL the owner points at, then delete the records (each
 an atomic database write), then queue the files of this server's store for deletion (FileBLL
 deletes them from a queue, with retries). A storage failure can therefore delay a file's
@@ -54,7 +58,7 @@ class OwnedDeletion:
         urls = {"artifact_urls": _artifact_urls(task), "event_urls": self.events.urls_of_task(identity.company,
                                                                                              task["_id"]),
                 "model_urls": [m["uri"] for m in models if m.get("uri")]}
-        result = self.tasks.delete(identity, data)
+        result = self.tasks.delete_record(identity, data)
         deleted_models = self.models.delete_records(identity.company, [m["_id"] for m in models])
         result["updated_models"] = self.models.orphan_from_task(identity.company, task["_id"])
         result["deleted_models"] = deleted_models

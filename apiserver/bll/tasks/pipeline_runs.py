@@ -15,6 +15,7 @@ from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.tags import CONTROLLER_TYPE, PIPELINE_TAG, PIPELINES_FOLDER
+from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 
@@ -26,8 +27,9 @@ def pipeline_project_name(project: str, pipeline: str) -> str:
 
 
 class PipelineRunBLL:
-    def __init__(self, tasks: TaskBLL, projects: ProjectBLL, workers: WorkerBLL):
+    def __init__(self, tasks: TaskBLL, projects: ProjectBLL, workers: WorkerBLL, deletion: OwnedDeletion):
         self.tasks = tasks
+        self.deletion = deletion
         self.projects = projects
         self.workers = workers
 
@@ -74,7 +76,8 @@ class PipelineRunBLL:
             answer["queue_watched"] = self.workers.queue_watched(identity.company, queue)
         return answer
 
-    def delete_runs(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+    def delete_runs(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
+        """Each run (a controller task) with what it owns, and with its steps when asked."""
         project = data["project"]
         self.projects.readable(identity.company, project, {"_id": 1})
         ids = list(dict.fromkeys(data["ids"]))
@@ -88,14 +91,15 @@ class PipelineRunBLL:
             task = self.tasks.writable(identity.company, run_id)
             if task.get("project") != project:
                 raise errors.bad_request.InvalidTaskId("the run is not in this pipeline's project", id=run_id)
-            steps = 0
+            steps = deleted_models = 0
             if data.get("include_pipeline_steps"):
-                for step in self.tasks.coll.find({"parent": run_id, "company": identity.company}, {"_id": 1}):
-                    self.tasks.delete(identity, {"task": step["_id"], "force": True})
+                for step in self.tasks.child_ids(identity.company, run_id):
+                    deleted_models += self.deletion.delete_task(identity, {"task": step, "force": True},
+                                                                host)["deleted_models"]
                     steps += 1
-            result = self.tasks.delete(identity, {"task": run_id, "force": True})
+            result = self.deletion.delete_task(identity, {"task": run_id, "force": True}, host)
             return {"deleted": bool(result["deleted"]), "updated_children": result["updated_children"],
-                    "updated_models": result.get("updated_models", 0), "deleted_models": 0,
-                    "deleted_steps": steps}
+                    "updated_models": result.get("updated_models", 0),
+                    "deleted_models": deleted_models + result["deleted_models"], "deleted_steps": steps}
 
         return run_batch(ids, delete)

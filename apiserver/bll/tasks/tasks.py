@@ -156,6 +156,10 @@ class TaskBLL:
     def count_in_projects(self, company: str, project_ids: list[str]) -> int:
         return placement.count(self.coll, company, project_ids)
 
+    def child_ids(self, company: str, parent: str) -> list[str]:
+        """The ids of the tasks whose parent is this one."""
+        return [d["_id"] for d in self.coll.find({"parent": parent, "company": company}, {"_id": 1})]
+
     def ids_in_projects(self, company: str, project_ids: list[str]) -> list[str]:
         return [d["_id"] for d in placement.find(self.coll, company, project_ids, {"_id": 1})]
 
@@ -690,7 +694,11 @@ class TaskBLL:
             events.update(hook(identity.company, task["_id"]))
         return {**result, "dequeued": {"removed": dequeued}, "events": events, "deleted_models": 0}
 
-    def delete(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+    def delete_record(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """The task's own record, its queue entries and its events (the ``on_delete`` hooks); its
+        children lose their parent. Only ``bll/tasks/deletion.OwnedDeletion.delete_task`` calls this:
+        it also deletes what the task owns (output models, files), so that is the one way to delete a
+        task, whichever domain asks (tasks, reports, pipeline runs, projects)."""
         task = self.writable(identity.company, data["task"])
         archived = ARCHIVED_TAG in (task.get("system_tags") or [])
         if task["status"] != st.CREATED and not archived and not data.get("force"):
