@@ -110,7 +110,7 @@ def test_a_pipeline_is_made_from_the_form_started_and_followed_live(leader, memb
     admin.call("members.register", container_id="labelling", url=members.url("labelling"))
     page = open_console(context, leader, ADMIN, "/console/pipelines")
     page.evaluate("window.sameDocument = true")  # still there at the end: the page was never reloaded
-    table = page.get_by_role("table", name="Members")
+    table = page.get_by_role("table", name="Members", exact=True)
 
     # Registering: the server's refusals land at their fields, then the right values register.
     register_from_page(page, "Neck-NAS", members.url("neck_nas"))
@@ -189,12 +189,12 @@ def test_a_guest_sees_the_pipeline_and_no_control_and_is_refused(leader, members
     page = open_console(context, leader, GUEST, f"/console/pipelines?pipeline={pid}")
     detail = page.get_by_role("region", name=f"Pipeline {pid}")
     expect(detail.get_by_role("heading", level=2)).to_contain_text("created")
-    bms = page.get_by_role("table", name="Members").locator("tbody tr").filter(has_text="bms")
+    bms = page.get_by_role("table", name="Members", exact=True).locator("tbody tr").filter(has_text="bms")
     expect(bms.locator("td").nth(3)).to_have_text("ready")  # the readiness is there to read
     assert page.get_by_role("button", name=CHANGING).count() == 0, page.get_by_role("button").all_inner_texts()
     assert page.get_by_role("form").count() == 0
     page.goto(leader.base_url + "/console/pipelines?new")  # no form even when asked for by address
-    page.get_by_role("table", name="Members").wait_for()
+    page.get_by_role("table", name="Members", exact=True).wait_for()
     assert page.get_by_role("form").count() == 0 and page.get_by_role("button", name=CHANGING).count() == 0
 
     refused = {name: status_of(page, name, body) for name, body in (
@@ -224,7 +224,7 @@ def test_a_member_in_use_is_not_removed_and_the_error_is_at_its_row(leader, memb
     admin.call("workflows.start", pipeline=pid)
 
     page = open_console(context, leader, ADMIN, "/console/pipelines")
-    row = page.get_by_role("table", name="Members").locator("tbody tr").filter(has_text="backbone_nas")
+    row = page.get_by_role("table", name="Members", exact=True).locator("tbody tr").filter(has_text="backbone_nas")
     row.get_by_role("button", name="Remove backbone_nas").click()
     expect(row.get_by_role("alert")).to_contain_text(pid)
     err = admin.error("members.remove", container_id="backbone_nas")
@@ -255,9 +255,15 @@ def test_a_start_refused_for_a_member_not_ready_is_shown_on_the_created_pipeline
     admin = api_as(leader, ADMIN)
     admin.call("members.register", container_id="late_member", url=f"http://127.0.0.1:{free_port()}")  # nobody there
     page = open_console(context, leader, ADMIN, "/console/pipelines?new")
+    row = page.get_by_role("table", name="Members", exact=True).locator("tbody tr").filter(has_text="late_member")
+    expect(row.locator("td").nth(3)).to_have_text("not asked")
+    row.get_by_role("button", name="Ask late_member").click()  # one member only
+    expect(row.locator("td").nth(3)).to_have_text("not ready")
+    expect(row.locator("td").nth(4)).to_contain_text("could not connect")
     form = page.get_by_role("form", name="Create a pipeline")
     form.get_by_label("Project id").fill(f"proj-{uuid4().hex[:6]}")
     form.get_by_role("button", name="Add late_member", exact=True).click()
+    expect(form.get_by_role("list", name="Steps in order")).to_contain_text("not ready")  # as last asked
     form.get_by_role("button", name="Create and start pipeline").click()
     page.wait_for_url(re.compile(r"\?pipeline="))
     pid = page.url.split("pipeline=")[1]
