@@ -7,13 +7,25 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 import pymongo
 import pytest
 import requests
 
-from tests.helpers import ALLOW_LOOPBACK, ROOT, ApiClient, ApiError, ServerProcess, free_port
+from tests.helpers import (
+    ADMIN_KEY,
+    ADMIN_SECRET,
+    ALLOW_LOOPBACK,
+    LOOPBACK_HOSTS,
+    ROOT,
+    ApiClient,
+    ApiError,
+    ServerProcess,
+    free_port,
+    race,
+)
 
 FAST = {**ALLOW_LOOPBACK, "APISERVER__pipeline__heartbeat_sec": "1", "APISERVER__pipeline__read_timeout_sec": "1",
         "APISERVER__pipeline__connect_timeout_sec": "1", "APISERVER__pipeline__max_missed_beats": "2",
@@ -378,6 +390,69 @@ def test_two_servers_stepping_one_pipeline_at_once_start_each_step_once(mongo_ur
     finally:
         first.stop()
         second.stop()
+
+
+def _beat_until_finished(mongo_uri: str, db_name: str, pipeline_id: str, ready: str) -> int:
+    """Another heartbeat on the same database: the leader's own ``beat()`` (the scheduler job's body)
+    every 20 ms from when the pipeline runs until it no longer does (``ready`` is written once this
+    process can beat); the number of beats that stepped it."""
+    import os
+    from pathlib import Path
+
+    os.environ.update({"APISERVER_ADMIN_ACCESS_KEY": ADMIN_KEY, "APISERVER_ADMIN_SECRET_KEY": ADMIN_SECRET})
+    from apiserver.app import create_app
+    from apiserver.state import get_state
+
+    create_app(overrides={"database.uri": mongo_uri, "database.name": db_name, "auth.bcrypt_rounds": 4,
+                          "outbound.allow_hosts": LOOPBACK_HOSTS, "pipeline.read_timeout_sec": 1,
+                          "pipeline.connect_timeout_sec": 1, "pipeline.max_missed_beats": 2},
+               start_scheduler=False)
+    pipelines = get_state().pipelines
+    coll = pymongo.MongoClient(mongo_uri)[db_name]["pipelines"]
+    Path(ready).write_text("ready")
+    beats, deadline = 0, time.monotonic() + 90
+    while coll.find_one({"_id": pipeline_id})["status"] == "created":
+        assert time.monotonic() < deadline, "the pipeline was never started"
+        time.sleep(0.01)
+    while coll.find_one({"_id": pipeline_id})["status"] == "running":
+        assert time.monotonic() < deadline, coll.find_one({"_id": pipeline_id})
+        beats += 1 if pipelines.beat() else 0
+        time.sleep(0.02)
+    return beats
+
+
+def test_heartbeats_racing_on_one_pipeline_send_each_start_once(mongo_uri, tmp_path, members):
+    """Heartbeats that race on one pipeline: the server's own (every second) and two more processes'
+    (every 20 ms each; in a deployment the scheduler lease keeps a second heartbeat away, here nothing
+    does), all stepping the same pipeline through its members' answers. Each member gets one
+    ``/start``: only the step's claim (a compare-and-set from ``pending``) keeps the others away."""
+    db_name = f"beats_{uuid4().hex[:8]}"
+    leader = ServerProcess(mongo_uri, db_name, workers=2, extra_env=FAST).start(tmp_path)
+    try:
+        members.leader_url = f"http://127.0.0.1:{free_port()}"  # nobody listens: only heartbeats step it
+        workflow = ["labelling", "bms", "neck_nas", "code_gen"]
+        for cid in workflow:
+            members.start(cid, "0.5:success")
+        admin = leader.admin()
+        register(admin, members, *workflow)
+        pid = admin.call("workflows.create", project_id=f"beats-{uuid4().hex[:6]}", workflow=workflow)["id"]
+        ready = [tmp_path / f"racer-{i}.ready" for i in range(2)]
+        with ThreadPoolExecutor(1) as pool:
+            racing = pool.submit(race, _beat_until_finished, [(mongo_uri, db_name, pid, str(r)) for r in ready],
+                                 timeout=150)
+            deadline = time.monotonic() + 90
+            while not all(r.exists() for r in ready):  # both can beat: start it
+                assert time.monotonic() < deadline and not racing.done(), racing.done() and racing.result()
+                time.sleep(0.05)
+            admin.call("workflows.start", pipeline=pid)
+            beats = racing.result()
+        done = wait_for(admin, pid)
+        assert (done["status"], [(s["status"], s["start_calls"]) for s in done["steps"]]) == \
+            ("completed", [("completed", 1)] * len(workflow)), done
+        assert {cid: members.calls(cid).get("start", 0) for cid in workflow} == dict.fromkeys(workflow, 1)
+        assert min(beats) > len(workflow), beats  # each racer stepped the pipeline at every step
+    finally:
+        leader.stop()
 
 
 def test_reports_while_a_start_is_out_are_not_missed_beats(mongo_uri, tmp_path, members):
