@@ -4,7 +4,9 @@ calling a job by hand. Each "it happened" check has a positive control beside it
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -233,3 +235,61 @@ def test_after_the_lease_holder_is_killed_another_server_takes_the_jobs_over(mon
     finally:
         for server in servers:
             server.stop()
+
+
+JOB_RUN = re.compile(r"job (\S+) ran as (\S+) from ([\d.]+) to ([\d.]+)$")
+
+
+def _job_runs(server: ServerProcess) -> list[tuple[float, float, str, str]]:
+    """(start, end, holder, job) of every job run its log records (scheduler.py logs each at DEBUG)."""
+    runs = []
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if (m := JOB_RUN.search(line)) is not None:
+            runs.append((float(m.group(3)), float(m.group(4)), m.group(2), m.group(1)))
+    return runs
+
+
+def test_two_live_servers_never_run_jobs_at_once(mongo_uri, tmp_path):
+    """Servers on one database with a 1.5 s lease renewed every 0.3 s and jobs every 0.3-1 s, for about
+    a minute: every job run (its start and end, logged by the process that ran it) by one lease holder
+    ends before any run by another begins. Over and over, a server is started and the one whose worker
+    holds the lease is stopped, so the lease changes hands while at least two servers' schedulers run."""
+    db_name = f"lease2_{uuid4().hex[:8]}"
+    env = {**JOBS, "APISERVER__scheduler__lease_renew_sec": "0.3", "APISERVER__scheduler__lease_ttl_sec": "1.5",
+           "APISERVER__workers__expiry_check_sec": "0.3", "APISERVER__queues__metrics_sample_sec": "0.3",
+           "APISERVER__pipeline__heartbeat_sec": "0.5", "APISERVER__apiserver__log_level": "DEBUG"}
+
+    def start() -> ServerProcess:
+        return ServerProcess(mongo_uri, db_name, workers=2, extra_env=env).start(tmp_path)
+
+    def runs_by(holder: str) -> bool:
+        return any(run[2] == holder for server in live for run in _job_runs(server))
+
+    live, every = [start(), start()], []
+    try:
+        deadline, handovers = time.monotonic() + 40, 0
+        while time.monotonic() < deadline:
+            holder = until("a lease holder", lambda: _lease(mongo_uri, db_name).get("holder"))
+            until("the holder runs jobs", functools.partial(runs_by, holder))
+            live.append(start())  # the others' schedulers keep trying to take the lease meanwhile
+            time.sleep(3)
+            owner = next((s for s in live if _parent_pid(int(holder.split(":")[1])) == s.proc.pid), None)
+            if owner is None:  # the lease changed hands on its own (a late renewal) and its holder left
+                continue
+            assert owner.stop() == 0
+            live.remove(owner)
+            every.append(owner)
+            handovers += 1
+    finally:
+        for server in live:
+            server.stop()
+        every += live
+    runs = sorted(run for server in every for run in _job_runs(server))
+    holders = {run[2] for run in runs}
+    assert handovers >= 3 and len(holders) >= 4 and len(runs) > 100, (handovers, holders, len(runs))
+    ends: dict[str, tuple] = {}  # per holder, its run that ends last among those begun so far
+    for run in runs:  # in the order they began
+        overlapped = [other for holder, other in ends.items() if holder != run[2] and other[1] > run[0]]
+        assert not overlapped, f"{run[3]} by {run[2]} began at {run[0]:.3f}, during {overlapped}"
+        if run[2] not in ends or run[1] > ends[run[2]][1]:
+            ends[run[2]] = run
