@@ -18,7 +18,6 @@ from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
 from apiserver.bll.events.migration import migrate_legacy_events
 from apiserver.bll.files.files import FileBLL
-from apiserver.bll.files.storage import build_store
 from apiserver.bll.manager.manager import TASK_STATUSES as RENDER_TASK_STATUSES
 from apiserver.bll.manager.manager import WORKER_STATUSES as RENDER_WORKER_STATUSES
 from apiserver.bll.manager.manager import ManagerBLL
@@ -46,6 +45,7 @@ from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, ConfigError, load_config
 from apiserver.console import Console
 from apiserver.database.connection import connect
+from apiserver.database.filestore import build_store
 from apiserver.database.model.auth import Company
 from apiserver.schema.loader import SpecError, check_enums, format_version, load_specs, parse_version
 from apiserver.service_repo.auth import Authenticator, SessionCookie
@@ -159,10 +159,10 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                                                   int(config["registry.max_schema_bytes"])),
                         files=files, models=models, reports=ReportBLL(tasks, projects, deletion),
                         serving=ServingBLL(config["serving"]),
-                        counts=EntityCounts({"tasks": (tasks.coll, tasks.build_query),
-                                             "models": (models.coll, models.build_query),
-                                             "projects": (projects.coll, projects.build_query)}),
-                        export=ExportBLL(db, {"task": partial(tasks.get_all, ex=True),
+                        counts=EntityCounts({"tasks": (tasks.store, tasks.build_query),
+                                             "models": (models.store, models.build_query),
+                                             "projects": (projects.store, projects.build_query)}),
+                        export=ExportBLL({"task": partial(tasks.get_all, ex=True),
                                               "model": partial(models.get_all, ex=True)},
                                          int(config.get("webapp.export.ttl_sec")),
                                          int(config.get("webapp.export.max_rows"))),

@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.database import Database
-
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
@@ -35,7 +33,7 @@ from apiserver.schema.loader import SpecRegistry
 @dataclass
 class ServerState:
     config: Config
-    db: Database
+    db: Any  # the pymongo Database (database/connection.py): health checks and the GridFS file store
     specs: SpecRegistry
     auth: AuthBLL
     tokens: TokenService

@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 
 from apiserver.bll import query as q
-from apiserver.bll import recent_page
+from apiserver.database import recent_page
 from apiserver.database.model.base import new_id, utcnow
 from bench.common import ApiServer, size_parser, timed
 

@@ -21,10 +21,10 @@ from datetime import timedelta
 
 import mongoengine
 
-from apiserver.bll import query as q
-from apiserver.bll import recent_page
 from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.database import recent_page
 from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.store import Store
 from bench.common import ApiServer, timed
 
 STATUSES = ["created", "queued", "in_progress", "stopped", "completed", "failed"]
@@ -145,7 +145,7 @@ def main() -> None:
             flt = bll.build_query(company, {field: value})
             head = flt
             if recent_page.sorts_in_python(tasks):  # the server reads the aggregation indexed_head builds
-                stages = q.indexed_head(tasks, flt)
+                stages = Store(collection=tasks).indexed_head(flt)
                 head = stages[0]["$match"]
                 plan = server.db.command("explain", {"aggregate": "tasks", "pipeline": stages,
                                                      "cursor": {}})["queryPlanner"]["winningPlan"]

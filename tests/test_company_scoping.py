@@ -1,8 +1,8 @@
 """Every query the business layer sends to the tasks collection is scoped by company.
 
 A static check over ``apiserver/bll``: any call of a query or write method on the tasks collection
-(``Task._get_collection()`` anywhere, ``self.coll`` inside the tasks bll, or ``coll`` in
-``bll/placement.py``, the helpers TaskBLL hands its collection to) must name ``company`` in its
+(``store_of(Task)`` anywhere, ``self.store`` inside the tasks bll, or ``coll`` in
+``bll/placement.py``, the helpers TaskBLL hands its store to) must name ``company`` in its
 filter. A lookup by id alone would show or change another company's task. (``bll/access.by_id`` reads
 by id alone on purpose and checks the company on the record it gets; ``test_isolation`` covers it.)
 """
@@ -21,9 +21,9 @@ PLACEMENT = ROOT / "apiserver" / "bll" / "placement.py"
 
 
 def _is_tasks_collection(node: ast.AST, path: Path) -> bool:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_get_collection":
-        return isinstance(node.func.value, ast.Name) and node.func.value.id == "Task"
-    if TASKS_BLL in path.parents and isinstance(node, ast.Attribute) and node.attr == "coll":
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "store_of":
+        return len(node.args) == 1 and isinstance(node.args[0], ast.Name) and node.args[0].id == "Task"
+    if TASKS_BLL in path.parents and isinstance(node, ast.Attribute) and node.attr == "store":
         return isinstance(node.value, ast.Name) and node.value.id == "self"
     return path == PLACEMENT and isinstance(node, ast.Name) and node.id == "coll"
 
@@ -72,9 +72,9 @@ def test_every_task_query_in_the_bll_names_a_company():
 def test_the_check_finds_an_unscoped_query(tmp_path, monkeypatch):
     """Positive control: the check flags a lookup by id alone."""
     bad = ROOT / "apiserver" / "bll" / "_scoping_probe.py"
-    bad.write_text("from apiserver.database.model.task import Task\n\n"
-                   "def peek(task_id):\n    return Task._get_collection().find_one({'_id': task_id})\n")
+    bad.write_text("from apiserver.database.model.task import Task\nfrom apiserver.database.store import store_of\n\n"
+                   "def peek(task_id):\n    return store_of(Task).find_one({'_id': task_id})\n")
     try:
-        assert unscoped_task_queries() == ["apiserver/bll/_scoping_probe.py:4: {'_id': task_id}"]
+        assert unscoped_task_queries() == ["apiserver/bll/_scoping_probe.py:5: {'_id': task_id}"]
     finally:
         bad.unlink()

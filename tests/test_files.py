@@ -338,7 +338,7 @@ def test_debug_images_by_iteration_with_scroll(api):
 
 @pytest.fixture(params=["local", "gridfs"])
 def store(request, tmp_path, app):
-    from apiserver.bll.files.storage import GridFSStore, LocalStore
+    from apiserver.database.filestore import GridFSStore, LocalStore
 
     if request.param == "local":
         return LocalStore(tmp_path)
@@ -386,7 +386,7 @@ def test_store_two_phase_uploads(store):
 
 def test_gridfs_upload_over_the_limit_leaves_no_chunks(api, monkeypatch):
     from apiserver.bll.files.files import FileBLL
-    from apiserver.bll.files.storage import GridFSStore
+    from apiserver.database.filestore import GridFSStore
 
     bucket = f"test{uuid4().hex[:8]}"
     state = get_state()

@@ -12,8 +12,9 @@ import pymongo
 import pytest
 
 from apiserver.bll import query as q
-from apiserver.bll import recent_page
+from apiserver.database import recent_page
 from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.store import Store
 
 SORT = [("last_update", -1), ("_id", 1)]
 
@@ -85,7 +86,7 @@ def test_sliced_page_is_the_plain_page(coll, name, skip, limit):
     else:
         assert sliced is not None, "the sliced read applies to this filter"
         assert sliced == plain
-    assert q.find_page(coll, query, SORT, skip, limit, proj) == plain
+    assert Store(collection=coll).find_page(query, SORT, skip, limit, proj) == plain
 
 
 def test_page_running_into_missing_keys_is_the_plain_page(coll):
@@ -94,7 +95,7 @@ def test_page_running_into_missing_keys_is_the_plain_page(coll):
     total = coll.count_documents(query)
     plain = list(coll.find(query, {"_id": 1}).sort(SORT).skip(total - 10).limit(15))
     assert len(plain) == 10
-    assert q.find_page(coll, query, SORT, total - 10, 15, {"_id": 1}) == plain
+    assert Store(collection=coll).find_page(query, SORT, total - 10, 15, {"_id": 1}) == plain
 
 
 def test_only_newest_first_date_keys_are_sliced(coll):

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import recent_page
 from apiserver.bll.patterns import Matcher, matcher
+from apiserver.database.store import Store, combine  # noqa: F401 - combine: part of the filter language
 
 MAX_PAGE_SIZE = 500
 HIDDEN_TAG = "hidden"
@@ -226,70 +226,7 @@ def search_text(text: str, fields: Iterable[str]) -> dict[str, Any]:
     return {"$or": [{f: cond} for f in fields]}
 
 
-def indexed_head(coll: Any, match: dict[str, Any]) -> list[dict[str, Any]]:
-    """``match`` as the first stages of an aggregation that SecantusDB serves from an index.
-
-    Its planner uses an index only for a first ``$match`` of equalities and one ``$in`` on the keys of
-    a compound index, the company first; one more condition (the hidden-tag ``$ne``, an archived
-    state, ``$nin``) or a company ``$in`` (own and public) and it decodes every document of the
-    company or the collection. So the condition on the company becomes an equality when no public
-    document is in scope, the next key of an index led by the company that ``match`` pins (or else
-    bounds: ``created >= a date``) goes with it, and the rest is a second ``$match`` over what that
-    range holds: a 300-task project is read in
-    9 ms where a company with 30,000 more tasks cost 1.1 s (BENCHMARKS.md). MongoDB plans the plain
-    ``$match`` well; it gets it unchanged. Ids the match names are its head whatever else it holds
-    (the primary index; a ``find`` of ids with the company ``$in`` decodes the whole collection)."""
-    company = match.get("company")
-    if not recent_page.sorts_in_python(coll):
-        return [{"$match": match}]
-    if recent_page.pinned_values(match.get("_id")) is not None:
-        rest = {k: v for k, v in match.items() if k != "_id"}
-        return [{"$match": {"_id": match["_id"]}}] + ([{"$match": rest}] if rest else [])
-    if company is None:
-        return [{"$match": match}]
-    led = [keys[1] for keys in recent_page.index_keys(coll) if keys[:1] == ["company"] and len(keys) > 1]
-    key = next((k for k in led if k in match and recent_page.pinned_values(match[k]) is not None), None) \
-        or next((k for k in led if k in match and _plain_range(match[k])), None)  # e.g. created >= a date
-    pinned = {key: match[key]} if key else {}
-    companies = recent_page.pinned_values(company)
-    if companies is None or len(companies) > 2:
-        return [{"$match": match}]
-    own = [c for c in companies if c != ""]
-    if len(own) != 1:
-        return [{"$match": match}]
-    if len(companies) == 2 and coll.find_one({"company": "", **pinned}, {"_id": 1}) is not None:
-        return [{"$match": match}]  # public documents in scope: the plain match, correct if slower
-    rest = {k: v for k, v in match.items() if k != "company" and k != key}
-    return [{"$match": {"company": own[0], **pinned}}] + ([{"$match": rest}] if rest else [])
-
-
-def _plain_range(cond: Any) -> bool:
-    """A condition of only bounds ($gt, $gte, $lt, $lte) on plain values: an index range."""
-    return isinstance(cond, dict) and bool(cond) and set(cond) <= {"$gt", "$gte", "$lt", "$lte"} and all(
-        isinstance(v, (datetime, int, float, str)) and not isinstance(v, bool) for v in cond.values())
-
-
-def aggregate(coll: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
-    """``coll.aggregate(pipeline, **kwargs)`` with its first ``$match`` read through ``indexed_head``."""
-    if pipeline and set(pipeline[0]) == {"$match"}:
-        pipeline = indexed_head(coll, pipeline[0]["$match"]) + pipeline[1:]
-    return coll.aggregate(pipeline, **kwargs)
-
-
-def scan(coll: Any, match: dict[str, Any], proj: dict[str, Any] | None = None, limit: int = 0,
-         **kwargs: Any) -> Any:
-    """``coll.find(match, proj).limit(limit)`` (no order) read through ``indexed_head``."""
-    stages = [{"$match": match}] + ([{"$limit": limit}] if limit else []) + ([{"$project": proj}] if proj else [])
-    return aggregate(coll, stages, **kwargs)
-
-
-def count(coll: Any, match: dict[str, Any], limit: int = 0) -> int:
-    """``coll.count_documents(match, limit=limit)`` read through ``indexed_head``."""
-    stages = [{"$match": match}] + ([{"$limit": limit}] if limit else []) + [{"$count": "n"}]
-    return next(iter(aggregate(coll, stages)), {"n": 0})["n"]
-
-
-def distinct_values(coll: Any, company: str, projects: list[str] | None, field: str,
+def distinct_values(store: Store, company: str, projects: list[str] | None, field: str,
                     unwind: bool = False, match: dict[str, Any] | None = None) -> list[Any]:
     """The distinct non-empty values of ``field`` among the company's and public documents of
     ``projects`` (all when none) that also ``match``, sorted; ``unwind`` for list fields (tags)."""
@@ -300,7 +237,7 @@ def distinct_values(coll: Any, company: str, projects: list[str] | None, field: 
     if unwind:
         pipeline.append({"$unwind": f"${field}"})
     pipeline.append({"$group": {"_id": f"${field}"}})
-    return sorted(row["_id"] for row in aggregate(coll, pipeline) if row["_id"])
+    return sorted(row["_id"] for row in store.aggregate_indexed(pipeline) if row["_id"])
 
 
 def api_id(doc: dict[str, Any]) -> dict[str, Any]:
@@ -321,7 +258,7 @@ MAX_PATTERN_SCAN = 200_000
 PATTERN_SCAN_MS = 10_000
 
 
-def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any,
+def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, store: Store,
                    patterns: tuple[str, ...] = ("name",),
                    lists: tuple[str, ...] = ("tags", "system_tags"),
                    excludable: tuple[str, ...] = ("tags", "system_tags"), dates: tuple[str, ...] = (),
@@ -333,7 +270,7 @@ def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any,
     ``excludable`` take ``-x``), ``dates`` date-constraint fields, ``text`` the fields ``search_text``
     looks in; ``path`` maps an API field to its stored name. Objects with the ``hidden`` system tag
     are left out unless ``search_hidden`` or ``id`` is given. A pattern that is not a plain literal
-    is matched by RE2 over ``coll`` and comes back as an ``_id`` condition.
+    is matched by RE2 over ``store`` and comes back as an ``_id`` condition.
     """
     conds: list[dict[str, Any]] = [scope]
     matchers: list[Matcher] = []
@@ -359,18 +296,18 @@ def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, coll: Any,
         conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
     query = combine(*conds)
     if matchers:
-        query = combine(query, {"_id": {"$in": matching_ids(coll, query, matchers)}})
+        query = combine(query, {"_id": {"$in": matching_ids(store, query, matchers)}})
     return query
 
 
-def matching_ids(coll: Any, query: dict[str, Any], matchers: list[Matcher]) -> list[Any]:
+def matching_ids(store: Store, query: dict[str, Any], matchers: list[Matcher]) -> list[Any]:
     """Ids of the documents ``query`` selects whose fields the RE2 ``matchers`` all accept.
 
     Reads only ids and the matched fields, bounded in count and time, so a pattern costs a linear
     pass over the candidates and never a backtracking engine's worst case.
     """
     fields = {f for m in matchers for f in m.fields}
-    cursor = scan(coll, query, {f: 1 for f in fields} | {"_id": 1}, maxTimeMS=PATTERN_SCAN_MS)
+    cursor = store.scan(query, {f: 1 for f in fields} | {"_id": 1}, maxTimeMS=PATTERN_SCAN_MS)
     ids = []
     for n, doc in enumerate(cursor):
         if n >= MAX_PATTERN_SCAN:
@@ -380,46 +317,6 @@ def matching_ids(coll: Any, query: dict[str, Any], matchers: list[Matcher]) -> l
         if all(m(doc) for m in matchers):
             ids.append(doc["_id"])
     return ids
-
-
-def combine(*conds: dict[str, Any]) -> dict[str, Any]:
-    """AND of conditions as one flat filter document; ``$and`` only where two conditions share a key.
-
-    Flat documents matter: SecantusDB's planner uses no index for an explicit ``$and``.
-    """
-    merged: dict[str, Any] = {}
-    extra: list[dict[str, Any]] = []
-    for cond in conds:
-        if not cond:
-            continue
-        parts = cond["$and"] if set(cond) == {"$and"} else [cond]
-        for part in parts:
-            if any(key in merged for key in part):
-                extra.append(part)
-            else:
-                merged.update(part)
-    if extra:
-        merged["$and"] = extra
-    return merged
-
-
-def index_hint(model: Any, fields: Iterable[str]) -> list[tuple[str, int]] | None:
-    """The key pattern of the model's declared index that serves the first of ``fields`` present.
-
-    ``fields`` are stored field names, most selective first. Only indexes declared on the model are
-    ever named, so a hint cannot point at a missing index. A company-scoped index (company first,
-    then the field) is preferred; ``_id`` gets no hint:
-    ``find_page`` reads pinned ids through the primary index itself.
-    """
-    specs = [spec["fields"] for spec in model._meta.get("index_specs", [])]
-    for name in fields:
-        if name == "_id":
-            return None  # find_page reads ids by their own index (a hint on it decodes every document)
-        for keys in specs:
-            names = [k for k, _ in keys]
-            if names[:2] == ["company", name] or names[:1] == [name]:
-                return list(keys)
-    return None
 
 
 def field_path(path: str, field: str) -> str:
@@ -484,46 +381,6 @@ def order_by(keys: list[str] | str | None, field_map: dict[str, str] | None = No
     if all(name != "_id" for name, _ in result):
         result.append(("_id", 1))
     return result
-
-
-def find_page(coll: Any, query: dict[str, Any], sort: list[tuple[str, int]], skip: int, limit: int,
-              proj: dict[str, int] | None = None, hint: list[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
-    """One page of ``coll.find`` in ``sort`` order, with ClearML's rule that an ascending first key
-    puts documents whose value is null, missing or empty last.
-
-    MongoDB sorts nulls first; rather than sort on a computed field (no index), this reads the
-    filled part and then the empty part, each with an indexed query.
-
-    On SecantusDB each read is an aggregation through ``indexed_head`` (a hint would decode the
-    whole index): a query naming its ids (``get_by_id_ex``, the SDK's lookups) reads them by the
-    primary index (0.6 ms against 0.7-0.8 s at 30,000 tasks), others the range their index pins.
-    """
-    if recent_page.sorts_in_python(coll):
-        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
-            stages = [{"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}] + ([{"$limit": limit}] if limit else [])
-            return list(aggregate(coll, stages + ([{"$project": proj}] if proj else [])))
-
-        def total(flt: dict[str, Any]) -> int:
-            return count(coll, flt)
-    else:
-        def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
-            cursor = coll.find(flt, proj).sort(order)
-            return list((cursor.hint(hint) if hint else cursor).skip(skip).limit(limit))
-
-        def total(flt: dict[str, Any]) -> int:
-            return coll.count_documents(flt, **({"hint": hint} if hint else {}))
-
-    first, direction = sort[0]
-    if direction != 1 or first == "_id":
-        newest = recent_page.find_newest(coll, query, sort, skip, limit, proj)
-        return newest if newest is not None else page(query, sort, skip, limit)
-    filled_q = combine(query, {first: {"$nin": [None, ""]}})
-    docs = page(filled_q, sort, skip, limit)
-    if len(docs) == limit:
-        return docs
-    filled_total = skip + len(docs) if docs or not skip else total(filled_q)
-    empty_q = combine(query, {"$or": [{first: None}, {first: ""}]})
-    return docs + page(empty_q, sort[1:] or [("_id", 1)], max(0, skip - filled_total), limit - len(docs))
 
 
 # -- references in only_fields ------------------------------------------------------------------

@@ -18,12 +18,12 @@ from uuid import uuid4
 
 import orjson
 from flask import Flask, Response, request
-from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from apiserver.apierrors import APIError, errors
 from apiserver.bll.secret_names import secret_name
+from apiserver.database.errors import ConnectionFailure
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
 from apiserver.schema.normalize import validated_request
 from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie

@@ -18,7 +18,7 @@ from typing import Any
 from apiserver.apierrors import errors
 from apiserver.database.model.auth import SignInFailure
 from apiserver.database.model.base import utcnow
-from apiserver.database.writes import update_and_read
+from apiserver.database.store import store_of
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class SignInThrottle:
         self.limits = limits
 
     @property
-    def coll(self):
-        return SignInFailure._get_collection()
+    def store(self):
+        return store_of(SignInFailure)
 
     def _keys(self, account: str, address: str | None) -> dict[str, int]:
         keys = {_key("account", account.lower()): self.limits.per_account}
@@ -51,7 +51,7 @@ class SignInThrottle:
         """429 with Retry-After when the account or the address is over its limit."""
         keys = self._keys(account, address)
         now = utcnow()
-        for doc in self.coll.find({"_id": {"$in": list(keys)}, "expires": {"$gt": now}}):
+        for doc in self.store.find({"_id": {"$in": list(keys)}, "expires": {"$gt": now}}):
             if doc.get("count", 0) >= keys[doc["_id"]]:
                 wait = max(1, math.ceil((doc["expires"] - now).total_seconds()))
                 kind = "account" if doc["_id"].startswith("account:") else "address"
@@ -64,7 +64,7 @@ class SignInThrottle:
         expires = now + timedelta(seconds=self.limits.window_sec)
         for key in self._keys(account, address):
             # Count within the open window; a closed window starts over (one conditional write each).
-            doc: dict[str, Any] | None = update_and_read(self.coll, {"_id": key, "expires": {"$gt": now}},
+            doc: dict[str, Any] | None = self.store.update_and_read({"_id": key, "expires": {"$gt": now}},
                                                          {"$inc": {"count": 1}})
             if doc is None:
-                self.coll.replace_one({"_id": key}, {"count": 1, "expires": expires}, upsert=True)
+                self.store.replace_one({"_id": key}, {"count": 1, "expires": expires}, upsert=True)

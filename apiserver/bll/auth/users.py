@@ -20,6 +20,7 @@ from apiserver.bll.query import listing_filter, page_bounds
 from apiserver.bll.server_settings import configured_or_generated
 from apiserver.database.model.auth import Company, Credentials, User
 from apiserver.database.model.base import utcnow
+from apiserver.database.store import store_of
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class AuthBLL:
     def list_users(self, company: str, id: list[str] | None = None, name: str | None = None,  # noqa: A002
                    page: int | None = None, page_size: int | None = None, **_: Any) -> list[dict[str, Any]]:
         flt = listing_filter({"id": id, "name": name, "search_hidden": True}, {"company": company},
-                             coll=User._get_collection(), lists=(), excludable=())
+                             coll=store_of(User), lists=(), excludable=())
         query = User.objects(__raw__=flt)
         skip, limit = page_bounds(page, page_size)
         query = query.order_by("name", "id").skip(skip).limit(limit)

@@ -20,10 +20,11 @@ from typing import Any
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.files import paths
-from apiserver.bll.files.storage import FileStore, StoredFile, Upload
+from apiserver.database.filestore import FileStore, StoredFile, Upload
 from apiserver.database.model.auth import Company
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.files import FileDeletion
+from apiserver.database.store import store_of
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +181,14 @@ class FileBLL:
         if not own:
             return 0
         due = utcnow() + timedelta(seconds=self.delete_delay_sec)
-        FileDeletion._get_collection().insert_many([
+        store_of(FileDeletion).insert_many([
             {"_id": new_id(), "company": company, "path": path, "url": url, "owner": owner, "due": due,
              "attempts": 0, "created": utcnow()} for url, path in own.items()])
         return len(own)
 
     def process_due_deletions(self, limit: int = 1000) -> tuple[int, int]:
         """Delete queued files that are due; (done, failed). A failure is retried with a back-off."""
-        coll = FileDeletion._get_collection()
+        coll = store_of(FileDeletion)
         done = failed = 0
         for doc in coll.find({"due": {"$lte": utcnow()}}).sort("due", 1).limit(limit):
             key = paths.key_of(doc["company"], doc["path"])
@@ -209,4 +210,4 @@ class FileBLL:
         return done, failed
 
     def pending_deletions(self, company: str) -> list[dict[str, Any]]:
-        return list(FileDeletion._get_collection().find({"company": company}, {"_id": 0, "company": 0}))
+        return list(store_of(FileDeletion).find({"company": company}, {"_id": 0, "company": 0}))

@@ -17,14 +17,14 @@ import string
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.render import Counter, RenderTask
 from apiserver.database.model.worker import Worker
+from apiserver.database.store import store_of
 
 TASK_STATUSES = ("waiting", "rendering", "completed", "failed", "canceled")
 WORKER_STATUSES = ("enabled", "available", "rendering", "disabled", "error")
@@ -36,7 +36,7 @@ TASK_FIELDS = ("id", "worker_id", "priority", "frame_start", "frame_end", "frame
 
 def next_id(name: str) -> int:
     """The next integer of a sequence, by compare-and-set (safe across processes)."""
-    coll = Counter._get_collection()
+    coll = store_of(Counter)
     for _ in range(1000):
         doc = coll.find_one({"_id": name})
         if doc is None:
@@ -73,11 +73,11 @@ class ManagerBLL:
 
     @property
     def render_tasks(self):
-        return RenderTask._get_collection()
+        return store_of(RenderTask)
 
     @property
     def workers(self):
-        return Worker._get_collection()
+        return store_of(Worker)
 
     # -- tasks --------------------------------------------------------------------------------
 

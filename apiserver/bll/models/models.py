@@ -24,6 +24,7 @@ from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
+from apiserver.database.store import store_of
 
 # Fields create/edit/update take as they are.
 CREATE_FIELDS = ("name", "uri", "comment", "tags", "system_tags", "framework", "design", "labels", "ready",
@@ -46,8 +47,8 @@ def to_api(doc: dict[str, Any]) -> dict[str, Any]:
 
 def references() -> dict[str, Any]:
     """The model fields that hold ids of other objects, and where those are (``only_fields``)."""
-    return {"project": Project._get_collection(), "user": User._get_collection(), "task": Task._get_collection(),
-            "parent": Model._get_collection(), "company": Company._get_collection()}
+    return {"project": store_of(Project), "user": store_of(User), "task": store_of(Task),
+            "parent": store_of(Model), "company": store_of(Company)}
 
 
 class ModelBLL:
@@ -57,16 +58,16 @@ class ModelBLL:
         self.files = files
 
     @property
-    def coll(self):
-        return Model._get_collection()
+    def store(self):
+        return store_of(Model)
 
     # -- reads --------------------------------------------------------------------------------
 
     def readable(self, company: str, model_id: str, proj: dict | None = None) -> dict[str, Any]:
-        return access.readable(self.coll, company, model_id, errors.bad_request.InvalidModelId, proj)
+        return access.readable(self.store, company, model_id, errors.bad_request.InvalidModelId, proj)
 
     def writable(self, company: str, model_id: str) -> dict[str, Any]:
-        return access.writable(self.coll, company, model_id, errors.bad_request.InvalidModelId, "models")
+        return access.writable(self.store, company, model_id, errors.bad_request.InvalidModelId, "models")
 
     def get_by_id(self, company: str, model_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, model_id))
@@ -84,7 +85,7 @@ class ModelBLL:
         scope = {"company": {"$in": [company, ""]} if data.get("allow_public", True) else company}
         if data.get("project") and data.get("include_subprojects"):
             data = {**data, "project": self.projects.with_children(company, data["project"])}
-        query = q.listing_filter(data, scope, coll=self.coll, lists=LIST_FILTERS, dates=DATE_FIELDS,
+        query = q.listing_filter(data, scope, store=self.store, lists=LIST_FILTERS, dates=DATE_FIELDS,
                                  text=("name", "comment", "id"))
         if data.get("ready") is not None:
             query = q.combine(query, {"ready": True} if data["ready"] else {"ready": {"$ne": True}})
@@ -99,12 +100,12 @@ class ModelBLL:
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, q.FIELD_IDS)
         given = [q.FIELD_IDS.get(k, k) for k, v in data.items() if v not in (None, "", [])]
-        hint = q.index_hint(Model, [f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
-        docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        hint = store_of(Model).index_hint([f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
+        docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
         return q.dereference(docs, wanted, refs, company)
 
     def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
-        return q.distinct_values(self.coll, company, projects, "framework")
+        return q.distinct_values(self.store, company, projects, "framework")
 
     # -- create and change --------------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class ModelBLL:
                "created": now, "last_update": now, "tags": [], "system_tags": [], "ready": False, **fields}
         if public:
             doc["company_origin"] = identity.company
-        self.coll.insert_one(doc)
+        self.store.insert_one(doc)
         return doc["_id"]
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
@@ -167,7 +168,7 @@ class ModelBLL:
         if not sets:
             return {"updated": 0, "fields": {}}
         sets = {**sets, "last_update": utcnow()}
-        self.coll.update_one({"_id": model["_id"], "company": company}, {"$set": sets})
+        self.store.update_one({"_id": model["_id"], "company": company}, {"$set": sets})
         fields = dict(sets)
         if "metadata" in fields:
             fields["metadata"] = {unescape_key(k): v for k, v in fields["metadata"].items()}
@@ -177,7 +178,7 @@ class ModelBLL:
         """``iteration`` moves the model's last_iteration and its task's, never back."""
         if data.get("iteration") is None:
             return
-        self.coll.update_one({"_id": model["_id"]}, {"$max": {"last_iteration": data["iteration"]}})
+        self.store.update_one({"_id": model["_id"]}, {"$max": {"last_iteration": data["iteration"]}})
         if model.get("task"):
             self.tasks.raise_iteration(identity.company, model["task"], data["iteration"])
 
@@ -210,7 +211,7 @@ class ModelBLL:
                   force_publish_task: bool = False) -> dict[str, Any]:
         """Mark the model ready (published); its creating task is published with it when it can be."""
         model = self.writable(identity.company, model_id)
-        updated = self.coll.update_one({"_id": model["_id"], "ready": {"$ne": True}},
+        updated = self.store.update_one({"_id": model["_id"], "ready": {"$ne": True}},
                                        {"$set": {"ready": True, "last_update": utcnow()}}).modified_count
         answer: dict[str, Any] = {"updated": updated}
         if publish_task and model.get("task"):
@@ -232,7 +233,7 @@ class ModelBLL:
 
         def change(model_id: str) -> dict[str, Any]:
             model = self.writable(identity.company, model_id)
-            return {key: tags.set_archived(self.coll, model["_id"], archived)}
+            return {key: tags.set_archived(self.store, model["_id"], archived)}
 
         return run_batch(ids, change)
 
@@ -244,18 +245,18 @@ class ModelBLL:
 
     def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
         target = self.projects.destination(identity, project, project_name)
-        return placement.move(self.coll, identity.company, ids, target,
+        return placement.move(self.store, identity.company, ids, target,
                               lambda model_id: self.writable(identity.company, model_id))
 
     def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
-        return tags.update_tags(self.coll, identity.company, ids, add, remove)
+        return tags.update_tags(self.store, identity.company, ids, add, remove)
 
     def add_or_update_metadata(self, identity: Identity, model_id: str, items: list[dict[str, Any]],
                                replace: bool) -> int:
-        return metadata.add_or_update(self.coll, self.writable(identity.company, model_id)["_id"], items, replace)
+        return metadata.add_or_update(self.store, self.writable(identity.company, model_id)["_id"], items, replace)
 
     def delete_metadata(self, identity: Identity, model_id: str, keys: list[str]) -> int:
-        return metadata.delete(self.coll, self.writable(identity.company, model_id)["_id"], keys)
+        return metadata.delete(self.store, self.writable(identity.company, model_id)["_id"], keys)
 
     # -- delete -------------------------------------------------------------------------------
 
@@ -275,7 +276,7 @@ class ModelBLL:
             if model.get("task") and self.tasks.status_of(identity.company, model["task"]) == st.PUBLISHED:
                 raise errors.bad_request.ModelCreatingTaskExists("the task that created it is published",
                                                                  task=model["task"])
-        deleted = self.coll.delete_one({"_id": model["_id"], "company": identity.company}).deleted_count
+        deleted = self.store.delete_one({"_id": model["_id"], "company": identity.company}).deleted_count
         self.tasks.unlink_model(identity.company, model["_id"])
         if deleted and delete_files:
             self.delete_files(identity.company, [model], host)
@@ -287,13 +288,13 @@ class ModelBLL:
     def delete_files(self, company: str, models: list[dict[str, Any]], host: str | None) -> int:
         """Queue the weights files of deleted models that no remaining model of the company uses."""
         uris = {m.get("uri") for m in models if m.get("uri")}
-        still_used = {d["uri"] for d in self.coll.find({"company": company, "uri": {"$in": list(uris)}}, {"uri": 1})}
+        still_used = {d["uri"] for d in self.store.find({"company": company, "uri": {"$in": list(uris)}}, {"uri": 1})}
         owners = ", ".join(m["_id"] for m in models)[:200]
         return self.files.schedule_deletion(company, uris - still_used, host, f"models {owners}")
 
     def output_models_of(self, company: str, task_id: str) -> list[dict[str, Any]]:
         """Models the task created (their ``task`` is it) that no other task uses as input."""
-        docs = list(self.coll.find({"company": company, "task": task_id}, {"uri": 1, "name": 1}))
+        docs = list(self.store.find({"company": company, "task": task_id}, {"uri": 1, "name": 1}))
         return [d for d in docs if not self.tasks.tasks_using_model(company, d["_id"], "input", exclude=task_id)]
 
     def delete_records(self, company: str, ids: list[str]) -> int:
@@ -301,28 +302,28 @@ class ModelBLL:
             return 0
         for model_id in ids:
             self.tasks.unlink_model(company, model_id)
-        return self.coll.delete_many({"_id": {"$in": ids}, "company": company}).deleted_count
+        return self.store.delete_many({"_id": {"$in": ids}, "company": company}).deleted_count
 
     # -- models in projects, for project deletion and merging -------------------------------------
 
     def count_in_projects(self, company: str, project_ids: list[str]) -> int:
-        return placement.count(self.coll, company, project_ids)
+        return placement.count(self.store, company, project_ids)
 
     def in_projects(self, company: str, project_ids: list[str]) -> list[dict[str, Any]]:
         """The company's models in these projects: id and uri."""
-        return placement.find(self.coll, company, project_ids, {"_id": 1, "uri": 1})
+        return placement.find(self.store, company, project_ids, {"_id": 1, "uri": 1})
 
     def move_between_projects(self, company: str, source: str, target: str) -> int:
         """Every model of ``source`` goes into ``target`` (a project merge); how many moved."""
-        return placement.move_all(self.coll, company, source, target)
+        return placement.move_all(self.store, company, source, target)
 
     def detach_from_projects(self, company: str, project_ids: list[str]) -> int:
         """The models of these (deleted) projects stay, in no project; their ``last_update`` is kept
         as it was."""
-        return placement.detach(self.coll, company, project_ids, touch=False)
+        return placement.detach(self.store, company, project_ids, touch=False)
 
     def orphan_from_task(self, company: str, task_id: str) -> int:
         """Models a deleted task created but that stay: they no longer name a task."""
-        return self.coll.update_many({"company": company, "task": task_id},
+        return self.store.update_many({"company": company, "task": task_id},
                                      {"$unset": {"task": ""}, "$set": {"last_update": utcnow()}}).modified_count
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from apiserver.bll import query as q
 from apiserver.bll.tags import REPORT_TYPE
 
 MAX_COUNT = 10_000
@@ -34,5 +33,5 @@ class EntityCounts:
             data = {**common, **flt}
             if entity == "reports":
                 data = {**data, "type": [REPORT_TYPE], "search_hidden": True}
-            answer[entity] = q.count(coll, build(company, data), MAX_COUNT)
+            answer[entity] = coll.count(build(company, data), MAX_COUNT)
         return answer

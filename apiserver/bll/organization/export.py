@@ -17,15 +17,13 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ASCENDING
-from pymongo.database import Database
-
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import MAX_PAGE_SIZE
 from apiserver.database.model.base import utcnow
+from apiserver.database.model.export import PreparedDownload
+from apiserver.database.store import store_of
 
-COLLECTION = "prepared_downloads"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 Lister = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
@@ -55,23 +53,18 @@ def _cell(value: Any, names: dict[str, str]) -> str:
 
 
 class ExportBLL:
-    def __init__(self, db: Database, listers: dict[str, Lister], ttl_sec: int, max_rows: int):
-        self.db = db
+    def __init__(self, listers: dict[str, Lister], ttl_sec: int, max_rows: int):
         self.listers = listers
         self.ttl_sec = ttl_sec
         self.max_rows = max_rows
-        self.coll.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
-
-    @property
-    def coll(self):
-        return self.db[COLLECTION]
+        self.store = store_of(PreparedDownload)  # its expiry index is declared on the document
 
     def prepare(self, identity: Identity, entity: str, query: dict[str, Any], mappings: list[dict[str, Any]]) -> str:
         if entity not in self.listers:
             raise errors.bad_request.ValidationError(f"no export of {entity}s", field="entity_type")
         prepare_id = secrets.token_urlsafe(24)
         now = utcnow()
-        self.coll.insert_one({"_id": prepare_id, "company": identity.company, "user": identity.user,
+        self.store.insert_one({"_id": prepare_id, "company": identity.company, "user": identity.user,
                               "entity": entity, "query": json.dumps(query), "mappings": mappings,
                               "created": now, "expires_at": now + timedelta(seconds=self.ttl_sec)})
         return prepare_id
@@ -79,7 +72,7 @@ class ExportBLL:
     def rows(self, identity: Identity, prepare_id: str) -> tuple[str, Iterator[str]]:
         """(file name, CSV text chunks) of a prepared export; only its preparer reads it, once."""
         # small collection: exports awaiting download (find_one_and_delete scans it on SecantusDB)
-        kept = self.coll.find_one_and_delete({"_id": prepare_id, "company": identity.company,
+        kept = self.store.find_one_and_delete({"_id": prepare_id, "company": identity.company,
                                               "user": identity.user, "expires_at": {"$gt": utcnow()}})
         if kept is None:
             raise errors.bad_request.ValidationError("no such export, or it expired: prepare it again",

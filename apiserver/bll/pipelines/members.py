@@ -28,6 +28,7 @@ from apiserver.bll.outbound import AddressPolicy, OutboundClient, OutboundError
 from apiserver.bll.registry.secrets import masked_url
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import PipelineLog, PipelineMember
+from apiserver.database.store import store_of
 
 # The reference protocol's container ids; operators add more through config or members.register.
 REFERENCE_IDS = ("labelling", "bms", "vis2code", "backbone_nas", "neck_nas", "code_gen", "cloud_deploy",
@@ -53,8 +54,8 @@ class MemberRegistry:
         self.policy = policy or AddressPolicy()
 
     @property
-    def coll(self):
-        return PipelineMember._get_collection()
+    def store(self):
+        return store_of(PipelineMember)
 
     def config_hosts(self) -> set[str]:
         """Hosts of the operator's members (config), allowed for calls to those members."""
@@ -66,7 +67,7 @@ class MemberRegistry:
         flt: dict[str, Any] = {"url": {"$exists": True}}
         if company is not None:
             flt["company"] = company
-        registered = {m["container_id"] for m in self.coll.find(flt, {"container_id": 1}) if m.get("container_id")}
+        registered = {m["container_id"] for m in self.store.find(flt, {"container_id": 1}) if m.get("container_id")}
         return set(REFERENCE_IDS) | set(self._config_urls) | registered
 
     def check_id(self, container_id: str, company: str | None, field: str = "container_id",
@@ -80,7 +81,7 @@ class MemberRegistry:
 
     def resolve(self, container_id: str, company: str) -> tuple[str, bool]:
         """(the URL a pipeline of ``company`` calls, whether it is the operator's config URL)."""
-        doc = self.coll.find_one({"_id": _key(company, container_id)}, {"url": 1})
+        doc = self.store.find_one({"_id": _key(company, container_id)}, {"url": 1})
         if doc and doc.get("url"):  # a readiness record has no url
             return doc["url"].rstrip("/"), False
         url = self._config_urls.get(container_id)
@@ -97,7 +98,7 @@ class MemberRegistry:
         if problem:
             raise errors.bad_request.ValidationError(f"url {problem[0]}",
                                                      error_data={"field": "url", "rule": problem[1]})
-        self.coll.update_one(
+        self.store.update_one(
             {"_id": _key(company, container_id)},
             {"$set": {"company": company, "container_id": container_id, "url": url.rstrip("/"),
                       "registered_by": user, "registered": utcnow()}}, upsert=True)
@@ -105,7 +106,7 @@ class MemberRegistry:
     def unregister(self, company: str, container_id: str) -> None:
         """Forget the URL ``company`` registered for a member, and its readiness with it (it was that
         URL's): a config member falls back to its config URL, any other id is no longer known."""
-        gone = self.coll.delete_one({"_id": _key(company, container_id), "url": {"$exists": True}})
+        gone = self.store.delete_one({"_id": _key(company, container_id), "url": {"$exists": True}})
         if not gone.deleted_count:
             where = "config members are the operator's, changed in config" if container_id in self._config_urls \
                 else "nothing to remove"
@@ -114,7 +115,7 @@ class MemberRegistry:
                 error_data={"field": "container_id", "rule": "registered"})
 
     def all(self, company: str) -> list[dict[str, Any]]:
-        stored = {m["container_id"]: m for m in self.coll.find({"company": company}) if m.get("container_id")}
+        stored = {m["container_id"]: m for m in self.store.find({"company": company}) if m.get("container_id")}
         out = []
         for cid in sorted(self.known_ids(company)):
             doc = stored.get(cid, {})
@@ -127,7 +128,7 @@ class MemberRegistry:
 
     def record_readiness(self, container_id: str, company: str, result: CallResult) -> bool:
         ready = result.answer == "ready"
-        self.coll.update_one(
+        self.store.update_one(
             {"_id": _key(company, container_id)},
             {"$set": {"company": company, "container_id": container_id, "ready": int(ready),
                       "last_check": utcnow(), "last_answer": result.answer or result.error}}, upsert=True)
@@ -198,7 +199,7 @@ class LogBatch:
         with self._lock:
             entries, self._pending = self._pending, []
         if entries:
-            PipelineLog._get_collection().insert_many(entries, ordered=False)
+            store_of(PipelineLog).insert_many(entries, ordered=False)
 
 
 class CallLog:
@@ -239,7 +240,7 @@ class CallLog:
     def add(self, entry: dict[str, Any]) -> None:
         current = getattr(self._local, "batch", None)
         if current is None:
-            PipelineLog._get_collection().insert_one(entry)
+            store_of(PipelineLog).insert_one(entry)
         else:
             current.add(entry)
 
@@ -250,7 +251,7 @@ CALL_LOG = CallLog()
 def note_ignored_report(pipeline: dict[str, Any] | None, container_id: str, params: dict[str, Any], note: str) -> None:
     """Record a member report the leader ignores: one record per pipeline and member, overwritten
     with the latest report and counted, so that open ``/status_report`` calls cannot grow the log."""
-    PipelineLog._get_collection().update_one(
+    store_of(PipelineLog).update_one(
         {"_id": f"ignored-report:{(pipeline or {}).get('_id') or '-'}:{container_id}"},
         {"$set": {"company": (pipeline or {}).get("company"), "pipeline": (pipeline or {}).get("_id"),
                   "project_id": (pipeline or {}).get("project_id"), "time": utcnow(), "direction": "from_member",

@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
@@ -35,8 +33,10 @@ from apiserver.bll.pipelines.members import (
     note_ignored_report,
 )
 from apiserver.bll.query import page_bounds
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import Pipeline, PipelineHeartbeat, PipelineLog
+from apiserver.database.store import store_of
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +57,16 @@ class PipelineBLL:
         self._lock = threading.Lock()
 
     @property
-    def coll(self):
-        return Pipeline._get_collection()
+    def store(self):
+        return store_of(Pipeline)
 
     def ensure_indexes(self) -> None:
         """One running pipeline per user and project (``start`` relies on it), which is also the one
         a member's report names (``/status_report`` carries only the user and the project). A database
         made by an earlier version has it already, declared by the model with mongoengine's options; it
         is kept (asking for it again with other options is refused as a conflicting index)."""
-        name = "one_running_per_user_project"
-        if name not in self.coll.index_information():
-            self.coll.create_index([("user_id", 1), ("project_id", 1)], unique=True, name=name,
-                                   partialFilterExpression={"status": st.RUNNING})
+        self.store.ensure_index([("user_id", 1), ("project_id", 1)], "one_running_per_user_project", unique=True,
+                               partialFilterExpression={"status": st.RUNNING})
 
     # -- records ------------------------------------------------------------------------------
 
@@ -82,7 +80,7 @@ class PipelineBLL:
                 "finished": doc.get("finished")}
 
     def get(self, company: str, pipeline_id: str) -> dict[str, Any]:
-        doc = access.by_id(self.coll, pipeline_id, (company,))
+        doc = access.by_id(self.store, pipeline_id, (company,))
         if doc is None:
             raise errors.bad_request.InvalidPipelineId(id=pipeline_id)
         return doc
@@ -99,7 +97,7 @@ class PipelineBLL:
                "status": st.CREATED, "current_step": 0, "created": now,
                "steps": [{"container_id": cid, "status": st.PENDING, "start_calls": 0, "misses": 0}
                          for cid in workflow]}
-        self.coll.insert_one(doc)
+        self.store.insert_one(doc)
         return doc["_id"]
 
     def get_all(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,12 +106,12 @@ class PipelineBLL:
             if data.get(key):
                 flt[key] = {"$in": data[key]} if isinstance(data[key], list) else data[key]
         skip, limit = page_bounds(data.get("page"), data.get("page_size"))
-        return [self.to_api(d) for d in self.coll.find(flt).sort([("created", -1), ("_id", 1)]).skip(skip)
+        return [self.to_api(d) for d in self.store.find(flt).sort([("created", -1), ("_id", 1)]).skip(skip)
                 .limit(limit)]
 
     def get_log(self, company: str, pipeline_id: str) -> list[dict[str, Any]]:
         self.get(company, pipeline_id)
-        rows = PipelineLog._get_collection().find({"pipeline": pipeline_id}, {"company": 0, "pipeline": 0}) \
+        rows = store_of(PipelineLog).find({"pipeline": pipeline_id}, {"company": 0, "pipeline": 0}) \
             .sort([("time", 1), ("_id", 1)])
         return [{k: v for k, v in r.items() if k != "_id"} for r in rows]
 
@@ -148,7 +146,7 @@ class PipelineBLL:
         still has a step on it to start or finish: its next call would go elsewhere or nowhere.
         (A pipeline that starts while this runs checks its members first, and a member it cannot
         reach fails its step with the reason in the log.)"""
-        busy = sorted(d["_id"] for d in self.coll.find(
+        busy = sorted(d["_id"] for d in self.store.find(
             {"company": company, "status": st.RUNNING, "steps.container_id": container_id}, {"steps": 1})
             if any(s["container_id"] == container_id and s["status"] in st.UNFINISHED_STEP for s in d["steps"]))
         if busy:
@@ -170,10 +168,10 @@ class PipelineBLL:
         if not_ready:
             raise errors.bad_request.MembersNotReady(f"not ready: {not_ready}", error_data={"members": members})
         try:  # one running pipeline per user and project: the unique index on running ones decides
-            moved = self.coll.update_one({"_id": pipeline_id, "status": st.CREATED},
+            moved = self.store.update_one({"_id": pipeline_id, "status": st.CREATED},
                                          {"$set": {"status": st.RUNNING, "started": utcnow()}})
         except DuplicateKeyError:
-            busy = self.coll.find_one({"status": st.RUNNING, "project_id": doc["project_id"],
+            busy = self.store.find_one({"status": st.RUNNING, "project_id": doc["project_id"],
                                        "user_id": doc["user_id"]}, {"_id": 1}) or {}
             raise errors.bad_request.InvalidPipelineStatus(
                 "another pipeline of this user and project is running", running=busy.get("_id")) from None
@@ -187,7 +185,7 @@ class PipelineBLL:
         doc = self.get(identity.company, pipeline_id)
         if doc["status"] not in (st.RUNNING, st.CREATED):
             raise errors.bad_request.InvalidPipelineStatus(f"the pipeline is {doc['status']}", id=pipeline_id)
-        moved = self.coll.update_one({"_id": pipeline_id, "status": doc["status"]}, {
+        moved = self.store.update_one({"_id": pipeline_id, "status": doc["status"]}, {
             "$set": {"status": st.STOPPED, "finished": utcnow(), "reason": "stopped by user"}})
         if not moved.modified_count:
             raise errors.bad_request.InvalidPipelineStatus("the pipeline changed meanwhile", id=pipeline_id)
@@ -203,14 +201,14 @@ class PipelineBLL:
         ``/stop`` follows the member's answer to ``/start`` instead of racing it."""
         deadline = time.monotonic() + self.client.longest_call_sec + 1
         while True:
-            doc = self.coll.find_one({"_id": pipeline_id})
+            doc = self.store.find_one({"_id": pipeline_id})
             i = doc.get("current_step", 0)
             step = doc["steps"][i]
             if step["status"] != st.STARTING or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         if step["status"] == st.STARTING:  # the /start is still out: when it comes back, /stop follows
-            self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
+            self.store.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
                 f"steps.{i}.status": st.STOPPED, f"steps.{i}.finished": utcnow(),
                 f"steps.{i}.reason": STOPPED_BEFORE_START}})
             return
@@ -219,7 +217,7 @@ class PipelineBLL:
         result = self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
         reason = "stopped by user" + ("" if result.answer == "finished" else
                                       f" (member answered {result.answer or result.error})")
-        self.coll.update_one(self._settle_filter(doc, i, step["status"]), {"$set": {
+        self.store.update_one(self._settle_filter(doc, i, step["status"]), {"$set": {
             f"steps.{i}.status": st.STOPPED, f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": reason}})
 
     def delete(self, identity: Identity, pipeline_id: str, force: bool) -> int:
@@ -229,8 +227,8 @@ class PipelineBLL:
                 raise errors.bad_request.InvalidPipelineStatus("stop the pipeline first (or use force)",
                                                                id=pipeline_id)
             self.stop(identity, pipeline_id)
-        PipelineLog._get_collection().delete_many({"pipeline": pipeline_id})
-        return self.coll.delete_one({"_id": pipeline_id, "company": identity.company}).deleted_count
+        store_of(PipelineLog).delete_many({"pipeline": pipeline_id})
+        return self.store.delete_one({"_id": pipeline_id, "company": identity.company}).deleted_count
 
     # -- stepping -----------------------------------------------------------------------------
 
@@ -240,7 +238,7 @@ class PipelineBLL:
         When the last of them is done, the cycle's duration is recorded (``heartbeat_stats``)."""
         began = time.monotonic()
         docs = []
-        for doc in self.coll.find({"status": st.RUNNING}):
+        for doc in self.store.find({"status": st.RUNNING}):
             with self._lock:
                 if doc["_id"] in self._in_flight:
                     continue  # a slow member keeps only its own pipeline waiting
@@ -266,13 +264,13 @@ class PipelineBLL:
 
     @staticmethod
     def _record_cycle(pipelines: int, seconds: float) -> None:
-        PipelineHeartbeat._get_collection().update_one(
+        store_of(PipelineHeartbeat).update_one(
             {"_id": "last_cycle"}, {"$set": {"pipelines": pipelines, "seconds": round(seconds, 4),
                                              "at": utcnow(), "pid": os.getpid()}}, upsert=True)
 
     @staticmethod
     def heartbeat_stats() -> dict[str, Any]:
-        doc = PipelineHeartbeat._get_collection().find_one({"_id": "last_cycle"}) or {}
+        doc = store_of(PipelineHeartbeat).find_one({"_id": "last_cycle"}) or {}
         return {k: doc.get(k) for k in ("pipelines", "seconds", "at", "pid")}
 
     def _advance_and_release(self, pipeline_id: str, doc: dict[str, Any] | None = None) -> None:
@@ -291,7 +289,7 @@ class PipelineBLL:
         move is conditional on the state it was decided from.
         """
         for _ in range(1000):  # bounded: one loop per completed step
-            doc = doc or self.coll.find_one({"_id": pipeline_id})
+            doc = doc or self.store.find_one({"_id": pipeline_id})
             if doc is None or doc["status"] != st.RUNNING:
                 return
             i = doc.get("current_step", 0)
@@ -325,7 +323,7 @@ class PipelineBLL:
 
     def _start_step(self, doc: dict[str, Any], i: int) -> None:
         step = doc["steps"][i]
-        claimed = self.coll.update_one(self._step_filter(doc, i, st.PENDING),
+        claimed = self.store.update_one(self._step_filter(doc, i, st.PENDING),
                                        {"$set": {f"steps.{i}.status": st.STARTING, f"steps.{i}.claimed": utcnow()},
                                         "$inc": {f"steps.{i}.start_calls": 1}})
         if not claimed.modified_count:
@@ -333,26 +331,26 @@ class PipelineBLL:
         result = self.client.call(step["container_id"], "start", doc["user_id"], doc["project_id"], doc)
         if result.answer == "started":
             started = {f"steps.{i}.status": st.STARTED, f"steps.{i}.started": utcnow(), f"steps.{i}.misses": 0}
-            if self.coll.update_one(self._step_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
+            if self.store.update_one(self._step_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
                 return
             # Stopped meanwhile: record the start for stop() to act on; or, when stop() stopped waiting
             # for this answer, send the /stop it left to us (once: the reason changes as it goes).
-            if self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
+            if self.store.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": started}).modified_count:
                 return
             left = {**self._settle_filter(doc, i, st.STOPPED), f"steps.{i}.reason": STOPPED_BEFORE_START}
-            if self.coll.update_one(left, {"$set": {f"steps.{i}.reason": STOPPED_BEFORE_START + "; /stop sent "
+            if self.store.update_one(left, {"$set": {f"steps.{i}.reason": STOPPED_BEFORE_START + "; /stop sent "
                                                     "when it did"}}).modified_count:
                 self.client.call(step["container_id"], "stop", doc["user_id"], doc["project_id"], doc)
             return
         # Not re-sent: a /start that may have arrived is never repeated.
         why = f"start answered {result.answer!r}" if result.answer is not None else f"start failed: {result.error}"
         self._fail(doc, i, st.STARTING, why)
-        self.coll.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
+        self.store.update_one(self._settle_filter(doc, i, st.STARTING), {"$set": {
             f"steps.{i}.status": st.FAILED, f"steps.{i}.finished": utcnow(), f"steps.{i}.reason": why}})
 
     def _fail(self, doc: dict[str, Any], i: int, from_status: str, reason: str, step_status: str = st.FAILED) -> None:
         now = utcnow()
-        self.coll.update_one(self._step_filter(doc, i, from_status),
+        self.store.update_one(self._step_filter(doc, i, from_status),
                              {"$set": {f"steps.{i}.status": step_status, f"steps.{i}.finished": now,
                                        f"steps.{i}.reason": reason, "status": st.FAILED, "finished": now,
                                        "reason": f"{doc['steps'][i]['container_id']}: {reason}"}})
@@ -362,7 +360,7 @@ class PipelineBLL:
         answer, status = result.answer, step["status"]
         if answer in ("started", "running"):
             if answer != status or step.get("misses"):  # record a change (running included); skip a no-op
-                self.coll.update_one(self._step_filter(doc, i, status),
+                self.store.update_one(self._step_filter(doc, i, status),
                                      {"$set": {f"steps.{i}.status": answer, f"steps.{i}.misses": 0,
                                                f"steps.{i}.last_answer": answer}})
             return False
@@ -374,7 +372,7 @@ class PipelineBLL:
                 sets.update({"status": st.COMPLETED, "finished": now})
             else:
                 sets["current_step"] = i + 1
-            moved = self.coll.update_one(self._step_filter(doc, i, status), {"$set": sets})
+            moved = self.store.update_one(self._step_filter(doc, i, status), {"$set": sets})
             return bool(moved.modified_count) and not last
         if answer == "failed":
             self._fail(doc, i, status, "the member reported failed")
@@ -391,7 +389,7 @@ class PipelineBLL:
         if misses >= self.max_missed:
             self._fail(doc, i, status, f"no usable answer for {misses} beats ({answer or result.error})")
         else:
-            self.coll.update_one(self._step_filter(doc, i, status), {"$set": {f"steps.{i}.misses": misses}})
+            self.store.update_one(self._step_filter(doc, i, status), {"$set": {f"steps.{i}.misses": misses}})
         return False
 
     # -- the member's report ------------------------------------------------------------------
@@ -399,7 +397,7 @@ class PipelineBLL:
     @CALL_LOG.batched
     def handle_report(self, data: dict[str, Any], remote_addr: str | None) -> str:
         container_id, status = data["container_id"], data["status"]
-        doc = self.coll.find_one({"status": st.RUNNING, "project_id": data.get("project_id", ""),
+        doc = self.store.find_one({"status": st.RUNNING, "project_id": data.get("project_id", ""),
                                   "user_id": data.get("user_id", "")})
         company = doc["company"] if doc else None  # the report itself names no company
         self.registry.check_id(container_id, company, list_known=False)  # the caller is anonymous

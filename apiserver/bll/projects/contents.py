@@ -36,6 +36,7 @@ from apiserver.database.model.base import utcnow
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
+from apiserver.database.store import store_of
 
 MAX_SCANNED = 20_000
 # Statuses whose completed time does not count a task as completed in the last 24 hours.
@@ -57,7 +58,7 @@ def _below(company: str, project_ids: list[str], include_hidden: bool = True,
         cond["system_tags"] = {"$ne": q.HIDDEN_TAG}
     if allowed is not None:
         cond["_id"] = {"$in": allowed}
-    return list(Project._get_collection().find(cond, {"_id": 1, "name": 1, "path": 1}))
+    return list(store_of(Project).find(cond, {"_id": 1, "name": 1, "path": 1}))
 
 
 def descendants(company: str, project_ids: list[str], include_hidden: bool = True,
@@ -106,7 +107,7 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
     tasks, total run time in seconds, tasks completed (and not queued, running or failed) in the last
     24 hours and the latest start. One grouped read per state, whatever the projects hold."""
     owners = _families(project_ids, family)
-    tasks = Task._get_collection()
+    tasks = store_of(Task)
     since = utcnow() - timedelta(hours=24)
     ran = {"$and": [{"$gt": ["$started", None]}, {"$gt": ["$completed", "$started"]}]}
     recent = {"$and": [{"$gt": ["$completed", since]}, {"$not": [{"$in": ["$status", list(UNFINISHED)]}]}]}
@@ -121,7 +122,7 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
                                "completed_tasks_24h": 0, "last_task_run": None}
         scope = q.combine({**_readable(company), "project": {"$in": list(owners)}}, _state_match(state), match or {})
         runtime_ms: dict[str, int] = dict.fromkeys(project_ids, 0)
-        for row in q.aggregate(tasks, [{"$match": scope}, {"$group": group}]):
+        for row in tasks.aggregate_indexed([{"$match": scope}, {"$group": group}]):
             for top in owners[row["_id"]["project"]]:
                 entry = stats[top][state]
                 status = row["_id"].get("status") or "unknown"
@@ -144,7 +145,7 @@ def dataset_stats(company: str, project_ids: list[str], family: dict[str, list[s
     counts = {p: {"count": 0, "tags": set()} for p in project_ids}
     scope = q.combine({**_readable(company), "parent": {"$in": list(owners)}, "system_tags": DATASET_TAG},
                       match or {})
-    for doc in q.scan(Project._get_collection(), scope, {"parent": 1, "tags": 1}, MAX_SCANNED):
+    for doc in store_of(Project).scan(scope, {"parent": 1, "tags": 1}, MAX_SCANNED):
         for top in owners[doc["parent"]]:
             counts[top]["count"] += 1
             counts[top]["tags"].update(doc.get("tags") or [])
@@ -155,7 +156,7 @@ def own_datasets(company: str, project_ids: list[str], match: dict[str, Any] | N
     """``own_datasets``: the dataset projects (that ``match``) directly in each project."""
     out = {p: {"own_datasets": 0} for p in project_ids}
     scope = q.combine({**_readable(company), "parent": {"$in": project_ids}, "system_tags": DATASET_TAG}, match or {})
-    for row in q.aggregate(Project._get_collection(), [{"$match": scope},
+    for row in store_of(Project).aggregate_indexed([{"$match": scope},
                                                        {"$group": {"_id": "$parent", "count": {"$sum": 1}}}]):
         out[row["_id"]]["own_datasets"] = row["count"]
     return out
@@ -172,7 +173,7 @@ def dataset_versions(company: str, project_ids: list[str], users: list[str] | No
     if users:
         scope["user"] = {"$in": users}
     latest: dict[str, dict[str, Any]] = {}
-    for doc in q.scan(Task._get_collection(), scope, {"project": 1, "runtime": 1, "last_update": 1}, MAX_SCANNED):
+    for doc in store_of(Task).scan(scope, {"project": 1, "runtime": 1, "last_update": 1}, MAX_SCANNED):
         kept = latest.get(doc["project"])
         if kept is None or (doc.get("last_update") or datetime.min) > (kept.get("last_update") or datetime.min):
             latest[doc["project"]] = doc
@@ -187,10 +188,10 @@ def own_counts(company: str, project_ids: list[str], match: dict[str, Any] | Non
                ) -> dict[str, dict[str, int]]:
     """Tasks and models (that ``match``) directly in each project (not in subprojects)."""
     out = {p: {"own_tasks": 0, "own_models": 0} for p in project_ids}
-    for coll, key in ((Task._get_collection(), "own_tasks"), (Model._get_collection(), "own_models")):
+    for coll, key in ((store_of(Task), "own_tasks"), (store_of(Model), "own_models")):
         pipeline = [{"$match": q.combine({**_readable(company), "project": {"$in": project_ids}}, match or {})},
                     {"$group": {"_id": "$project", "count": {"$sum": 1}}}]
-        for row in q.aggregate(coll, pipeline):
+        for row in coll.aggregate_indexed(pipeline):
             out[row["_id"]][key] = row["count"]
     return out
 
@@ -260,10 +261,10 @@ def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], li
     found: set[str] = set()
     for model, cond, _ in sources:
         key = "project" if model is not Project else "_id"
-        rows = q.aggregate(model._get_collection(), [{"$match": cond}, {"$group": {"_id": f"${key}"}}])
+        rows = store_of(model).aggregate_indexed([{"$match": cond}, {"$group": {"_id": f"${key}"}}])
         found.update(row["_id"] for row in rows if row["_id"])
     selected = set(found)
-    for doc in Project._get_collection().find({"_id": {"$in": sorted(found)}}, {"path": 1}):
+    for doc in store_of(Project).find({"_id": {"$in": sorted(found)}}, {"path": 1}):
         selected.update(doc.get("path") or [])
     chosen = sorted(selected & set(requested)) if requested else sorted(selected)
     return chosen, sorted(selected)
@@ -277,24 +278,24 @@ def tags_of(coll: Any, company: str, match: dict[str, Any] | None = None) -> dic
 
 def project_tags(company: str, project_ids: list[str] | None) -> dict[str, list[str]]:
     """projects.get_project_tags: the tags of these projects (all readable ones when none)."""
-    return tags_of(Project._get_collection(), company, {"_id": {"$in": project_ids}} if project_ids else None)
+    return tags_of(store_of(Project), company, {"_id": {"$in": project_ids}} if project_ids else None)
 
 
 def model_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
     """projects.get_model_tags: the tags of the models in these projects (all when none)."""
-    return tags_of(Model._get_collection(), company, _in_projects(projects) or None)
+    return tags_of(store_of(Model), company, _in_projects(projects) or None)
 
 
 def task_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
     """projects.get_task_tags: the tags of the tasks in these projects (all when none)."""
-    return tags_of(Task._get_collection(), company, _in_projects(projects) or None)
+    return tags_of(store_of(Task), company, _in_projects(projects) or None)
 
 
 def user_names(company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
     """The users who own the entity's (task's or model's) objects in ``projects`` (all when none)."""
-    coll = (Model if entity == "model" else Task)._get_collection()
+    coll = store_of(Model if entity == "model" else Task)
     ids = q.distinct_values(coll, company, projects, "user")
-    users = User._get_collection().find({"_id": {"$in": ids}, "company": company}, {"name": 1})
+    users = store_of(User).find({"_id": {"$in": ids}, "company": company}, {"name": 1})
     return sorted(({"id": u["_id"], "name": u.get("name")} for u in users),
                   key=lambda u: (u["name"] or "", u["id"]))
 
@@ -310,7 +311,7 @@ def delete_counts(company: str, project_ids: list[str]) -> dict[str, int]:
     out = {key: 0 for kind in ("tasks", "pipelines", "datasets", "reports", "models")
            for key in (kind, f"non_archived_{kind}")}
     by_kind = [{"$match": scope}, {"$group": {"_id": {"type": "$type", "tags": "$system_tags"}, "n": {"$sum": 1}}}]
-    for group in q.aggregate(Task._get_collection(), by_kind):
+    for group in store_of(Task).aggregate_indexed(by_kind):
         tags, n = _tag_list(group["_id"].get("tags")), group["n"]
         kinds = [kind for kind, member in (
             ("tasks", PIPELINE_TAG not in tags and DATASET_TAG not in tags and group["_id"].get("type") != REPORT_TYPE),
@@ -320,7 +321,7 @@ def delete_counts(company: str, project_ids: list[str]) -> dict[str, int]:
             out[kind] += n
             out[f"non_archived_{kind}"] += 0 if ARCHIVED_TAG in tags else n
     by_tags = [{"$match": scope}, {"$group": {"_id": "$system_tags", "n": {"$sum": 1}}}]
-    for group in q.aggregate(Model._get_collection(), by_tags):
+    for group in store_of(Model).aggregate_indexed(by_tags):
         out["models"] += group["n"]
         out["non_archived_models"] += 0 if ARCHIVED_TAG in _tag_list(group["_id"]) else group["n"]
     return out
@@ -336,7 +337,7 @@ def organization_tags(company: str, system_tags: list[str] | None, include_syste
     ``system_tags`` only of objects that have them (ClearML's list filter language)."""
     match = q.list_filter("system_tags", system_tags) if system_tags else None
     found: dict[str, set[str]] = {"tags": set(), "system_tags": set()}
-    for coll in (Task._get_collection(), Model._get_collection(), Project._get_collection()):
+    for coll in (store_of(Task), store_of(Model), store_of(Project)):
         for key, values in tags_of(coll, company, match).items():
             found[key].update(values)
     answer = {"tags": sorted(found["tags"])}
@@ -354,8 +355,8 @@ def task_parents(company: str, projects: list[str] | None, state: str | None) ->
     match = {**_readable(company), **_in_projects(projects), "parent": {"$nin": [None, ""]}}
     if state in ("active", "archived"):
         match.update(_state_match(state))
-    tasks = Task._get_collection()
-    ids = [row["_id"] for row in q.aggregate(tasks, [{"$match": match}, {"$group": {"_id": "$parent"}}])]
+    tasks = store_of(Task)
+    ids = [row["_id"] for row in tasks.aggregate_indexed([{"$match": match}, {"$group": {"_id": "$parent"}}])]
     found = sorted(access.readable_many(tasks, company, ids, {"name": 1, "project": 1}).values(),
                    key=lambda d: (d.get("name") or "", d["_id"]))
     return [{"id": d["_id"], "name": d.get("name"), "project": {"id": d.get("project")}} for d in found]
@@ -365,7 +366,7 @@ def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str,
     """Every (section, name) of the hyper-parameters of tasks in ``projects``, sorted."""
     found = set()
     scope = {**_readable(company), **_in_projects(projects), "hyperparams": {"$nin": [None, {}]}}
-    for doc in q.scan(Task._get_collection(), scope, {"hyperparams": 1}, MAX_SCANNED):
+    for doc in store_of(Task).scan(scope, {"hyperparams": 1}, MAX_SCANNED):
         for section, params in (doc.get("hyperparams") or {}).items():
             for name in params or {}:
                 found.add((unescape_key(section), unescape_key(name)))
@@ -376,15 +377,15 @@ def hyperparam_values(company: str, projects: list[str] | None, section: str, na
     q.field_path(escape_key(section), "section")
     q.field_path(escape_key(name), "name")
     field = f"hyperparams.{escape_key(section)}.{escape_key(name)}.value"
-    return q.distinct_values(Task._get_collection(), company, projects, field)
+    return q.distinct_values(store_of(Task), company, projects, field)
 
 
 def metric_variants(company: str, projects: list[str] | None, models: bool = False) -> list[dict[str, str]]:
     """Every (metric, variant) in the last metrics of tasks (or models) in ``projects``."""
-    coll = (Model if models else Task)._get_collection()
+    coll = store_of(Model if models else Task)
     found = {}
     scope = {**_readable(company), **_in_projects(projects), "last_metrics": {"$nin": [None, {}]}}
-    for doc in q.scan(coll, scope, {"last_metrics": 1}, MAX_SCANNED):
+    for doc in coll.scan(scope, {"last_metrics": 1}, MAX_SCANNED):
         for metric_hash, variants in (doc.get("last_metrics") or {}).items():
             for variant_hash, event in (variants or {}).items():
                 if isinstance(event, dict):
@@ -397,14 +398,14 @@ def metric_variants(company: str, projects: list[str] | None, models: bool = Fal
 def model_metadata_keys(company: str, projects: list[str] | None) -> list[str]:
     keys = set()
     scope = {**_readable(company), **_in_projects(projects), "metadata": {"$nin": [None, {}]}}
-    for doc in q.scan(Model._get_collection(), scope, {"metadata": 1}, MAX_SCANNED):
+    for doc in store_of(Model).scan(scope, {"metadata": 1}, MAX_SCANNED):
         keys.update(unescape_key(k) for k in (doc.get("metadata") or {}))
     return sorted(keys)
 
 
 def model_metadata_values(company: str, projects: list[str] | None, key: str) -> list[str]:
     q.field_path(escape_key(key), "key")
-    return q.distinct_values(Model._get_collection(), company, projects, f"metadata.{escape_key(key)}.value")
+    return q.distinct_values(store_of(Model), company, projects, f"metadata.{escape_key(key)}.value")
 
 
 def page_of(items: list[Any], page: int | None, page_size: int | None) -> tuple[list[Any], int, int]:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.project import Project
+from apiserver.database.store import store_of
 
 EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination")
 
@@ -36,14 +36,14 @@ def _check_name(name: str) -> str:
 
 class ProjectBLL:
     @property
-    def coll(self):
-        return Project._get_collection()
+    def store(self):
+        return store_of(Project)
 
     def readable(self, company: str, project_id: str, proj: dict | None = None) -> dict[str, Any]:
-        return access.readable(self.coll, company, project_id, errors.bad_request.InvalidProjectId, proj)
+        return access.readable(self.store, company, project_id, errors.bad_request.InvalidProjectId, proj)
 
     def writable(self, company: str, project_id: str) -> dict[str, Any]:
-        return access.writable(self.coll, company, project_id, errors.bad_request.InvalidProjectId, "projects")
+        return access.writable(self.store, company, project_id, errors.bad_request.InvalidProjectId, "projects")
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
         """A new project; the parents of a nested name ('a/b/c') are created when missing."""
@@ -51,7 +51,7 @@ class ProjectBLL:
         path = self._ensure_parents(identity, name)
         doc = self._new_doc(identity, name, path, data)
         try:
-            self.coll.insert_one(doc)
+            self.store.insert_one(doc)
         except DuplicateKeyError:
             raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=name) from None
         return doc["_id"]
@@ -78,28 +78,28 @@ class ProjectBLL:
         path: list[str] = []
         for depth in range(1, len(parts)):
             ancestor = "/".join(parts[:depth])
-            found = self.coll.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
+            found = self.store.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
             if found is None:
                 tags = [HIDDEN_TAG] if parts[depth - 1].startswith(".") else []
                 doc = self._new_doc(identity, ancestor, list(path), {"system_tags": tags})
                 try:
-                    self.coll.insert_one(doc)
+                    self.store.insert_one(doc)
                     found = doc
                 except DuplicateKeyError:  # created meanwhile by another call
-                    found = self.coll.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
+                    found = self.store.find_one({"company": identity.company, "name": ancestor}, {"_id": 1})
             path.append(found["_id"])
         return path
 
     def ensure(self, identity: Identity, name: str, system_tags: list[str] | None = None) -> str:
         """The id of the company's project of this name, created (with its parents) when missing."""
         name = _check_name(name)
-        found = self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})
+        found = self.store.find_one({"company": identity.company, "name": name}, {"_id": 1})
         if found:
             return found["_id"]
         try:
             return self.create(identity, {"name": name, "system_tags": system_tags or []})
         except errors.bad_request.ExpectedUniqueData:
-            return self.coll.find_one({"company": identity.company, "name": name}, {"_id": 1})["_id"]
+            return self.store.find_one({"company": identity.company, "name": name}, {"_id": 1})["_id"]
 
     def destination(self, identity: Identity, project: str | None, project_name: str | None) -> str | None:
         """Where tasks or models move: a project given by id (it must be readable), or by name
@@ -112,12 +112,12 @@ class ProjectBLL:
 
     def with_children(self, company: str, project_ids: list[str]) -> list[str]:
         """The projects and every project nested below them."""
-        names = [d["name"] for d in self.coll.find({"_id": {"$in": project_ids}, "company": {"$in": [company, ""]}},
+        names = [d["name"] for d in self.store.find({"_id": {"$in": project_ids}, "company": {"$in": [company, ""]}},
                                                    {"name": 1})]
         ids = list(project_ids)
         for name in names:
             below = {"company": {"$in": [company, ""]}, "name": {"$regex": "^" + re.escape(name + "/")}}
-            ids += [d["_id"] for d in self.coll.find(below, {"_id": 1})]
+            ids += [d["_id"] for d in self.store.find(below, {"_id": 1})]
         return list(dict.fromkeys(ids))
 
     def get_by_id(self, company: str, project_id: str) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class ProjectBLL:
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         scope = {"company": {"$in": [company, ""]} if data.get("allow_public") is not False else company}
-        query = q.listing_filter(data, scope, coll=self.coll,
+        query = q.listing_filter(data, scope, store=self.store,
                                  patterns=("name", "basename"),
                                  lists=("tags", "system_tags", "user"), excludable=("tags", "system_tags", "user"),
                                  text=("name", "description"))
@@ -139,10 +139,10 @@ class ProjectBLL:
             query = q.combine(query, {"_id": {"$in": within}})
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
-        refs = {"user": User._get_collection(), "company": Company._get_collection()}
+        refs = {"user": store_of(User), "company": store_of(Company)}
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, q.FIELD_IDS)
-        docs = [q.api_id(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj)]
+        docs = [q.api_id(d) for d in self.store.find_page(query, sort, skip, limit, proj)]
         return q.dereference(docs, wanted, refs, company)
 
     @staticmethod
@@ -232,17 +232,17 @@ class ProjectBLL:
             return 0
         if new_name.startswith(project["name"] + "/"):
             raise errors.bad_request.InvalidProjectName("a project cannot move below itself", name=new_name)
-        if self.coll.find_one({"company": identity.company, "name": new_name}, {"_id": 1}):
+        if self.store.find_one({"company": identity.company, "name": new_name}, {"_id": 1}):
             raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=new_name)
         path = self._ensure_parents(identity, new_name)
         old_prefix, old_depth = project["name"], len(project.get("path") or [])
-        below = list(self.coll.find({"company": identity.company, "path": project["_id"]}, {"name": 1, "path": 1}))
+        below = list(self.store.find({"company": identity.company, "path": project["_id"]}, {"name": 1, "path": 1}))
         now = utcnow()
-        self.coll.update_one({"_id": project["_id"]}, {"$set": {
+        self.store.update_one({"_id": project["_id"]}, {"$set": {
             "name": new_name, "basename": new_name.rsplit("/", 1)[-1], "path": path,
             "parent": path[-1] if path else None, "last_update": now}})
         for doc in below:
-            self.coll.update_one({"_id": doc["_id"]}, {"$set": {
+            self.store.update_one({"_id": doc["_id"]}, {"$set": {
                 "name": new_name + doc["name"][len(old_prefix):],
                 "path": path + (doc.get("path") or [])[old_depth:], "last_update": now}})
         return 1 + len(below)
@@ -262,9 +262,9 @@ class ProjectBLL:
         """After its tasks and models moved (see ``bll/projects/merge.py``): the source's subprojects go
         below the target and the source is deleted; how many subprojects moved."""
         moved_projects = 0
-        for child in list(self.coll.find({"company": identity.company, "parent": source["_id"]})):
+        for child in list(self.store.find({"company": identity.company, "parent": source["_id"]})):
             moved_projects += bool(self._rename_tree(identity, child, f"{target['name']}/{child['basename']}"))
-        self.coll.delete_one({"_id": source["_id"], "company": identity.company})
+        self.store.delete_one({"_id": source["_id"], "company": identity.company})
         return moved_projects
 
     def validate_delete(self, company: str, project_id: str) -> dict[str, int]:
@@ -291,7 +291,7 @@ class ProjectBLL:
                 raise errors.bad_request.ExpectedUniqueData("a project with this name exists", name=fields["name"]) \
                     from None
         fields["last_update"] = utcnow()
-        self.coll.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
+        self.store.update_one({"_id": project_id, "company": identity.company}, {"$set": fields})
         return fields
 
     def family(self, company: str, project_id: str) -> list[str]:
@@ -303,6 +303,6 @@ class ProjectBLL:
         models were dealt with first, see ``bll/tasks/deletion.py``)."""
         below = [i for i in family if i != project_id]
         if below:
-            self.coll.delete_many({"_id": {"$in": below}, "company": company})
-        deleted = self.coll.delete_one({"_id": project_id, "company": company}).deleted_count
+            self.store.delete_many({"_id": {"$in": below}, "company": company})
+        deleted = self.store.delete_one({"_id": project_id, "company": company}).deleted_count
         return {"deleted": deleted, "deleted_projects": deleted + len(below)}

@@ -5,33 +5,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from apiserver.apierrors import errors
 from apiserver.bll import access, metadata
 from apiserver.bll import query as q
 from apiserver.bll.intervals import bucket, bucket_dates
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.queue import Queue, QueueMetric
 from apiserver.database.model.task import Task
+from apiserver.database.store import store_of
 
 DEFAULT_TAG = "default"
 
 
 class QueueBLL:
     @property
-    def coll(self):
-        return Queue._get_collection()
+    def store(self):
+        return store_of(Queue)
 
     def get(self, company: str, queue_id: str, proj: dict | None = None) -> dict[str, Any]:
-        doc = access.by_id(self.coll, queue_id, (company,), proj)
+        doc = access.by_id(self.store, queue_id, (company,), proj)
         if doc is None:
             raise errors.bad_request.InvalidQueueId(queue=queue_id)
         return doc
 
     def find_by_name(self, company: str, name: str) -> dict[str, Any] | None:
-        return self.coll.find_one({"company": company, "name": name})
+        return self.store.find_one({"company": company, "name": name})
 
     def create(self, company: str, user: str, name: str, tags: list[str] | None = None,
                system_tags: list[str] | None = None, metadata: dict | None = None,
@@ -43,13 +43,13 @@ class QueueBLL:
         if display_name:
             doc["display_name"] = display_name
         try:
-            self.coll.insert_one(doc)
+            self.store.insert_one(doc)
         except DuplicateKeyError:
             raise errors.bad_request.ExpectedUniqueData("a queue with this name exists", name=name) from None
         return doc["_id"]
 
     def default_queue(self, company: str) -> dict[str, Any]:
-        found = list(self.coll.find({"company": company, "system_tags": DEFAULT_TAG}).limit(2))
+        found = list(self.store.find({"company": company, "system_tags": DEFAULT_TAG}).limit(2))
         if not found:
             raise errors.bad_request.NoDefaultQueue()
         if len(found) > 1:
@@ -58,7 +58,7 @@ class QueueBLL:
 
     def ensure_default(self, company: str, user: str = "") -> str:
         """The company's default queue, created (named 'default') on first need."""
-        existing = self.coll.find_one({"company": company, "system_tags": DEFAULT_TAG}, {"_id": 1})
+        existing = self.store.find_one({"company": company, "system_tags": DEFAULT_TAG}, {"_id": 1})
         if existing:
             return existing["_id"]
         try:
@@ -69,7 +69,7 @@ class QueueBLL:
     def add_entry(self, company: str, queue_id: str, task_id: str) -> None:
         """Append a task to the back of a queue; 400/706 when it is there already."""
         now = utcnow()
-        result = self.coll.update_one(
+        result = self.store.update_one(
             {"_id": queue_id, "company": company, "entries.task": {"$ne": task_id}},
             {"$push": {"entries": {"task": task_id, "added": now}}, "$set": {"last_update": now}})
         if result.matched_count == 0:
@@ -77,12 +77,12 @@ class QueueBLL:
             raise errors.bad_request.TaskAlreadyQueued(task=task_id, queue=queue_id)
 
     def remove_entry(self, company: str, queue_id: str, task_id: str) -> int:
-        result = self.coll.update_one({"_id": queue_id, "company": company, "entries.task": task_id},
+        result = self.store.update_one({"_id": queue_id, "company": company, "entries.task": task_id},
                                       {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
         return result.modified_count
 
     def remove_task_everywhere(self, company: str, task_id: str) -> int:
-        result = self.coll.update_many({"company": company, "entries.task": task_id},
+        result = self.store.update_many({"company": company, "entries.task": task_id},
                                        {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
         return result.modified_count
 
@@ -95,11 +95,11 @@ class QueueBLL:
         tests/test_database_conformance.py.)
         """
         for _ in range(attempts):
-            doc = self.coll.find_one({"_id": queue_id, "company": company}, {"entries": {"$slice": 1}})
+            doc = self.store.find_one({"_id": queue_id, "company": company}, {"entries": {"$slice": 1}})
             if not doc or not doc.get("entries"):
                 return None
             entry = doc["entries"][0]
-            result = self.coll.update_one(
+            result = self.store.update_one(
                 {"_id": queue_id, "company": company, "entries.0.task": entry["task"]},
                 {"$pop": {"entries": -1}, "$set": {"last_update": utcnow()}})
             if result.modified_count:
@@ -116,8 +116,8 @@ class QueueRecords:
         self.workers_of = workers_of
 
     @property
-    def coll(self):
-        return self.queues.coll
+    def store(self):
+        return self.queues.store
 
     @staticmethod
     def to_api(doc: dict[str, Any], max_entries: int | None = None) -> dict[str, Any]:
@@ -131,11 +131,11 @@ class QueueRecords:
         ClearML's get_all_ex: entries name their tasks ({id, name}), ``count_task_entries`` adds
         ``entries_count`` (before ``max_task_entries`` cuts the entries), and ``workers`` lists the
         live workers listening on the queue."""
-        query = q.listing_filter(data, {"company": company}, coll=self.coll)
+        query = q.listing_filter(data, {"company": company}, store=self.store)
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
-        refs = {"entries.task": Task._get_collection(), "user": User._get_collection(),
-                "company": Company._get_collection()}
+        refs = {"entries.task": store_of(Task), "user": store_of(User),
+                "company": store_of(Company)}
         only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
         asked = set(only_fields or [])
         show_entries = not only_fields or "*" in asked or "entries" in asked or "entries.task" in wanted
@@ -147,7 +147,7 @@ class QueueRecords:
         proj = q.projection([f for f in only_fields if f != "workers"] if only_fields else only_fields,
                             q.FIELD_IDS)
         docs = []
-        for doc in q.find_page(self.coll, query, sort, skip, limit, proj):
+        for doc in self.store.find_page(query, sort, skip, limit, proj):
             if count:
                 doc["entries_count"] = len(doc.get("entries") or [])
                 if not show_entries:
@@ -166,7 +166,7 @@ class QueueRecords:
             return {}
         fields["last_update"] = utcnow()
         try:
-            self.coll.update_one({"_id": queue_id, "company": company}, {"$set": fields})
+            self.store.update_one({"_id": queue_id, "company": company}, {"$set": fields})
         except DuplicateKeyError:
             raise errors.bad_request.ExpectedUniqueData("a queue with this name exists", name=data["name"]) from None
         return fields
@@ -175,7 +175,7 @@ class QueueRecords:
         queue = self.queues.get(company, queue_id, {"entries": 1})
         if queue.get("entries") and not force:
             raise errors.bad_request.QueueNotEmpty(f"{len(queue['entries'])} tasks; use force", queue=queue_id)
-        return self.coll.delete_one({"_id": queue_id, "company": company}).deleted_count
+        return self.store.delete_one({"_id": queue_id, "company": company}).deleted_count
 
     def move(self, company: str, queue_id: str, task_id: str, how: str, count: int = 1) -> int:
         """Move a task inside its queue; returns its new position (0 = front).
@@ -193,17 +193,17 @@ class QueueRecords:
                       "backward": min(len(entries) - 1, index + count)}[how]
             moved = entries[:index] + entries[index + 1:]
             moved.insert(target, entries[index])
-            result = self.coll.update_one({"_id": queue_id, "company": company, "entries": entries},
+            result = self.store.update_one({"_id": queue_id, "company": company, "entries": entries},
                                           {"$set": {"entries": moved, "last_update": utcnow()}})
             if result.modified_count or moved == entries:
                 return target
         raise errors.bad_request.InvalidQueueOrTaskNotQueued("the queue kept changing; try again")
 
     def add_or_update_metadata(self, company: str, queue_id: str, items: list[dict[str, Any]], replace: bool) -> int:
-        return metadata.add_or_update(self.coll, self.queues.get(company, queue_id, {"_id": 1})["_id"], items, replace)
+        return metadata.add_or_update(self.store, self.queues.get(company, queue_id, {"_id": 1})["_id"], items, replace)
 
     def delete_metadata(self, company: str, queue_id: str, keys: list[str]) -> int:
-        return metadata.delete(self.coll, self.queues.get(company, queue_id, {"_id": 1})["_id"], keys)
+        return metadata.delete(self.store, self.queues.get(company, queue_id, {"_id": 1})["_id"], keys)
 
     def num_entries(self, company: str, queue_id: str) -> int:
         return len(self.queues.get(company, queue_id, {"entries.task": 1}).get("entries") or [])
@@ -213,20 +213,20 @@ class QueueRecords:
         return entries[0]["task"] if entries else None
 
     def by_task(self, company: str, task_id: str) -> dict[str, Any] | None:
-        doc = self.coll.find_one({"company": company, "entries.task": task_id})
+        doc = self.store.find_one({"company": company, "entries.task": task_id})
         return self.to_api(doc) if doc else None
 
     def sample_metrics(self) -> int:
         """Record every queue's length and average wait now (a scheduler job)."""
         now = utcnow()
         samples = []
-        for queue in self.coll.find({}, {"company": 1, "entries": 1}):
+        for queue in self.store.find({}, {"company": 1, "entries": 1}):
             entries = queue.get("entries") or []
             waits = [(now - e["added"]).total_seconds() for e in entries if e.get("added")]
             samples.append({"_id": new_id(), "company": queue["company"], "queue": queue["_id"], "timestamp": now,
                             "queue_length": len(entries), "avg_waiting_time": sum(waits) / len(waits) if waits else 0})
         if samples:
-            QueueMetric._get_collection().insert_many(samples)
+            store_of(QueueMetric).insert_many(samples)
         return len(samples)
 
     def metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,10 +240,10 @@ class QueueRecords:
             raise errors.bad_request.ImpossibleTimeRange(from_date=data["from_date"], to_date=data["to_date"])
         flt: dict[str, Any] = {"company": company, "timestamp": {"$gte": start, "$lt": end}}
         asked = data.get("queue_ids")
-        ids = asked or [d["_id"] for d in self.coll.find({"company": company}, {"_id": 1})]
+        ids = asked or [d["_id"] for d in self.store.find({"company": company}, {"_id": 1})]
         flt["queue"] = {"$in": ids}
         buckets: dict[str, dict[int, list[tuple[float, float]]]] = {qid: {} for qid in ids}
-        for s in QueueMetric._get_collection().find(flt).sort("timestamp", 1):
+        for s in store_of(QueueMetric).find(flt).sort("timestamp", 1):
             key = bucket(s["timestamp"], start, interval)
             buckets[s["queue"]].setdefault(key, []).append((s["queue_length"], s["avg_waiting_time"]))
         def mean(points: list[tuple[float, float]]) -> tuple[float, float]:

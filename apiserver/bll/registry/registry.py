@@ -15,7 +15,6 @@ import importlib
 from typing import Any
 
 from jsonschema import Draft7Validator
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 from referencing.exceptions import Unresolvable
 
 from apiserver.apierrors import errors
@@ -26,8 +25,10 @@ from apiserver.bll.query import page_bounds
 from apiserver.bll.registry.connectors import Connector, ConnectorError, RegistryConnector, ServerProxy
 from apiserver.bll.registry.schemas import check_stored_schema, validator_for
 from apiserver.bll.registry.secrets import SecretBox, secret_name, shown
+from apiserver.database.errors import BulkWriteError, DuplicateKeyError
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.registry import Deployment, RegistryModel
+from apiserver.database.store import store_of
 from apiserver.schema.validation import error_field, first_error
 
 LIST_INDEX = [("company", 1), ("deleted", 1), ("explains", 1), ("model_code", 1), ("version", 1)]
@@ -97,8 +98,8 @@ class DeploymentBLL:
         self.box = box
 
     @property
-    def coll(self):
-        return Deployment._get_collection()
+    def store(self):
+        return store_of(Deployment)
 
     def to_api(self, doc: dict[str, Any], workspace_name: str) -> dict[str, Any]:
         registry = self.registries.loaded_or_none(doc["registry_connector_class"])
@@ -125,7 +126,7 @@ class DeploymentBLL:
                "server_proxy_class": data["server_proxy_class"], "server_proxy_init": sealed["server_proxy_init"],
                "created": utcnow(), "deleted": None}
         try:
-            self.coll.insert_one(doc)
+            self.store.insert_one(doc)
         except DuplicateKeyError:
             raise errors.conflict.AlreadyExists(
                 "deployment_key is taken (keys are never reused, even after a delete)",
@@ -142,17 +143,17 @@ class DeploymentBLL:
                     raise _bad(f"field '{field}.{name}' {problem[0]}", f"{field}.{name}", problem[1])
 
     def get(self, company: str, key: str) -> dict[str, Any]:
-        doc = access.by_id(self.coll, key, (company,), deleted=None)
+        doc = access.by_id(self.store, key, (company,), deleted=None)
         if doc is None:
             raise errors.not_found.ObjectNotFound("no such deployment", deployment_key=key)
         return doc
 
     def list(self, company: str) -> list[dict[str, Any]]:
-        return list(self.coll.find({"company": company, "deleted": None}).sort([("created", 1), ("_id", 1)]))
+        return list(self.store.find({"company": company, "deleted": None}).sort([("created", 1), ("_id", 1)]))
 
     def delete(self, company: str, key: str) -> None:
         self.get(company, key)
-        self.coll.update_one({"_id": key, "company": company, "deleted": None}, {"$set": {"deleted": utcnow()}})
+        self.store.update_one({"_id": key, "company": company, "deleted": None}, {"$set": {"deleted": utcnow()}})
 
     def connectors(self, doc: dict[str, Any]) -> tuple[RegistryConnector, ServerProxy]:
         registry = self.registries.load(doc["registry_connector_class"], "registry_connector_class")
@@ -184,8 +185,8 @@ class ModelRegistryBLL:
         self.max_schema_bytes = max_schema_bytes
 
     @property
-    def coll(self):
-        return RegistryModel._get_collection()
+    def store(self):
+        return store_of(RegistryModel)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -212,7 +213,7 @@ class ModelRegistryBLL:
             ids.append(model_id(node["model_code"], node["version"]))
         if len(set(ids)) != len(ids):
             raise _bad("a model_code and version appear twice in the chain", "explainer", "uniqueItems")
-        taken = {d["_id"] for d in self.coll.find({"_id": {"$in": ids}}, {"_id": 1})}
+        taken = {d["_id"] for d in self.store.find({"_id": {"$in": ids}}, {"_id": 1})}
         if taken:
             raise errors.conflict.AlreadyExists(
                 "model_code and version are taken (never reusable, even after a delete)", models=sorted(taken))
@@ -228,10 +229,10 @@ class ModelRegistryBLL:
                         "deployment_key": deployment["_id"] if deployment else None})
             docs.append(doc)
         try:
-            self.coll.insert_many(docs, ordered=True)
+            self.store.insert_many(docs, ordered=True)
         except (BulkWriteError, DuplicateKeyError):
             # Someone registered one of these ids meanwhile: take back what this call wrote.
-            self.coll.delete_many({"_id": {"$in": ids}, "created": now, "user": identity.user})
+            self.store.delete_many({"_id": {"$in": ids}, "created": now, "user": identity.user})
             raise errors.conflict.AlreadyExists("model_code and version were registered meanwhile",
                                                 models=ids) from None
         return [self.to_api(docs[0], identity.company_name, docs)]
@@ -263,12 +264,12 @@ class ModelRegistryBLL:
                 nxt = next((d for d in chain_docs if d["_id"] == doc["explainer"]), None)
             if nxt is None:
                 flt = {"_id": doc["explainer"]} if with_deleted else {"_id": doc["explainer"], "deleted": None}
-                nxt = self.coll.find_one(flt)
+                nxt = self.store.find_one(flt)
             out["explainer"] = self.to_api(nxt, workspace_name, chain_docs, with_deleted) if nxt else None
         return out
 
     def get(self, company: str, code: str, version: str) -> dict[str, Any]:
-        doc = self.coll.find_one({"_id": model_id(code, version), "company": company, "deleted": None})
+        doc = self.store.find_one({"_id": model_id(code, version), "company": company, "deleted": None})
         if doc is None:
             raise errors.not_found.ObjectNotFound("no such model version", model_code=code, version=version)
         return doc
@@ -279,12 +280,12 @@ class ModelRegistryBLL:
         flt: dict[str, Any] = {"company": company, "explains": None}
         if not include_deleted:
             flt["deleted"] = None
-        return list(self.coll.find(flt).sort([("model_code", 1), ("version", 1)]).hint(LIST_INDEX).skip(skip)
+        return list(self.store.find(flt).sort([("model_code", 1), ("version", 1)]).hint(LIST_INDEX).skip(skip)
                     .limit(limit))
 
     def delete(self, company: str, code: str, version: str) -> None:
         self.get(company, code, version)
-        self.coll.update_one({"_id": model_id(code, version), "company": company, "deleted": None},
+        self.store.update_one({"_id": model_id(code, version), "company": company, "deleted": None},
                              {"$set": {"deleted": utcnow()}})
 
     # -- invocation ---------------------------------------------------------------------------

@@ -55,10 +55,10 @@ class ReportBLL:
         """A ``.reports`` project goes when its last report does."""
         if not project_id:
             return
-        project = self.projects.coll.find_one({"_id": project_id, "company": company}, {"basename": 1})
+        project = self.projects.store.find_one({"_id": project_id, "company": company}, {"basename": 1})
         if project and project.get("basename") == REPORTS_FOLDER and \
-                self.tasks.coll.count_documents({"project": project_id}, limit=1) == 0:
-            self.projects.coll.delete_one({"_id": project_id, "company": company})
+                self.tasks.store.count_documents({"project": project_id}, limit=1) == 0:
+            self.projects.store.delete_one({"_id": project_id, "company": company})
 
     def create(self, identity: Identity, data: dict[str, Any]) -> dict[str, str]:
         project_id = self._reports_project(identity, self._target_name(identity, data.get("project")))
@@ -75,7 +75,7 @@ class ReportBLL:
         sets = {k: data[k] for k in EDITABLE if k in data}
         if not sets:
             return {"updated": 0}
-        result = self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company,
+        result = self.tasks.store.update_one({"_id": task["_id"], "company": identity.company,
                                              "status": st.CREATED}, {"$set": {**sets, "last_update": utcnow()}})
         if result.matched_count == 0:
             raise errors.bad_request.TaskStatusChanged(expected_status=st.CREATED)
@@ -93,7 +93,7 @@ class ReportBLL:
         task = self._report(identity.company, data["task"])
         target = self._target_name(identity, data.get("project"), data.get("project_name"))
         project_id = self._reports_project(identity, target)
-        self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company},
+        self.tasks.store.update_one({"_id": task["_id"], "company": identity.company},
                                    {"$set": {"project": project_id, "last_update": utcnow()}})
         if task.get("project") != project_id:
             self._drop_if_empty(identity.company, task.get("project"))
@@ -108,7 +108,7 @@ class ReportBLL:
     def set_archived(self, identity: Identity, report_id: str, archived: bool) -> int:
         task = self._report(identity.company, report_id)
         op = "$addToSet" if archived else "$pull"
-        return self.tasks.coll.update_one({"_id": task["_id"], "company": identity.company},
+        return self.tasks.store.update_one({"_id": task["_id"], "company": identity.company},
                                           {op: {"system_tags": ARCHIVED_TAG},
                                            "$set": {"last_update": utcnow()}}).modified_count
 
@@ -128,5 +128,5 @@ class ReportBLL:
         return self.tasks.get_all(company, query, ex=True)
 
     def get_tags(self, company: str) -> list[str]:
-        return q.distinct_values(self.tasks.coll, company, None, "tags", unwind=True,
+        return q.distinct_values(self.tasks.store, company, None, "tags", unwind=True,
                                  match={"type": REPORT_TYPE})

@@ -7,10 +7,10 @@ import socket
 from datetime import timedelta
 from uuid import uuid4
 
-from pymongo.errors import DuplicateKeyError
-
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.lease import Lease
+from apiserver.database.store import store_of
 
 
 def holder_id() -> str:
@@ -26,7 +26,7 @@ class LeaseKeeper:
     def acquire(self) -> bool:
         """Take or renew the lease; True when this process holds it until ``now + ttl``."""
         now = utcnow()
-        coll = Lease._get_collection()
+        coll = store_of(Lease)
         try:
             # One conditional write: it matches only if we hold the lease or it expired. The
             # answer's counts say whether it matched (no returned document is trusted: see
@@ -39,4 +39,4 @@ class LeaseKeeper:
         return result.matched_count == 1 or result.upserted_id is not None
 
     def release(self) -> None:
-        Lease._get_collection().delete_one({"_id": self.name, "holder": self.holder})
+        store_of(Lease).delete_one({"_id": self.name, "holder": self.holder})

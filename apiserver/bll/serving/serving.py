@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from apiserver.apierrors import errors
 from apiserver.bll import intervals
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import parse_date
+from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.serving import ServingContainer, ServingStat
+from apiserver.database.store import store_of
 
 # What a container says about itself; each register or report replaces all of it.
 DESCRIPTION = ("endpoint_name", "endpoint_url", "model_name", "model_source", "model_version",
@@ -87,8 +87,8 @@ class ServingBLL:
         self.max_chart_points = int(cfg["max_chart_points"])
 
     @property
-    def coll(self):
-        return ServingContainer._get_collection()
+    def store(self):
+        return store_of(ServingContainer)
 
     # ----- what containers send
 
@@ -104,24 +104,24 @@ class ServingBLL:
                    register_time=(registered or {}).get("register_time") or now)
         flt = {"company": identity.company, "container_id": data["container_id"]}
         for attempt in range(2):
-            existing = self.coll.find_one(flt, {"_id": 1})
+            existing = self.store.find_one(flt, {"_id": 1})
             doc["_id"] = existing["_id"] if existing else new_id()
             try:
-                self.coll.replace_one(flt, doc, upsert=True)
+                self.store.replace_one(flt, doc, upsert=True)
                 return
             except DuplicateKeyError:  # another call inserted it meanwhile: replace that one
                 if attempt:
                     raise
 
     def _live(self, company: str, container_id: str) -> dict[str, Any] | None:
-        return self.coll.find_one({"company": company, "container_id": container_id, "expires_at": {"$gt": utcnow()}},
+        return self.store.find_one({"company": company, "container_id": container_id, "expires_at": {"$gt": utcnow()}},
                                   {"register_time": 1, "register_timeout": 1, "ip": 1})
 
     def register(self, identity: Identity, data: Mapping[str, Any], ip: str | None) -> None:
         self._save(identity, data, ip, None, int(data.get("timeout") or self.default_timeout_sec), counters=False)
 
     def unregister(self, identity: Identity, container_id: str) -> None:
-        deleted = self.coll.delete_one({"company": identity.company, "container_id": container_id}).deleted_count
+        deleted = self.store.delete_one({"company": identity.company, "container_id": container_id}).deleted_count
         if not deleted and not self.auto_unregister:
             raise errors.bad_request.ContainerNotRegistered(container=container_id)
 
@@ -131,19 +131,19 @@ class ServingBLL:
             raise errors.bad_request.ContainerNotRegistered(container=data["container_id"])
         timeout = int((registered or {}).get("register_timeout") or self.default_timeout_sec)
         self._save(identity, data, ip, registered, timeout, counters=True)
-        ServingStat._get_collection().insert_one({
+        store_of(ServingStat).insert_one({
             "_id": new_id(), "company": identity.company, "endpoint_url": data["endpoint_url"],
             "container_id": data["container_id"], "timestamp": utcnow(), **chart_sample(data)})
 
     def expire(self) -> int:
         """Delete the containers (of every workspace) whose timeout passed without a register or report."""
-        return self.coll.delete_many({"expires_at": {"$lt": utcnow()}}).deleted_count
+        return self.store.delete_many({"expires_at": {"$lt": utcnow()}}).deleted_count
 
     # ----- what the web app reads
 
     def _containers(self, company: str, endpoint_url: Any) -> list[dict[str, Any]]:
         """Live containers of the workspace with the given URL (None: loading ones; a dict: a filter)."""
-        return list(self.coll.find({"company": company, "endpoint_url": endpoint_url, "expires_at": {"$gt": utcnow()}},
+        return list(self.store.find({"company": company, "endpoint_url": endpoint_url, "expires_at": {"$gt": utcnow()}},
                                    {"machine_stats": 1, "container_id": 1, "register_time": 1,
                                     "last_activity_time": 1, **{k: 1 for k in DESCRIPTION + COUNTERS}})
                     .sort("container_id", 1))
@@ -223,7 +223,7 @@ class ServingBLL:
         end = start + timedelta(seconds=count * interval)
         # container -> interval -> the reported values; only the charted field is read
         values: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for stat in ServingStat._get_collection().find(
+        for stat in store_of(ServingStat).find(
                 {"company": company, "endpoint_url": data["endpoint_url"], "timestamp": {"$gte": start, "$lt": end}},
                 {"_id": 0, "container_id": 1, "timestamp": 1, field: 1}):
             of_container = values[stat["container_id"]]  # listed even if it never reported this field

@@ -37,7 +37,7 @@ class PipelineRunBLL:
         if not (data.get("new_project_name") and data.get("new_pipeline_name")):
             return None
         name = pipeline_project_name(data["new_project_name"], data["new_pipeline_name"])
-        found = self.projects.coll.find_one({"company": company, "name": name}, {"name": 1})
+        found = self.projects.store.find_one({"company": company, "name": name}, {"name": 1})
         return {"id": found["_id"], "name": found["name"]} if found else None
 
     def check_new_run(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +72,7 @@ class PipelineRunBLL:
                                     else {"task": run})
         answer.update({"pipeline": run, "enqueued": bool(queued.get("queued"))})
         if data.get("verify_watched_queue"):
-            queue = self.tasks.coll.find_one({"_id": run}, {"execution.queue": 1})["execution"]["queue"]
+            queue = self.tasks.store.find_one({"_id": run}, {"execution.queue": 1})["execution"]["queue"]
             answer["queue_watched"] = self.workers.queue_watched(identity.company, queue)
         return answer
 
@@ -81,7 +81,7 @@ class PipelineRunBLL:
         project = data["project"]
         self.projects.readable(identity.company, project, {"_id": 1})
         ids = list(dict.fromkeys(data["ids"]))
-        runs = {d["_id"] for d in self.tasks.coll.find(
+        runs = {d["_id"] for d in self.tasks.store.find(
             {"project": project, "company": identity.company, "type": CONTROLLER_TYPE}, {"_id": 1})}
         if runs and runs <= set(ids):
             raise errors.bad_request.ValidationError("at least one run of the pipeline must be left",

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from pymongo import UpdateOne
-
 from apiserver.apierrors import errors
 from apiserver.bll import access, placement, tags
 from apiserver.bll import query as q
@@ -42,7 +40,7 @@ from apiserver.database.model.project import Project
 from apiserver.database.model.queue import Queue
 from apiserver.database.model.task import Task
 from apiserver.database.model.worker import Worker
-from apiserver.database.writes import update_and_read
+from apiserver.database.store import store_of
 
 CREATE_FIELDS = ("name", "tags", "system_tags", "type", "comment", "parent", "project", "execution", "script",
                  "hyperparams", "configuration", "runtime", "container", "models")
@@ -104,10 +102,10 @@ def _config_key(name: str, field: str) -> str:
 def references() -> dict[str, Any]:
     """The task fields that hold ids of other objects, and where those objects are (for
     ``only_fields`` such as ``project.name``)."""
-    tasks, models = Task._get_collection(), Model._get_collection()
-    return {"project": Project._get_collection(), "user": User._get_collection(), "parent": tasks,
-            "execution.queue": Queue._get_collection(), "models.input.model": models,
-            "models.output.model": models, "company": Company._get_collection()}
+    tasks, models = store_of(Task), store_of(Model)
+    return {"project": store_of(Project), "user": store_of(User), "parent": tasks,
+            "execution.queue": store_of(Queue), "models.input.model": models,
+            "models.output.model": models, "company": store_of(Company)}
 
 
 def _status_update(new_status: str, reason: str | None, message: str | None, sets: dict[str, Any] | None = None,
@@ -133,20 +131,20 @@ class TaskBLL:
         self.on_delete: list[TaskHook] = []
 
     @property
-    def coll(self):
-        return Task._get_collection()
+    def store(self):
+        return store_of(Task)
 
     # -- reads --------------------------------------------------------------------------------
 
     def readable(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
         """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
-        return access.readable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, proj)
+        return access.readable(self.store, company, task_id, errors.bad_request.InvalidTaskId, proj)
 
     def writable_ids(self, company: str, task_ids: list[str]) -> set[str]:
-        return access.writable_ids(self.coll, company, task_ids)
+        return access.writable_ids(self.store, company, task_ids)
 
     def writable(self, company: str, task_id: str) -> dict[str, Any]:
-        return access.writable(self.coll, company, task_id, errors.bad_request.InvalidTaskId, "tasks")
+        return access.writable(self.store, company, task_id, errors.bad_request.InvalidTaskId, "tasks")
 
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, task_id))
@@ -154,35 +152,35 @@ class TaskBLL:
     # -- access for other domains (events, workers, projects): they never touch the tasks collection
 
     def count_in_projects(self, company: str, project_ids: list[str]) -> int:
-        return placement.count(self.coll, company, project_ids)
+        return placement.count(self.store, company, project_ids)
 
     def child_ids(self, company: str, parent: str) -> list[str]:
         """The ids of the tasks whose parent is this one."""
-        return [d["_id"] for d in self.coll.find({"parent": parent, "company": company}, {"_id": 1})]
+        return [d["_id"] for d in self.store.find({"parent": parent, "company": company}, {"_id": 1})]
 
     def ids_in_projects(self, company: str, project_ids: list[str]) -> list[str]:
-        return [d["_id"] for d in placement.find(self.coll, company, project_ids, {"_id": 1})]
+        return [d["_id"] for d in placement.find(self.store, company, project_ids, {"_id": 1})]
 
     def move_between_projects(self, company: str, source: str, target: str) -> int:
         """Every task of ``source`` goes into ``target`` (a project merge); how many moved."""
-        return placement.move_all(self.coll, company, source, target)
+        return placement.move_all(self.store, company, source, target)
 
     def detach_from_projects(self, company: str, project_ids: list[str]) -> int:
         """The tasks of these (deleted) projects stay, in no project; how many."""
-        return placement.detach(self.coll, company, project_ids)
+        return placement.detach(self.store, company, project_ids)
 
     def delete_in_projects(self, company: str, project_ids: list[str]) -> int:
         """Delete the task records left in these projects as they are (no reset or delete hooks)."""
-        return placement.delete(self.coll, company, project_ids)
+        return placement.delete(self.store, company, project_ids)
 
     def readable_many(self, company: str, task_ids: list[str], proj: dict[str, int]) -> dict[str, dict[str, Any]]:
         """The readable ones among ``task_ids`` (the ``readable`` rule, in one read), by id."""
-        return access.readable_many(self.coll, company, task_ids, proj)
+        return access.readable_many(self.store, company, task_ids, proj)
 
     def record_worker_report(self, company: str, task_id: str, worker: str, when: Any) -> str | None:
         """A worker reports it runs this task: the task notes the worker; answers the task's project
         (None when the company has no such task)."""
-        doc = update_and_read(self.coll, {"_id": task_id, "company": company},
+        doc = self.store.update_and_read({"_id": task_id, "company": company},
                               {"$set": {"last_worker": worker, "last_worker_report": when}}, {"project": 1})
         return (doc or {}).get("project")
 
@@ -206,9 +204,8 @@ class TaskBLL:
                 update["$min"] = mins
             if maxes:
                 update["$max"] = maxes
-            ops.append(UpdateOne({"_id": task_id, "company": company}, update))
-        if ops:
-            self.coll.bulk_write(ops, ordered=False)
+            ops.append(({"_id": task_id, "company": company}, update))
+        self.store.update_each(ops)
 
     def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
         """``ex``: answer as the ``*_ex`` endpoints do (see ``query.EX_OBJECTS``)."""
@@ -219,7 +216,7 @@ class TaskBLL:
                                                  q.EX_OBJECTS if ex else ())
         proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
-        docs = [to_api(d) for d in q.find_page(self.coll, query, sort, skip, limit, proj, hint)]
+        docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
         return q.dereference(docs, wanted, references(), company)
 
     @staticmethod
@@ -232,18 +229,18 @@ class TaskBLL:
         """
         given = {storage_path(k) for k, v in data.items() if v not in (None, "", [])}
         present = [f for f in SELECTIVITY if f in given] + [k for k, _ in sort]
-        return q.index_hint(Task, present)
+        return store_of(Task).index_hint(present)
 
     def build_query(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("project") and data.get("include_subprojects"):
             projects = data["project"] if isinstance(data["project"], list) else [data["project"]]
             data = {**data, "project": self.projects.with_children(company, [p for p in projects if p])
                     + [p for p in projects if p is None]}
-        return q.listing_filter(data, {"company": {"$in": [company, ""]}}, coll=self.coll, lists=LIST_FILTERS,
+        return q.listing_filter(data, {"company": {"$in": [company, ""]}}, store=self.store, lists=LIST_FILTERS,
                                 dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
-        return q.distinct_values(self.coll, company, projects, "type")
+        return q.distinct_values(self.store, company, projects, "type")
 
     # -- create, clone, edit ------------------------------------------------------------------
 
@@ -286,7 +283,7 @@ class TaskBLL:
         doc.update({k: {} for k in EMPTY_SECTIONS if doc[k] is None})
         doc["models"] = _with_model_lists(doc.get("models"))
         doc.update(stored or {})
-        self.coll.insert_one(doc)
+        self.store.insert_one(doc)
         return doc["_id"]
 
     def clone(self, identity: Identity, data: dict[str, Any]) -> str:
@@ -323,7 +320,7 @@ class TaskBLL:
         flt: dict[str, Any] = {"_id": task["_id"], "company": company}
         if expect_status:
             flt["status"] = expect_status
-        result = self.coll.update_one(flt, {"$set": to_storage(sets)})
+        result = self.store.update_one(flt, {"$set": to_storage(sets)})
         if result.matched_count == 0:
             raise errors.bad_request.TaskStatusChanged(expected_status=expect_status)
         changes: dict[str, Any] = {}
@@ -363,7 +360,7 @@ class TaskBLL:
 
     def ping(self, identity: Identity, task_id: str) -> None:
         task = self.writable(identity.company, task_id)
-        self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": {"last_update": utcnow()}})
+        self.store.update_one({"_id": task["_id"], "company": identity.company}, {"$set": {"last_update": utcnow()}})
 
     def add_or_update_artifacts(self, identity: Identity, task_id: str,
                                 artifacts: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -378,7 +375,7 @@ class TaskBLL:
             sets[f"execution.artifacts.{key}"] = art
         if sets:
             sets["last_update"] = utcnow()
-            self.coll.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
+            self.store.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
         return added, updated
 
     # -- hyper-parameters ---------------------------------------------------------------------
@@ -410,10 +407,10 @@ class TaskBLL:
         if not update["$set"] and replace != "all":
             return 0
         if not isinstance(task.get("hyperparams"), dict):  # null: no nested $set below it
-            self.coll.update_one({"_id": task["_id"], "company": identity.company, "hyperparams": None},
+            self.store.update_one({"_id": task["_id"], "company": identity.company, "hyperparams": None},
                                  {"$set": {"hyperparams": {}}})
         update["$set"]["last_update"] = utcnow()
-        return self.coll.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
+        return self.store.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
 
     def delete_hyper_params(self, identity: Identity, task_id: str, keys: list[dict[str, Any]],
                             force: bool = False) -> int:
@@ -427,10 +424,10 @@ class TaskBLL:
         if not unset:
             return 0
         update = {"$unset": {k: "" for k in q.prune_nested(list(unset))}, "$set": {"last_update": utcnow()}}
-        return self.coll.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
+        return self.store.update_one({"_id": task["_id"], "company": identity.company}, update).modified_count
 
     def get_hyper_params(self, company: str, task_ids: list[str]) -> list[dict[str, Any]]:
-        docs = self.coll.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, {"hyperparams": 1})
+        docs = self.store.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, {"hyperparams": 1})
         return [{"task": d["_id"], "hyperparams": [
             {**item, "section": unescape_key(sec), "name": unescape_key(name)}
             for sec, params in (d.get("hyperparams") or {}).items() for name, item in params.items()]}
@@ -441,7 +438,7 @@ class TaskBLL:
     def get_configurations(self, company: str, task_ids: list[str], names: list[str] | None = None
                            ) -> list[dict[str, Any]]:
         proj = {f"configuration.{_config_key(n, 'names')}": 1 for n in names} if names else {"configuration": 1}
-        docs = self.coll.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, proj)
+        docs = self.store.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, proj)
         return [{"task": d["_id"], "configuration": [{**item, "name": unescape_key(name)} for name, item in
                                                      sorted((d.get("configuration") or {}).items())]}
                 for d in docs]
@@ -461,12 +458,12 @@ class TaskBLL:
             sets: dict[str, Any] = {"configuration": given}
         else:
             if not isinstance(task.get("configuration"), dict):  # null: no nested $set below it
-                self.coll.update_one({"_id": task["_id"], "company": identity.company, "configuration": None},
+                self.store.update_one({"_id": task["_id"], "company": identity.company, "configuration": None},
                                      {"$set": {"configuration": {}}})
             sets = {f"configuration.{name}": item for name, item in given.items()}
         if not sets:
             return 0
-        return self.coll.update_one({"_id": task["_id"], "company": identity.company},
+        return self.store.update_one({"_id": task["_id"], "company": identity.company},
                                     {"$set": {**sets, "last_update": utcnow()}}).modified_count
 
     def delete_configuration(self, identity: Identity, task_id: str, names: list[str], force: bool = False) -> int:
@@ -475,7 +472,7 @@ class TaskBLL:
         present = [n for n in names if _config_key(n, "configuration") in (task.get("configuration") or {})]
         if not present:
             return 0
-        self.coll.update_one({"_id": task["_id"], "company": identity.company},
+        self.store.update_one({"_id": task["_id"], "company": identity.company},
                              {"$unset": {f"configuration.{escape_key(n)}": "" for n in present},
                               "$set": {"last_update": utcnow()}})
         return len(present)
@@ -487,14 +484,14 @@ class TaskBLL:
         task = self.writable(identity.company, task_id)
         if archived and task["status"] == st.QUEUED:
             self.dequeue(identity, {"task": task_id})
-        return tags.set_archived(self.coll, task["_id"], archived)
+        return tags.set_archived(self.store, task["_id"], archived)
 
     def update_tags(self, identity: Identity, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
-        return tags.update_tags(self.coll, identity.company, ids, add, remove)
+        return tags.update_tags(self.store, identity.company, ids, add, remove)
 
     def move(self, identity: Identity, ids: list[str], project: str | None, project_name: str | None) -> str | None:
         target = self.projects.destination(identity, project, project_name)
-        return placement.move(self.coll, identity.company, ids, target,
+        return placement.move(self.store, identity.company, ids, target,
                               lambda task_id: self.writable(identity.company, task_id))
 
     # -- models of a task ---------------------------------------------------------------------
@@ -529,7 +526,7 @@ class TaskBLL:
     def tasks_using_model(self, company: str, model_id: str, kind: str, exclude: str | None = None) -> list[str]:
         # equality on indexed keys only (an `_id: {$ne}` beside them costs SecantusDB its index)
         flt = {"company": company, f"models.{kind}.model": model_id}
-        return [d["_id"] for d in self.coll.find(flt, {"_id": 1}).limit(101) if d["_id"] != exclude][:100]
+        return [d["_id"] for d in self.store.find(flt, {"_id": 1}).limit(101) if d["_id"] != exclude][:100]
 
     def unlink_model(self, company: str, model_id: str) -> int:
         """A deleted model leaves every task's model lists, and on those tasks the legacy single-model
@@ -541,24 +538,24 @@ class TaskBLL:
         touched: dict[str, None] = {}  # the tasks changed, in order, once each
         for kind in ("input", "output"):
             flt = {"company": company, f"models.{kind}.model": model_id}
-            ids = [d["_id"] for d in self.coll.find(flt, {"_id": 1})]
+            ids = [d["_id"] for d in self.store.find(flt, {"_id": 1})]
             if ids:
-                self.coll.update_many(flt, {"$pull": {f"models.{kind}": {"model": model_id}},
+                self.store.update_many(flt, {"$pull": {f"models.{kind}": {"model": model_id}},
                                             "$set": {"last_update": now}})
                 touched.update(dict.fromkeys(ids))
         ids = list(touched)
         for start in range(0, len(ids), 200):  # short $in lists: SecantusDB matches them in quadratic time
             for field in ("output.model", "execution.model"):
-                self.coll.update_many({"_id": {"$in": ids[start:start + 200]}, "company": company, field: model_id},
+                self.store.update_many({"_id": {"$in": ids[start:start + 200]}, "company": company, field: model_id},
                                       {"$unset": {field: ""}})
         return len(touched)
 
     def status_of(self, company: str, task_id: str) -> str | None:
-        doc = access.by_id(self.coll, task_id, (company,), {"status": 1})
+        doc = access.by_id(self.store, task_id, (company,), {"status": 1})
         return doc["status"] if doc else None
 
     def raise_iteration(self, company: str, task_id: str, iteration: int) -> None:
-        self.coll.update_one({"_id": task_id, "company": company}, {"$max": {"last_iteration": iteration}})
+        self.store.update_one({"_id": task_id, "company": company}, {"$max": {"last_iteration": iteration}})
 
     def publish_if_possible(self, identity: Identity, task_id: str, force: bool = False) -> dict[str, Any] | None:
         """Publish the task when its status allows it (any status but published with force); else None."""
@@ -570,12 +567,12 @@ class TaskBLL:
         return self.publish(identity, {"task": task_id, "force": force})
 
     def make_public(self, company: str, ids: list[str]) -> int:
-        result = self.coll.update_many({"_id": {"$in": ids}, "company": company},
+        result = self.store.update_many({"_id": {"$in": ids}, "company": company},
                                        {"$set": {"company": "", "company_origin": company}})
         return result.modified_count
 
     def make_private(self, company: str, ids: list[str]) -> int:
-        result = self.coll.update_many({"_id": {"$in": ids}, "company": "", "company_origin": company},
+        result = self.store.update_many({"_id": {"$in": ids}, "company": "", "company_origin": company},
                                        {"$set": {"company": company}, "$unset": {"company_origin": ""}})
         return result.modified_count
 
@@ -590,7 +587,7 @@ class TaskBLL:
         if check:
             st.check_transition(current, new_status, force, allow_same)
         update = _status_update(new_status, reason, message, sets, unsets, pull)
-        result = self.coll.update_one({"_id": task["_id"], "company": company, "status": current}, update)
+        result = self.store.update_one({"_id": task["_id"], "company": company, "status": current}, update)
         if result.matched_count == 0:
             raise errors.bad_request.TaskStatusChanged(
                 f"expected {current}; someone changed it first", id=task["_id"])
@@ -642,7 +639,7 @@ class TaskBLL:
 
     def _has_live_worker(self, company: str, task_id: str) -> bool:
         since = utcnow() - timedelta(seconds=self.worker_timeout_sec)
-        return Worker._get_collection().count_documents(
+        return store_of(Worker).count_documents(
             {"company": company, "task": task_id, "last_activity_time": {"$gte": since}}, limit=1) > 0
 
     def stop(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
@@ -706,12 +703,12 @@ class TaskBLL:
                 f"status is {task['status']}; only created or archived tasks are deleted without force",
                 id=task["_id"])
         self.queues.remove_task_everywhere(identity.company, task["_id"])
-        children = self.coll.update_many({"company": identity.company, "parent": task["_id"]},
+        children = self.store.update_many({"company": identity.company, "parent": task["_id"]},
                                          {"$unset": {"parent": ""}, "$set": {"last_update": utcnow()}})
         events: dict[str, Any] = {}
         for hook in self.on_delete:
             events.update(hook(identity.company, task["_id"]))
-        deleted = self.coll.delete_one({"_id": task["_id"], "company": identity.company}).deleted_count
+        deleted = self.store.delete_one({"_id": task["_id"], "company": identity.company}).deleted_count
         return {"deleted": bool(deleted), "updated_children": children.modified_count, "updated_models": 0,
                 "events": events}
 
@@ -773,7 +770,7 @@ class TaskBLL:
         entries = self.queues.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
         removed = [e["task"] for e in entries]
         for task_id in removed:
-            task = access.by_id(self.coll, task_id, (identity.company,), {"status": 1})
+            task = access.by_id(self.store, task_id, (identity.company,), {"status": 1})
             if task is not None and task["status"] == st.QUEUED:
                 with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
                     self.dequeue(identity, {"task": task_id})
@@ -814,7 +811,7 @@ class TaskBLL:
             entry = self.queues.pop_front(identity.company, queue_id)
             if entry is None:
                 return {}
-            task = self.coll.find_one({"_id": entry["task"], "company": identity.company},
+            task = self.store.find_one({"_id": entry["task"], "company": identity.company},
                                       {"status": 1, "company": 1, "user": 1})
             if task is None or task["status"] != st.QUEUED:
                 continue
@@ -830,7 +827,7 @@ class TaskBLL:
         st.check_transition(st.IN_PROGRESS, st.STOPPED)
         cutoff = utcnow() - timedelta(seconds=max_idle_sec)
         why = "Forced stop (non-responsive)"
-        result = self.coll.update_many(  # all companies: the sweep is server-wide, as in ClearML
+        result = self.store.update_many(  # all companies: the sweep is server-wide, as in ClearML
             {"status": st.IN_PROGRESS, "last_update": {"$lt": cutoff}},
             _status_update(st.STOPPED, why, why, {"completed": utcnow()}))
         return result.modified_count

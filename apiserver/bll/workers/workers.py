@@ -15,6 +15,7 @@ from apiserver.database.model.auth import User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.queue import Queue
 from apiserver.database.model.worker import Worker, WorkerStat
+from apiserver.database.store import store_of
 
 if TYPE_CHECKING:
     from apiserver.bll.tasks.tasks import TaskBLL
@@ -28,11 +29,11 @@ class WorkerBLL:
         self.default_timeout_sec = default_timeout_sec
 
     @property
-    def coll(self):
-        return Worker._get_collection()
+    def store(self):
+        return store_of(Worker)
 
     def _live(self, company: str, worker: str) -> dict[str, Any]:
-        doc = self.coll.find_one({"company": company, "worker": worker, "expired": {"$ne": True}})
+        doc = self.store.find_one({"company": company, "worker": worker, "expired": {"$ne": True}})
         if doc is None:
             raise errors.bad_request.InvalidWorkerId("worker is not registered", worker=worker)
         return doc
@@ -44,14 +45,14 @@ class WorkerBLL:
                 "register_timeout": timeout, "expires_at": now + timedelta(seconds=timeout), "expired": False,
                 "queues": data.get("queues") or [], "tags": data.get("tags") or [],
                 "system_tags": data.get("system_tags") or []}
-        self.coll.update_one({"company": identity.company, "worker": data["worker"]},
+        self.store.update_one({"company": identity.company, "worker": data["worker"]},
                              {"$set": sets, "$setOnInsert": {"_id": new_id(), "runtime_properties": []}},
                              upsert=True)
 
     def listening(self, company: str, queue_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The live workers listening on each of the queues: name, address and the task they run."""
         found: dict[str, list[dict[str, Any]]] = {}
-        for doc in self.coll.find({"company": company, "queues": {"$in": queue_ids}, "expired": {"$ne": True}},
+        for doc in self.store.find({"company": company, "queues": {"$in": queue_ids}, "expired": {"$ne": True}},
                                   {"worker": 1, "ip": 1, "task": 1, "queues": 1}).sort("worker", 1):
             task = {"id": doc["task"]} if doc.get("task") else None
             shown = {"name": doc["worker"], "ip": doc.get("ip"), "task": task}
@@ -62,18 +63,18 @@ class WorkerBLL:
 
     def queue_watched(self, company: str, queue_id: str) -> bool:
         """Whether a live (not expired) worker listens on the queue."""
-        return self.coll.count_documents({"company": company, "queues": queue_id, "expired": {"$ne": True},
+        return self.store.count_documents({"company": company, "queues": queue_id, "expired": {"$ne": True},
                                           "expires_at": {"$gte": utcnow()}}, limit=1) > 0
 
     def unregister(self, identity: Identity, worker: str) -> None:
-        if not self.coll.delete_one({"company": identity.company, "worker": worker}).deleted_count:
+        if not self.store.delete_one({"company": identity.company, "worker": worker}).deleted_count:
             raise errors.bad_request.WorkerNotRegistered(worker=worker)
 
     def status_report(self, identity: Identity, data: dict[str, Any], ip: str | None) -> None:
         """Record a report; an unknown (or expired) worker is registered by it."""
         now = utcnow()
         worker = data["worker"]
-        existing = self.coll.find_one({"company": identity.company, "worker": worker},
+        existing = self.store.find_one({"company": identity.company, "worker": worker},
                                       {"register_timeout": 1, "expired": 1})
         if existing is None or existing.get("expired"):
             self.register(identity, {"worker": worker, "queues": data.get("queues"), "tags": data.get("tags")}, ip)
@@ -90,8 +91,8 @@ class WorkerBLL:
                 sets[key] = data[key]
         if data.get("task"):
             sets["project"] = self.tasks.record_worker_report(identity.company, data["task"], worker, now)
-        self.coll.update_one({"company": identity.company, "worker": worker}, {"$set": sets})
-        WorkerStat._get_collection().insert_one({
+        self.store.update_one({"company": identity.company, "worker": worker}, {"$set": sets})
+        store_of(WorkerStat).insert_one({
             "_id": new_id(), "company": identity.company, "worker": worker, "timestamp": now,
             "task": data.get("task"), "stats": data.get("machine_stats") or {}})
 
@@ -102,13 +103,13 @@ class WorkerBLL:
         if data.get("last_seen"):
             flt["last_activity_time"] = {"$gte": utcnow() - timedelta(seconds=int(data["last_seen"]))}
         flt = q.combine(flt, *(q.list_filter(key, data[key]) for key in ("tags", "system_tags") if data.get(key)))
-        docs = list(self.coll.find(flt).sort([("worker", 1)]))
+        docs = list(self.store.find(flt).sort([("worker", 1)]))
         queue_ids = {qid for d in docs for qid in (d.get("queues") or []) + [d.get("queue")] if qid}
-        queues = {q["_id"]: q for q in Queue._get_collection().find(
+        queues = {q["_id"]: q for q in store_of(Queue).find(
             {"_id": {"$in": list(queue_ids)}, "company": company}, {"name": 1, "entries": 1})}
         task_ids = [d["task"] for d in docs if d.get("task")]
         tasks = self.tasks.readable_many(company, task_ids, {"name": 1, "started": 1, "last_iteration": 1})
-        users = {u["_id"]: u for u in User._get_collection().find(
+        users = {u["_id"]: u for u in store_of(User).find(
             {"_id": {"$in": [d.get("user") for d in docs]}}, {"name": 1})}
         now = utcnow()
         out = []
@@ -151,12 +152,12 @@ class WorkerBLL:
             if prop.get("expiry"):
                 entry["expires_at"] = now + timedelta(seconds=int(prop["expiry"]))
             current[prop["key"]] = entry
-        self.coll.update_one({"_id": doc["_id"]}, {"$set": {"runtime_properties": list(current.values())}})
+        self.store.update_one({"_id": doc["_id"]}, {"$set": {"runtime_properties": list(current.values())}})
         return {"added": [p["key"] for p in props], "removed": [], "errors": []}
 
     def expire(self) -> int:
         """Mark workers whose timeout passed without a report; they keep the task they held."""
-        return self.coll.update_many({"expired": {"$ne": True}, "expires_at": {"$lt": utcnow()}},
+        return self.store.update_many({"expired": {"$ne": True}, "expires_at": {"$lt": utcnow()}},
                                      {"$set": {"expired": True}}).modified_count
 
     def _range(self, data: dict[str, Any]) -> tuple[datetime, datetime, int]:
@@ -172,7 +173,7 @@ class WorkerBLL:
     def activity_report(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         start, end, interval = self._range(data)
         total, active = defaultdict(set), defaultdict(set)
-        for s in WorkerStat._get_collection().find({"company": company, "timestamp": {"$gte": start, "$lt": end}},
+        for s in store_of(WorkerStat).find({"company": company, "timestamp": {"$gte": start, "$lt": end}},
                                                    {"worker": 1, "timestamp": 1, "task": 1}):
             bucket = intervals.bucket(s["timestamp"], start, interval)
             total[bucket].add(s["worker"])
@@ -198,7 +199,7 @@ class WorkerBLL:
         series: dict[str, dict[tuple[str, str | None], dict[int, list[float]]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(list)))
         keys = list(dict.fromkeys(item["key"] for item in items))
-        for s in WorkerStat._get_collection().find(flt, {"worker": 1, "timestamp": 1, "stats": 1}):
+        for s in store_of(WorkerStat).find(flt, {"worker": 1, "timestamp": 1, "stats": 1}):
             bucket = intervals.bucket(s["timestamp"], start, interval)
             for key in keys:
                 value = (s.get("stats") or {}).get(key)
@@ -229,7 +230,7 @@ class WorkerBLL:
         flt: dict[str, Any] = {"company": company, "expired": {"$ne": True}}
         if last_seen:
             flt["last_activity_time"] = {"$gte": utcnow() - timedelta(seconds=int(last_seen))}
-        return self.coll.count_documents(flt)
+        return self.store.count_documents(flt)
 
     def metric_keys(self, company: str, worker_ids: list[str] | None) -> list[dict[str, Any]]:
         """The machine stat keys workers reported in the last day, by category (the key's first word)."""
@@ -237,7 +238,7 @@ class WorkerBLL:
         if worker_ids:
             flt["worker"] = {"$in": worker_ids}
         found: set[str] = set()
-        for s in WorkerStat._get_collection().find(flt, {"stats": 1}).limit(MAX_STAT_SCAN):
+        for s in store_of(WorkerStat).find(flt, {"stats": 1}).limit(MAX_STAT_SCAN):
             found.update(k for k, v in (s.get("stats") or {}).items() if v is not None)
         categories: dict[str, list[str]] = defaultdict(list)
         for key in sorted(found):

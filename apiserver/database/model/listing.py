@@ -1,5 +1,5 @@
 """Owns the listing hints collection: where the newest page of a listing query last ended
-(bll/recent_page.py), kept so that every process of a deployment, and a restarted one, starts
+(database/recent_page.py), kept so that every process of a deployment, and a restarted one, starts
 from it. A hint holds a key value only (a date); its id is a digest of the query."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Owns where file bytes live: one small interface, a local folder and GridFS behind it.
+"""Owns where file bytes live: one small interface, a local folder and GridFS behind it (the file
+server's rules, paths and access are ``bll/files``).
 
 Keys are ``<company folder>/<path>`` (see ``paths``). Uploads are two-phase so a request with
 several files is all or nothing: ``begin`` returns an ``Upload`` that takes chunks, ``finish``
