@@ -30,7 +30,8 @@ from apiserver.bll.pipelines.members import MemberClient, MemberRegistry
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.merge import ProjectMerge
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL, QueueRecords
+from apiserver.bll.queues.entries import QueueEntries
+from apiserver.bll.queues.queues import QueueBLL
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.registry.secrets import SecretBox
 from apiserver.bll.reports.reports import ReportBLL
@@ -134,10 +135,10 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         dispatcher.static_fallback = webapp.answer
     if config.get("console.enabled"):
         Console().register(app)
-    queues, projects, events = QueueBLL(), ProjectBLL(), EventBLL(config.get("events"))
+    queue_entries, projects, events = QueueEntries(), ProjectBLL(), EventBLL(config.get("events"))
     deployments = build_deployments(config)
     worker_timeout = int(config["workers.timeout_sec"])
-    tasks = TaskBLL(queues, projects, worker_timeout_sec=worker_timeout)
+    tasks = TaskBLL(queue_entries, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
     files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
@@ -149,8 +150,9 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     deletion = OwnedDeletion(tasks, models, events, files, projects)
     pipelines = build_pipelines(config)
     pipelines.ensure_indexes()
-    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens, queues=queues,
-                        projects=projects, tasks=tasks, queue_records=QueueRecords(queues, workers.listening),
+    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens,
+                        queues=QueueBLL(queue_entries, tasks, workers.listening),
+                        projects=projects, tasks=tasks,
                         workers=workers, events=events,
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers, deletion),
                         manager=ManagerBLL(config.get("manager", {})), pipelines=pipelines,
@@ -171,7 +173,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
     set_state(state)
     for company in Company.objects.only("id"):
-        queues.ensure_default(company.id)
+        queue_entries.ensure_default(company.id)
     if start_scheduler if start_scheduler is not None else config["scheduler.enabled"]:
         import apiserver.jobs  # noqa: F401 - registers the periodic jobs
         from apiserver.scheduler import start_scheduler as start

@@ -33,7 +33,7 @@ def expire_serving_containers(state: ServerState) -> None:
 
 @periodic("sample_queue_metrics", "queues.metrics_sample_sec")
 def sample_queue_metrics(state: ServerState) -> None:
-    state.queue_records.sample_metrics()
+    state.queues.sample_metrics()
 
 
 @periodic("release_silent_render_workers", "manager.timeout_check_sec")

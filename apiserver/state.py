@@ -17,7 +17,7 @@ from apiserver.bll.organization.export import ExportBLL
 from apiserver.bll.pipelines.pipelines import PipelineBLL
 from apiserver.bll.projects.merge import ProjectMerge
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL, QueueRecords
+from apiserver.bll.queues.queues import QueueBLL
 from apiserver.bll.registry.registry import DeploymentBLL, ModelRegistryBLL
 from apiserver.bll.reports.reports import ReportBLL
 from apiserver.bll.serving.serving import ServingBLL
@@ -40,7 +40,6 @@ class ServerState:
     queues: QueueBLL
     projects: ProjectBLL
     tasks: TaskBLL
-    queue_records: QueueRecords
     workers: WorkerBLL
     events: EventBLL
     manager: ManagerBLL

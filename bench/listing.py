@@ -9,7 +9,7 @@ newest a moment ago), as a team's history would; the 99,000 added for the second
 than the first 1,000.
 
 Printed per page: API ms; raw pymongo ms (the plain ``find().sort().limit()``) and its ratio to the
-API (goal >= 0.7); sliced ms, the reads the API makes (``bll/recent_page.py``) done straight through
+API (goal >= 0.7); sliced ms, the reads the API makes (``database/recent_page.py``) done straight through
 pymongo, and its ratio to the API (what HTTP, auth, validation and encoding cost on top); and the API
 page at the large size over the small (goal <= 2).
 """
@@ -152,7 +152,7 @@ def measure(server: ApiServer, repeat: int, raw_repeat: int) -> dict[tuple[str, 
                 ] == expected
 
             def sliced(coll=coll, raw_filter=raw_filter, raw_proj=raw_proj, size=size, expected=expected):
-                # the reads the API makes (bll/recent_page.py), straight through pymongo
+                # the reads the API makes (database/recent_page.py), straight through pymongo
                 page = recent_page.find_newest(
                     coll, q.combine(raw_filter), [("last_update", -1), ("_id", 1)], 0, size, raw_proj
                 )

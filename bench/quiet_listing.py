@@ -2,7 +2,7 @@
 database: nothing has been updated for two days (a weekend; a model registry, where most days
 nobody registers a model), at 1,000 and at 100,000 models.
 
-The newest-first listing (``bll/recent_page.py``) reads time slices going back from now; after a
+The newest-first listing (``database/recent_page.py``) reads time slices going back from now; after a
 quiet spell they are empty until one reaches the newest keys, and that one can hold a large part of
 the collection. The server remembers where the last read of the same page ended (in the process and
 in the database), so only the first read of a page ever is slow. Printed per page (15 and 50 models,

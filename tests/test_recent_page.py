@@ -1,4 +1,4 @@
-"""The newest-first listing read in time slices (bll/recent_page.py) gives the page of the plain query:
+"""The newest-first listing read in time slices (database/recent_page.py) gives the page of the plain query:
 checked against the plain pymongo query on the same database for spread, clustered, future and
 missing keys, filters with ``$and``/``$or``, and deep pages; and through the API after updates move
 tasks to the front, paging through every task once."""

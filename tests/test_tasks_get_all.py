@@ -188,7 +188,7 @@ def test_order_by_and_paging(api, fixture, order):
 
 @pytest.mark.parametrize("order", [["name"], ["-last_update"], ["project", "-name"]])
 def test_named_ids_in_order_and_pages(api, fixture, order):
-    """A query naming its ids is read by id (query.find_page) and keeps the listing's rules: the order,
+    """A query naming its ids is read by id (Store.find_page) and keeps the listing's rules: the order,
     empty values last on an ascending key, paging, the filters beside the ids, hidden ones included."""
     named = [t["id"] for t in fixture["tasks"][::3]][:60]
     want = expected(fixture["tasks"], ids=set(named), status=["created", "completed", "failed", "in_progress"])

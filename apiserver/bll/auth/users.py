@@ -155,7 +155,7 @@ class AuthBLL:
     def list_users(self, company: str, id: list[str] | None = None, name: str | None = None,  # noqa: A002
                    page: int | None = None, page_size: int | None = None, **_: Any) -> list[dict[str, Any]]:
         flt = listing_filter({"id": id, "name": name, "search_hidden": True}, {"company": company},
-                             coll=store_of(User), lists=(), excludable=())
+                             store=store_of(User), lists=(), excludable=())
         query = User.objects(__raw__=flt)
         skip, limit = page_bounds(page, page_size)
         query = query.order_by("name", "id").skip(skip).limit(limit)

@@ -1,18 +1,26 @@
-"""Owns queue records and their entries; every change to entries is one atomic update."""
+"""Owns the queues as the queues service sees them: records (listing, update, delete, metadata,
+moves, metrics) and what it does with their entries (add, remove, take the next task, clear, move a
+task to another queue). Entries change through ``QueueEntries`` (``bll/queues/entries.py``), one
+atomic update each; a task's status changes through the task lifecycle."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access, metadata
+from apiserver.bll import metadata
 from apiserver.bll import query as q
+from apiserver.bll.auth.identity import Identity
 from apiserver.bll.intervals import bucket, bucket_dates
+from apiserver.bll.queues.entries import QueueEntries
+from apiserver.bll.tasks import status as st
+from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
-from apiserver.database.model.queue import Queue, QueueMetric
+from apiserver.database.model.queue import QueueMetric
 from apiserver.database.model.task import Task
 from apiserver.database.store import store_of
 
@@ -20,104 +28,27 @@ DEFAULT_TAG = "default"
 
 
 class QueueBLL:
-    @property
-    def store(self):
-        return store_of(Queue)
-
-    def get(self, company: str, queue_id: str, proj: dict | None = None) -> dict[str, Any]:
-        doc = access.by_id(self.store, queue_id, (company,), proj)
-        if doc is None:
-            raise errors.bad_request.InvalidQueueId(queue=queue_id)
-        return doc
-
-    def find_by_name(self, company: str, name: str) -> dict[str, Any] | None:
-        return self.store.find_one({"company": company, "name": name})
-
-    def create(self, company: str, user: str, name: str, tags: list[str] | None = None,
-               system_tags: list[str] | None = None, metadata: dict | None = None,
-               display_name: str | None = None) -> str:
-        now = utcnow()
-        doc = {"_id": new_id(), "company": company, "user": user, "name": name, "tags": tags or [],
-               "system_tags": system_tags or [], "entries": [], "metadata": metadata or {}, "created": now,
-               "last_update": now}
-        if display_name:
-            doc["display_name"] = display_name
-        try:
-            self.store.insert_one(doc)
-        except DuplicateKeyError:
-            raise errors.bad_request.ExpectedUniqueData("a queue with this name exists", name=name) from None
-        return doc["_id"]
-
-    def default_queue(self, company: str) -> dict[str, Any]:
-        found = list(self.store.find({"company": company, "system_tags": DEFAULT_TAG}).limit(2))
-        if not found:
-            raise errors.bad_request.NoDefaultQueue()
-        if len(found) > 1:
-            raise errors.bad_request.MultipleDefaultQueues()
-        return found[0]
-
-    def ensure_default(self, company: str, user: str = "") -> str:
-        """The company's default queue, created (named 'default') on first need."""
-        existing = self.store.find_one({"company": company, "system_tags": DEFAULT_TAG}, {"_id": 1})
-        if existing:
-            return existing["_id"]
-        try:
-            return self.create(company, user, "default", system_tags=[DEFAULT_TAG])
-        except errors.bad_request.ExpectedUniqueData:
-            return self.find_by_name(company, "default")["_id"]  # created concurrently
-
-    def add_entry(self, company: str, queue_id: str, task_id: str) -> None:
-        """Append a task to the back of a queue; 400/706 when it is there already."""
-        now = utcnow()
-        result = self.store.update_one(
-            {"_id": queue_id, "company": company, "entries.task": {"$ne": task_id}},
-            {"$push": {"entries": {"task": task_id, "added": now}}, "$set": {"last_update": now}})
-        if result.matched_count == 0:
-            self.get(company, queue_id, {"_id": 1})  # 701 when the queue does not exist
-            raise errors.bad_request.TaskAlreadyQueued(task=task_id, queue=queue_id)
-
-    def remove_entry(self, company: str, queue_id: str, task_id: str) -> int:
-        result = self.store.update_one({"_id": queue_id, "company": company, "entries.task": task_id},
-                                      {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
-        return result.modified_count
-
-    def remove_task_everywhere(self, company: str, task_id: str) -> int:
-        result = self.store.update_many({"company": company, "entries.task": task_id},
-                                       {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
-        return result.modified_count
-
-    def pop_front(self, company: str, queue_id: str, attempts: int = 1000) -> dict[str, Any] | None:
-        """Atomically take the first entry of a queue: two callers never get the same one.
-
-        Read the front entry, then remove it with an update whose filter requires that same entry
-        to still be first; only one caller's update matches. (Not ``find_one_and_update`` with
-        ``$pop``: on SecantusDB its returned pre-image can be stale under concurrency, see
-        tests/test_database_conformance.py.)
-        """
-        for _ in range(attempts):
-            doc = self.store.find_one({"_id": queue_id, "company": company}, {"entries": {"$slice": 1}})
-            if not doc or not doc.get("entries"):
-                return None
-            entry = doc["entries"][0]
-            result = self.store.update_one(
-                {"_id": queue_id, "company": company, "entries.0.task": entry["task"]},
-                {"$pop": {"entries": -1}, "$set": {"last_update": utcnow()}})
-            if result.modified_count:
-                return entry
-        raise errors.server_error.DataError("could not take a task from a busy queue; try again", queue=queue_id)
-
-
-class QueueRecords:
-    """Queues as records: listing, update, delete, metadata, moves and metrics (entries: QueueBLL)."""
-
-    def __init__(self, queues: QueueBLL, workers_of: Callable[[str, list[str]], dict[str, list[dict]]] | None = None):
-        self.queues = queues
+    def __init__(self, entries: QueueEntries, tasks: TaskBLL,
+                 workers_of: Callable[[str, list[str]], dict[str, list[dict]]] | None = None):
+        self.entries = entries
+        self.tasks = tasks
         # The live workers listening on each queue (WorkerBLL.listening), for the *_ex listing.
         self.workers_of = workers_of
 
     @property
     def store(self):
-        return self.queues.store
+        return self.entries.store
+
+    def get(self, company: str, queue_id: str, proj: dict | None = None) -> dict[str, Any]:
+        return self.entries.get(company, queue_id, proj)
+
+    def create(self, company: str, user: str, name: str, tags: list[str] | None = None,
+               system_tags: list[str] | None = None, metadata: dict | None = None,
+               display_name: str | None = None) -> str:
+        return self.entries.create(company, user, name, tags, system_tags, metadata, display_name)
+
+    def default_queue(self, company: str) -> dict[str, Any]:
+        return self.entries.default_queue(company)
 
     @staticmethod
     def to_api(doc: dict[str, Any], max_entries: int | None = None) -> dict[str, Any]:
@@ -160,7 +91,7 @@ class QueueRecords:
         return q.dereference(docs, wanted, refs, company)
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        self.queues.get(company, queue_id, {"_id": 1})
+        self.entries.get(company, queue_id, {"_id": 1})
         fields = {k: data[k] for k in ("name", "display_name", "tags", "system_tags", "metadata") if k in data}
         if not fields:
             return {}
@@ -172,7 +103,7 @@ class QueueRecords:
         return fields
 
     def delete(self, company: str, queue_id: str, force: bool) -> int:
-        queue = self.queues.get(company, queue_id, {"entries": 1})
+        queue = self.entries.get(company, queue_id, {"entries": 1})
         if queue.get("entries") and not force:
             raise errors.bad_request.QueueNotEmpty(f"{len(queue['entries'])} tasks; use force", queue=queue_id)
         return self.store.delete_one({"_id": queue_id, "company": company}).deleted_count
@@ -184,7 +115,7 @@ class QueueRecords:
         the entries read); a concurrent change makes this retry.
         """
         for _ in range(20):
-            queue = self.queues.get(company, queue_id, {"entries": 1})
+            queue = self.entries.get(company, queue_id, {"entries": 1})
             entries = queue.get("entries") or []
             index = next((i for i, e in enumerate(entries) if e.get("task") == task_id), None)
             if index is None:
@@ -200,16 +131,17 @@ class QueueRecords:
         raise errors.bad_request.InvalidQueueOrTaskNotQueued("the queue kept changing; try again")
 
     def add_or_update_metadata(self, company: str, queue_id: str, items: list[dict[str, Any]], replace: bool) -> int:
-        return metadata.add_or_update(self.store, self.queues.get(company, queue_id, {"_id": 1})["_id"], items, replace)
+        queue = self.entries.get(company, queue_id, {"_id": 1})["_id"]
+        return metadata.add_or_update(self.store, queue, items, replace)
 
     def delete_metadata(self, company: str, queue_id: str, keys: list[str]) -> int:
-        return metadata.delete(self.store, self.queues.get(company, queue_id, {"_id": 1})["_id"], keys)
+        return metadata.delete(self.store, self.entries.get(company, queue_id, {"_id": 1})["_id"], keys)
 
     def num_entries(self, company: str, queue_id: str) -> int:
-        return len(self.queues.get(company, queue_id, {"entries.task": 1}).get("entries") or [])
+        return len(self.entries.get(company, queue_id, {"entries.task": 1}).get("entries") or [])
 
     def peek(self, company: str, queue_id: str) -> str | None:
-        entries = self.queues.get(company, queue_id, {"entries": {"$slice": 1}}).get("entries") or []
+        entries = self.entries.get(company, queue_id, {"entries": {"$slice": 1}}).get("entries") or []
         return entries[0]["task"] if entries else None
 
     def by_task(self, company: str, task_id: str) -> dict[str, Any] | None:
@@ -267,3 +199,59 @@ class QueueRecords:
             out.append({"queue": qid, "dates": bucket_dates(start, interval, keys),
                         "queue_lengths": [m[0] for m in means], "avg_waiting_times": [m[1] for m in means]})
         return out
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def clear(self, identity: Identity, queue_id: str) -> list[str]:
+        """Dequeue every task of a queue (each back to its status before enqueue); the ids removed."""
+        entries = self.entries.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
+        removed = [e["task"] for e in entries]
+        for task_id in removed:
+            task = self.tasks.own(identity.company, task_id, {"status": 1})
+            if task is not None and task["status"] == st.QUEUED:
+                with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
+                    self.tasks.dequeue(identity, {"task": task_id})
+            self.entries.remove_entry(identity.company, queue_id, task_id)
+        return removed
+
+    def move_task_to_queue(self, identity: Identity, task_id: str, queue_id: str, target_id: str) -> int:
+        """Move a queued task from one queue to the back of another; its position there."""
+        task = self.tasks.writable(identity.company, task_id)
+        self.entries.get(identity.company, target_id, {"_id": 1})
+        if not self.entries.remove_entry(identity.company, queue_id, task_id):
+            self.entries.get(identity.company, queue_id, {"_id": 1})
+            raise errors.bad_request.InvalidQueueOrTaskNotQueued(task=task_id, queue=queue_id)
+        self.entries.add_entry(identity.company, target_id, task_id)
+        self.tasks.set_queue(identity.company, task, target_id)
+        entries = self.entries.get(identity.company, target_id, {"entries.task": 1}).get("entries") or []
+        return len(entries) - 1
+
+    def add_task(self, company: str, queue_id: str, task_id: str) -> None:
+        """queues.add_task: only a task of the company goes in; its status does not change."""
+        self.tasks.writable(company, task_id)
+        self.entries.add_entry(company, queue_id, task_id)
+
+    def remove_task(self, identity: Identity, queue_id: str, task_id: str, update_task_status: bool) -> int:
+        """queues.remove_task: the queue must exist; with ``update_task_status`` a queued task also
+        goes back to the status it had before it was enqueued (as tasks.dequeue)."""
+        self.entries.get(identity.company, queue_id, {"_id": 1})
+        if update_task_status:
+            task = self.tasks.writable(identity.company, task_id)
+            if task["status"] == st.QUEUED and (task.get("execution") or {}).get("queue") == queue_id:
+                return self.tasks.dequeue(identity, {"task": task_id})["dequeued"]
+        return self.entries.remove_entry(identity.company, queue_id, task_id)
+
+    def next_task(self, identity: Identity, queue_id: str, task_info: bool = False) -> dict[str, Any]:
+        """Pop the queue's first entry whose task is still queued; stale entries are dropped."""
+        self.entries.get(identity.company, queue_id, {"_id": 1})
+        while True:
+            entry = self.entries.pop_front(identity.company, queue_id)
+            if entry is None:
+                return {}
+            task = self.tasks.own(identity.company, entry["task"], {"status": 1, "company": 1, "user": 1})
+            if task is None or task["status"] != st.QUEUED:
+                continue
+            answer: dict[str, Any] = {"entry": entry}
+            if task_info:
+                answer["task_info"] = {"company": task["company"], "user": task["user"]}
+            return answer

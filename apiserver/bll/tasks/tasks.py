@@ -6,7 +6,6 @@ against, so of two concurrent changes at most one succeeds; the loser gets 400/1
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from apiserver.bll import access, placement, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.queues.queues import QueueBLL
+from apiserver.bll.queues.entries import QueueEntries
 from apiserver.bll.tags import ARCHIVED_TAG
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import (
@@ -123,7 +122,7 @@ def _status_update(new_status: str, reason: str | None, message: str | None, set
 
 
 class TaskBLL:
-    def __init__(self, queues: QueueBLL, projects: ProjectBLL, worker_timeout_sec: int = 600):
+    def __init__(self, queues: QueueEntries, projects: ProjectBLL, worker_timeout_sec: int = 600):
         self.queues = queues
         self.projects = projects
         self.worker_timeout_sec = worker_timeout_sec
@@ -153,6 +152,14 @@ class TaskBLL:
 
     def count_in_projects(self, company: str, project_ids: list[str]) -> int:
         return placement.count(self.store, company, project_ids)
+
+    def own(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any] | None:
+        """The company's own task (not a public one), or None."""
+        return self.store.find_one({"_id": task_id, "company": company}, proj)
+
+    def set_queue(self, company: str, task: dict[str, Any], queue_id: str) -> None:
+        """The queue a queued task is in (it moved to another)."""
+        self._set_fields(company, task, {"execution.queue": queue_id})
 
     def child_ids(self, company: str, parent: str) -> list[str]:
         """The ids of the tasks whose parent is this one."""
@@ -715,8 +722,10 @@ class TaskBLL:
     # -- queues -------------------------------------------------------------------------------
 
     def _resolve_queue(self, identity: Identity, data: dict[str, Any]) -> str:
+        """The queue ``data`` names (by id: ``add_entry`` finds it, or answers 701), else by name (made on
+        first use), else the company's default queue."""
         if data.get("queue"):
-            return self.queues.get(identity.company, data["queue"], {"_id": 1})["_id"]
+            return data["queue"]
         if data.get("queue_name"):
             found = self.queues.find_by_name(identity.company, data["queue_name"])
             if found:
@@ -730,12 +739,12 @@ class TaskBLL:
     def enqueue(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
         force = bool(data.get("force"))
-        st.check_transition(task["status"], st.QUEUED, force, allow_same=False)
+        st.check_transition(task["status"], st.QUEUED, force, allow_same=False)  # before the entry is made
         queue_id = self._resolve_queue(identity, data)
         self.queues.add_entry(identity.company, queue_id, task["_id"])
         try:
             result = self.change_status(
-                identity.company, task, st.QUEUED, force=force, allow_same=False,
+                identity.company, task, st.QUEUED, check=False,
                 reason=data.get("status_reason"), message=data.get("status_message"),
                 sets={"execution.queue": queue_id, "enqueue_status": task["status"]},
                 pull={"system_tags": DEVELOPMENT_TAG})
@@ -764,61 +773,6 @@ class TaskBLL:
                                     message=data.get("status_message"),
                                     unsets=("execution.queue", "enqueue_status"))
         return {"dequeued": max(removed, 1 if task["status"] == st.QUEUED else 0), **result}
-
-    def clear_queue(self, identity: Identity, queue_id: str) -> list[str]:
-        """Dequeue every task of a queue (each back to its status before enqueue); the ids removed."""
-        entries = self.queues.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
-        removed = [e["task"] for e in entries]
-        for task_id in removed:
-            task = access.by_id(self.store, task_id, (identity.company,), {"status": 1})
-            if task is not None and task["status"] == st.QUEUED:
-                with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
-                    self.dequeue(identity, {"task": task_id})
-            self.queues.remove_entry(identity.company, queue_id, task_id)
-        return removed
-
-    def move_to_queue(self, identity: Identity, task_id: str, queue_id: str, target_id: str) -> int:
-        """Move a queued task from one queue to the back of another; its position there."""
-        task = self.writable(identity.company, task_id)
-        self.queues.get(identity.company, target_id, {"_id": 1})
-        if not self.queues.remove_entry(identity.company, queue_id, task_id):
-            self.queues.get(identity.company, queue_id, {"_id": 1})
-            raise errors.bad_request.InvalidQueueOrTaskNotQueued(task=task_id, queue=queue_id)
-        self.queues.add_entry(identity.company, target_id, task_id)
-        self._set_fields(identity.company, task, {"execution.queue": target_id})
-        entries = self.queues.get(identity.company, target_id, {"entries.task": 1}).get("entries") or []
-        return len(entries) - 1
-
-    def add_to_queue(self, company: str, queue_id: str, task_id: str) -> None:
-        """queues.add_task: only a task of the company goes in; its status does not change."""
-        self.writable(company, task_id)
-        self.queues.add_entry(company, queue_id, task_id)
-
-    def remove_from_queue(self, identity: Identity, queue_id: str, task_id: str, update_task_status: bool) -> int:
-        """queues.remove_task: the queue must exist; with ``update_task_status`` a queued task also
-        goes back to the status it had before it was enqueued (as tasks.dequeue)."""
-        self.queues.get(identity.company, queue_id, {"_id": 1})
-        if update_task_status:
-            task = self.writable(identity.company, task_id)
-            if task["status"] == st.QUEUED and (task.get("execution") or {}).get("queue") == queue_id:
-                return self.dequeue(identity, {"task": task_id})["dequeued"]
-        return self.queues.remove_entry(identity.company, queue_id, task_id)
-
-    def next_from_queue(self, identity: Identity, queue_id: str, task_info: bool = False) -> dict[str, Any]:
-        """Pop the queue's first entry whose task is still queued; stale entries are dropped."""
-        self.queues.get(identity.company, queue_id, {"_id": 1})
-        while True:
-            entry = self.queues.pop_front(identity.company, queue_id)
-            if entry is None:
-                return {}
-            task = self.store.find_one({"_id": entry["task"], "company": identity.company},
-                                      {"status": 1, "company": 1, "user": 1})
-            if task is None or task["status"] != st.QUEUED:
-                continue
-            answer: dict[str, Any] = {"entry": entry}
-            if task_info:
-                answer["task_info"] = {"company": task["company"], "user": task["user"]}
-            return answer
 
     # -- background ---------------------------------------------------------------------------
 
