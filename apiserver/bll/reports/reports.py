@@ -13,14 +13,13 @@ import textwrap
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.query import HIDDEN_TAG
 from apiserver.bll.tags import REPORT_TYPE, REPORTS_FOLDER, REPORTS_TAG
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.deletion import OwnedDeletion
-from apiserver.bll.tasks.tasks import ARCHIVED_TAG, TaskBLL
+from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.base import utcnow
 
 EDITABLE = ("name", "tags", "comment", "report")
@@ -57,7 +56,7 @@ class ReportBLL:
             return
         project = self.projects.store.find_one({"_id": project_id, "company": company}, {"basename": 1})
         if project and project.get("basename") == REPORTS_FOLDER and \
-                self.tasks.store.count_documents({"project": project_id}, limit=1) == 0:
+                self.tasks.count_in_projects(company, [project_id]) == 0:
             self.projects.store.delete_one({"_id": project_id, "company": company})
 
     def create(self, identity: Identity, data: dict[str, Any]) -> dict[str, str]:
@@ -75,10 +74,7 @@ class ReportBLL:
         sets = {k: data[k] for k in EDITABLE if k in data}
         if not sets:
             return {"updated": 0}
-        result = self.tasks.store.update_one({"_id": task["_id"], "company": identity.company,
-                                             "status": st.CREATED}, {"$set": {**sets, "last_update": utcnow()}})
-        if result.matched_count == 0:
-            raise errors.bad_request.TaskStatusChanged(expected_status=st.CREATED)
+        self.tasks.set_fields(identity.company, task, sets, expect_status=st.CREATED)
         shown = dict(sets)
         if "tags" in shown:
             shown["tags"] = sorted(shown["tags"])
@@ -93,8 +89,7 @@ class ReportBLL:
         task = self._report(identity.company, data["task"])
         target = self._target_name(identity, data.get("project"), data.get("project_name"))
         project_id = self._reports_project(identity, target)
-        self.tasks.store.update_one({"_id": task["_id"], "company": identity.company},
-                                   {"$set": {"project": project_id, "last_update": utcnow()}})
+        self.tasks.set_fields(identity.company, task, {"project": project_id})
         if task.get("project") != project_id:
             self._drop_if_empty(identity.company, task.get("project"))
         return {"project_id": project_id}
@@ -107,10 +102,7 @@ class ReportBLL:
 
     def set_archived(self, identity: Identity, report_id: str, archived: bool) -> int:
         task = self._report(identity.company, report_id)
-        op = "$addToSet" if archived else "$pull"
-        return self.tasks.store.update_one({"_id": task["_id"], "company": identity.company},
-                                          {op: {"system_tags": ARCHIVED_TAG},
-                                           "$set": {"last_update": utcnow()}}).modified_count
+        return int(self.tasks.set_archived(identity, task["_id"], archived))
 
     def delete(self, identity: Identity, data: dict[str, Any], host: str | None) -> int:
         """The report task with what it owns (models, files of its artifacts and images)."""
@@ -128,5 +120,5 @@ class ReportBLL:
         return self.tasks.get_all(company, query, ex=True)
 
     def get_tags(self, company: str) -> list[str]:
-        return q.distinct_values(self.tasks.store, company, None, "tags", unwind=True,
+        return self.tasks.distinct_values(company, None, "tags", unwind=True,
                                  match={"type": REPORT_TYPE})

@@ -1,6 +1,8 @@
 """Owns what every part of TaskBLL stands on: the tasks store, reading a task the caller may read or
-write, and the narrow access other domains (events, workers, projects, queues, models) have to
-tasks: they never touch the tasks collection themselves."""
+write, and the narrow access other domains (events, workers, projects, queues, models, reports,
+pipeline runs) have to tasks: they never write the tasks collection themselves. Read-only
+aggregations over many tasks are the one exception: a project's statistics and filter menus
+(``bll/projects/contents.py``) and the organization's counts read the tasks store directly."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from apiserver.apierrors import errors
 from apiserver.bll import access, placement
+from apiserver.bll import query as q
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.entries import QueueEntries
 from apiserver.bll.tasks.fields import (
@@ -78,9 +81,19 @@ class TaskBase:
         """The company's own task (not a public one), or None."""
         return self.store.find_one({"_id": task_id, "company": company}, proj)
 
+    def ids_of_type(self, company: str, project: str, task_type: str) -> list[str]:
+        """The ids of the company's tasks of one type in one project (a pipeline's runs)."""
+        return [d["_id"] for d in self.store.find({"project": project, "company": company, "type": task_type},
+                                                  {"_id": 1})]
+
+    def distinct_values(self, company: str, projects: list[str] | None, field: str, unwind: bool = False,
+                        match: dict[str, Any] | None = None) -> list[Any]:
+        """The distinct values of a field among the company's and public tasks (``query.distinct_values``)."""
+        return q.distinct_values(self.store, company, projects, field, unwind=unwind, match=match)
+
     def set_queue(self, company: str, task: dict[str, Any], queue_id: str) -> None:
         """The queue a queued task is in (it moved to another)."""
-        self._set_fields(company, task, {"execution.queue": queue_id})
+        self.set_fields(company, task, {"execution.queue": queue_id})
 
     def child_ids(self, company: str, parent: str) -> list[str]:
         """The ids of the tasks whose parent is this one."""
@@ -135,8 +148,10 @@ class TaskBase:
             ops.append(({"_id": task_id, "company": company}, update))
         self.store.update_each(ops)
 
-    def _set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
-                    expect_status: str | None = None) -> dict[str, Any]:
+    def set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
+                   expect_status: str | None = None) -> dict[str, Any]:
+        """Set API fields of a task (with ``expect_status``, only while it has that status: else
+        400/121); ``fields`` in the answer as the API shows the changes."""
         if not sets:
             return {"updated": 0, "fields": {}}
         sets = {**sets, "last_update": utcnow()}

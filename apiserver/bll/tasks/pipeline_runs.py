@@ -72,7 +72,7 @@ class PipelineRunBLL:
                                     else {"task": run})
         answer.update({"pipeline": run, "enqueued": bool(queued.get("queued"))})
         if data.get("verify_watched_queue"):
-            queue = self.tasks.store.find_one({"_id": run}, {"execution.queue": 1})["execution"]["queue"]
+            queue = self.tasks.own(identity.company, run, {"execution.queue": 1})["execution"]["queue"]
             answer["queue_watched"] = self.workers.queue_watched(identity.company, queue)
         return answer
 
@@ -81,8 +81,7 @@ class PipelineRunBLL:
         project = data["project"]
         self.projects.readable(identity.company, project, {"_id": 1})
         ids = list(dict.fromkeys(data["ids"]))
-        runs = {d["_id"] for d in self.tasks.store.find(
-            {"project": project, "company": identity.company, "type": CONTROLLER_TYPE}, {"_id": 1})}
+        runs = set(self.tasks.ids_of_type(identity.company, project, CONTROLLER_TYPE))
         if runs and runs <= set(ids):
             raise errors.bad_request.ValidationError("at least one run of the pipeline must be left",
                                                      field="ids")

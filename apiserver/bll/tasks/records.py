@@ -109,7 +109,7 @@ class TaskRecords(TaskBase):
                                 dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
-        return q.distinct_values(self.store, company, projects, "type")
+        return self.distinct_values(company, projects, "type")
 
     def _check_references(self, company: str, fields: dict[str, Any]) -> None:
         if fields.get("project"):
@@ -187,7 +187,7 @@ class TaskRecords(TaskBase):
         if "created" in sets:
             sets["created"] = q.parse_date(sets["created"], "created")
         self._check_references(identity.company, sets)
-        return self._set_fields(identity.company, task, sets)
+        return self.set_fields(identity.company, task, sets)
 
     def edit(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, data["task"])
@@ -201,13 +201,13 @@ class TaskRecords(TaskBase):
         if "models" in sets:
             sets["models"] = _with_model_lists(sets["models"])
         self._check_references(identity.company, sets)
-        return self._set_fields(identity.company, task, sets, expect_status=task["status"])
+        return self.set_fields(identity.company, task, sets, expect_status=task["status"])
 
     def set_requirements(self, identity: Identity, task_id: str, requirements: dict[str, Any]) -> dict[str, Any]:
         task = self.writable(identity.company, task_id)
         if task["status"] == st.PUBLISHED:
             raise errors.bad_request.InvalidTaskStatus("published tasks cannot change", status=task["status"])
-        return self._set_fields(identity.company, task, {"script.requirements": requirements})
+        return self.set_fields(identity.company, task, {"script.requirements": requirements})
 
     def ping(self, identity: Identity, task_id: str) -> None:
         task = self.writable(identity.company, task_id)
@@ -233,7 +233,7 @@ class TaskRecords(TaskBase):
             sets["output.model"] = model_id
         else:
             sets["execution.model"] = model_id
-        result = self._set_fields(identity.company, task, sets)
+        result = self.set_fields(identity.company, task, sets)
         if iteration is not None:
             self.raise_iteration(identity.company, task["_id"], iteration)
         return result
@@ -246,7 +246,7 @@ class TaskRecords(TaskBase):
             if names:
                 current = (task.get("models") or {}).get(kind) or []
                 sets[f"models.{kind}"] = [e for e in current if e.get("name") not in names]
-        return self._set_fields(identity.company, task, sets)
+        return self.set_fields(identity.company, task, sets)
 
     def tasks_using_model(self, company: str, model_id: str, kind: str, exclude: str | None = None) -> list[str]:
         # equality on indexed keys only (an `_id: {$ne}` beside them costs SecantusDB its index)
