@@ -16,6 +16,7 @@ from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.references import EX_OBJECTS, dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import unescape_key
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -97,12 +98,12 @@ class ModelBLL:
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("created", -1),))
         refs = references()
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, q.FIELD_IDS)
         given = [q.FIELD_IDS.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = store_of(Model).index_hint([f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
         docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
-        return q.dereference(docs, wanted, refs, company)
+        return dereference(docs, wanted, refs, company)
 
     def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
         return q.distinct_values(self.store, company, projects, "framework")

@@ -16,6 +16,7 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
+from apiserver.bll.references import EX_OBJECTS, dereference, split_references
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
@@ -140,10 +141,10 @@ class ProjectBLL:
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"user": store_of(User), "company": store_of(Company)}
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
         proj = q.projection(only_fields, q.FIELD_IDS)
         docs = [q.api_id(d) for d in self.store.find_page(query, sort, skip, limit, proj)]
-        return q.dereference(docs, wanted, refs, company)
+        return dereference(docs, wanted, refs, company)
 
     @staticmethod
     def _nesting_filter(data: dict[str, Any]) -> dict[str, Any]:

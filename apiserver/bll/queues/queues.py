@@ -15,6 +15,7 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.intervals import bucket, bucket_dates
 from apiserver.bll.queues.entries import QueueEntries
+from apiserver.bll.references import EX_OBJECTS, dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.errors import DuplicateKeyError
@@ -67,7 +68,7 @@ class QueueBLL:
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"entries.task": store_of(Task), "user": store_of(User),
                 "company": store_of(Company)}
-        only_fields, wanted = q.split_references(data.get("only_fields"), refs, q.EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
         asked = set(only_fields or [])
         show_entries = not only_fields or "*" in asked or "entries" in asked or "entries.task" in wanted
         count = bool(data.get("count_task_entries"))
@@ -88,7 +89,7 @@ class QueueBLL:
             listening = self.workers_of(company, [d["id"] for d in docs])
             for doc in docs:
                 doc["workers"] = listening.get(doc["id"], [])
-        return q.dereference(docs, wanted, refs, company)
+        return dereference(docs, wanted, refs, company)
 
     def update(self, company: str, queue_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self.entries.get(company, queue_id, {"_id": 1})

@@ -11,6 +11,7 @@ from apiserver.apierrors import errors
 from apiserver.bll import placement, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
+from apiserver.bll.references import EX_OBJECTS, dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.base import TaskBase
 from apiserver.bll.tasks.fields import (
@@ -81,12 +82,12 @@ class TaskRecords(TaskBase):
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
         sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
-        only_fields, wanted = q.split_references(data.get("only_fields"), references(),
-                                                 q.EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), references(),
+                                                 EX_OBJECTS if ex else ())
         proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
         docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
-        return q.dereference(docs, wanted, references(), company)
+        return dereference(docs, wanted, references(), company)
 
     @staticmethod
     def index_hint(data: dict[str, Any], sort: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
