@@ -1,8 +1,9 @@
 """Every page of the real ClearML web app, served by the server, with data the real SDK and agent
 reported: a project, a finished task with hyperparameters, a configuration, scalars, a single value,
-a plot, a debug image and console lines; a model; a queued task; a real clearml-agent as a worker;
-a report. A password user signs in through the login page; each page must show that data, and no
-API call the app makes on it may answer an error. Screenshots of a failed page go to test-artifacts/.
+a plot, a debug image and console lines; a model; a queued task; a dataset; a pipeline run; a real
+clearml-agent as a worker; a report. A password user signs in through the login page; each page must
+show its data (every page names what it must show), no API call the app makes on it may answer an
+error, and no script error may go uncaught on it. Screenshots of a failed page go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import time
 import uuid
 from pathlib import Path
 
+import clearml  # noqa: F401 - a requirement (requirements-test.txt): missing, it is a failure, not a skip
 import pytest
 
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ARTIFACTS, ServerProcess, sign_in_page
-
-pytest.importorskip("clearml")
 
 # The packaged build, served at / with no flag; CLEARML_WEBAPP_DIR runs these pages on another build.
 OTHER_BUILD = os.environ.get("CLEARML_WEBAPP_DIR")
@@ -57,6 +57,31 @@ queued = Task.create(project_name="web-pages", task_name="queued-job", script="j
                      packages=[], add_task_init_call=False)
 Task.enqueue(queued, queue_name="default")
 print("RESULT", json.dumps({"task": task.id, "model": model.id, "queued": queued.id}))
+"""
+
+# A dataset and a pipeline run, for the datasets and pipelines pages (a process of their own: the
+# controller is a task of its own).
+SEED_MORE = """
+import json
+import os
+from clearml import Dataset, PipelineController
+
+os.makedirs("data", exist_ok=True)
+with open("data/rows.csv", "w") as f:
+    f.write("a,b\\n1,2\\n")
+dataset = Dataset.create(dataset_name="pages-data", dataset_project="web-pages")
+dataset.add_files("data")
+dataset.upload()
+dataset.finalize()
+
+def make_numbers(n):
+    return list(range(n))
+
+pipe = PipelineController(name="pages-pipeline", project="web-pages", version="1.0.0", pool_frequency=0.01)
+pipe.add_function_step(name="make", function=make_numbers, function_kwargs={"n": 4}, function_return=["numbers"],
+                       cache_executed_step=False)
+pipe.start_locally(run_pipeline_steps_locally=True)
+print("RESULT", json.dumps({"dataset": dataset.id, "pipeline": pipe.id}))
 """
 
 
@@ -96,6 +121,11 @@ def site(mongo_uri, tmp_path_factory):
                              text=True, timeout=240)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         seeded = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+        (folder / "seed_more.py").write_text(SEED_MORE)
+        out = subprocess.run([sys.executable, "seed_more.py"], cwd=folder, env=_env(folder), capture_output=True,
+                             text=True, timeout=240)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        seeded.update(json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:]))
         log = open(folder / "agent.log", "wb")  # noqa: SIM115 - closed below
         agent = subprocess.Popen([sys.executable, "-m", "clearml_agent", "--config-file", str(folder / "clearml.conf"),
                                   "daemon", "--queue", "gpu", "--create-queue", "--foreground"], cwd=folder,
@@ -142,11 +172,19 @@ def _seed_serving(admin, base_url: str, seeded: dict) -> None:
 def session_page(site, browser):
     """One signed-in browser tab for all pages (signing in once keeps the module short)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # The app asks ClearML's update service on every page; offline (here, and in CI) that call fails and
+    # the app throws an uncaught Error("de") of its own, whatever the server answers. The service's
+    # answer when there is no update keeps the page-error check below for what the server causes.
+    context.route("https://updates.clear.ml/**",
+                  lambda route: route.fulfill(status=200, content_type="application/json", body="{}"))
     page = context.new_page()
     page.api_log = []
     page.on("response", lambda r: page.api_log.append((r.status, r.url.rsplit("/", 1)[-1], r.request.post_data))
             if "/api/" in r.url else None)
+    page.page_errors = []  # uncaught script errors: each fails the page it happened on
+    page.on("pageerror", lambda exc: page.page_errors.append(f"{exc!r} at {exc.stack or 'no stack'}"))
     sign_in_page(page, site.base_url, USER, PASSWORD)
+    assert page.page_errors == [], f"uncaught script errors while signing in: {page.page_errors}"
     yield page
     context.close()
 
@@ -161,15 +199,18 @@ def signed_in(session_page, request):
 
 
 def _open(page, base_url: str, path: str, expected_texts: list[str], absent_texts: list[str]) -> None:
-    """Open ``path``; every expected text must show, no absent text may; no API call of the page may
-    answer an error."""
+    """Open ``path``; every expected text (at least one) must show, no absent text may; no API call of
+    the page may answer an error and no script error may go uncaught."""
+    assert expected_texts, f"{path}: a page passes only on what it shows: name its expected text"
     page.api_log.clear()
+    page.page_errors.clear()
     page.goto(base_url + path)
     for text in expected_texts:
         page.get_by_text(text, exact=False).filter(visible=True).first.wait_for(timeout=30_000)
     page.wait_for_load_state("networkidle", timeout=30_000)
     failed = [(status, name, body) for status, name, body in page.api_log if status >= 400]
     assert failed == [], f"{path}: API calls that failed: {failed}"
+    assert page.page_errors == [], f"{path}: uncaught script errors: {page.page_errors}"
     for text in absent_texts:
         assert page.get_by_text(text, exact=True).count() == 0, f"{path} shows {text!r}"
 
@@ -198,10 +239,10 @@ PAGES = {
     # The instance column shows the model the container refers to.
     "endpoint details": ("/endpoints/active/{endpoint}/general", ["py_code_pages", "12ms", "pages-net"]),
     "endpoint monitor": ("/endpoints/active/{endpoint}/monitor", ["Number of Requests", "Requests per Minute"]),
-    "pipelines": ("/pipelines", []),
-    "datasets": ("/datasets", []),
+    "pipelines": ("/pipelines", ["pages-pipeline"]),
+    "datasets": ("/datasets", ["pages-data"]),
     "settings": ("/settings/profile", ["Pages User"]),
-    "workspace settings": ("/settings/workspace-configuration", []),
+    "workspace settings": ("/settings/workspace-configuration", ["Create new credentials"]),
 }
 
 
