@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 from functools import partial
@@ -44,6 +45,7 @@ from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config, ConfigError, load_config
+from apiserver.config.settings import Settings
 from apiserver.console import Console
 from apiserver.database.connection import connect
 from apiserver.database.filestore import build_store
@@ -107,21 +109,20 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     db, embedded = connect(config)
     if embedded is not None:
         atexit.register(embedded.stop)
-    auth_cfg = dict(config.get("auth", {}))
+    settings = Settings.from_config(config)
     data_dir = config["database.embedded.data_dir"]
-    if not auth_cfg.get("generated_credentials_file"):
-        auth_cfg["generated_credentials_file"] = os.path.join(data_dir, "admin_credentials.json")
-    throttle = auth_cfg["sign_in_throttle"]
-    users = AuthBLL(bcrypt_rounds=int(auth_cfg["bcrypt_rounds"]),
+    auth = settings.auth
+    if not auth.generated_credentials_file:
+        auth = dataclasses.replace(auth, generated_credentials_file=os.path.join(data_dir, "admin_credentials.json"))
+    throttle = auth.sign_in_throttle
+    users = AuthBLL(bcrypt_rounds=auth.bcrypt_rounds,
                     throttle=ThrottleLimits(int(throttle["window_sec"]), int(throttle["max_failures_per_account"]),
                                             int(throttle["max_failures_per_address"])))
     _ensure_indexes()
-    users.bootstrap(auth_cfg)
-    tokens = TokenService(users.token_secret(auth_cfg["token_secret"]),
-                          int(auth_cfg["token_expiration_sec"]),
-                          int(auth_cfg["max_token_expiration_sec"]),
-                          MAX_API_VERSION, __version__, still_valid=users.token_problem,
-                          recheck_sec=float(auth_cfg["token_recheck_sec"]))
+    users.bootstrap(auth)
+    tokens = TokenService(users.token_secret(auth.token_secret), auth.token_expiration_sec,
+                          auth.max_token_expiration_sec, MAX_API_VERSION, __version__,
+                          still_valid=users.token_problem, recheck_sec=auth.token_recheck_sec)
     users.on_tokens_revoked.append(tokens.forget_checks)
     dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
 
@@ -136,31 +137,31 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     if config.get("console.enabled"):
         Console().register(app)
     queue_entries, projects, events = QueueEntries(), ProjectBLL(), EventBLL(config.get("events"))
-    deployments = build_deployments(config)
+    deployments = build_deployments(settings)
     worker_timeout = int(config["workers.timeout_sec"])
     tasks = TaskBLL(queue_entries, projects, worker_timeout_sec=worker_timeout)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
-    files = FileBLL(build_store(config.get("files", {}), db, data_dir), config.get("files", {}))
+    files = FileBLL(build_store(settings.files, db, data_dir), settings.files)
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(tasks, worker_timeout)
     events.tasks, events.models = tasks, models
     events.ensure_indexes()
     migrate_legacy_events(events)
     deletion = OwnedDeletion(tasks, models, events, files, projects)
-    pipelines = build_pipelines(config)
+    pipelines = build_pipelines(settings)
     pipelines.ensure_indexes()
-    state = ServerState(config=config, db=db, specs=specs, auth=users, tokens=tokens,
+    state = ServerState(config=config, settings=settings, db=db, specs=specs, auth=users, tokens=tokens,
                         queues=QueueBLL(queue_entries, tasks, workers.listening),
                         projects=projects, tasks=tasks,
                         workers=workers, events=events,
                         pipeline_runs=PipelineRunBLL(tasks, projects, workers, deletion),
-                        manager=ManagerBLL(config.get("manager", {})), pipelines=pipelines,
+                        manager=ManagerBLL(settings.manager), pipelines=pipelines,
                         deployments=deployments,
-                        registry=ModelRegistryBLL(deployments, int(config["registry.max_explainers"]),
-                                                  int(config["registry.max_schema_bytes"])),
+                        registry=ModelRegistryBLL(deployments, settings.registry.max_explainers,
+                                                  settings.registry.max_schema_bytes),
                         files=files, models=models, reports=ReportBLL(tasks, projects, deletion),
-                        serving=ServingBLL(config["serving"]),
+                        serving=ServingBLL(settings.serving),
                         counts=EntityCounts({"tasks": (tasks.store, tasks.build_query),
                                              "models": (models.store, models.build_query),
                                              "projects": (projects.store, projects.build_query)}),
@@ -184,25 +185,23 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     return app
 
 
-def build_deployments(config: Config) -> DeploymentBLL:
+def build_deployments(settings: Settings) -> DeploymentBLL:
     """Deployments with the guarded outbound client and the box that seals their secrets."""
-    cfg = config.get("registry", {})
-    key = configured_or_generated("registry_secrets_key", str(cfg.get("secrets_key") or ""), SecretBox.generate_key)
-    return DeploymentBLL(cfg, outbound_client(config), SecretBox(key))
+    key = configured_or_generated("registry_secrets_key", settings.registry.secrets_key, SecretBox.generate_key)
+    return DeploymentBLL(settings.registry, outbound_client(settings), SecretBox(key))
 
 
-def outbound_client(config: Config, **kwargs: Any) -> OutboundClient:
+def outbound_client(settings: Settings, **kwargs: Any) -> OutboundClient:
     try:
-        return OutboundClient.from_config(config.get("outbound", {}), **kwargs)
+        return OutboundClient.from_settings(settings.outbound, **kwargs)
     except ValueError as exc:  # a bad allow_hosts entry: stop start-up and say which
         raise ConfigError(str(exc)) from None
 
 
-def build_pipelines(config: Config) -> PipelineBLL:
-    cfg = config.get("pipeline", {})
-    max_calls = int(cfg["max_concurrent_calls"])
-    timeout = (float(cfg["connect_timeout_sec"]), float(cfg["read_timeout_sec"]))
-    strict = outbound_client(config, timeout=timeout, hosts=64, per_host=max_calls)
+def build_pipelines(settings: Settings) -> PipelineBLL:
+    cfg = settings.pipeline
+    max_calls, timeout = cfg.max_concurrent_calls, cfg.timeout
+    strict = outbound_client(settings, timeout=timeout, hosts=64, per_host=max_calls)
     registry = MemberRegistry(cfg, strict.policy)
     # The operator's own members (pipeline.conf) may be on hosts the allowlist does not name.
     trusted = OutboundClient(strict.policy.also_allowing(registry.config_hosts()), strict.max_response_bytes,

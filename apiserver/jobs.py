@@ -57,6 +57,6 @@ def delete_files_of_deleted_owners(state: ServerState) -> None:
 
 @periodic("sweep_unfinished_uploads", "files.incoming_sweep_sec")
 def sweep_unfinished_uploads(state: ServerState) -> None:
-    removed = state.files.store.sweep_incoming(float(state.config["files.incoming_max_age_sec"]))
+    removed = state.files.store.sweep_incoming(state.settings.files.incoming_max_age_sec)
     if removed:
         log.info("removed %d uploads that never finished", removed)

@@ -26,6 +26,7 @@ from apiserver.bll.tasks.pipeline_runs import PipelineRunBLL
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.bll.workers.workers import WorkerBLL
 from apiserver.config import Config
+from apiserver.config.settings import Settings
 from apiserver.database.embedded import EmbeddedDatabase
 from apiserver.schema.loader import SpecRegistry
 
@@ -33,6 +34,7 @@ from apiserver.schema.loader import SpecRegistry
 @dataclass
 class ServerState:
     config: Config
+    settings: Settings
     db: Any  # the pymongo Database (database/connection.py): health checks and the GridFS file store
     specs: SpecRegistry
     auth: AuthBLL

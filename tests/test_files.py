@@ -4,6 +4,7 @@ and the files of deleted tasks, models and projects."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from uuid import uuid4
@@ -391,7 +392,7 @@ def test_gridfs_upload_over_the_limit_leaves_no_chunks(api, monkeypatch):
     bucket = f"test{uuid4().hex[:8]}"
     state = get_state()
     grid = FileBLL(GridFSStore(state.db, bucket=bucket, chunk_size=1000),
-                   {**state.config["files"], "max_upload_size_mb": 0.01})
+                   dataclasses.replace(state.settings.files, max_upload_size_mb=0.01))
     identity = state.tokens.verify(api.auth.split()[1])
     parts = iter([("a.bin", [b"x" * 4000]), ("b.bin", [b"y" * 4000] * 3)])
     with pytest.raises(Exception) as info:

@@ -44,6 +44,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
+from apiserver.config.settings import OutboundSettings
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -223,12 +225,10 @@ class OutboundClient:
         self._pool = _pool_manager(policy, hosts, per_host)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **kwargs: Any) -> OutboundClient:
-        """The client for ``outbound.*`` config; ``kwargs`` override the pool size or timeouts."""
-        kwargs.setdefault("timeout", (float(config["connect_timeout_sec"]),
-                                      float(config["read_timeout_sec"])))
-        return cls(AddressPolicy(config.get("allow_hosts") or []),
-                   int(config["max_response_bytes"]), **kwargs)
+    def from_settings(cls, settings: OutboundSettings, **kwargs: Any) -> OutboundClient:
+        """The client for the ``outbound.*`` settings; ``kwargs`` override the pool size or timeouts."""
+        kwargs.setdefault("timeout", settings.timeout)
+        return cls(AddressPolicy(list(settings.allow_hosts)), settings.max_response_bytes, **kwargs)
 
     def request(self, method: str, url: str, *, what: str, params: dict[str, Any] | None = None,
                 json: Any = None, headers: dict[str, str] | None = None,

@@ -24,6 +24,7 @@ import gridfs
 from bson import Binary
 
 from apiserver.apierrors import errors
+from apiserver.config.settings import FilesSettings
 
 INCOMING = ".incoming"  # not a company folder: company folders never start with "."
 
@@ -296,13 +297,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def build_store(cfg: dict[str, Any], db: Any, data_dir: str) -> FileStore:
-    """The store the ``files`` config section names (``backend: local`` or ``gridfs``)."""
-    backend = cfg["backend"]
+def build_store(settings: FilesSettings, db: Any, data_dir: str) -> FileStore:
+    """The store the ``files`` settings name (``backend: local`` or ``gridfs``)."""
+    backend = settings.backend
     if backend == "local":
-        local = cfg["local"]
+        local = settings.local
         return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local["fsync"]))
     if backend == "gridfs":
-        grid = cfg.get("gridfs", {})
+        grid = settings.gridfs
         return GridFSStore(db, grid.get("bucket", "files"), int(grid.get("chunk_size_kb", 1024)) * 1024)
     raise errors.server_error.ConfigError(f"files.backend must be 'local' or 'gridfs', not {backend!r}")

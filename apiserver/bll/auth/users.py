@@ -18,6 +18,7 @@ from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, gener
 from apiserver.bll.auth.throttle import SignInThrottle, ThrottleLimits
 from apiserver.bll.query import listing_filter, page_bounds
 from apiserver.bll.server_settings import configured_or_generated
+from apiserver.config.settings import AuthSettings
 from apiserver.database.model.auth import Company, Credentials, User
 from apiserver.database.model.base import utcnow
 from apiserver.database.store import store_of
@@ -267,12 +268,12 @@ class AuthBLL:
         """The configured secret, else the deployment's generated one (created once, shared)."""
         return configured_or_generated("token_secret", configured, lambda: secrets.token_urlsafe(48))
 
-    def bootstrap(self, auth_config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def bootstrap(self, settings: AuthSettings, env: dict[str, str] | None = None) -> None:
         """Create the default company, the configured users and, on a bare install, one admin."""
         env = os.environ if env is None else env
-        default = auth_config.get("default_company", {})
+        default = settings.default_company
         company = self.ensure_company(default.get("id"), default.get("name", "default"))
-        fixed = auth_config.get("fixed_users", []) or []
+        fixed = settings.fixed_users or []
         if not isinstance(fixed, list) or not all(isinstance(e, dict) for e in fixed):
             raise ValueError("auth.fixed_users must be a list of objects {username, role, access_key, ...}")
         for entry in fixed:
@@ -282,7 +283,7 @@ class AuthBLL:
             self._ensure_fixed_user({"username": "admin", "name": "admin", "role": "admin",
                                      "access_key": admin_key, "secret_key": admin_secret}, company)
         elif User.objects(role__in=["admin", "root", "system"]).count() == 0:
-            self._generate_admin(company, auth_config.get("generated_credentials_file") or None)
+            self._generate_admin(company, settings.generated_credentials_file or None)
 
     def _ensure_fixed_user(self, entry: dict[str, Any], default_company: Company) -> None:
         username = entry.get("username") or entry.get("name")

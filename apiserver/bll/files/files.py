@@ -12,7 +12,7 @@ import logging
 import mimetypes
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from apiserver.apierrors import errors
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.files import paths
+from apiserver.config.settings import FilesSettings
 from apiserver.database.filestore import FileStore, StoredFile, Upload
 from apiserver.database.model.auth import Company
 from apiserver.database.model.base import new_id, utcnow
@@ -48,12 +49,12 @@ class Presentation:
 
 
 class FileBLL:
-    def __init__(self, store: FileStore, cfg: Mapping[str, Any]):
+    def __init__(self, store: FileStore, settings: FilesSettings):
         self.store = store
-        self.max_upload_bytes = int(float(cfg["max_upload_size_mb"]) * 1024 * 1024)
-        self.public_read = bool(cfg["public_read"])
-        self.server_urls = [str(u) for u in cfg.get("server_urls") or []]
-        self.delete_delay_sec = float(cfg["delete_delay_sec"])
+        self.max_upload_bytes = settings.max_upload_bytes
+        self.public_read = settings.public_read
+        self.server_urls = [str(u) for u in settings.server_urls]
+        self.delete_delay_sec = settings.delete_delay_sec
 
     # -- who reads ----------------------------------------------------------------------------
 

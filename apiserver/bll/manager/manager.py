@@ -20,6 +20,7 @@ from typing import Any
 from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.bll.auth.identity import Identity
+from apiserver.config.settings import ManagerSettings
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.render import Counter, RenderTask
@@ -66,10 +67,10 @@ def _check_argument_value(name: str, value: Any, starts_argument: bool) -> None:
 
 
 class ManagerBLL:
-    def __init__(self, config: dict[str, Any]):
-        self.compilers: dict[str, dict[str, Any]] = config.get("compilers") or {}
-        self.parsers: list[str] = list(config.get("parsers") or [])
-        self.worker_timeout = timedelta(seconds=int(config["worker_timeout_sec"]))
+    def __init__(self, settings: ManagerSettings):
+        self.compilers: dict[str, dict[str, Any]] = settings.compilers
+        self.parsers: list[str] = list(settings.parsers)
+        self.worker_timeout = timedelta(seconds=settings.worker_timeout_sec)
 
     @property
     def render_tasks(self):

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from apiserver.apierrors import errors
 from apiserver.bll.outbound import AddressPolicy, OutboundClient, OutboundError
 from apiserver.bll.registry.secrets import masked_url
+from apiserver.config.settings import PipelineSettings
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import PipelineLog, PipelineMember
 from apiserver.database.store import store_of
@@ -47,10 +48,10 @@ def _key(company: str, container_id: str) -> str:
 
 
 class MemberRegistry:
-    def __init__(self, config: dict[str, Any], policy: AddressPolicy | None = None):
-        host = config["member_host"]
-        self._config_urls = {cid: f"http://{host}:{port}" for cid, port in (config.get("member_ports") or {}).items()}
-        self._config_urls.update(config.get("member_urls") or {})
+    def __init__(self, settings: PipelineSettings, policy: AddressPolicy | None = None):
+        host = settings.member_host
+        self._config_urls = {cid: f"http://{host}:{port}" for cid, port in settings.member_ports.items()}
+        self._config_urls.update(settings.member_urls)
         self.policy = policy or AddressPolicy()
 
     @property

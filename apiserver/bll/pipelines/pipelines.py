@@ -33,6 +33,7 @@ from apiserver.bll.pipelines.members import (
     note_ignored_report,
 )
 from apiserver.bll.query import page_bounds
+from apiserver.config.settings import PipelineSettings
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.pipeline import Pipeline, PipelineHeartbeat, PipelineLog
@@ -45,13 +46,13 @@ STOPPED_BEFORE_START = "stopped by user before the member answered /start"
 
 
 class PipelineBLL:
-    def __init__(self, registry: MemberRegistry, client: MemberClient, config: dict[str, Any]):
+    def __init__(self, registry: MemberRegistry, client: MemberClient, settings: PipelineSettings):
         self.registry = registry
         self.client = client
-        self.max_missed = int(config["max_missed_beats"])
-        self.default_workflow = list(config.get("default_workflow") or [])
-        self.host_only = bool(config["reports_from_member_host_only"])
-        self._pool = ThreadPoolExecutor(max_workers=int(config["max_concurrent_calls"]),
+        self.max_missed = settings.max_missed_beats
+        self.default_workflow = list(settings.default_workflow)
+        self.host_only = settings.reports_from_member_host_only
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_calls,
                                         thread_name_prefix="pipeline")
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -25,6 +26,7 @@ from apiserver.bll.query import page_bounds
 from apiserver.bll.registry.connectors import Connector, ConnectorError, RegistryConnector, ServerProxy
 from apiserver.bll.registry.schemas import check_stored_schema, validator_for
 from apiserver.bll.registry.secrets import SecretBox, secret_name, shown
+from apiserver.config.settings import RegistrySettings
 from apiserver.database.errors import BulkWriteError, DuplicateKeyError
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.registry import Deployment, RegistryModel
@@ -47,7 +49,7 @@ def model_id(code: str, version: str) -> str:
 class ConnectorAllowlist:
     """Class names a request may use, each mapped (in config) to the class that is loaded."""
 
-    def __init__(self, entries: list[dict[str, str]], base: type[Connector]):
+    def __init__(self, entries: Iterable[dict[str, str]], base: type[Connector]):
         self.base = base
         self.names = {e["name"]: e["class"] for e in entries or []}
 
@@ -91,9 +93,9 @@ def _shown_init(cls: type[Connector] | None, init: dict[str, Any]) -> dict[str, 
 
 
 class DeploymentBLL:
-    def __init__(self, config: dict[str, Any], outbound: OutboundClient, box: SecretBox):
-        self.registries = ConnectorAllowlist(config.get("registry_connectors"), RegistryConnector)
-        self.proxies = ConnectorAllowlist(config.get("server_proxies"), ServerProxy)
+    def __init__(self, settings: RegistrySettings, outbound: OutboundClient, box: SecretBox):
+        self.registries = ConnectorAllowlist(settings.registry_connectors, RegistryConnector)
+        self.proxies = ConnectorAllowlist(settings.server_proxies, ServerProxy)
         self.outbound = outbound
         self.box = box
 

@@ -17,6 +17,7 @@ from apiserver.apierrors import errors
 from apiserver.bll import intervals
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.query import parse_date
+from apiserver.config.settings import ServingSettings
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.serving import ServingContainer, ServingStat
@@ -79,12 +80,12 @@ def chart_sample(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ServingBLL:
-    def __init__(self, cfg: Mapping[str, Any]):
-        self.default_timeout_sec = int(cfg["default_container_timeout_sec"])
-        self.auto_register = bool(cfg["container_auto_register"])
-        self.auto_unregister = bool(cfg["container_auto_unregister"])
-        self.min_chart_interval_sec = int(cfg["min_chart_interval_sec"])
-        self.max_chart_points = int(cfg["max_chart_points"])
+    def __init__(self, settings: ServingSettings):
+        self.default_timeout_sec = settings.default_container_timeout_sec
+        self.auto_register = settings.container_auto_register
+        self.auto_unregister = settings.container_auto_unregister
+        self.min_chart_interval_sec = settings.min_chart_interval_sec
+        self.max_chart_points = settings.max_chart_points
 
     @property
     def store(self):
