@@ -21,7 +21,7 @@ from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import unescape_key
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.auth import Company, User
-from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.base import date_fields, new_id, utcnow
 from apiserver.database.model.model import Model
 from apiserver.database.model.project import Project
 from apiserver.database.model.task import Task
@@ -35,7 +35,7 @@ UPDATE_FIELDS = ("name", "comment", "tags", "system_tags", "ready", "ui_cache", 
 # What a ready (published) model still lets edit change without force.
 EDITABLE_WHEN_READY = {"name", "comment", "tags", "system_tags", "project", "metadata", "iteration"}
 LIST_FILTERS = ("user", "project", "task", "framework", "uri", "tags", "system_tags")
-DATE_FIELDS = ("created", "last_update")
+DATE_FIELDS = date_fields(Model)  # the model document declares them
 SELECTIVITY = ("_id", "task", "uri", "project", "name", "user", "tags", "system_tags", "framework", "ready",
                "created", "last_update")
 

@@ -6,10 +6,12 @@ import hashlib
 from typing import Any
 
 from apiserver.bll.query import FIELD_IDS, api_id
+from apiserver.database.model.base import date_fields
+from apiserver.database.model.task import Task
 
 # API field -> stored field, for filters, projections and sort keys.
 FIELD_MAP = FIELD_IDS  # API field -> stored field (bll.query owns it)
-DATE_FIELDS = ("created", "started", "completed", "published", "last_update", "status_changed", "last_worker_report")
+DATE_FIELDS = date_fields(Task)  # the task document declares them
 USER_KEYED_SECTIONS = ("hyperparams", "configuration")
 
 

@@ -25,3 +25,8 @@ class CompanyDocument(Document):
     id = StringField(primary_key=True, default=new_id)
     company = StringField(required=True, default="")
     created = DateTimeField(default=utcnow)
+
+
+def date_fields(document: type[Document]) -> tuple[str, ...]:
+    """The names of a document's date fields, as it declares them (what a listing filters by date)."""
+    return tuple(name for name, field in document._fields.items() if isinstance(field, DateTimeField))
