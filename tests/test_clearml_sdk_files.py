@@ -97,7 +97,7 @@ def make_numbers(n):
 
 def total(numbers):
     print("SECOND STEP GOT", numbers)
-    return sum(numbers)
+    return sum(numbers), {"count": len(numbers), "numbers": numbers}
 
 # pool_frequency: the controller looks at its steps every 0.6 s, not every 12 s (its default)
 pipe = PipelineController(name="pipe-e2e", project="files-e2e", version="1.0.0", add_pipeline_tags=False,
@@ -105,9 +105,14 @@ pipe = PipelineController(name="pipe-e2e", project="files-e2e", version="1.0.0",
 pipe.add_function_step(name="make", function=make_numbers, function_kwargs={"n": 4},
                        function_return=["numbers"], cache_executed_step=False)
 pipe.add_function_step(name="total", function=total, function_kwargs={"numbers": "${make.numbers}"},
-                       function_return=["result"], cache_executed_step=False, parents=["make"])
+                       function_return=["result", "summary"], cache_executed_step=False, parents=["make"])
 pipe.start_locally(run_pipeline_steps_locally=True)
-print("RESULT", json.dumps({"id": pipe.id, "status": Task.get_task(pipe.id).get_status()}))
+# The last step's outputs, read as a user (or a later step) reads them: a value of a basic type is
+# stored as the step's parameter 'return/<name>', anything else as its artifact (the SDK's rule).
+last = Task.get_task(task_id=pipe.get_pipeline_dag()["total"].executed)
+print("RESULT", json.dumps({"id": pipe.id, "status": Task.get_task(pipe.id).get_status(),
+                            "result": last.get_parameters(cast=True).get("return/result"),
+                            "summary": last.artifacts["summary"].get()}))
 """
 
 
@@ -230,3 +235,6 @@ def test_pipeline_controller_runs_two_function_steps(server, workdir):
     steps = admin.call("tasks.get_all", parent=result["id"], search_hidden=True)["tasks"]
     assert sorted(s["name"] for s in steps) == ["make", "total"]
     assert all(s["status"] == "completed" for s in steps)
+    # the last step's return values: the int as its parameter, the dict as its artifact
+    assert result["result"] == 6
+    assert result["summary"] == {"count": 4, "numbers": [0, 1, 2, 3]}
