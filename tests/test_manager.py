@@ -253,7 +253,7 @@ def test_an_operator_disables_and_enables_a_worker(rest, other_rest):
     assert rest("PATCH", f"/workers/{wid}", {"status": "available"})[1] == {"task_id": task["id"]}
     status, worker = rest("POST", f"/workers/{wid}/setstatus", {"status": "disabled"})
     assert status == 200 and (worker["status"], worker["current_task"]) == ("disabled", None)
-    assert worker["last_seen"].endswith("Z")
+    assert worker["last_seen"].endswith("+00:00")
     held = rest("GET", f"/tasks/{task['id']}")[1]
     assert (held["status"], held["worker_id"]) == ("waiting", None)  # back for another worker
     assert rest("PATCH", f"/workers/{wid}", {"status": "available"})[1] == {"task_id": None}  # no work

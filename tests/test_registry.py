@@ -233,7 +233,7 @@ def test_uniqueness_soft_delete_and_isolation(plain, other):
     # include_deleted (what the console lists): the deleted version too, marked; still per workspace.
     listed = [m for m in plain("GET", "/api/model?page_size=500&include_deleted=true")[1] if m["model_code"] == code]
     assert [m["version"] for m in listed] == ["1", "2"]
-    assert listed[0]["deleted"].endswith("Z") and listed[1]["deleted"] is None
+    assert listed[0]["deleted"].endswith("+00:00") and listed[1]["deleted"] is None
     assert code not in [m["model_code"] for m in other("GET", "/api/model?page_size=500&include_deleted=true")[1]]
 
 

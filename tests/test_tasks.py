@@ -122,7 +122,7 @@ def test_create_edit_update_and_references(api):
     assert doc["project"] == project and doc["parent"] == parent and doc["output"]["destination"] == "s3://bucket"
     assert doc["hyperparams"]["Args"]["batch.size"]["value"] == "32"  # dotted names survive
     assert doc["configuration"]["cfg.main"]["value"] == "a: 1"
-    assert len(doc["id"]) == 32 and doc["created"].endswith("Z")
+    assert len(doc["id"]) == 32 and doc["created"].endswith("+00:00")
     for bad in ({"project": "0" * 32}, {"parent": "0" * 32}):
         err = api.error("tasks.create", name="t", type="testing", **bad)
         assert err.code == 400 and err.subcode in (101, 401)

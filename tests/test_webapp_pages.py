@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -251,3 +252,14 @@ def test_page_shows_the_reported_data_and_no_call_fails(site, signed_in, name):
     path, texts, *absent = PAGES[name]
     _open(signed_in, site.base_url, path.format(**site.seeded), [t.format(**site.seeded) for t in texts],
           absent[0] if absent else [])
+
+
+def test_the_tasks_table_shows_when_tasks_started_and_were_updated(site, signed_in):
+    """The STARTED and UPDATED columns read each date through the app's 'time ago' pipe, which takes
+    only dates ending in '+00:00' (as ClearML writes them) or none: the trainer's two dates and the
+    queued task's update each show as '... ago' (with dates ending in 'Z' every cell was empty)."""
+    _open(signed_in, site.base_url, "/projects/{project}/tasks".format(**site.seeded), ["trainer", "queued-job"],
+          [])
+    ago = signed_in.get_by_text(re.compile(r"(seconds?|minutes?|hours?) ago$")).filter(visible=True)
+    ago.first.wait_for(timeout=30_000)
+    assert ago.count() >= 3, [ago.nth(i).inner_text() for i in range(ago.count())]

@@ -27,7 +27,7 @@ def test_register_report_list_and_unregister(api, other_api, worker_name):
     assert worker_name in listed and worker_name not in {w["id"] for w in other_api.call("workers.get_all")["workers"]}
     me = listed[worker_name]
     assert me["queues"] == [{"id": queue, "name": queue_name, "num_tasks": 1}]
-    assert me["user"]["name"] == "admin" and me["last_activity_time"].endswith("Z")
+    assert me["user"]["name"] == "admin" and me["last_activity_time"].endswith("+00:00")
     doc = api.call("tasks.get_by_id", task=task)["task"]
     assert doc["last_worker"] == worker_name and doc["last_worker_report"]
     assert worker_name in {w["id"] for w in api.call("workers.get_all", last_seen=60)["workers"]}

@@ -36,14 +36,17 @@ Handler = Callable[[Call], Any]
 JSON_LINES = "application/json-lines"
 UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+UTC_SUFFIX = "+00:00"
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        # One shape for every date: UTC, milliseconds (MongoDB's precision), "Z".
+        # One shape for every date: UTC, milliseconds (MongoDB's precision), "+00:00" as ClearML's
+        # server writes it. The web app's tables read a date by appending "+00:00" unless it ends
+        # so: a "Z" date was an invalid date there, so the STARTED and UPDATED columns were empty.
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="milliseconds") + "Z"
+        return value.isoformat(timespec="milliseconds") + UTC_SUFFIX
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if hasattr(value, "to_mongo"):  # mongoengine embedded documents
