@@ -136,18 +136,18 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         dispatcher.static_fallback = webapp.answer
     if config.get("console.enabled"):
         Console().register(app)
-    queue_entries, projects, events = QueueEntries(), ProjectBLL(), EventBLL(config.get("events"))
+    queue_entries, projects = QueueEntries(), ProjectBLL()
     deployments = build_deployments(settings)
     worker_timeout = int(config["workers.timeout_sec"])
     tasks = TaskBLL(queue_entries, projects, worker_timeout_sec=worker_timeout)
-    tasks.on_reset.append(events.delete_for_task)
-    tasks.on_delete.append(events.delete_for_task)
     files = FileBLL(build_store(settings.files, db, data_dir), settings.files)
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(tasks, worker_timeout)
-    events.tasks, events.models = tasks, models
+    events = EventBLL(config.get("events"), tasks, models)
+    tasks.on_reset.append(events.delete_for_task)
+    tasks.on_delete.append(events.delete_for_task)
     events.ensure_indexes()
-    migrate_legacy_events(events)
+    migrate_legacy_events(events.stores)
     deletion = OwnedDeletion(tasks, models, events, files, projects)
     pipelines = build_pipelines(settings)
     pipelines.ensure_indexes()

@@ -1,80 +1,61 @@
 """Owns task events: storing batches, reading logs, metrics, plots and debug images, keeping last_metrics current.
 
-Scalars live in series blocks and overviews (``scalars.py``), console lines in log blocks
-(``logs.py``); plots, debug images and vectors, which are few per task, stay one document per event
-in ``events``. Every read first checks that the caller may read the task (the task rule's own
-``readable``), so another company's events look like a missing task.
+Scalars live in series blocks and overviews, console lines in log blocks; plots, debug images and
+vectors, which are few per task, stay one document per event in ``events`` (their stores:
+``database/events/``; what a chart shows: ``scalars.py``). Every read first checks that the caller
+may read the task (the task rule's own ``readable``), so another company's events look like a
+missing task.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import string
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import scroll
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.events.logs import LOG, LogStore
-from apiserver.bll.events.scalars import SCALAR, ScalarStore, _metric_filter, _wanted, iso_time
+from apiserver.bll.events import samples
+from apiserver.bll.events.scalars import histogram, iso_time
+from apiserver.bll.events.scrolls import decode_scroll
 from apiserver.bll.query import api_id
 from apiserver.bll.tasks.tasks import TaskMetrics
-from apiserver.database.model.base import new_id
-from apiserver.database.model.event import Event
+from apiserver.database.events.selection import Selection
+from apiserver.database.events.stores import EventStores
+from apiserver.database.model.event import DEBUG_IMAGE, EVENT_TYPES, LOG, PLOT, SCALAR, VECTOR
 
 if TYPE_CHECKING:
     from apiserver.bll.models.models import ModelBLL
     from apiserver.bll.tasks.tasks import TaskBLL
 
-VECTOR = "training_stats_vector"
-DEBUG_IMAGE = "training_debug_image"
-PLOT = "plot"
-EVENT_TYPES = (SCALAR, VECTOR, DEBUG_IMAGE, PLOT, LOG)
+__all__ = ["DEBUG_IMAGE", "EVENT_TYPES", "LOG", "PLOT", "SCALAR", "VECTOR", "EventBLL", "metric_selection"]
+OTHER_TYPES = [VECTOR, DEBUG_IMAGE, PLOT]  # few per task: one document per event
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
                 "worker", "url", "key", "plot_str", "model_event", "skip_validation")
-
-
-def _scroll_encode(position: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-_SCROLL_SHAPES: dict[str, Callable[[Any], bool]] = {
-    # where a scroll position may point, per kind of scroll; anything else is not one of ours
-    "events": lambda v: _small_int(v.get("p")) and v["p"] >= 0 and "pos" in v and _position_ok(v["pos"]),
-    "points": lambda v: v.get("done") is True or "pos" in v and v["pos"] is None or "pos" in v and (
-        isinstance(v["pos"], list) and len(v["pos"]) == 3 and _small_int(v["pos"][0]) and v["pos"][0] >= 0
-        and (v["pos"][1] is None or _small_int(v["pos"][1])) and _small_int(v["pos"][2]) and v["pos"][2] >= 0),
-    "pages": lambda v: True,
-    "sample": lambda v: isinstance(v.get("task"), str) and isinstance(v.get("metric"), str)
-    and v.get("type") in (PLOT, DEBUG_IMAGE) and (v.get("iter") is None or _small_int(v["iter"]))
-    and (v.get("variant") is None or isinstance(v["variant"], str)),
-    "images": lambda v: all(isinstance(k, str) and _small_int(i) for k, i in v.items()),
-}
 _LINE_FIELDS = {"asctime", "worker", "level", "msg", "timestamp", "iter"}
 
 
-def _small_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
-
-
-def _position_ok(pos: Any) -> bool:
-    """None, or a list of ints and nulls (a block/offset position), or [timestamp, id]."""
-    return pos is None or (isinstance(pos, list) and len(pos) <= 3 and all(
-        p is None or isinstance(p, str) or _small_int(p) for p in pos))
-
-
-def _scroll_decode(scroll_id: str, kind: str) -> Any:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(scroll_id.encode()))
-        if not isinstance(value, dict) or not _SCROLL_SHAPES[kind](value):
-            raise ValueError
-        return value
-    except (ValueError, TypeError):
-        raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id) from None
+def metric_selection(metrics: list[dict[str, Any]] | None) -> Selection | None:
+    """The series ClearML's [{metric, variants}] (or plain metric names) ask for; None: every series."""
+    if not metrics:
+        return None
+    wanted: Selection = {}
+    for item in metrics:
+        if isinstance(item, str):
+            wanted[item] = None
+            continue
+        name = item.get("metric") or ""
+        variants = item.get("variants")
+        if not variants or wanted.get(name, set()) is None:
+            wanted[name] = None
+        else:
+            wanted[name] = set(wanted.get(name) or ()) | set(variants)
+    return wanted
 
 
 def _check_line_format(line_format: str) -> None:
@@ -91,27 +72,17 @@ def _check_line_format(line_format: str) -> None:
 
 
 class EventBLL:
-    def __init__(self, config: dict[str, Any]):
-        def db():
-            return Event._get_db()
-
-        self.scalars = ScalarStore(db, int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]),
-                                   int(config["scalar_coarse_groups"]), int(config["scalar_fold_every"]),
-                                   int(config["scalar_fold_points"]))
-        self.logs = LogStore(db, int(config["log_block_lines"]), int(config["log_block_bytes"]))
+    def __init__(self, config: dict[str, Any], tasks: TaskBLL, models: ModelBLL):
+        self.stores = EventStores.from_config(config)
+        self.scalars, self.logs, self.store = self.stores.scalars, self.stores.logs, self.stores.events
         self.default_samples = int(config["histogram_default_samples"])
         # Who may read a task's (or a model's) events, who may change a task's, and what events
-        # record on a task: the task and model rules own that; the app connects them.
-        self.tasks: TaskBLL | None = None
-        self.models: ModelBLL | None = None
-
-    @property
-    def coll(self):
-        return Event._get_collection()
+        # record on a task: the task and model rules own that.
+        self.tasks = tasks
+        self.models = models
 
     def ensure_indexes(self) -> None:
-        self.scalars.ensure_indexes()
-        self.logs.ensure_indexes()
+        self.stores.ensure_indexes()
 
     def _readable(self, company: str, task: str, model_events: bool = False) -> dict[str, Any]:
         reader = self.models.readable if model_events else self.tasks.readable
@@ -143,10 +114,9 @@ class EventBLL:
             self.scalars.add(company, by_type[SCALAR])
         if by_type.get(LOG):
             self.logs.add(company, by_type[LOG])
-        others = [{**d, "_id": new_id(), "company": company} for t, docs in by_type.items()
-                  if t not in (SCALAR, LOG) for d in docs]
+        others = [d for t, docs in by_type.items() if t not in (SCALAR, LOG) for d in docs]
         if others:
-            self.coll.insert_many(others, ordered=False)
+            self.store.add(company, others)
         stored = [d for docs in by_type.values() for d in docs]
         if stored:
             self._update_task_metrics(company, stored)
@@ -211,9 +181,9 @@ class EventBLL:
         size = min(int(data.get("batch_size") or 500), 10_000)
         descending = data.get("order") == "desc"
         event_type = data.get("event_type")
-        metrics = [m if isinstance(m, dict) else {"metric": m} for m in data.get("metrics") or []] or None
+        metrics = metric_selection([m if isinstance(m, dict) else {"metric": m} for m in data.get("metrics") or []])
         phases = [event_type] if event_type else ["other", SCALAR, LOG]
-        state = _scroll_decode(data["scroll_id"], "events") if data.get("scroll_id") else {"p": 0, "pos": None}
+        state = decode_scroll(data["scroll_id"], "events") if data.get("scroll_id") else {"p": 0, "pos": None}
         events: list[dict[str, Any]] = []
         while state["p"] < len(phases) and len(events) < size:
             try:
@@ -224,46 +194,28 @@ class EventBLL:
             events.extend(page)
             state = {"p": state["p"], "pos": pos} if pos is not None else {"p": state["p"] + 1, "pos": None}
         total = sum(self._count_of(phase, task, metrics) for phase in phases)
-        return {"events": events, "returned": len(events), "total": total, "scroll_id": _scroll_encode(state)}
+        return {"events": events, "returned": len(events), "total": total, "scroll_id": scroll.encode(state)}
 
     def _events_of(self, phase: str, task: str, pos: Any, limit: int, descending: bool,
-                   metrics: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], Any]:
+                   metrics: Selection | None) -> tuple[list[dict[str, Any]], Any]:
         if phase == SCALAR:
             return self.scalar_events(task, metrics, pos, limit)
         if phase == LOG:
             return self.logs.scroll(task, pos, limit, descending)
-        flt: dict[str, Any] = {"task": task}
-        flt["type"] = phase if phase != "other" else {"$in": [VECTOR, DEBUG_IMAGE, PLOT]}
-        wanted = _metric_filter(metrics)
-        if wanted:
-            flt["metric"] = {"$in": list(wanted)}
-        direction = -1 if descending else 1
-        order = [("timestamp", direction), ("_id", direction)]
-        docs: list[dict[str, Any]] = []
-        if pos:  # after (timestamp, _id): the rest of its timestamp, then the later ones (no top-level $or,
-            op = "$lt" if descending else "$gt"  # which SecantusDB answers by scanning every task's events)
-            docs = list(self.coll.find({**flt, "timestamp": pos[0], "_id": {op: pos[1]}}, {"company": 0})
-                        .sort(order).limit(limit))
-            flt["timestamp"] = {op: pos[0]}
-        if len(docs) < limit:
-            docs += self.coll.find(flt, {"company": 0}).sort(order).limit(limit - len(docs))
-        docs = [d for d in docs if wanted is None or _wanted(wanted, {"metric": d.get("metric", ""),
-                                                                        "variant": d.get("variant", "")})]
-        if len(docs) < limit:
-            return [api_id(d) for d in docs], None
-        return [api_id(d) for d in docs], [docs[-1]["timestamp"], docs[-1]["_id"]]
+        docs, nxt = self.store.page(task, OTHER_TYPES if phase == "other" else [phase], metrics, pos, limit,
+                                    descending)
+        return [api_id(d) for d in docs], nxt
 
-    def _count_of(self, phase: str, task: str, metrics: list[dict[str, Any]] | None) -> int:
+    def _count_of(self, phase: str, task: str, metrics: Selection | None) -> int:
         if phase == SCALAR:
             return self.scalars.count(task, metrics)
         if phase == LOG:
             return self.logs.total(task)
-        kinds = {"$in": [VECTOR, DEBUG_IMAGE, PLOT]} if phase == "other" else phase
-        return self.coll.count_documents({"task": task, "type": kinds})
+        return self.store.count_of(task, OTHER_TYPES if phase == "other" else [phase])
 
     # -- scalars ------------------------------------------------------------------------------
 
-    def scalar_events(self, task: str, metrics: list[dict[str, Any]] | None, pos: Any, limit: int
+    def scalar_events(self, task: str, metrics: Selection | None, pos: Any, limit: int
                       ) -> tuple[list[dict[str, Any]], Any]:
         series = self.scalars.raw_series(task, metrics)
         points, nxt = self.scalars.points(series, pos, limit)
@@ -280,7 +232,8 @@ class EventBLL:
         """Scalar series per metric/variant, at most ``samples`` points each (keeping every run's min and max)."""
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
-        return self.scalars.histogram(task, self._samples(data), data.get("key") or "iter", data.get("metrics"))
+        return histogram(self.scalars, task, self._samples(data), data.get("key") or "iter",
+                         metric_selection(data.get("metrics")))
 
     def _samples(self, data: dict[str, Any]) -> int:
         return int(data["samples"]) if data.get("samples") is not None else self.default_samples
@@ -291,7 +244,7 @@ class EventBLL:
         key = data.get("key") or "iter"
         for task in dict.fromkeys(data["tasks"]):
             name = self._readable(company, task, data.get("model_events", False)).get("name")
-            hist = self.scalars.histogram(task, self._samples(data), key, data.get("metrics"))
+            hist = histogram(self.scalars, task, self._samples(data), key, metric_selection(data.get("metrics")))
             for metric, variants in hist.items():
                 for variant, series in variants.items():
                     out[metric][variant][task] = {**series, "name": name}
@@ -302,8 +255,8 @@ class EventBLL:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
         metric = data["metric"]
-        metrics = [{"metric": metric.get("metric") or "", "variants": metric.get("variants")}]
-        state = _scroll_decode(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
+        metrics = metric_selection([{"metric": metric.get("metric") or "", "variants": metric.get("variants")}])
+        state = decode_scroll(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
         series = self.scalars.raw_series(task, metrics)
         points, nxt = ([], None) if state.get("done") else self.scalars.points(
             series, state["pos"], int(data.get("batch_size") or 10_000))
@@ -314,19 +267,19 @@ class EventBLL:
             entry["x"].append(it if key == "iter" else ts if key == "timestamp" else iso_time(ts))
             entry["y"].append(value)
         total = self.scalars.count(task, metrics) if data.get("count_total") else None
-        scroll = {"pos": nxt} if nxt is not None else {"done": True}
-        return {"variants": variants, "returned": len(points), "total": total, "scroll_id": _scroll_encode(scroll)}
+        position = {"pos": nxt} if nxt is not None else {"done": True}
+        return {"variants": variants, "returned": len(points), "total": total, "scroll_id": scroll.encode(position)}
 
     def scalar_metric_data(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         """The scalar events of one metric, page by page unless ``no_scroll``."""
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
-        metrics = [{"metric": data.get("metric") or ""}]
-        state = _scroll_decode(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
+        metrics = metric_selection([{"metric": data.get("metric") or ""}])
+        state = decode_scroll(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
         limit = 10**9 if data.get("no_scroll") else 10_000
         events, nxt = ([], None) if state.get("done") else self.scalar_events(task, metrics, state["pos"], limit)
         return {"events": events, "returned": len(events), "total": self.scalars.count(task, metrics),
-                "scroll_id": _scroll_encode({"pos": nxt} if nxt is not None else {"done": True})}
+                "scroll_id": scroll.encode({"pos": nxt} if nxt is not None else {"done": True})}
 
     def latest_scalar_values(self, company: str, task: str) -> list[dict[str, Any]]:
         doc = self._readable_full(company, task)
@@ -355,12 +308,9 @@ class EventBLL:
         if event_type in (None, SCALAR):
             for metric, variants in self.scalars.metric_variants(task).items():
                 out[metric].update(variants)
-        if event_type in (None, VECTOR, DEBUG_IMAGE, PLOT):
-            types = [event_type] if event_type else [VECTOR, DEBUG_IMAGE, PLOT]
-            rows = self.coll.aggregate([{"$match": {"task": task, "type": {"$in": types}}},
-                                        {"$group": {"_id": {"m": "$metric", "v": "$variant"}}}])
-            for row in rows:
-                out[row["_id"].get("m") or ""].add(row["_id"].get("v") or "")
+        if event_type in (None, *OTHER_TYPES):
+            for metric, variant in self.store.series(task, [event_type] if event_type else OTHER_TYPES):
+                out[metric].add(variant)
         return out
 
     def task_metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -383,19 +333,7 @@ class EventBLL:
     def _latest_iterations(self, task: str, event_type: str, metrics: list[dict[str, Any]] | None, iters: int
                            ) -> list[dict[str, Any]]:
         """Events of the ``iters`` latest iterations of each metric/variant (the latest event of each)."""
-        flt: dict[str, Any] = {"task": task, "type": event_type}
-        wanted = _metric_filter(metrics)
-        if wanted:
-            flt["metric"] = {"$in": list(wanted)}
-        latest: dict[tuple[str, str], dict[Any, dict[str, Any]]] = defaultdict(dict)
-        for doc in self.coll.find(flt, {"company": 0}):
-            metric, variant = doc.get("metric", ""), doc.get("variant", "")
-            if wanted and not _wanted(wanted, {"metric": metric, "variant": variant}):
-                continue
-            slot = latest[(metric, variant)]
-            prev = slot.get(doc.get("iter"))
-            if prev is None or (doc["timestamp"], doc["_id"]) > (prev["timestamp"], prev["_id"]):
-                slot[doc.get("iter")] = doc
+        latest = self.store.latest_per_iteration(task, event_type, metric_selection(metrics))
         out = []
         for (_metric, _variant), by_iter in sorted(latest.items()):
             chosen = sorted(by_iter, key=lambda i: -1 if i is None else i, reverse=True)[:iters]
@@ -405,16 +343,16 @@ class EventBLL:
     def task_plots(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         task = data["task"]
         self._readable(company, task, data.get("model_events", False))
-        if data.get("scroll_id") and _scroll_decode(data["scroll_id"], "pages").get("done"):
+        if data.get("scroll_id") and decode_scroll(data["scroll_id"], "pages").get("done"):
             plots: list[dict[str, Any]] = []
         else:
             plots = self._latest_iterations(task, PLOT, data.get("metrics"), int(data.get("iters") or 1))
         return {"plots": plots, "returned": len(plots), "total": len(plots),
-                "scroll_id": _scroll_encode({"done": True})}
+                "scroll_id": scroll.encode({"done": True})}
 
     def multi_task_plots(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
         """{metric: {variant: {task id: {iteration: {name: task name, plots: [events]}}}}} of several tasks."""
-        done = bool(data.get("scroll_id")) and _scroll_decode(data["scroll_id"], "pages").get("done")
+        done = bool(data.get("scroll_id")) and decode_scroll(data["scroll_id"], "pages").get("done")
         out: dict[str, Any] = {}
         returned = 0
         for task in dict.fromkeys(data["tasks"]):
@@ -426,87 +364,20 @@ class EventBLL:
                     .setdefault(task, {}).setdefault(str(event.get("iter")), {"name": name, "plots": []})
                 slot["plots"].append(event)
                 returned += 1
-        return {"plots": out, "returned": returned, "total": returned, "scroll_id": _scroll_encode({"done": True})}
+        return {"plots": out, "returned": returned, "total": returned, "scroll_id": scroll.encode({"done": True})}
 
     # -- one sample at a time (plots and debug images viewers) --------------------------------
 
     def sample(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
         """The plot (all variants) or debug image (one variant) of a metric at an iteration (the latest
         when none is given), with the metric's iteration range and a scroll_id to navigate from there."""
-        task = data["task"]
-        self._readable(company, task, data.get("model_events", False))
-        if data.get("scroll_id") and not data.get("refresh"):
-            state = _scroll_decode(data["scroll_id"], "sample")
-            if state.get("task") != task:
-                raise errors.bad_request.InvalidScrollId(scroll_id=data["scroll_id"])
-        state = {"task": task, "type": event_type, "metric": data["metric"], "variant": data.get("variant"),
-                 "current_metric": data.get("navigate_current_metric", True)}
-        flt = self._sample_filter(state)
-        if data.get("iteration") is not None:
-            flt["iter"] = {"$lte": int(data["iteration"])}
-        found = self._one_iteration(flt, earlier=True)
-        return self._sample_answer(state, found)
+        self._readable(company, data["task"], data.get("model_events", False))
+        return samples.first_sample(self.store, data, event_type)
 
     def next_sample(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
-        task = data["task"]
-        self._readable(company, task, data.get("model_events", False))
-        state = _scroll_decode(data["scroll_id"], "sample")
-        if state.get("task") != task or state.get("type") != event_type or state.get("iter") is None:
-            raise errors.bad_request.InvalidScrollId(scroll_id=data["scroll_id"])
-        earlier = data.get("navigate_earlier", True)
-        if data.get("next_iteration"):
-            flt = self._sample_filter(state)
-            flt["iter"] = {"$lt" if earlier else "$gt": state["iter"]}
-            return self._sample_answer(state, self._one_iteration(flt, earlier))
-        # The neighbouring metric (plots) or variant (images) at the same iteration.
-        pairs = self._pairs_at(state)
-        here = (state["metric"], state.get("variant") or "") if event_type == DEBUG_IMAGE else state["metric"]
-        ordered = sorted(pairs)
-        after = [p for p in ordered if (p < here if earlier else p > here)]
-        if not after:
-            return {"scroll_id": _scroll_encode(state), "event": None, "events": [],
-                    "min_iteration": state.get("min"), "max_iteration": state.get("max")}
-        target = after[-1] if earlier else after[0]
-        nstate = dict(state, metric=target[0] if event_type == DEBUG_IMAGE else target,
-                      variant=target[1] if event_type == DEBUG_IMAGE else None)
-        flt = self._sample_filter(nstate)
-        flt["iter"] = state["iter"]
-        return self._sample_answer(nstate, self._one_iteration(flt, True))
-
-    def _sample_filter(self, state: dict[str, Any]) -> dict[str, Any]:
-        flt: dict[str, Any] = {"task": state["task"], "type": state["type"], "metric": state["metric"]}
-        if state["type"] == DEBUG_IMAGE and state.get("variant") is not None:
-            flt["variant"] = state["variant"]
-        return flt
-
-    def _one_iteration(self, flt: dict[str, Any], earlier: bool) -> list[dict[str, Any]]:
-        """The events (latest per variant) of the nearest iteration matching ``flt``."""
-        docs = list(self.coll.find(flt, {"company": 0}))
-        if not docs:
-            return []
-        pick = max if earlier else min
-        it = pick(d.get("iter") or 0 for d in docs)
-        latest: dict[str, dict[str, Any]] = {}
-        for d in sorted((d for d in docs if (d.get("iter") or 0) == it), key=lambda d: (d["timestamp"], d["_id"])):
-            latest[d.get("variant", "")] = d
-        return [api_id(latest[v]) for v in sorted(latest)]
-
-    def _pairs_at(self, state: dict[str, Any]) -> set:
-        flt: dict[str, Any] = {"task": state["task"], "type": state["type"], "iter": state["iter"]}
-        if state.get("current_metric"):
-            flt["metric"] = state["metric"]
-        docs = self.coll.find(flt, {"metric": 1, "variant": 1})
-        if state["type"] == DEBUG_IMAGE:
-            return {(d.get("metric", ""), d.get("variant", "")) for d in docs}
-        return {d.get("metric", "") for d in docs}
-
-    def _sample_answer(self, state: dict[str, Any], found: list[dict[str, Any]]) -> dict[str, Any]:
-        iters = [d.get("iter") or 0 for d in self.coll.find(self._sample_filter(state), {"iter": 1})]
-        state = dict(state, min=min(iters, default=None), max=max(iters, default=None))
-        if found:
-            state["iter"] = found[0].get("iter") or 0
-        return {"scroll_id": _scroll_encode(state), "events": found, "event": found[0] if found else None,
-                "min_iteration": state["min"], "max_iteration": state["max"]}
+        """The next (or previous) iteration's sample, or the neighbouring metric's or variant's."""
+        self._readable(company, data["task"], data.get("model_events", False))
+        return samples.next_sample(self.store, data, event_type)
 
     # -- debug images -------------------------------------------------------------------------
 
@@ -520,7 +391,7 @@ class EventBLL:
         """
         earlier = data.get("navigate_earlier", True)
         iters = int(data.get("iters") or 10)
-        state = {} if data.get("refresh") or not data.get("scroll_id") else _scroll_decode(data["scroll_id"], "images")
+        state = {} if data.get("refresh") or not data.get("scroll_id") else decode_scroll(data["scroll_id"], "images")
         answer = []
         for item in data["metrics"]:
             task = item["task"]
@@ -534,26 +405,21 @@ class EventBLL:
                 flt["variant"] = {"$in": item["variants"]}
             if key in state:
                 flt["iter"] = {"$lt" if earlier else "$gt": state[key]}
-            direction = -1 if earlier else 1
-            rows = self.coll.aggregate([{"$match": flt}, {"$group": {"_id": "$iter"}}, {"$sort": {"_id": direction}},
-                                        {"$limit": iters}])
-            chosen = [r["_id"] for r in rows]
+            chosen = self.store.iterations(flt, newest_first=earlier, limit=iters)
             by_iter: dict[Any, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
             if chosen:
-                found = self.coll.find({**flt, "iter": {"$in": chosen}}, {"company": 0}).sort("timestamp", 1)
-                for doc in found:
+                for doc in self.store.at_iterations(flt, chosen):
                     by_iter[doc.get("iter")][(doc.get("metric", ""), doc.get("variant", ""))] = api_id(doc)
                 state[key] = chosen[-1]
             answer.append({"task": task, "iterations": [
                 {"iter": it, "events": [by_iter[it][k] for k in sorted(by_iter[it])]} for it in chosen]})
-        return {"metrics": answer, "scroll_id": _scroll_encode(state)}
+        return {"metrics": answer, "scroll_id": scroll.encode(state)}
 
     # -- deletes ------------------------------------------------------------------------------
 
     def urls_of_task(self, company: str, task: str) -> list[str]:
         """The file URLs the task's events point at (debug images, media), each once."""
-        docs = self.coll.find({"company": company, "task": task, "url": {"$nin": [None, ""]}}, {"url": 1, "_id": 0})
-        return list(dict.fromkeys(d["url"] for d in docs if d.get("url")))
+        return self.store.urls(company, task)
 
     def delete_task_events(self, company: str, task: str) -> dict[str, int]:
         """events.delete_for_task: the caller must be able to change the task."""
@@ -562,7 +428,7 @@ class EventBLL:
 
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         """Every event of a task (also the hook of task reset and delete, which checked the task)."""
-        deleted = self.coll.delete_many({"company": company, "task": task}).deleted_count
+        deleted = self.store.delete_task(company, task)
         deleted += self.scalars.delete_task(company, task)
         deleted += self.logs.delete_task(company, task)
         return {"deleted": deleted}

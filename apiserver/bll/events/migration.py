@@ -1,26 +1,20 @@
 """Owns moving events stored one document per event (the shape before series and log blocks) into the blocks.
 
 Runs at start-up (``create_app``) and as ``python -m apiserver.bll.events.migration`` against the
-configured database. One process migrates at a time: it holds the ``events.blocks_v1`` lease,
-renewed per task; a process that finds the lease held by a live holder leaves the work to it. Each
-task's old scalar and log documents are written through the same stores as new events, then
-deleted by id, so a task is converted once; new events arriving meanwhile go to the blocks anyway.
+configured database. One process migrates at a time: it holds the ``events.blocks_v1`` lease (the
+scheduler's lease keeper, ``bll/scheduling/lease.py``), renewed per task; a process that finds the
+lease held by a live holder leaves the work to it. Each task's old scalar and log documents are
+written through the same stores as new events, then deleted by id, so a task is converted once; new
+events arriving meanwhile go to the blocks anyway.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from datetime import timedelta
-from typing import Any
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
-from apiserver.bll.events.logs import LOG
-from apiserver.bll.events.scalars import SCALAR
-from apiserver.database.model.base import utcnow
+from apiserver.bll.scheduling.lease import LeaseKeeper
+from apiserver.database.events.stores import EventStores
+from apiserver.database.model.event import LOG, SCALAR
 
 log = logging.getLogger(__name__)
 
@@ -29,63 +23,44 @@ LEASE_SEC = 120
 BATCH = 5000
 
 
-def _take_lease(db: Any, holder: str) -> bool:
-    leases = db["leases"]
-    now = utcnow()
-    try:
-        leases.insert_one({"_id": LEASE, "holder": holder, "expires_at": now + timedelta(seconds=LEASE_SEC)})
-        return True
-    except DuplicateKeyError:
-        pass
-    taken = leases.find_one_and_update(  # small collection: one lease document
-        {"_id": LEASE, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
-        {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=LEASE_SEC)}},
-        return_document=ReturnDocument.AFTER)
-    return taken is not None
-
-
-def migrate_legacy_events(events_bll: Any) -> int:
+def migrate_legacy_events(stores: EventStores) -> int:
     """Convert every old-shape scalar and log event; returns how many were converted (0: nothing to do)."""
-    coll = events_bll.coll
-    db = coll.database
-    legacy = {"type": {"$in": [SCALAR, LOG]}}
-    if coll.find_one(legacy, {"_id": 1}) is None:
+    if not stores.events.has_legacy():
         return 0
-    holder = f"{socket.gethostname()}:{os.getpid()}"
+    lease = LeaseKeeper(LEASE, LEASE_SEC)
     converted = 0
     while True:
-        if not _take_lease(db, holder):
+        if not lease.acquire():
             log.info("events migration runs in another process")
             return converted
-        first = coll.find_one(legacy, {"task": 1, "company": 1})
-        if first is None:
+        batch = stores.events.legacy_batch(BATCH)
+        if batch is None:
             break
-        task, company = first["task"], first.get("company", "")
-        docs = list(coll.find({"task": task, "type": {"$in": [SCALAR, LOG]}}).limit(BATCH))
-        for kind, store in ((SCALAR, events_bll.scalars), (LOG, events_bll.logs)):
+        task, company, docs = batch
+        for kind, store in ((SCALAR, stores.scalars), (LOG, stores.logs)):
             of_kind = [d for d in docs if d["type"] == kind]
             if of_kind:
                 store.add(company, of_kind)
-        events_bll.scalars.fold(task)
-        coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        stores.scalars.fold(task)
+        stores.events.delete_ids([d["_id"] for d in docs])
         converted += len(docs)
         log.info("events migration: task %s, %d events moved into blocks", task, len(docs))
-    db["leases"].delete_one({"_id": LEASE, "holder": holder})
+    lease.release()
     log.info("events migration done: %d events", converted)
     return converted
 
 
 def main() -> int:
     """Run the migration against the configured database."""
-    from apiserver.app import configure_logging
-    from apiserver.bll.events.events import EventBLL
     from apiserver.config import load_config
     from apiserver.database.connection import connect
 
     config = load_config()
-    configure_logging(config["apiserver.log_level"])
+    # as the server logs (apiserver.app.configure_logging), without importing the app from here
+    logging.basicConfig(level=config["apiserver.log_level"],
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
     connect(config)
-    print(f"{migrate_legacy_events(EventBLL(config.get('events')))} events moved into blocks")
+    print(f"{migrate_legacy_events(EventStores.from_config(config.get('events')))} events moved into blocks")
     return 0
 
 

@@ -7,6 +7,8 @@
   the head and read from the one or two blocks that hold it, so a page costs the same whatever the
   length of the log. Writers reserve their block slots on the head with a version check
   (optimistic: a concurrent writer re-reads and retries), then append to the blocks.
+
+The documents' shapes are declared in ``database/model/event.py``; their indexes are made here.
 """
 
 from __future__ import annotations
@@ -23,28 +25,29 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from apiserver.database.model.base import new_id
+from apiserver.database.model.event import LOG, LogBlock, LogHead
 
 log = logging.getLogger(__name__)
 
-LOG = "log"
 LINE_FIELDS = ("timestamp", "msg", "level", "worker", "iter")
 _NEVER = 2**62  # t0 of an emptied block: it is never before any timestamp
 _LINE_OVERHEAD = 100  # bytes a line costs in a block besides its message
 
 
 class LogStore:
-    def __init__(self, db_getter, block_lines: int, block_bytes: int):
-        self._db = db_getter
+    """A task's console lines: appending them, reading pages and scrolls of them, clearing them."""
+
+    def __init__(self, block_lines: int, block_bytes: int):
         self.block_lines = block_lines
         self.block_bytes = block_bytes
 
     @property
     def blocks(self):
-        return self._db()["event_log_blocks"]
+        return LogBlock._get_collection()
 
     @property
     def heads(self):
-        return self._db()["event_log_heads"]
+        return LogHead._get_collection()
 
     def ensure_indexes(self) -> None:
         self.blocks.create_index([("task", 1), ("seq", 1)])

@@ -1,0 +1,47 @@
+"""Owns where the scroll_id of each events read may point: a token of another kind of read, or one not
+made by this server, is InvalidScrollId (400), never a 500 (the token itself: ``bll/scroll.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from apiserver.apierrors import errors
+from apiserver.bll import scroll
+from apiserver.database.model.event import DEBUG_IMAGE, PLOT
+
+
+def _small_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+
+
+def _position_ok(pos: Any) -> bool:
+    """None, or a list of ints and nulls (a block/offset position), or [timestamp, id]."""
+    return pos is None or (isinstance(pos, list) and len(pos) <= 3 and all(
+        p is None or isinstance(p, str) or _small_int(p) for p in pos))
+
+
+_SCROLL_SHAPES: dict[str, Callable[[Any], bool]] = {
+    # where a scroll position may point, per kind of scroll; anything else is not one of ours
+    "events": lambda v: _small_int(v.get("p")) and v["p"] >= 0 and "pos" in v and _position_ok(v["pos"]),
+    "points": lambda v: v.get("done") is True or "pos" in v and v["pos"] is None or "pos" in v and (
+        isinstance(v["pos"], list) and len(v["pos"]) == 3 and _small_int(v["pos"][0]) and v["pos"][0] >= 0
+        and (v["pos"][1] is None or _small_int(v["pos"][1])) and _small_int(v["pos"][2]) and v["pos"][2] >= 0),
+    "pages": lambda v: True,
+    "sample": lambda v: isinstance(v.get("task"), str) and isinstance(v.get("metric"), str)
+    and v.get("type") in (PLOT, DEBUG_IMAGE) and (v.get("iter") is None or _small_int(v["iter"]))
+    and (v.get("variant") is None or isinstance(v["variant"], str)),
+    "images": lambda v: all(isinstance(k, str) and _small_int(i) for k, i in v.items()),
+}
+
+
+def decode_scroll(scroll_id: str, kind: str) -> dict[str, Any]:
+    """The position of a ``kind`` read (events, points, pages, sample, images) a token holds."""
+    value = scroll.decode(scroll_id)
+    try:
+        ok = isinstance(value, dict) and _SCROLL_SHAPES[kind](value)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id)
+    return value

@@ -1,0 +1,439 @@
+"""Owns scalar series storage: raw points in blocks of iterations, and a fixed-size chart overview per series.
+
+Every shape is keyed by task or by series (task + metric + variant), so a read touches O(page)
+documents, and an add touches O(1) documents however long the series are:
+
+- ``event_scalar_pending``: one document per add call and task with the call's points, inserted
+  (inserts are what the database does fastest). Once a task has ``fold_every`` pending calls or
+  ``fold_points`` pending points, they are folded into the shapes below and deleted; readers of raw
+  points fold first.
+- ``event_scalar_tasks``: one document per task: its series (metric, variant, point count,
+  iteration range, single value) and the count of add calls; also the fold lease.
+- ``event_scalar_blocks``: one document per series and block of ``block_iterations`` iterations with
+  that block's points (``i`` iteration, ``t`` timestamp, ``v`` value), read by block ranges for raw
+  paging.
+- ``event_series_groups``: the chart overview of a series: its iterations cut into groups of
+  ``width`` iterations (``width`` doubles whenever there would be more than ``overview_groups``
+  groups), each keeping its minimum and its maximum point (packed arrays).
+- ``event_series_coarse``: one document per task with a coarser overview (``coarse_groups``) of each
+  of its series, which serves a chart of few points per series in one read.
+
+A chart (``bll/events/scalars.py``) reads the task's document, its overviews (or its coarse overview)
+and its pending points (three queries whatever the length of the series) and folds the pending points
+in memory. Folding keeps only minima and maxima, so folding a point into an overview twice changes
+nothing. The single value of a metric
+(ClearML reports it at iteration -2**31) is kept in the task's document and stays out of the chart.
+The documents' shapes are declared in ``database/model/event.py``; their indexes are made here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from array import array
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from bson import Binary
+from pymongo import UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.database.events.selection import Selection, selected
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.event import (
+    SINGLE_VALUE_ITER,
+    ScalarBlock,
+    ScalarPending,
+    ScalarSeriesList,
+    SeriesCoarseOverviews,
+    SeriesOverview,
+)
+from apiserver.database.writes import update_and_read
+
+log = logging.getLogger(__name__)
+
+_MAX_BLOCK_RANGE = 10_000
+# An overview's columns (each with its array type code): each group's lowest point (iteration,
+# timestamp, value), then its highest.
+_GROUP_FIELDS = (("lo_i", "q"), ("lo_t", "q"), ("lo_v", "d"), ("hi_i", "q"), ("hi_t", "q"), ("hi_v", "d"))
+OVERVIEW_COLUMNS = tuple(name for name, _ in _GROUP_FIELDS)
+
+
+def series_key(metric: str, variant: str) -> str:
+    return hashlib.md5(f"{metric}\0{variant}".encode()).hexdigest()  # noqa: S324 - a key, not a secret
+
+
+_NUMPY_TYPES = {"q": np.int64, "d": np.float64}  # the array codes' native 8-byte types
+
+
+def _group_columns(doc: dict[str, Any] | None) -> tuple[list[np.ndarray], int]:
+    """An overview document's groups as the columns lo_i, lo_t, lo_v, hi_i, hi_t, hi_v (numpy views
+    of the stored bytes, in group order) and its width."""
+    if not doc:
+        return [np.empty(0, _NUMPY_TYPES[code]) for _, code in _GROUP_FIELDS], 1
+    return [np.frombuffer(doc[name], _NUMPY_TYPES[code]) for name, code in _GROUP_FIELDS], int(doc["width"])
+
+
+def _groups_of(columns: list[np.ndarray], width: int) -> dict[int, list]:
+    """{group: [lo_i, lo_t, lo_v, hi_i, hi_t, hi_v]} of overview columns."""
+    return {row[0] // width: list(row) for row in zip(*(c.tolist() for c in columns), strict=True)}
+
+
+def _columns_of(groups: dict[int, list]) -> list[np.ndarray]:
+    rows = [groups[g] for g in sorted(groups)]
+    return [np.array([row[k] for row in rows], _NUMPY_TYPES[code]) for k, (_, code) in enumerate(_GROUP_FIELDS)]
+
+
+def _packed(groups: dict[int, list]) -> dict[str, Binary]:
+    ordered = [groups[g] for g in sorted(groups)]
+    return {name: Binary(array(code, [row[k] for row in ordered]).tobytes())
+            for k, (name, code) in enumerate(_GROUP_FIELDS)}
+
+
+def _block_points(doc: dict[str, Any] | None) -> list[tuple[int, int, float]]:
+    if not doc:
+        return []
+    cols = [array(code, bytes(doc[name])).tolist() for name, code in (("i", "q"), ("t", "q"), ("v", "d"))]
+    return list(zip(*cols, strict=True))
+
+
+def _merge_groups(groups: dict[int, list], width: int, points: list[tuple[int, int, float]]) -> None:
+    """Fold points (iteration, timestamp, value) into the groups, keeping each group's min and max."""
+    for it, ts, value in points:
+        g = it // width
+        cur = groups.get(g)
+        if cur is None:
+            groups[g] = [it, ts, value, it, ts, value]
+            continue
+        if value < cur[2]:
+            cur[0], cur[1], cur[2] = it, ts, value
+        if value > cur[5]:
+            cur[3], cur[4], cur[5] = it, ts, value
+
+
+def _collapse(groups: dict[int, list], width: int, cap: int) -> tuple[dict[int, list], int]:
+    """Double the width until at most ``cap`` groups remain, merging groups pairwise."""
+    while len(groups) > cap:
+        merged: dict[int, list] = {}
+        for g in sorted(groups):
+            cur, target = groups[g], g // 2
+            into = merged.get(target)
+            if into is None:
+                merged[target] = list(cur)
+                continue
+            if cur[2] < into[2]:
+                into[0], into[1], into[2] = cur[0], cur[1], cur[2]
+            if cur[5] > into[5]:
+                into[3], into[4], into[5] = cur[3], cur[4], cur[5]
+        groups, width = merged, width * 2
+    return groups, width
+
+
+class ScalarStore:
+    """A task's scalar series: adding points, folding them, and reading overviews and raw points."""
+
+    def __init__(self, block_iterations: int, overview_groups: int, coarse_groups: int,
+                 fold_every: int, fold_points: int):
+        self.coarse_groups = coarse_groups
+        self.fold_points = fold_points
+        self.block_iterations = block_iterations
+        self.overview_groups = overview_groups
+        self.fold_every = fold_every
+
+    @property
+    def pending(self):
+        return ScalarPending._get_collection()
+
+    @property
+    def tasks(self):
+        return ScalarSeriesList._get_collection()
+
+    @property
+    def blocks(self):
+        return ScalarBlock._get_collection()
+
+    @property
+    def groups(self):
+        return SeriesOverview._get_collection()
+
+    @property
+    def coarse(self):
+        return SeriesCoarseOverviews._get_collection()
+
+    def ensure_indexes(self) -> None:
+        self.pending.create_index([("task", 1)])
+        self.pending.create_index([("company", 1), ("task", 1)])
+        self.tasks.create_index([("company", 1)])
+        self.blocks.create_index([("series", 1), ("block", 1)])
+        self.blocks.create_index([("company", 1), ("task", 1)])
+        self.groups.create_index([("task", 1)])
+        self.groups.create_index([("company", 1), ("task", 1)])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(self, company: str, events: list[dict[str, Any]]) -> None:
+        """Store scalar events (task, metric, variant, iter, value, timestamp) of the company's tasks."""
+        per_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for ev in events:
+            metric, variant = ev.get("metric") or "", ev.get("variant") or ""
+            key = series_key(metric, variant)
+            entry = per_task[ev["task"]].setdefault(key, {"m": metric, "r": variant, "i": [], "t": [], "v": [],
+                                                          "single": None})
+            it, ts, value = int(ev.get("iter") or 0), int(ev["timestamp"]), float(ev["value"])
+            if it == SINGLE_VALUE_ITER:
+                if entry["single"] is None or ts >= entry["single"]["t"]:
+                    entry["single"] = {"t": ts, "v": value}
+                continue
+            entry["i"].append(it)
+            entry["t"].append(ts)
+            entry["v"].append(value)
+        pending = [{"_id": new_id(), "company": company, "task": task,
+                    "series": [{"k": k, "i": e["i"], "t": e["t"], "v": e["v"]} for k, e in series.items() if e["i"]]}
+                   for task, series in per_task.items()]
+        self.pending.insert_many([p for p in pending if p["series"]], ordered=False)
+        for task, series in per_task.items():
+            pending_calls, pending_points = self._register(company, task, series)
+            if pending_calls >= self.fold_every or pending_points >= self.fold_points:
+                self.fold(task)
+
+    def _register(self, company: str, task: str, series: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """Count the points into the task's series list; returns the task's pending add calls and points."""
+        added = sum(len(e["i"]) for e in series.values())
+        update: dict[str, Any] = {"$setOnInsert": {"company": company}, "$inc": {"pc": 1, "pp": added}, "$set": {},
+                                  "$min": {}, "$max": {}}
+        for k, e in series.items():
+            update["$set"].update({f"s.{k}.m": e["m"], f"s.{k}.r": e["r"]})
+            update["$inc"][f"s.{k}.n"] = len(e["i"])
+            if e["i"]:
+                update["$min"][f"s.{k}.x0"] = min(e["i"])
+                update["$max"][f"s.{k}.x1"] = max(e["i"])
+            if e["single"]:
+                update["$set"][f"s.{k}.single"] = e["single"]
+        update = {op: fields for op, fields in update.items() if fields}
+        for _attempt in range(2):
+            try:
+                doc = update_and_read(self.tasks, {"_id": task}, update, {"pc": 1, "pp": 1}, upsert=True)
+                return doc["pc"], doc["pp"]
+            except DuplicateKeyError:  # two first adds of a task raced: the second one updates
+                continue
+        raise RuntimeError(f"scalar series of task {task} not registered")
+
+    def fold(self, task: str, wait: bool = False) -> None:
+        """Move the task's pending points into blocks and overviews, under the task's fold lease.
+        ``wait``: when another process is folding, wait until it is done (readers of raw points)."""
+        deadline = time.monotonic() + 30
+        while True:
+            now = utcnow()
+            claimed = update_and_read(  # unset, null or past ($not, as a top-level $or is a full scan)
+                self.tasks, {"_id": task, "fold_until": {"$not": {"$gte": now}}},
+                {"$set": {"fold_until": now + timedelta(seconds=60)}}, {"company": 1})
+            if claimed is not None:
+                break
+            if not wait or time.monotonic() > deadline or self.pending.find_one({"task": task}, {"_id": 1}) is None:
+                return
+            time.sleep(0.05)
+        release: dict[str, Any] = {"$set": {"fold_until": None}}
+        try:
+            docs = list(self.pending.find({"task": task}))
+            if docs:
+                self._fold_points(claimed.get("company", ""), task, docs)
+                self.pending.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+                release["$inc"] = {"pc": -len(docs), "pp": -sum(len(p["i"]) for d in docs for p in d["series"])}
+        finally:
+            self.tasks.update_one({"_id": task}, release)
+
+    def _fold_points(self, company: str, task: str, docs: list[dict[str, Any]]) -> None:
+        points: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
+        for doc in docs:
+            for part in doc["series"]:
+                points[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+        # Blocks hold packed, sorted points; only the fold (under the task's lease) writes them.
+        per_block: dict[str, list] = defaultdict(list)
+        for k, pts in points.items():
+            for point in pts:
+                per_block[f"{task}.{k}:{point[0] // self.block_iterations}"].append(point)
+        existing = {d["_id"]: d for d in self.blocks.find({"_id": {"$in": list(per_block)}})}
+        ops = []
+        for block_id, pts in per_block.items():
+            merged = sorted(_block_points(existing.get(block_id)) + pts, key=lambda p: (p[0], p[1]))
+            sid, block = block_id.rsplit(":", 1)
+            ops.append(UpdateOne({"_id": block_id}, {
+                "$set": {"i": Binary(array("q", [p[0] for p in merged]).tobytes()),
+                         "t": Binary(array("q", [p[1] for p in merged]).tobytes()),
+                         "v": Binary(array("d", [p[2] for p in merged]).tobytes()), "n": len(merged)},
+                "$setOnInsert": {"company": company, "task": task, "series": sid, "block": int(block)}},
+                upsert=True))
+        self.blocks.bulk_write(ops, ordered=False)
+        stored = {d["_id"]: d for d in self.groups.find({"task": task})}
+        group_ops, coarse_set = [], {}
+        for k, pts in points.items():
+            sid = f"{task}.{k}"
+            groups = _groups_of(*_group_columns(stored.get(sid)))
+            width = int((stored.get(sid) or {}).get("width", 1))
+            _merge_groups(groups, width, pts)
+            groups, width = _collapse(groups, width, self.overview_groups)
+            group_ops.append(UpdateOne({"_id": sid}, {"$set": {**_packed(groups), "width": width},
+                                                      "$setOnInsert": {"company": company, "task": task}},
+                                       upsert=True))
+            coarse, coarse_width = _collapse(groups, width, self.coarse_groups)
+            coarse_set[f"s.{k}"] = {**_packed(coarse), "width": coarse_width}
+        self.groups.bulk_write(group_ops, ordered=False)
+        self.coarse.update_one({"_id": task}, {"$set": coarse_set, "$setOnInsert": {"company": company,
+                                                                                     "task": task}}, upsert=True)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def overviews(self, task: str, selection: Selection | None = None,
+                  with_groups: bool = False, coarse: bool = False) -> list[dict[str, Any]]:
+        """The series of a task (optionally only the selected ones), sorted by metric and variant;
+        with_groups: each with ``groups`` (the columns ``OVERVIEW_COLUMNS``) and ``width``, its overview (the
+        coarse one of the task's document with ``coarse``) with the pending points folded in."""
+        doc = self.tasks.find_one({"_id": task}) or {}
+        series = [{"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
+                   "n": e.get("n", 0), "x0": e.get("x0"), "x1": e.get("x1"), "single": e.get("single")}
+                  for k, e in (doc.get("s") or {}).items()]
+        series = [s for s in series if selection is None or selected(selection, s["metric"], s["variant"])]
+        series.sort(key=lambda s: (s["metric"], s["variant"]))
+        if with_groups and series:
+            if coarse:
+                per_task = (self.coarse.find_one({"_id": task}) or {}).get("s") or {}
+                stored = {f"{task}.{k}": d for k, d in per_task.items()}
+            else:
+                stored = {d["_id"]: d for d in self.groups.find({"task": task})}
+            pending: dict[str, list] = defaultdict(list)
+            for pdoc in self.pending.find({"task": task}):
+                for part in pdoc["series"]:
+                    pending[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+            cap = self.coarse_groups if coarse else self.overview_groups
+            for s in series:
+                columns, width = _group_columns(stored.get(s["_id"]))
+                points = pending.get(s["k"], ())
+                s["pending"] = len(points)
+                if points or len(columns[0]) > cap:  # the stored groups as they are, when nothing changes them
+                    groups = _groups_of(columns, width)
+                    _merge_groups(groups, width, points)
+                    groups, width = _collapse(groups, width, cap)
+                    columns = _columns_of(groups)
+                s["groups"], s["width"] = columns, width
+        return series
+
+    def chart_overviews(self, task: str, selection: Selection | None, samples: int) -> list[dict[str, Any]]:
+        """``overviews`` with the groups of the overview that serves a chart of ``samples`` points per
+        series: the coarse one (one document for the whole task) when it has enough groups for it."""
+        return self.overviews(task, selection, with_groups=True, coarse=samples <= 2 * self.coarse_groups)
+
+    def all_points(self, task: str, series: list[dict[str, Any]]
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every point of these series (overviews of the task) as columns (iterations, timestamps,
+        values) in iteration order, their pending points folded into the blocks first."""
+        if any(s["pending"] for s in series):
+            self.fold(task, wait=True)
+        return self._columns([s["_id"] for s in series])
+
+    def _columns(self, sids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every stored point of these series as columns (iterations, timestamps, values) in iteration order."""
+        packed = {sid: (array("q"), array("q"), array("d")) for sid in sids}
+        found = self.blocks.find({"series": {"$in": sids}}, {"series": 1, "block": 1, "i": 1, "t": 1, "v": 1})
+        for doc in sorted(found, key=lambda d: (d["series"], d["block"])):
+            cols = packed[doc["series"]]
+            for col, name in zip(cols, ("i", "t", "v"), strict=True):
+                col.frombytes(bytes(doc[name]))
+        return {sid: tuple(np.frombuffer(col, col.typecode) for col in cols) for sid, cols in packed.items()}
+
+    def single_values(self, task: str) -> list[dict[str, Any]]:
+        return [{"metric": d["metric"], "variant": d["variant"], "value": d["single"]["v"],
+                 "timestamp": d["single"]["t"]}
+                for d in self.overviews(task) if d.get("single")]
+
+    def metric_variants(self, task: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for doc in self.overviews(task):
+            out.setdefault(doc["metric"], []).append(doc["variant"])
+        return out
+
+    def count(self, task: str, selection: Selection | None = None) -> int:
+        return sum(d["n"] + (1 if d.get("single") else 0) for d in self.overviews(task, selection))
+
+    def raw_series(self, task: str, selection: Selection | None = None) -> list[dict[str, Any]]:
+        """The series for reading raw points: pending points are folded into blocks first."""
+        if self.pending.find_one({"task": task}, {"_id": 1}) is not None:
+            self.fold(task, wait=True)
+        return self.overviews(task, selection)
+
+    def points(self, series: list[dict[str, Any]], position: list | None, limit: int
+               ) -> tuple[list[tuple[dict[str, Any], tuple[int, int, float]]], list | None]:
+        """Up to ``limit`` raw points of these series (overviews), each series in iteration order, from
+        ``position`` ([series index, block, offset in block]; None: the start). Returns the points with
+        their series and the next position (None when every point was read): over the pages, every
+        point is returned exactly once.
+        """
+        s, b, o = position or (0, None, 0)
+        out: list[tuple[dict[str, Any], tuple[int, int, float]]] = []
+        while s < len(series) and len(out) < limit:
+            doc = series[s]
+            blocks = [x for x in self._block_numbers(doc) if b is None or x >= b]
+            full = False
+            for block, pts in self._read_blocks(doc, blocks, limit - len(out)):
+                if block != b:
+                    b, o = block, 0
+                take = pts[o:o + limit - len(out)]
+                out.extend((doc, p) for p in take)
+                o += len(take)
+                if o < len(pts):
+                    full = True
+                    break
+                b, o = block + 1, 0
+                if len(out) >= limit:
+                    full = True
+                    break
+            if not full:
+                s, b, o = s + 1, None, 0
+        return out, (None if s >= len(series) else [s, b, o])
+
+    def _block_numbers(self, doc: dict[str, Any]) -> list[int]:
+        """Block numbers that may hold points of the series, ascending (the single value's block first)."""
+        blocks = []
+        if doc.get("single"):
+            blocks.append(SINGLE_VALUE_ITER // self.block_iterations)
+        if doc.get("n") and doc.get("x0") is not None:
+            span = range(doc["x0"] // self.block_iterations, doc["x1"] // self.block_iterations + 1)
+            if len(span) > _MAX_BLOCK_RANGE:  # very sparse iterations: ask which blocks exist
+                stored = self.blocks.find({"series": doc["_id"], "block": {"$gte": span[0], "$lte": span[-1]}},
+                                          {"block": 1})
+                span = sorted(d["block"] for d in stored)
+            blocks.extend(span)
+        return blocks
+
+    def _read_blocks(self, doc: dict[str, Any], blocks: list[int], wanted: int
+                     ) -> Iterator[tuple[int, list[tuple[int, int, float]]]]:
+        """The series' stored blocks among ``blocks``, in order, each block's points sorted by iteration;
+        read in ranges of blocks sized to the points still wanted (a range query on the series' key)."""
+        remaining = list(blocks)
+        span = max(1, wanted // self.block_iterations + 1)
+        single_block = SINGLE_VALUE_ITER // self.block_iterations
+        while remaining:
+            chunk, remaining = remaining[:span], remaining[span:]
+            found = {d["block"]: d for d in self.blocks.find(
+                {"series": doc["_id"], "block": {"$gte": chunk[0], "$lte": chunk[-1]}},
+                {"block": 1, "i": 1, "t": 1, "v": 1})}
+            for block in chunk:
+                if block == single_block and doc.get("single"):  # kept with the series, not in a block
+                    yield block, [(SINGLE_VALUE_ITER, doc["single"]["t"], doc["single"]["v"])]
+                elif block in found:
+                    yield block, _block_points(found[block])
+            span *= 2
+
+    # -- deletes ------------------------------------------------------------------------------
+
+    def delete_task(self, company: str, task: str) -> int:
+        deleted = self.count(task)
+        for coll in (self.pending, self.blocks, self.groups):
+            coll.delete_many({"company": company, "task": task})
+        self.tasks.delete_many({"_id": task, "company": company})
+        self.coarse.delete_many({"_id": task, "company": company})
+        return deleted
+
