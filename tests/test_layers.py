@@ -17,12 +17,7 @@ DATABASE = PACKAGE / "database"
 DRIVER_MODULES = ("pymongo", "bson", "gridfs")
 MAX_BLL_LINES = 450
 # Parts still being moved: each entry names what is left and is removed when it is done.
-PENDING: dict[str, str] = {
-    "apiserver/bll/events/scalars.py": "the events stores move to database/ (issue 26, events part)",
-    "apiserver/bll/events/logs.py": "the events stores move to database/ (issue 26, events part)",
-    "apiserver/bll/events/migration.py": "the events stores move to database/ (issue 26, events part)",
-    "apiserver/bll/events/events.py": "the events stores move to database/ (issue 26, events part)",
-}
+PENDING: dict[str, str] = {}
 
 
 def _sources() -> list[Path]:
