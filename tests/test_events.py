@@ -308,3 +308,40 @@ def test_old_shape_events_are_migrated_on_start(mongo_uri, tmp_path):
     assert db.events.count_documents({"type": {"$in": ["training_stats_scalar", "log"]}}) == 0
     assert db.events.count_documents({"type": "plot"}) == 1
     db.client.drop_database(db_name)
+
+
+def test_the_events_migration_waits_for_a_live_lease_holder_and_takes_an_expired_lease(app):
+    """The migration runs under the ``events.blocks_v1`` lease of the scheduler's lease keeper: while
+    another process holds it, old-shape events stay for that process; once its lease expired, this one
+    moves them into the blocks and lets the lease go."""
+    from datetime import timedelta
+
+    from apiserver.bll.events.migration import LEASE, migrate_legacy_events
+    from apiserver.database.model.base import utcnow
+    from apiserver.state import get_state
+
+    state = get_state()
+    stores, db = state.events.stores, state.db
+    task, company = f"lease-{uuid4().hex}", f"c-{uuid4().hex[:8]}"
+    old = [{"_id": f"{task}-s{i}", "company": company, "task": task, "type": "training_stats_scalar",
+            "metric": "loss", "variant": "train", "iter": i, "value": float(i), "timestamp": 1_700_000_000_000 + i}
+           for i in range(20)]
+    old += [{"_id": f"{task}-l{i}", "company": company, "task": task, "type": "log", "msg": f"line {i}",
+             "timestamp": 1_700_000_000_000 + i} for i in range(5)]
+    db.events.insert_many(old)
+    now = utcnow()
+    db.leases.replace_one({"_id": LEASE}, {"holder": "another-host:1", "expires_at": now + timedelta(minutes=5)},
+                          upsert=True)
+    try:
+        assert migrate_legacy_events(stores) == 0
+        assert db.events.count_documents({"task": task}) == 25
+        db.leases.update_one({"_id": LEASE}, {"$set": {"expires_at": now - timedelta(seconds=1)}})
+        assert migrate_legacy_events(stores) == 25
+        assert db.events.count_documents({"task": task}) == 0
+        assert stores.scalars.count(task) == 20 and stores.logs.total(task) == 5
+        assert db.leases.find_one({"_id": LEASE}) is None
+    finally:
+        db.events.delete_many({"task": task})
+        db.leases.delete_many({"_id": LEASE, "holder": "another-host:1"})
+        stores.scalars.delete_task(company, task)
+        stores.logs.delete_task(company, task)
