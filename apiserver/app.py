@@ -143,7 +143,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     files = FileBLL(build_store(settings.files, db, data_dir), settings.files)
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(tasks, worker_timeout)
-    events = EventBLL(config.get("events"), tasks, models)
+    events = EventBLL(settings.events, tasks, models)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
     events.ensure_indexes()

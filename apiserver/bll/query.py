@@ -13,14 +13,13 @@ The filter language (``get_all`` of tasks, projects, queues, models):
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import scroll
 from apiserver.bll.patterns import Matcher, matcher
 from apiserver.database.store import Store, combine  # noqa: F401 - combine: part of the filter language
 
@@ -53,16 +52,15 @@ def _count_field(data: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def _scroll_position(scroll_id: str) -> int:
+def _scroll_position(scroll_id: Any) -> int:
+    """How many items a listing's ``scroll_id`` says were read (the token: ``bll/scroll.py``)."""
     if not isinstance(scroll_id, str):
         raise errors.bad_request.InvalidScrollId(scroll_id=str(scroll_id)[:100])
-    try:
-        position = json.loads(base64.urlsafe_b64decode(scroll_id.encode()))["listed"]
-        if not isinstance(position, int) or position < 0:
-            raise ValueError
-        return position
-    except (ValueError, TypeError, KeyError, UnicodeError):
-        raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id) from None
+    position = scroll.decode(scroll_id)
+    listed = position.get("listed") if isinstance(position, dict) else None
+    if not isinstance(listed, int) or listed < 0:
+        raise errors.bad_request.InvalidScrollId(scroll_id=scroll_id)
+    return listed
 
 
 def scrolls(data: dict[str, Any]) -> bool:
@@ -93,7 +91,7 @@ def scroll_answer(data: dict[str, Any], returned: int) -> dict[str, Any]:
         return {}
     skip, _ = page_window(data)
     listed = skip + returned
-    return {"scroll_id": base64.urlsafe_b64encode(json.dumps({"listed": listed}).encode()).decode()}
+    return {"scroll_id": scroll.encode({"listed": listed})}
 
 
 LIST_OPS = ("__$not", "__$all", "__$any", "__$and", "__$or")

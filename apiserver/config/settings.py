@@ -136,14 +136,29 @@ class AuthSettings:
     bcrypt_rounds: int
 
 
-SECTIONS = {"auth": AuthSettings, "pipeline": PipelineSettings, "outbound": OutboundSettings, "files": FilesSettings,
-            "manager": ManagerSettings, "serving": ServingSettings, "registry": RegistrySettings}
+@dataclasses.dataclass(frozen=True)
+class EventsSettings:
+    """``events.*``: the sizes of the events' blocks and overviews, and a chart's default samples."""
+    scalar_block_iterations: int
+    scalar_overview_groups: int
+    scalar_coarse_groups: int
+    histogram_default_samples: int
+    log_block_lines: int
+    log_block_bytes: int
+    scalar_fold_every: int
+    scalar_fold_points: int
+
+
+SECTIONS = {"auth": AuthSettings, "events": EventsSettings, "pipeline": PipelineSettings,
+            "outbound": OutboundSettings, "files": FilesSettings, "manager": ManagerSettings,
+            "serving": ServingSettings, "registry": RegistrySettings}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Every section's settings, as the server builds them once at start-up."""
     auth: AuthSettings
+    events: EventsSettings
     pipeline: PipelineSettings
     outbound: OutboundSettings
     files: FilesSettings

@@ -24,6 +24,7 @@ from apiserver.bll.events.scalars import histogram, iso_time
 from apiserver.bll.events.scrolls import decode_scroll
 from apiserver.bll.query import api_id
 from apiserver.bll.tasks.tasks import TaskMetrics
+from apiserver.config.settings import EventsSettings
 from apiserver.database.events.selection import Selection
 from apiserver.database.events.stores import EventStores
 from apiserver.database.model.event import DEBUG_IMAGE, EVENT_TYPES, LOG, PLOT, SCALAR, VECTOR
@@ -72,10 +73,10 @@ def _check_line_format(line_format: str) -> None:
 
 
 class EventBLL:
-    def __init__(self, config: dict[str, Any], tasks: TaskBLL, models: ModelBLL):
-        self.stores = EventStores.from_config(config)
+    def __init__(self, settings: EventsSettings, tasks: TaskBLL, models: ModelBLL):
+        self.stores = EventStores.from_settings(settings)
         self.scalars, self.logs, self.store = self.stores.scalars, self.stores.logs, self.stores.events
-        self.default_samples = int(config["histogram_default_samples"])
+        self.default_samples = settings.histogram_default_samples
         # Who may read a task's (or a model's) events, who may change a task's, and what events
         # record on a task: the task and model rules own that.
         self.tasks = tasks

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from apiserver.bll.scheduling.lease import LeaseKeeper
+from apiserver.config.settings import Settings
 from apiserver.database.events.stores import EventStores
 from apiserver.database.model.event import LOG, SCALAR
 
@@ -60,7 +61,8 @@ def main() -> int:
     logging.basicConfig(level=config["apiserver.log_level"],
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
     connect(config)
-    print(f"{migrate_legacy_events(EventStores.from_config(config.get('events')))} events moved into blocks")
+    print(f"{migrate_legacy_events(EventStores.from_settings(Settings.from_config(config).events))} events moved into "
+          "blocks")
     return 0
 
 

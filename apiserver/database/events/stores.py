@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from apiserver.config.settings import EventsSettings
 from apiserver.database.events.events import EventStore
 from apiserver.database.events.logs import LogStore
 from apiserver.database.events.scalars import ScalarStore
@@ -19,11 +19,10 @@ class EventStores:
     events: EventStore  # plots, debug images and vectors (and events of the shape before blocks)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> EventStores:
-        return cls(ScalarStore(int(config["scalar_block_iterations"]), int(config["scalar_overview_groups"]),
-                               int(config["scalar_coarse_groups"]), int(config["scalar_fold_every"]),
-                               int(config["scalar_fold_points"])),
-                   LogStore(int(config["log_block_lines"]), int(config["log_block_bytes"])), EventStore())
+    def from_settings(cls, settings: EventsSettings) -> EventStores:
+        return cls(ScalarStore(settings.scalar_block_iterations, settings.scalar_overview_groups,
+                               settings.scalar_coarse_groups, settings.scalar_fold_every, settings.scalar_fold_points),
+                   LogStore(settings.log_block_lines, settings.log_block_bytes), EventStore())
 
     def ensure_indexes(self) -> None:
         self.scalars.ensure_indexes()
