@@ -443,3 +443,34 @@ def sign_in_page(page: Any, base_url: str, user: str, password: str) -> None:
     except PlaywrightTimeout:
         shown = page.locator("body").inner_text()[:500]
         raise AssertionError(f"still on {page.url} 30 s after signing in; the page shows: {shown!r}") from None
+
+
+def console_context(browser, request):
+    """A browser context for the console's pages: ``problems`` collects uncaught script errors and
+    CSP violations (``watch_console``), which fail the test; a failed test leaves screenshots."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.problems = []
+    yield ctx
+    assert not ctx.problems, ctx.problems
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for i, page in enumerate(ctx.pages):
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
+    ctx.close()
+
+
+def watch_console(context: Any, page: Any) -> None:
+    """Record the page's uncaught script errors and CSP violations in ``context.problems``."""
+    page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: context.problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)
+
+
+def sign_in_console(page: Any, url: str, name: str, password: str) -> None:
+    """Open ``url`` (a console page) and sign in through the console's own form."""
+    page.goto(url)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("navigation", name="Pages").wait_for(timeout=20_000)

@@ -15,7 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import ARTIFACTS, ROOT, ApiClient, ServerProcess
+from tests.helpers import ARTIFACTS, ROOT, ApiClient, ServerProcess, console_context, sign_in_console, watch_console
 from tests.test_pipelines import FAST, Members
 from tests.test_registry import (
     DATABRICKS_PROXY,
@@ -56,18 +56,7 @@ def members(console, tmp_path):
     group.stop_all()
 
 
-@pytest.fixture()
-def context(browser, request):  # noqa: F811 - the imported fixture
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.problems = []  # uncaught script errors and CSP violations of the console's own pages
-    yield ctx
-    assert not ctx.problems, ctx.problems
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for i, page in enumerate(ctx.pages):
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
-    ctx.close()
+context = pytest.fixture(console_context, name="context")
 
 
 def open_console(context, server: ServerProcess, name: str, path: str = "/console/"):
@@ -84,14 +73,8 @@ def open_console(context, server: ServerProcess, name: str, path: str = "/consol
                 page.unread.append(resp.url)
 
     page.on("response", keep_body)
-    page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
-    page.on("console", lambda msg: context.problems.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text else None)
-    page.goto(server.base_url + path)
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("navigation", name="Pages").wait_for(timeout=20_000)
+    watch_console(context, page)
+    sign_in_console(page, server.base_url + path, name, PASSWORD)
     return page
 
 

@@ -14,8 +14,17 @@ from uuid import uuid4
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import ARTIFACTS, ApiClient, ServerProcess, free_port
-from tests.test_pipelines import FAST, Members
+from tests import test_pipelines
+from tests.helpers import (
+    ARTIFACTS,
+    ApiClient,
+    ServerProcess,
+    console_context,
+    free_port,
+    sign_in_console,
+    watch_console,
+)
+from tests.test_pipelines import FAST
 
 ADMIN, USER, GUEST, OTHER = "pipes-admin", "pipes-user", "pipes-guest", "pipes-other"
 PASSWORD = "pipes password 1"
@@ -36,25 +45,8 @@ def leader(mongo_uri, tmp_path_factory):
     proc.stop()
 
 
-@pytest.fixture()
-def members(leader, tmp_path):
-    group = Members(leader.base_url, tmp_path)
-    yield group
-    group.stop_all()
-
-
-@pytest.fixture()
-def context(browser, request):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.problems = []  # uncaught script errors and CSP violations
-    yield ctx
-    assert not ctx.problems, ctx.problems
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for i, page in enumerate(ctx.pages):
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
-    ctx.close()
+context = pytest.fixture(console_context, name="context")
+members = test_pipelines.members  # real member processes reporting to this module's leader
 
 
 def api_as(server: ServerProcess, name: str) -> ApiClient:
@@ -65,14 +57,8 @@ def open_console(context, server: ServerProcess, name: str, path: str):
     """A page signed in as ``name`` through the console's sign-in form, at ``path``."""
     context.clear_cookies()
     page = context.new_page()
-    page.on("pageerror", lambda exc: context.problems.append(f"uncaught: {exc}"))
-    page.on("console", lambda msg: context.problems.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text else None)
-    page.goto(server.base_url + path)
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("navigation", name="Pages").wait_for(timeout=20_000)
+    watch_console(context, page)
+    sign_in_console(page, server.base_url + path, name, PASSWORD)
     return page
 
 
