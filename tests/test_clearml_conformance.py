@@ -723,3 +723,53 @@ def test_no_version_in_the_url_reads_as_the_newest_clients(admin):
     status, reply, _ = admin.request("POST", "/tasks.get_by_id", {"task": task})
     assert status == 200 and "parameters" not in reply["data"]["task"]["execution"]
     assert reply["data"]["task"]["hyperparams"]["Args"]["lr"]["value"] == "1"
+
+
+def _as_user(client, user: str, endpoint: str, /, **data):
+    """``endpoint`` called by ``client`` acting as ``user`` (ClearML's X-ClearML-Impersonate-As)."""
+    status, body, _ = client.request("POST", f"/v{V}/{endpoint}", data, headers={"X-ClearML-Impersonate-As": user})
+    return status, body
+
+
+def test_create_user_impersonate_and_active_users(admin, other_admin):
+    company = admin.call("users.get_current_user")["user"]["company"]["id"]
+    users = [admin.call("auth.create_user", company=company, name=_name("u"), email=f"{_name('u')}@x.io")["id"]
+             for _ in range(3)]
+    project = admin.call("projects.create", name=_name("active"))["id"]
+    status, body = _as_user(admin, users[1], "models.create", name="m", uri="file:///a")
+    assert status == 200
+    status, body = _as_user(admin, users[2], "tasks.create", name="t", type="testing", project=project)
+    assert status == 200
+    status, body = _as_user(admin, users[2], "users.get_current_user")
+    assert body["data"]["user"]["id"] == users[2]
+    listed = {u["id"] for u in admin.call("users.get_all_ex", id=users, active_in_projects=[])["users"]}
+    assert listed == {users[1], users[2]}
+    listed = {u["id"] for u in admin.call("users.get_all_ex", id=users, active_in_projects=[project])["users"]}
+    assert listed == {users[2]}
+    assert len(admin.call("users.get_all_ex", id=users)["users"]) == 3
+
+
+def test_impersonation_and_create_user_stay_within_the_company_and_role(admin, other_admin):
+    company = admin.call("users.get_current_user")["user"]["company"]["id"]
+    other_company = other_admin.call("users.get_current_user")["user"]["company"]["id"]
+    err = admin.error("auth.create_user", company=other_company, name="x", email=f"{_name('x')}@x.io")
+    assert err.code == 403
+    user = admin.call("auth.create_user", company=company, name="plain", email=f"{_name('p')}@x.io")["id"]
+    # another company's admin cannot act as this company's user
+    status, body = _as_user(other_admin, user, "users.get_current_user")
+    assert (status, body["meta"]["result_subcode"]) == (400, 7)
+    # acting as a plain user, an admin has only that user's role
+    status, body = _as_user(admin, user, "auth.create_user", company=company, name="y", email=f"{_name('y')}@x.io")
+    assert status == 403
+    status, body = _as_user(admin, "no-such-user", "users.get_current_user")
+    assert (status, body["meta"]["result_subcode"]) == (400, 7)
+
+
+def test_preferences_of_an_impersonated_user_are_its_own(admin):
+    company = admin.call("users.get_current_user")["user"]["company"]["id"]
+    user = admin.call("auth.create_user", company=company, name="prefs", email=f"{_name('pr')}@x.io")["id"]
+    assert _as_user(admin, user, "users.get_preferences")[1]["data"]["preferences"] == {}
+    for update, expected in (({"a": 0}, {"a": 0}), ({"section.a": 2}, {"a": 0, "section": {"a": 2}}),
+                             ({"section": {"a": None}}, {"a": 0, "section": {"a": None}})):
+        _as_user(admin, user, "users.set_preferences", preferences=update)
+        assert _as_user(admin, user, "users.get_preferences")[1]["data"]["preferences"] == expected

@@ -6,18 +6,20 @@ from __future__ import annotations
 import time
 
 
-def test_preferences_merge_key_by_key_and_stay_per_user(admin, other_admin):
+def test_preferences_set_by_path_and_stay_per_user(admin, other_admin):
+    """ClearML's rule: a top-level key is a path; its value (null too) replaces what was there."""
     before = admin.call("users.get_preferences", _version="999.0")["preferences"]
     stamp = str(time.time_ns())
     answer = admin.call("users.set_preferences", _version="999.0",
                         preferences={"views": {"table.cols": ["name", "status"], "theme": "dark"}, "stamp": stamp})
     assert answer["updated"] == 1
-    admin.call("users.set_preferences", _version="999.0", preferences={"views": {"theme": "light", "$odd.key": 1}})
+    admin.call("users.set_preferences", _version="999.0", preferences={"views.theme": "light"})
     prefs = admin.call("users.get_preferences", _version="999.0")["preferences"]
-    assert prefs == {**before, "views": {"table.cols": ["name", "status"], "theme": "light", "$odd.key": 1},
-                     "stamp": stamp}
-    admin.call("users.set_preferences", _version="999.0", preferences={"stamp": None})
-    assert "stamp" not in admin.call("users.get_preferences", _version="999.0")["preferences"]
+    assert prefs == {**before, "views": {"table.cols": ["name", "status"], "theme": "light"}, "stamp": stamp}
+    admin.call("users.set_preferences", _version="999.0", preferences={"views": {"$odd.key": 1}, "stamp": None})
+    prefs = admin.call("users.get_preferences", _version="999.0")["preferences"]
+    assert prefs == {**before, "views": {"$odd.key": 1}, "stamp": None}
+    assert admin.call("users.set_preferences", _version="999.0", preferences={"stamp": None})["updated"] == 0
     assert "stamp" not in str(other_admin.call("users.get_preferences", _version="999.0")["preferences"])
     err = admin.error("users.set_preferences", preferences={"big": "x" * 300_000})
     assert err.meta["error_data"] == {"field": "preferences", "rule": "maxLength"}

@@ -25,6 +25,9 @@ from apiserver.bll.auth.users import AuthBLL
 from apiserver.schema.loader import EndpointSpec
 
 CLIENT_HEADER = "X-Clearml-Client"
+# An admin acting as another user of its company (ClearML's header; older clients send X-Trains-).
+IMPERSONATE_HEADER = "X-ClearML-Impersonate-As"
+LEGACY_IMPERSONATE_HEADER = "X-Trains-Impersonate-As"
 JSON_TYPES = ("application/json", "application/json-lines")
 
 

@@ -26,7 +26,14 @@ from apiserver.bll.secret_names import secret_name
 from apiserver.database.errors import ConnectionFailure
 from apiserver.schema.loader import EndpointSpec, SpecRegistry, Version, format_version, parse_version
 from apiserver.schema.normalize import validated_request
-from apiserver.service_repo.auth import CLIENT_HEADER, Authenticator, RequestCredentials, SessionCookie
+from apiserver.service_repo.auth import (
+    CLIENT_HEADER,
+    IMPERSONATE_HEADER,
+    LEGACY_IMPERSONATE_HEADER,
+    Authenticator,
+    RequestCredentials,
+    SessionCookie,
+)
 from apiserver.service_repo.call import Call
 from apiserver.service_repo.proxies import TrustedProxies
 
@@ -176,6 +183,9 @@ class Dispatcher:
                 fetch_site=request.headers.get("Sec-Fetch-Site"), origin=request.headers.get("Origin"),
                 own_origin=request.host_url,
                 safe_read=spec.read_only and request.method in ("GET", "HEAD") and not request.content_length))
+            acting_as = request.headers.get(IMPERSONATE_HEADER) or request.headers.get(LEGACY_IMPERSONATE_HEADER)
+            if acting_as:
+                identity = self.authenticator.users.impersonated(identity, acting_as.strip())
             self.authenticator.check_role(spec, identity)
         if spec.http is not None and spec.http.style == "stream":
             return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header, address)

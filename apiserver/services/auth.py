@@ -61,3 +61,12 @@ def workspaces(call: Call) -> list:
     ident = call.identity
     return [{"id": ident.company, "name": ident.company_name, "role": ident.role,
              "registry_role": ident.registry_role}]
+
+
+@endpoint("auth.create_user")
+def create_user(call: Call) -> dict:
+    data = call.data
+    user = get_state().auth.create_user_in_company(
+        call.identity, data["company"], data["name"], data["email"], role=data.get("role", "user"),
+        given_name=data.get("given_name"), family_name=data.get("family_name"))
+    return {"id": user.id}

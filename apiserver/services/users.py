@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiserver.bll.projects import contents
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -16,9 +17,19 @@ def get_current_user(call: Call) -> dict:
 
 
 @endpoint("users.get_all")
-@endpoint("users.get_all_ex")
 def get_all(call: Call) -> dict:
     return {"users": get_state().auth.list_users(call.company, **call.data)}
+
+
+@endpoint("users.get_all_ex")
+def get_all_ex(call: Call) -> dict:
+    data = dict(call.data)
+    projects = data.pop("active_in_projects", None)
+    if projects is not None:
+        data["id"] = sorted(contents.active_users(call.company, projects, data.get("id")))
+        if not data["id"]:
+            return {"users": []}
+    return {"users": get_state().auth.list_users(call.company, **data)}
 
 
 @endpoint("users.get_by_id")

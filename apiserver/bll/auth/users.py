@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 from mongoengine.errors import NotUniqueError
 
 from apiserver.apierrors import errors
-from apiserver.bll.auth.identity import ROLES, Identity
+from apiserver.bll.auth.identity import ROLES, SUPER_ROLES, Identity
 from apiserver.bll.auth.secrets import SecretChecker, generate_access_key, generate_secret_key, hash_secret
 from apiserver.bll.auth.throttle import SignInThrottle, ThrottleLimits
 from apiserver.bll.query import listing_filter, page_bounds
@@ -29,15 +30,21 @@ ADMIN_KEY_ENV = "APISERVER_ADMIN_ACCESS_KEY"
 ADMIN_SECRET_ENV = "APISERVER_ADMIN_SECRET_KEY"
 
 
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+def _set_preferences(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """ClearML's preference update: each top-level key is a path (``a.b`` sets ``b`` inside ``a``,
+    creating the objects on the way) whose value replaces what was there, null included."""
+    out = copy.deepcopy(base)
     for key, value in changes.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+        parts = key.split(".")
+        if any(not part for part in parts):
+            raise errors.bad_request.InvalidPreferencesUpdate(f"empty segment in the key {key!r}", key=key,
+                                                              field="preferences")
+        target = out
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[parts[-1]] = value
     return out
 
 
@@ -143,6 +150,34 @@ class AuthBLL:
         creds = self.create_credentials(user.id, user.company, label="created") if with_credentials else None
         return user, creds
 
+    def create_user_in_company(self, caller: Identity, company: str, name: str, email: str, role: str = "user",
+                               given_name: str | None = None, family_name: str | None = None) -> User:
+        """ClearML's ``auth.create_user``: a user without credentials (impersonated by an admin, or
+        signing in through the web app). Only system and root users name another company."""
+        if company != caller.company and caller.role not in SUPER_ROLES:
+            raise errors.forbidden.RoleNotAllowed("users are created in the caller's own company",
+                                                  field="company")
+        self._check_can_grant(caller, role)
+        if User.objects(email=email).only("id").first() is not None:
+            raise errors.bad_request.UserIdExists("a user with this email exists", field="email")
+        full = " ".join(p for p in (given_name, family_name) if p)
+        return self.create_user(company, name or full, role, email=email)
+
+    def impersonated(self, caller: Identity, user_id: str) -> Identity:
+        """The identity of ``user_id`` for an admin acting as that user (ClearML's
+        ``X-ClearML-Impersonate-As``): a user of the caller's own company (any company for root and
+        system) whose role is not stronger than the caller's."""
+        if caller.role not in ROLES or ROLES.index(caller.role) > ROLES.index("admin"):
+            raise errors.bad_request.ImpersonationError("impersonation not allowed", role=caller.role)
+        query = {"id": user_id} if caller.role in SUPER_ROLES else {"id": user_id, "company": caller.company}
+        user = User.objects(**query).first()
+        if user is None:
+            raise errors.bad_request.ImpersonationError("unknown user", user=user_id)
+        if user.role in ROLES and ROLES.index(user.role) < ROLES.index(caller.role):
+            raise errors.bad_request.ImpersonationError(
+                f"a {caller.role} cannot act as a {user.role}", user=user_id)
+        return self.identity_of(user)
+
     @staticmethod
     def _check_can_grant(caller: Identity, role: str) -> None:
         if role in ROLES and caller.role in ROLES and ROLES.index(role) < ROLES.index(caller.role):
@@ -171,8 +206,11 @@ class AuthBLL:
         return json.loads(user.preferences) if user and user.preferences else {}
 
     def set_preferences(self, identity: Identity, changes: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``changes`` into the caller's preferences (objects key by key; null removes)."""
-        merged = _merge(self.get_preferences(identity), changes)
+        """Set the caller's preferences at the paths ``changes`` names (see ``_set_preferences``)."""
+        base = self.get_preferences(identity)
+        merged = _set_preferences(base, changes)
+        if merged == base:
+            return {"updated": 0, "fields": {}}
         text = json.dumps(merged, separators=(",", ":"))
         if len(text) > self.MAX_PREFERENCES_BYTES:
             raise errors.bad_request.ValidationError(

@@ -270,6 +270,25 @@ def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], li
     return chosen, sorted(selected)
 
 
+def active_users(company: str, project_ids: list[str], user_ids: list[str] | None = None) -> set[str]:
+    """``users.get_all_ex``'s ``active_in_projects``: the users who created the company's projects,
+    tasks or models in these projects or below them (anywhere when ``project_ids`` is empty), among
+    ``user_ids`` when given."""
+    base: dict[str, Any] = {"company": company}
+    if user_ids:
+        base["user"] = {"$in": user_ids}
+    sources: list[tuple[Any, dict[str, Any]]] = [(Project, base), (Task, base), (Model, base)]
+    if project_ids:
+        within = sorted({p for ids in descendants(company, project_ids).values() for p in ids})
+        sources = [(Project, {**base, "_id": {"$in": within}}), (Task, {**base, "project": {"$in": within}}),
+                   (Model, {**base, "project": {"$in": within}})]
+    found: set[str] = set()
+    for model, cond in sources:
+        rows = store_of(model).aggregate_indexed([{"$match": cond}, {"$group": {"_id": "$user"}}])
+        found.update(row["_id"] for row in rows if row["_id"])
+    return found
+
+
 def tags_of(coll: Any, company: str, match: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """The distinct tags and system tags among readable objects of ``coll`` matching ``match``."""
     return {field: q.distinct_values(coll, company, None, field, unwind=True, match=match)
