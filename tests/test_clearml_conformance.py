@@ -773,3 +773,13 @@ def test_preferences_of_an_impersonated_user_are_its_own(admin):
                              ({"section": {"a": None}}, {"a": 0, "section": {"a": None}})):
         _as_user(admin, user, "users.set_preferences", preferences=update)
         assert _as_user(admin, user, "users.get_preferences")[1]["data"]["preferences"] == expected
+
+
+def test_user_companies_list_the_callers_company_users_only(admin, other_admin):
+    company = admin.call("users.get_current_user")["user"]["company"]
+    other_name = other_admin.call("users.get_current_user")["user"]["name"]
+    [entry] = admin.call("organization.get_user_companies", _version=V)["companies"]
+    assert (entry["id"], entry["name"]) == (company["id"], company["name"])
+    names = [u["name"] for u in entry["owners"]]
+    assert entry["allocated"] == len(names) > 0 and names == sorted(names)
+    assert other_name not in names and all("avatar" in u for u in entry["owners"])

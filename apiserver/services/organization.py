@@ -53,3 +53,10 @@ def get_entities_count(call: Call) -> dict:
                for entity, flt in call.data.items() if entity in KINDS and flt is not None}
     common = {k: call.data[k] for k in ("search_hidden", "allow_public") if call.data.get(k) is not None}
     return get_state().counts.count(call.company, filters, common)
+
+
+@endpoint("organization.get_user_companies")
+def get_user_companies(call: Call) -> dict:
+    owners = get_state().auth.company_members(call.company)
+    return {"companies": [{"id": call.company, "name": call.identity.company_name, "allocated": len(owners),
+                           "owners": owners}]}

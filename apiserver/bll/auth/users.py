@@ -197,6 +197,12 @@ class AuthBLL:
         query = query.order_by("name", "id").skip(skip).limit(limit)
         return [self.user_info(u) for u in query]
 
+    @staticmethod
+    def company_members(company: str) -> list[dict[str, Any]]:
+        """``organization.get_user_companies``' owners: every user of the company by name (no avatars kept)."""
+        users = User.objects(company=company).only("id", "name").order_by("name", "id")
+        return [{"id": u.id, "name": u.name, "avatar": None} for u in users]
+
     # -- preferences --------------------------------------------------------------------------
 
     MAX_PREFERENCES_BYTES = 256 * 1024
