@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, stream_with_context
 
 from apiserver.bll.organization.counts import KINDS
-from apiserver.bll.projects import contents
+from apiserver.bll.projects import contents, usages
 from apiserver.schema.normalize import validated_request
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
@@ -60,3 +60,11 @@ def get_user_companies(call: Call) -> dict:
     owners = get_state().auth.company_members(call.company)
     return {"companies": [{"id": call.company, "name": call.identity.company_name, "allocated": len(owners),
                            "owners": owners}]}
+
+
+@endpoint("organization.get_project_usages")
+def get_project_usages(call: Call) -> dict:
+    data = call.data
+    return usages.project_usages(call.company, data["projects"], data["from_date"], data.get("to_date"),
+                                 bool(data.get("include_development")), data.get("breakdown_keys"),
+                                 data.get("usage_fields"))
