@@ -783,3 +783,56 @@ def test_user_companies_list_the_callers_company_users_only(admin, other_admin):
     names = [u["name"] for u in entry["owners"]]
     assert entry["allocated"] == len(names) > 0 and names == sorted(names)
     assert other_name not in names and all("avatar" in u for u in entry["owners"])
+
+
+def test_project_usages_count_run_time_under_the_named_project(admin):
+    top = _name("usage")
+    project = admin.call("projects.create", name=top)["id"]
+    child = admin.call("projects.create", name=f"{top}/child")["id"]
+    me = admin.call("users.get_current_user")["user"]["id"]
+    tasks = [_task(admin, "ran", project=pid) for pid in (project, child)]
+    for task in tasks:
+        admin.call("tasks.started", task=task, force=True)
+    time.sleep(1.2)
+    for task in tasks:
+        admin.call("tasks.stopped", task=task, force=True)
+    body = {"projects": [project], "from_date": "2020-01-01T00:00:00+00:00", "to_date": None}
+    answer = admin.call("organization.get_project_usages", _version=V, include_development=True, **body)
+    [total] = answer["projects"]["total"]
+    assert (total["id"], total["name"]) == (project, top) and total["duration"] >= 2
+    assert [u["id"] for u in answer["users"]["total"]] == [me] and answer["queues"]["total"] == []
+    [series] = answer["projects"]["series"]
+    assert len(series["dates"]) == len(series["duration"]) >= 1
+    # not run from a queue: development work, left out unless asked for
+    answer = admin.call("organization.get_project_usages", _version=V, **body)
+    assert answer["projects"]["total"] == []
+    err = admin.error("organization.get_project_usages", _version=V, **{**body, "projects": ["nope"]})
+    assert (err.code, err.subcode) == (400, 401)
+
+
+def test_artifacts_delete_by_key_and_mode_and_outputs_stay_behind_on_clone_and_reset(admin):
+    arts = [{"key": "b", "type": "int", "uri": "u2"}, {"key": "a", "type": "str", "uri": "u1", "mode": "input"},
+            {"key": "c", "type": "int", "uri": "u3"}]
+    task = _task(admin, "arts", execution={"artifacts": arts})
+    keys = lambda t: [a["key"] for a in admin.call("tasks.get_by_id", task=t)["task"]["execution"]["artifacts"]]  # noqa: E731
+    assert keys(task) == ["a", "b", "c"]  # by key, as ClearML lists them
+    clone = admin.call("tasks.clone", task=task)["id"]
+    assert keys(clone) == ["a"]
+    assert admin.call("tasks.delete_artifacts", _version=V, task=task, artifacts=[{"key": "c"}])["deleted"] == 1
+    assert admin.call("tasks.delete_artifacts", _version=V, task=task,
+                      artifacts=[{"key": "a", "mode": "output"}])["deleted"] == 0
+    assert keys(task) == ["a", "b"]
+    admin.call("tasks.reset", task=task, force=True)
+    assert keys(task) == ["a"]
+    assert admin.error("tasks.delete_artifacts", _version=V, task=task, artifacts=[{"mode": "input"}]).code == 400
+
+
+def test_a_task_model_link_keeps_its_place_and_never_names_another_companys_model(admin, other_admin):
+    theirs = other_admin.call("models.create", name="theirs", uri="file:///t")["id"]
+    task = _task(admin, "linked", models={"input": [{"name": "a", "model": "m1"}, {"name": "b", "model": "m2"}]})
+    assert admin.call("tasks.add_or_update_model", _version=V, task=task, name="a", type="input",
+                      model="unknown")["updated"] == 1
+    inputs = admin.call("tasks.get_by_id", task=task)["task"]["models"]["input"]
+    assert [(m["name"], m["model"]) for m in inputs] == [("a", "unknown"), ("b", "m2")]
+    err = admin.error("tasks.add_or_update_model", _version=V, task=task, name="c", type="input", model=theirs)
+    assert (err.code, err.subcode) == (400, 201)

@@ -99,6 +99,12 @@ def add_or_update_artifacts_count(call: Call) -> dict:
     return {"updated": 1}
 
 
+@endpoint("tasks.delete_artifacts")
+def delete_artifacts(call: Call) -> dict:
+    return {"deleted": _tasks().delete_artifacts(call.identity, call.data["task"], call.data["artifacts"],
+                                                 bool(call.data.get("force")))}
+
+
 @endpoint("tasks.edit_hyper_params")
 def edit_hyper_params(call: Call) -> dict:
     data = call.data

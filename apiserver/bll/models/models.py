@@ -160,8 +160,11 @@ class ModelBLL:
         return {"id": model_id, "created": created, **result}
 
     def link_to_task(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        """tasks.add_or_update_model: a readable model becomes one of the task's input/output models."""
-        self.readable(identity.company, data["model"], {"_id": 1})
+        """tasks.add_or_update_model: a model becomes one of the task's input/output models. As in
+        ClearML (and as tasks.create and tasks.edit take them) the id need not name a stored model,
+        but it never names another company's model."""
+        if self.store.find_one({"_id": data["model"]}, {"_id": 1}) is not None:
+            self.readable(identity.company, data["model"], {"_id": 1})
         return self.tasks.link_model(identity, data["task"], data["type"], data["name"], data["model"],
                                      data.get("iteration"))
 

@@ -63,7 +63,9 @@ def to_api(doc: dict[str, Any]) -> dict[str, Any]:
         out["configuration"] = _map_keys(out["configuration"], unescape_key, 1)
     execution = out.get("execution")
     if isinstance(execution, dict) and isinstance(execution.get("artifacts"), dict):
-        out["execution"] = {**execution, "artifacts": list(execution["artifacts"].values())}
+        # by key and type, as ClearML lists them
+        out["execution"] = {**execution, "artifacts": sorted(
+            execution["artifacts"].values(), key=lambda a: (str(a.get("key")), str(a.get("type"))))}
     return out
 
 

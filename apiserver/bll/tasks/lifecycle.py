@@ -162,11 +162,15 @@ class TaskLifecycle(TaskBase):
         dequeued = self.queues.remove_task_everywhere(identity.company, task["_id"])
         cleared = ("execution", "script") if data.get("clear_all") else ()
         unsets = tuple(k for k in RESET_UNSET if k.split(".", 1)[0] not in cleared)
+        kept: dict[str, Any] = {}
+        artifacts = (task.get("execution") or {}).get("artifacts")
+        if "execution" not in cleared and isinstance(artifacts, dict):  # what the run produced goes with it
+            kept["execution.artifacts"] = {k: a for k, a in artifacts.items() if a.get("mode", "output") != "output"}
         result = self.change_status(identity.company, task, st.CREATED, check=False,
                                     reason=data.get("status_reason") or "reset",
                                     message=data.get("status_message") or "reset", unsets=unsets,
                                     sets={"models.output": [], "runtime": {},
-                                          **{k: {} for k in cleared}})
+                                          **{k: {} for k in cleared}, **kept})
         events: dict[str, Any] = {}
         for hook in self.on_reset:
             events.update(hook(identity.company, task["_id"]))

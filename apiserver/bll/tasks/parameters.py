@@ -44,6 +44,22 @@ class TaskParameters(TaskBase):
             self.store.update_one({"_id": task["_id"], "company": identity.company}, {"$set": sets})
         return added, updated
 
+    def delete_artifacts(self, identity: Identity, task_id: str, artifacts: list[dict[str, Any]],
+                         force: bool = False) -> int:
+        """Remove the artifacts named by key and mode (output when not given); a published task's
+        only with force. Answers 1 when the task changed."""
+        task = self.writable(identity.company, task_id)
+        if task["status"] == st.PUBLISHED and not force:
+            raise errors.bad_request.InvalidTaskStatus("artifacts of a published task are deleted only with force",
+                                                       status=task["status"])
+        existing = (task.get("execution") or {}).get("artifacts") or {}
+        gone = {f"execution.artifacts.{key}": 1 for key in {artifact_id(a) for a in artifacts} if key in existing}
+        if not gone:
+            return 0
+        self.store.update_one({"_id": task["_id"], "company": identity.company},
+                              {"$unset": gone, "$set": {"last_update": utcnow()}})
+        return 1
+
     def _check_params_editable(self, task: dict[str, Any], sections: set[str], force: bool) -> None:
         """Created tasks, or any with force; the 'properties' section (user properties, which the
         SDK sets on its own running task) in any status but published."""

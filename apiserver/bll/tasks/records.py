@@ -161,6 +161,9 @@ class TaskRecords(TaskBase):
         fields["models"] = _with_model_lists({"input": (source.get("models") or {}).get("input", [])})
         if isinstance(fields.get("execution"), dict):
             fields["execution"] = {k: v for k, v in fields["execution"].items() if k != "queue"}
+            if isinstance(fields["execution"].get("artifacts"), list):  # a clone has not produced anything yet
+                fields["execution"]["artifacts"] = [a for a in fields["execution"]["artifacts"]
+                                                    if a.get("mode", "output") != "output"]
         renames = {"new_task_name": "name", "new_task_comment": "comment", "new_task_tags": "tags",
                    "new_task_system_tags": "system_tags", "new_task_parent": "parent",
                    "new_task_project": "project", "new_task_hyperparams": "hyperparams",
@@ -227,8 +230,11 @@ class TaskRecords(TaskBase):
         """Make ``model_id`` the task's ``kind`` (input/output) model called ``name`` (replacing one
         of that name). The first output model is also the legacy ``output.model``."""
         task = self.writable(identity.company, task_id)
-        entries = [e for e in ((task.get("models") or {}).get(kind) or []) if e.get("name") != name]
-        entries.append({"name": name, "model": model_id, "updated": utcnow()})
+        entry = {"name": name, "model": model_id, "updated": utcnow()}
+        current = (task.get("models") or {}).get(kind) or []
+        entries = [entry if e.get("name") == name else e for e in current]  # replaced where it stood
+        if entry not in entries:
+            entries.append(entry)
         sets: dict[str, Any] = {f"models.{kind}": entries}
         if kind == "output":
             sets["output.model"] = model_id
