@@ -128,10 +128,12 @@ class Store:
 
     def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
         """Small collections only (a scan on SecantusDB: ``update_and_read`` for the others)."""
+        # small collection: each caller's line says so (tests/test_database_conformance.py checks them)
         return self.coll.find_one_and_update(*args, **kwargs)
 
     def find_one_and_delete(self, *args: Any, **kwargs: Any) -> Any:
         """Small collections only, as ``find_one_and_update``."""
+        # small collection: each caller's line says so (tests/test_database_conformance.py checks them)
         return self.coll.find_one_and_delete(*args, **kwargs)
 
     def create_index(self, *args: Any, **kwargs: Any) -> Any:
