@@ -245,12 +245,14 @@ def test_stop(api, mongo_uri, db_name):
 def test_reset_and_delete(api):
     parent = task_in(api, "completed")
     child = new_task(api, parent=parent)
-    api.call("tasks.add_or_update_artifacts", task=parent, artifacts=[{"key": "k", "type": "t"}])
+    api.call("tasks.add_or_update_artifacts", task=parent, artifacts=[{"key": "k", "type": "t"},
+                                                                      {"key": "in", "type": "t", "mode": "input"}])
     result = api.call("tasks.reset", task=parent)
     assert result["fields"]["status"] == "created" and result["fields"]["status_reason"] == "reset"
     doc = api.call("tasks.get_by_id", task=parent)["task"]
     assert not doc.get("started") and not doc.get("completed") and doc["status_message"] == "reset"
-    assert doc["execution"]["artifacts"]  # kept without clear_all
+    # without clear_all the inputs stay; the outputs of the run go with it, as in ClearML
+    assert [a["key"] for a in doc["execution"]["artifacts"]] == ["in"]
     api.call("tasks.reset", task=parent, clear_all=True)
     assert not api.call("tasks.get_by_id", task=parent)["task"].get("execution")
     queued = task_in(api, "queued")
