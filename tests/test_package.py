@@ -100,12 +100,21 @@ def test_the_installed_package_runs_from_any_folder_with_the_web_app_at_the_root
         assert server.stop() == 0
 
 
-def test_turning_the_web_app_off(installed, tmp_path):
+def test_turning_the_web_app_off_or_serving_another_build(installed, tmp_path):
     server = _start_installed(installed, tmp_path / "off", env={"APISERVER__webapp__enabled": "false"})
     try:
         assert requests.get(server.base_url + "/", timeout=10).status_code == 404
         assert requests.get(server.base_url + "/projects/x/experiments", timeout=10).status_code == 404
         assert requests.get(server.base_url + "/console/", timeout=10).status_code == 200
+    finally:
+        assert server.stop() == 0
+    other = tmp_path / "other-build"
+    other.mkdir()
+    (other / "index.html").write_text("<!doctype html><title>another app</title>")
+    server = _start_installed(installed, tmp_path / "other", "--webapp", str(other))
+    try:
+        assert requests.get(server.base_url + "/", timeout=10).text == (other / "index.html").read_text()
+        assert requests.get(server.base_url + "/some/route", timeout=10).text == (other / "index.html").read_text()
     finally:
         assert server.stop() == 0
 
