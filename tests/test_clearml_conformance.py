@@ -836,3 +836,15 @@ def test_a_task_model_link_keeps_its_place_and_never_names_another_companys_mode
     assert [(m["name"], m["model"]) for m in inputs] == [("a", "unknown"), ("b", "m2")]
     err = admin.error("tasks.add_or_update_model", _version=V, task=task, name="c", type="input", model=theirs)
     assert (err.code, err.subcode) == (400, 201)
+
+
+def test_project_tags_of_the_projects_a_filter_keeps(admin):
+    shown = admin.call("projects.create", name=_name("ptag"), tags=["t1", "t2"])["id"]
+    hidden = admin.call("projects.create", name=_name("ptag"), tags=["t1", "t3"], system_tags=["hidden"])["id"]
+    both = admin.call("projects.get_project_tags", _version=V, projects=[shown, hidden])
+    assert both["tags"] == ["t1", "t2", "t3"]
+    kept = admin.call("projects.get_project_tags", _version=V, projects=[shown, hidden],
+                      filter={"system_tags": ["__$not", "hidden"]})
+    assert kept["tags"] == ["t1", "t2"]
+    assert admin.call("projects.get_project_tags", _version=V, projects=[shown, hidden],
+                      filter={"system_tags": ["-hidden"]})["tags"] == ["t1", "t2"]

@@ -80,7 +80,7 @@ def _scope(call: Call) -> list[str] | None:
 
 @endpoint("projects.get_project_tags")
 def get_project_tags(call: Call) -> dict:
-    return contents.project_tags(call.company, call.data.get("projects"))
+    return contents.project_tags(call.company, call.data.get("projects"), call.data.get("filter"))
 
 
 @endpoint("projects.get_model_tags")

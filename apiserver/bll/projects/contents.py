@@ -295,9 +295,13 @@ def tags_of(coll: Any, company: str, match: dict[str, Any] | None = None) -> dic
             for field in ("tags", "system_tags")}
 
 
-def project_tags(company: str, project_ids: list[str] | None) -> dict[str, list[str]]:
-    """projects.get_project_tags: the tags of these projects (all readable ones when none)."""
-    return tags_of(store_of(Project), company, {"_id": {"$in": project_ids}} if project_ids else None)
+def project_tags(company: str, project_ids: list[str] | None,
+                 flt: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """projects.get_project_tags: the tags of these projects (all readable ones when none), of those
+    whose tags and system tags match ``flt`` (list filters) when given."""
+    conds = [{"_id": {"$in": project_ids}}] if project_ids else []
+    conds += [q.list_filter(field, values) for field, values in (flt or {}).items() if values]
+    return tags_of(store_of(Project), company, q.combine(*conds) if conds else None)
 
 
 def model_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
