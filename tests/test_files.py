@@ -246,6 +246,16 @@ def test_deleting_a_report_or_a_pipeline_run_deletes_what_it_owns(web, api, file
     assert api.call("tasks.get_by_id", task=kept)["task"]["id"] == kept
 
 
+def test_a_reset_deletes_the_files_of_the_output_artifacts_it_drops(web, api, files, monkeypatch):
+    monkeypatch.setattr(files, "delete_delay_sec", 0)
+    task, paths = owned_task(api, web)
+    out = api.call("tasks.reset", task=task, return_file_urls=True)
+    assert files_url(paths["artifact"]) in out["urls"]["artifact_urls"]
+    assert api.call("tasks.get_by_id", task=task)["task"]["execution"].get("artifacts") in (None, [], {})
+    files.process_due_deletions()
+    assert company_file(files, api_company(api), paths["artifact"]) is None
+
+
 def test_a_storage_failure_never_leaves_records_half_deleted(web, api, files, monkeypatch):
     monkeypatch.setattr(files, "delete_delay_sec", 0)
     task, paths = owned_task(api, web)

@@ -65,11 +65,13 @@ class OwnedDeletion:
         return {**result, **self._finish(identity, f"task {task['_id']}", data, host, urls, models)}
 
     def reset_task(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
-        """Reset drops the events (so their images) and, by default, the output models."""
+        """Reset drops the events (so their images), the output artifacts and, by default, the output models."""
         task = self.tasks.writable(identity.company, data["task"])
         models = self.models.output_models_of(identity.company, task["_id"]) \
             if data.get("delete_output_models", True) else []
-        urls = {"artifact_urls": [], "event_urls": self.events.urls_of_task(identity.company, task["_id"]),
+        # reset keeps only the input artifacts: the output artifacts' files go with them
+        urls = {"artifact_urls": _artifact_urls(task), "event_urls": self.events.urls_of_task(identity.company,
+                                                                                             task["_id"]),
                 "model_urls": [m["uri"] for m in models if m.get("uri")]}
         result = self.tasks.reset(identity, data)
         result["deleted_models"] = self.models.delete_records(identity.company, [m["_id"] for m in models])
