@@ -827,15 +827,21 @@ def test_artifacts_delete_by_key_and_mode_and_outputs_stay_behind_on_clone_and_r
     assert admin.error("tasks.delete_artifacts", _version=V, task=task, artifacts=[{"mode": "input"}]).code == 400
 
 
-def test_a_task_model_link_keeps_its_place_and_never_names_another_companys_model(admin, other_admin):
+def test_a_task_model_link_keeps_its_place_and_shows_nothing_of_another_companys_model(admin, other_admin):
+    """A link is stored as given, as ClearML does: an unknown id and another company's id are answered
+    alike (else the answer would say the other company's model exists), and reading through the link
+    shows nothing of a model the reader cannot read."""
     theirs = other_admin.call("models.create", name="theirs", uri="file:///t")["id"]
     task = _task(admin, "linked", models={"input": [{"name": "a", "model": "m1"}, {"name": "b", "model": "m2"}]})
     assert admin.call("tasks.add_or_update_model", _version=V, task=task, name="a", type="input",
                       model="unknown")["updated"] == 1
     inputs = admin.call("tasks.get_by_id", task=task)["task"]["models"]["input"]
     assert [(m["name"], m["model"]) for m in inputs] == [("a", "unknown"), ("b", "m2")]
-    err = admin.error("tasks.add_or_update_model", _version=V, task=task, name="c", type="input", model=theirs)
-    assert (err.code, err.subcode) == (400, 201)
+    assert admin.call("tasks.add_or_update_model", _version=V, task=task, name="c", type="input",
+                      model=theirs)["updated"] == 1
+    shown = admin.call("tasks.get_all_ex", id=[task], only_fields=["models.input.model.name"])["tasks"][0]
+    assert {"id": theirs} in [m["model"] for m in shown["models"]["input"]], shown
+    assert admin.error("models.get_by_id", model=theirs).subcode == 201
 
 
 def test_project_tags_of_the_projects_a_filter_keeps(admin):

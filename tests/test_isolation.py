@@ -49,10 +49,12 @@ ID_FIELDS: dict[str, dict[str, str]] = {
     "organization": {"projects": None, "tasks": None},  # listing filters of each kind, not ids
 }
 # Fields that name no existing object: the caller's own name for a new one, or a field the spec says
-# is ignored.
+# is ignored. A task's model link is stored as given, as ClearML stores it (tasks.create and edit too),
+# never looked up, so any id is answered alike; every read through the link is scoped to the reader.
 NOT_REFERENCES = {("workers.register", "worker"), ("workers.status_report", "worker"),
                   ("workers.unregister", "worker"), ("workers.set_runtime_properties", "worker"),
-                  ("manager.create_task", "task_id"), ("queues.get_next_task", "task")}
+                  ("manager.create_task", "task_id"), ("queues.get_next_task", "task"),
+                  ("tasks.add_or_update_model", "model")}
 # Endpoints left out, each with why.
 EXCEPTIONS = {
     # The project id of a workflow is the caller's own label for a TANGO project, not a record.
