@@ -474,3 +474,21 @@ def sign_in_console(page: Any, url: str, name: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("navigation", name="Pages").wait_for(timeout=20_000)
+
+
+def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=None):
+    """Poll ``check()`` until it returns something truthy (calling ``keep_alive()`` before each try)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if keep_alive is not None:
+            keep_alive()
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(every)
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of a process (a gunicorn worker's is its server's master)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])

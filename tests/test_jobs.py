@@ -9,14 +9,13 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 from uuid import uuid4
 
 import pymongo
 import pytest
 import requests
 
-from tests.helpers import RestClient, ServerProcess
+from tests.helpers import RestClient, ServerProcess, parent_pid, until
 
 JOBS = {
     "APISERVER__workers__expiry_check_sec": "1",
@@ -35,19 +34,6 @@ JOBS = {
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def until(what: str, check, timeout: float = 30, every: float = 0.3, keep_alive=None):
-    """Poll ``check()`` until it returns something truthy (calling ``keep_alive()`` before each try)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if keep_alive is not None:
-            keep_alive()
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +192,6 @@ def _lease(mongo_uri: str, db_name: str) -> dict:
         return client[db_name]["leases"].find_one({"_id": "scheduler"}) or {}
 
 
-def _parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
-
-
 def test_after_the_lease_holder_is_killed_another_server_takes_the_jobs_over(mongo_uri, tmp_path):
     """Two servers on one database: kill -9 the one whose worker holds the scheduler lease; the
     other takes the lease once it expires and runs the jobs (a worker registered after the kill
@@ -219,14 +201,14 @@ def test_after_the_lease_holder_is_killed_another_server_takes_the_jobs_over(mon
     try:
         holder = until("a lease holder", lambda: _lease(mongo_uri, db_name).get("holder"))
         holder_pid = int(holder.split(":")[1])
-        owners = [s for s in servers if _parent_pid(holder_pid) == s.proc.pid]
+        owners = [s for s in servers if parent_pid(holder_pid) == s.proc.pid]
         assert len(owners) == 1, (holder, [s.proc.pid for s in servers])
         dead, survivor = owners[0], next(s for s in servers if s is not owners[0])
         os.killpg(dead.proc.pid, signal.SIGKILL)
         dead.proc.wait(10)
         taken = until("another process takes the lease",
                       lambda: (h := _lease(mongo_uri, db_name).get("holder")) != holder and h, timeout=30)
-        assert _parent_pid(int(taken.split(":")[1])) == survivor.proc.pid
+        assert parent_pid(int(taken.split(":")[1])) == survivor.proc.pid
         admin = survivor.admin()
         worker = f"after-kill:{uuid4().hex[:6]}"
         admin.call("workers.register", worker=worker, timeout=1)
@@ -273,7 +255,7 @@ def test_two_live_servers_never_run_jobs_at_once(mongo_uri, tmp_path):
             until("the holder runs jobs", functools.partial(runs_by, holder))
             live.append(start())  # the others' schedulers keep trying to take the lease meanwhile
             time.sleep(3)
-            owner = next((s for s in live if _parent_pid(int(holder.split(":")[1])) == s.proc.pid), None)
+            owner = next((s for s in live if parent_pid(int(holder.split(":")[1])) == s.proc.pid), None)
             if owner is None:  # the lease changed hands on its own (a late renewal) and its holder left
                 continue
             assert owner.stop() == 0

@@ -19,7 +19,7 @@ import pymongo
 import pytest
 import requests
 
-from tests.helpers import ROOT, ServerProcess, race
+from tests.helpers import ROOT, ServerProcess, parent_pid, race, until
 from tests.test_clearml_sdk_files import make_workdir, run_sdk
 from tests.test_manager import Rest, _render_worker, make_task
 from tests.test_pipelines import FAST, Members, register, wait_for
@@ -76,22 +76,10 @@ def _lease_holder_pid(uri: str) -> int | None:
     return int(holder.split(":")[1]) if holder else None
 
 
-def _parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
-
-
-def _until(what: str, check, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(0.2)
-    return got
-
-
 def _held_by(uri: str, host: ServerProcess) -> bool:
     pid = _lease_holder_pid(uri)
     try:
-        return pid is not None and _parent_pid(pid) == host.proc.pid
+        return pid is not None and parent_pid(pid) == host.proc.pid
     except (OSError, IndexError):  # the holder's process is gone
         return False
 
@@ -105,7 +93,7 @@ def hosts(tmp_path_factory):
     try:
         a = ServerProcess(database.uri, DB_NAME, workers=1, data_dir=base / "host-a", extra_env=HOST_ENV)
         started.append(a.start(base))
-        _until("host A holds the scheduler lease", lambda: _held_by(database.uri, a))
+        until("host A holds the scheduler lease", lambda: _held_by(database.uri, a))
         b = ServerProcess(database.uri, DB_NAME, workers=2, data_dir=base / "host-b", extra_env=HOST_ENV)
         started.append(b.start(base))
         yield database, a, b
@@ -204,7 +192,7 @@ def test_a_pipeline_survives_the_death_of_the_host_that_ran_it(hosts, tmp_path):
         assert members.calls("labelling").get("start") == 1
         os.killpg(a.proc.pid, signal.SIGKILL)
         a.proc.wait(10)
-        _until("host B takes the scheduler lease", lambda: _held_by(database.uri, b), timeout=30)
+        until("host B takes the scheduler lease", lambda: _held_by(database.uri, b), timeout=30)
         admin_b = b.admin()
         done = wait_for(admin_b, pid, timeout=90)
         assert (done["status"], [(s["status"], s["start_calls"]) for s in done["steps"]]) == \
