@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import mongoengine
+from pymongo import monitoring
 from pymongo.database import Database
 
 from apiserver.config import Config
@@ -21,8 +23,41 @@ def embedded_from_config(config: Config, data_dir: str | None = None) -> Embedde
     )
 
 
-def connect(config: Config) -> tuple[Database, EmbeddedDatabase | None]:
+def join_or_start(config: Config) -> tuple[str, EmbeddedDatabase | None]:
+    """The database URI for a command run beside the server on its data folder or config (backup,
+    restore, import): ``database.uri`` when set; else the embedded database that the folder's server
+    runs, joined with the folder's credentials; else, when no server runs, one started here (returned
+    too: the caller stops it when done)."""
+    uri = config.get("database.uri") or ""
+    if uri:
+        return uri, None
+    embedded = embedded_from_config(config)
+    joined = embedded.running_uri()
+    if joined is not None:
+        return joined, None
+    return embedded.ensure_running(), embedded
+
+
+class CommandTimer(monitoring.CommandListener):
+    """Hands each database command's name and duration (seconds) to ``observe`` (the server's metrics)."""
+
+    def __init__(self, observe: Callable[[str, float], None]):
+        self.observe = observe
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.observe(event.command_name, event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.observe(event.command_name, event.duration_micros / 1e6)
+
+
+def connect(config: Config, on_command: Callable[[str, float], None] | None = None,
+            ) -> tuple[Database, EmbeddedDatabase | None]:
     """Connect the default mongoengine alias; start the embedded server when no URI is set.
+    ``on_command(name, seconds)`` is told of every command the connection runs.
 
     Returns the pymongo database and the embedded server this process started (to stop it), if any.
     """
@@ -40,6 +75,7 @@ def connect(config: Config) -> tuple[Database, EmbeddedDatabase | None]:
         db=config["database.name"], host=uri, alias="default",
         serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=operation_ms, waitQueueTimeoutMS=operation_ms,
         uuidRepresentation="standard", tz_aware=False,
+        event_listeners=[CommandTimer(on_command)] if on_command else [],
     )
     db = client[config["database.name"]]
     db.command("ping")

@@ -165,6 +165,40 @@ class EmbeddedDatabase:
                                        f"({self._owner_info()}) whose database cannot be reached: {exc}") from None
                 time.sleep(0.2)
 
+    def running_uri(self) -> str | None:
+        """The URI (with credentials) of the database that another process runs for this folder, or
+        None when no process owns the folder. Tools run beside a server on its data folder (backup,
+        import) join through this: the owner holds ``embedded.lock`` and writes its address to
+        ``embedded.json``; the credentials are the folder's own (readable by its user only). An owner
+        still starting is waited for (up to ``start_timeout``)."""
+        try:
+            fd = os.open(self.data_dir / "embedded.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return None  # nobody holds it (closing the fd below releases it)
+            except BlockingIOError:
+                pass
+        finally:
+            os.close(fd)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                info = json.loads((self.data_dir / "embedded.json").read_text())
+                password = json.loads((self.data_dir / CREDENTIALS_FILE).read_text())["password"]
+                os.kill(int(info["pid"]), 0)  # a file left by an owner that died is not this owner's
+                host = LOOPBACK if info["host"] in WILDCARDS else info["host"]
+                with socket.create_connection((host, int(info["port"])), timeout=1):
+                    pass
+                self.host, self.port, self._password = info["host"], int(info["port"]), password
+                return self.uri
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the data folder {self.data_dir} is locked by a server whose database "
+                                   f"does not answer ({self._owner_info()})")
+            time.sleep(0.2)
+
     def _owner_info(self) -> str:
         try:
             info = json.loads((self.data_dir / "embedded.json").read_text())
