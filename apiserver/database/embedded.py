@@ -138,33 +138,6 @@ class EmbeddedDatabase:
             raise
         return self.uri
 
-    def join_or_start(self) -> str:
-        """The URI of this folder's database for a second process (an import, a backup): the running
-        owner's, read from ``embedded.json`` and the folder's credentials, or, when no server holds the
-        folder, a database this process starts and owns (``owner``; stop it when done)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.data_dir / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-        else:
-            os.close(fd)  # free: start it the way a server does (a server starting meanwhile waits for us)
-            return self.ensure_running()
-        deadline = time.monotonic() + self.start_timeout
-        while True:  # an owner that is still starting writes embedded.json once its database listens
-            try:
-                info = json.loads((self.data_dir / "embedded.json").read_text())
-                self._password = json.loads((self.data_dir / CREDENTIALS_FILE).read_text())["password"]
-                self.host, self.port = info["host"], int(info["port"])
-                _wait_until_listening(LOOPBACK if self.host in WILDCARDS else self.host, self.port, None, 5)
-                return self.uri
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(f"the data folder {self.data_dir} is held by another process "
-                                       f"({self._owner_info()}) whose database cannot be reached: {exc}") from None
-                time.sleep(0.2)
-
     def running_uri(self) -> str | None:
         """The URI (with credentials) of the database that another process runs for this folder, or
         None when no process owns the folder. Tools run beside a server on its data folder (backup,
