@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a broken or misspelled setting: say which, no traceback
         print(f"apiserver: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config["apiserver.log_level"])
+    configure_logging(config["apiserver.log_level"], config["apiserver.log_format"])
     if args.command == "database":
         from apiserver.serve import run_database
 

@@ -6,22 +6,24 @@ import atexit
 import dataclasses
 import logging
 import os
+import threading
+import time
 from functools import partial
 from typing import Any
 
 from flask import Flask
 
-from apiserver import MAX_API_VERSION, __version__
+from apiserver import MAX_API_VERSION, __version__, metrics
 from apiserver.bll.auth.identity import ROLES
 from apiserver.bll.auth.throttle import ThrottleLimits
 from apiserver.bll.auth.tokens import TokenService
 from apiserver.bll.auth.users import AuthBLL
 from apiserver.bll.events.events import EventBLL
-from apiserver.bll.events.migration import migrate_legacy_events
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.manager.manager import TASK_STATUSES as RENDER_TASK_STATUSES
 from apiserver.bll.manager.manager import WORKER_STATUSES as RENDER_WORKER_STATUSES
 from apiserver.bll.manager.manager import ManagerBLL
+from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, migrate, refuse_newer_data
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
@@ -48,22 +50,35 @@ from apiserver.config import Config, ConfigError, load_config
 from apiserver.config.settings import Settings
 from apiserver.console import Console
 from apiserver.database.connection import connect
+from apiserver.database.errors import ConnectionFailure
 from apiserver.database.filestore import build_store
 from apiserver.database.model.auth import Company
+from apiserver.jsonlog import JsonLinesFormatter
 from apiserver.schema.loader import SpecError, check_enums, format_version, load_specs, parse_version
 from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
 from apiserver.service_repo.endpoint import bind_handlers, import_handlers
+from apiserver.service_repo.observe import RequestObserver
 from apiserver.service_repo.webapp import WebApp, configured_build
 from apiserver.state import ServerState, get_state, set_state
 
 log = logging.getLogger("apiserver")
 
 
-def configure_logging(level: str = "INFO") -> None:
+LOG_FORMATS = ("text", "json")
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Plain text lines, or JSON lines (``apiserver.log_format: json``, apiserver/jsonlog.py) on every
+    handler of the root logger (a gunicorn worker inherits the master's)."""
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"apiserver.log_format: {log_format!r} is not one of {list(LOG_FORMATS)}")
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    if log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonLinesFormatter())
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -103,12 +118,21 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
 
 
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None,
-               start_scheduler: bool | None = None) -> Flask:
+               start_scheduler: bool | None = None, wait_for_database: bool = False) -> Flask:
+    """The app. ``wait_for_database`` (gunicorn workers): when the database does not answer, an app that
+    answers only the probes (503) is returned at once and the start-up finishes once it does."""
     config = config or load_config(overrides=overrides)
-    configure_logging(config["apiserver.log_level"])
-    db, embedded = connect(config)
+    configure_logging(config["apiserver.log_level"], config["apiserver.log_format"])
+    try:
+        db, embedded = connect(config, on_command=metrics.observe_database_command
+                               if config["apiserver.metrics.enabled"] else None)
+    except ConnectionFailure:
+        if not wait_for_database:
+            raise
+        return _starting_app(config, start_scheduler)
     if embedded is not None:
         atexit.register(embedded.stop)
+    refuse_newer_data(__version__)  # before anything is written to data this code does not know
     settings = Settings.from_config(config)
     data_dir = config["database.embedded.data_dir"]
     auth = settings.auth
@@ -126,8 +150,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     users.on_tokens_revoked.append(tokens.forget_checks)
     dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
 
-    app = Flask("apiserver")
-    app.config["MAX_CONTENT_LENGTH"] = int(config["apiserver.max_content_length"])
+    app = _flask_app(config)
     dispatcher.register(app)
     webapp_build = configured_build(config)
     if webapp_build is not None:
@@ -147,7 +170,6 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
     events.ensure_indexes()
-    migrate_legacy_events(events.stores)
     deletion = OwnedDeletion(tasks, models, events, files, projects)
     pipelines = build_pipelines(settings)
     pipelines.ensure_indexes()
@@ -172,6 +194,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         deletion=deletion,
                         project_merge=ProjectMerge(projects, tasks, models),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
+    migrate(state, __version__, float(config["scheduler.lease_ttl_sec"]))
     set_state(state)
     for company in Company.objects.only("id"):
         queue_entries.ensure_default(company.id)
@@ -182,6 +205,44 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         state.scheduler = start(state)
     log.info("API server %s ready: %d endpoints, API versions up to %s", __version__, len(specs.names()),
              format_version(dispatcher.max_version))
+    return app
+
+
+def _flask_app(config: Config) -> Flask:
+    app = Flask("apiserver")
+    app.config["MAX_CONTENT_LENGTH"] = int(config["apiserver.max_content_length"])
+    RequestObserver(metrics_enabled=bool(config["apiserver.metrics.enabled"]),
+                    log_requests=config["apiserver.log_format"] == "json").register(app)
+    return app
+
+
+def _starting_app(config: Config, start_scheduler: bool | None) -> Flask:
+    """An app that answers /health and /health/ready (503) and nothing else while the database does
+    not answer; a thread retries the start-up and, once it succeeds, the app serves the started one.
+    A start-up that fails otherwise (e.g. data too new) ends the worker with gunicorn's boot-error
+    code, which stops the server."""
+    dispatcher, _ = build_dispatcher(config, None)
+    dispatcher.starting = True
+    app = _flask_app(config)
+    dispatcher.register(app)
+    log.warning("the database does not answer: /health/ready answers 503 until it does")
+
+    def start_when_database_answers() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                started = create_app(config, start_scheduler=start_scheduler)
+            except ConnectionFailure:
+                continue
+            except BaseException:  # noqa: BLE001 - said in the log, then the server stops
+                log.exception("start-up failed")
+                logging.shutdown()
+                os._exit(EXIT_DATA_TOO_NEW)
+            app.wsgi_app = started.wsgi_app  # Flask's own hook for wrapping: every request goes there now
+            log.info("the database answers: start-up done")
+            return
+
+    threading.Thread(target=start_when_database_answers, daemon=True, name="start-up").start()
     return app
 
 

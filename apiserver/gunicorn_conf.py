@@ -5,7 +5,7 @@ workers, so all of them share one database process; it stops it on exit.
 """
 
 from apiserver.config import load_config
-from apiserver.serve import gunicorn_options, start_database, stop_database
+from apiserver.serve import gunicorn_options, prepare_master, start_database, stop_database
 
 _config = load_config()
 globals().update({k: v for k, v in gunicorn_options(_config).items() if v is not None})
@@ -13,6 +13,7 @@ globals().update({k: v for k, v in gunicorn_options(_config).items() if v is not
 
 def on_starting(server):
     start_database(_config)
+    prepare_master(_config)
 
 
 def on_exit(server):

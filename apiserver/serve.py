@@ -8,17 +8,25 @@ exports its URI so every worker connects to the same server; the master stops it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
+import time
 from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger as GunicornLogger
 
 from apiserver.config import Config, load_config
 from apiserver.database.connection import embedded_from_config
 from apiserver.database.embedded import WILDCARDS, EmbeddedDatabase
+from apiserver.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+from apiserver.readiness import SHUTDOWN_FLAG_ENV
 
 log = logging.getLogger("apiserver")
 URI_ENV = "APISERVER__database__uri"
@@ -41,7 +49,69 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         # one host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
         "worker_exit": worker_exit,
+        "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+        "logger_class": JsonGunicornLogger if config["apiserver.log_format"] == "json" else None,
     }
+
+
+def post_worker_init(worker: Any) -> None:
+    """In a new worker: SIGTERM (a shutdown) makes /health/ready answer 503 for what it still serves."""
+    from apiserver.readiness import mark_shutting_down
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        mark_shutting_down()
+        worker.handle_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, when a worker exited: its live metrics go, its counts stay summed."""
+    from apiserver.metrics import worker_gone
+
+    worker_gone(worker.pid)
+
+
+class JsonGunicornLogger(GunicornLogger):
+    """gunicorn's own log lines (boot, worker exits) as JSON lines too, with ``log_format: json``."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from apiserver.jsonlog import JsonLinesFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonLinesFormatter())
+
+
+def prepare_master(config: Config) -> str:
+    """Before forking: the metrics folder the workers share and the shutdown flag they watch (both in
+    the environment they inherit). Returns the metrics folder."""
+    os.environ[SHUTDOWN_FLAG_ENV] = os.path.join(tempfile.gettempdir(), f"apiserver-draining-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.environ[SHUTDOWN_FLAG_ENV])
+    return prepare_multiprocess_dir(str(config.get("apiserver.metrics.multiproc_dir") or ""))
+
+
+def refuse_newer_data(config: Config) -> None:
+    """In the master, before forking: data written by a newer release stops the server here, with
+    the reason on stderr and exit code 3 (the workers would each refuse it)."""
+    from apiserver import __version__
+    from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, DataTooNew
+    from apiserver.bll.migrations import refuse_newer_data as check
+    from apiserver.database.connection import connect, disconnect
+    from apiserver.database.errors import ConnectionFailure
+
+    try:
+        connect(load_config())  # read again: start_database exported the embedded database's URI
+        check(__version__)
+    except ConnectionFailure:
+        log.warning("the database does not answer yet: the workers wait for it")
+    except DataTooNew as exc:
+        print(f"apiserver: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_DATA_TOO_NEW) from None
+    finally:
+        disconnect()  # no client may cross the fork
 
 
 def worker_exit(server: Any = None, worker: Any = None) -> None:
@@ -86,14 +156,46 @@ def run(config: Config) -> None:
         def load(self):
             from apiserver.app import create_app
 
-            return create_app()
+            return create_app(wait_for_database=True)
+
+        def run(self) -> None:
+            DrainingArbiter(self, float(config["apiserver.shutdown_drain_sec"])).run()
 
     start_database(config)
+    metrics_dir = prepare_master(config)
     try:
+        refuse_newer_data(config)
         log.info("API server listening on http://%s", gunicorn_options(config)["bind"])
         Server().run()
     finally:
         stop_database()
+        remove_multiprocess_dir(metrics_dir)
+
+
+class DrainingArbiter(Arbiter):
+    """gunicorn's master, which on SIGTERM first drains for ``drain_sec``: the workers go on serving
+    while /health/ready answers 503 (the shutdown flag), then it stops as gunicorn does. A second
+    SIGTERM stops at once."""
+
+    def __init__(self, app: Any, drain_sec: float):
+        super().__init__(app)
+        self.drain_sec = drain_sec
+        self.drain_until: float | None = None
+
+    def handle_term(self) -> None:
+        if self.drain_sec <= 0 or self.drain_until is not None:
+            raise StopIteration
+        self.drain_until = time.monotonic() + self.drain_sec
+        with open(os.environ[SHUTDOWN_FLAG_ENV], "w"):
+            pass
+        self.log.info("draining for %.1fs before stopping (/health/ready answers 503)", self.drain_sec)
+
+    def murder_workers(self) -> None:
+        super().murder_workers()
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.environ[SHUTDOWN_FLAG_ENV])
+            raise StopIteration
 
 
 def run_database(config: Config, host: str | None = None, port: int | None = None) -> int:

@@ -2,4 +2,4 @@
 
 from apiserver.app import create_app
 
-app = create_app()
+app = create_app(wait_for_database=True)

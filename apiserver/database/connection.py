@@ -83,6 +83,11 @@ def connect(config: Config, on_command: Callable[[str, float], None] | None = No
     return db, embedded
 
 
+def disconnect() -> None:
+    """Close every connection ``connect`` made (the gunicorn master's, before it forks)."""
+    mongoengine.disconnect_all()
+
+
 def database_kind(db: Database) -> str:
     """'secantusdb' or 'mongodb', for server.info."""
     try:

@@ -14,10 +14,9 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -35,6 +34,7 @@ from apiserver.service_repo.auth import (
     SessionCookie,
 )
 from apiserver.service_repo.call import Call
+from apiserver.service_repo.observe import request_id
 from apiserver.service_repo.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ JSON_LINES = "application/json-lines"
 UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 UTC_SUFFIX = "+00:00"
+# What a process answers while its start-up waits for the database (``starting``): the probes only.
+ANSWERS_WHILE_STARTING = frozenset({"server.health", "server.ready"})
 
 
 def _json_default(value: Any) -> Any:
@@ -83,6 +85,7 @@ class Dispatcher:
         self.session_cookie = session_cookie
         self.https = https
         self.proxies = TrustedProxies(trusted_proxies)
+        self.starting = False  # create_app's start-up is still waiting for the database
         # GET of a name that is no endpoint (``/index.html``): a served web app's file, if any.
         self.static_fallback: Callable[[str], Response | None] | None = None
 
@@ -107,7 +110,7 @@ class Dispatcher:
     # -- views --------------------------------------------------------------------------------
 
     def rpc_view(self, name: str, version: str | None = None) -> Response:
-        call_id = uuid4().hex
+        call_id = request_id()
         trx = request.headers.get("X-ClearML-Trx") or request.headers.get("X-Trx") or call_id
         requested = version
         spec: EndpointSpec | None = None
@@ -152,7 +155,7 @@ class Dispatcher:
 
     def _rest_view(self, spec: EndpointSpec) -> Callable[..., Response]:
         def view(**path_params: str) -> Response:
-            call_id = uuid4().hex
+            call_id = request_id()
             try:
                 result, call = self._run(spec, call_id, call_id, spec.version_str, path_params)
                 return self._with_cookies(self._rest_response(spec, result), call)
@@ -170,6 +173,9 @@ class Dispatcher:
 
     def _run(self, spec: EndpointSpec, call_id: str, trx: str, requested: str,
              path_params: dict[str, str]) -> tuple[Any, Call]:
+        g.endpoint = spec.name  # for the request's metrics and log line (service_repo/observe.py)
+        if self.starting and spec.name not in ANSWERS_WHILE_STARTING:
+            raise errors.service_unavailable.NotReady("the server is starting: its database does not answer yet")
         identity = None
         address = self._client_address()
         auth_header = request.headers.get("Authorization")
@@ -187,6 +193,7 @@ class Dispatcher:
             if acting_as:
                 identity = self.authenticator.users.impersonated(identity, acting_as.strip())
             self.authenticator.check_role(spec, identity)
+            g.identity = identity
         if spec.http is not None and spec.http.style == "stream":
             return self._run_stream(spec, call_id, trx, requested, path_params, identity, auth_header, address)
         data, batch = self._read_body(spec, path_params)
@@ -368,7 +375,7 @@ class Dispatcher:
 
     def _http_error(self, exc: HTTPException) -> Response:
         """Werkzeug's own errors (no route, wrong method, body too large) in our shapes."""
-        call_id = uuid4().hex
+        call_id = request_id()
         code = exc.code or 500
         msg = exc.description or exc.name
         if code == 404:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiserver import metrics
 from apiserver.bll.events.events import DEBUG_IMAGE, PLOT
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
@@ -11,14 +12,19 @@ def _events():
     return get_state().events
 
 
+def _counted(result: dict) -> dict:
+    metrics.count_events_stored(result.get("added", 0))
+    return result
+
+
 @endpoint("events.add")
 def add(call: Call) -> dict:
-    return _events().add_events(call.identity, [call.data])
+    return _counted(_events().add_events(call.identity, [call.data]))
 
 
 @endpoint("events.add_batch")
 def add_batch(call: Call) -> dict:
-    return _events().add_events(call.identity, call.batched_data)
+    return _counted(_events().add_events(call.identity, call.batched_data))
 
 
 @endpoint("events.get_task_log")

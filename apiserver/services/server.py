@@ -1,26 +1,45 @@
-"""Handlers of the server service: health, info and the OpenAPI document."""
+"""Handlers of the server service: liveness, readiness, Prometheus metrics, info and the OpenAPI document."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from apiserver import MAX_API_VERSION, __version__
+from apiserver import MAX_API_VERSION, __version__, metrics
 from apiserver.apierrors import errors
+from apiserver.bll.gauges import company_gauges
 from apiserver.database.connection import database_kind
 from apiserver.database.model.base import utcnow
+from apiserver.readiness import not_ready_because
 from apiserver.service_repo import Call, endpoint
 from apiserver.service_repo.openapi import build_openapi
-from apiserver.state import get_state
+from apiserver.state import get_state, peek_state
 
 
 @endpoint("server.health")
 def health(call: Call) -> dict:
+    state = peek_state()
+    if state is None:  # start-up still waits for the database (create_app's wait_for_database)
+        raise errors.service_unavailable.UpstreamUnavailable("database does not answer")
     try:
-        get_state().db.command("ping")
+        state.db.command("ping")
     except Exception as exc:  # noqa: BLE001 - any database fault means "not ready"
         raise errors.service_unavailable.UpstreamUnavailable("database does not answer") from exc
     return {"status": "ok", "database": "ok"}
+
+
+@endpoint("server.ready")
+def ready(call: Call) -> dict:
+    problem = not_ready_because()
+    if problem is not None:
+        raise errors.service_unavailable.NotReady(problem)
+    return {"status": "ready"}
+
+
+@endpoint("server.metrics")
+def prometheus_metrics(call: Call) -> str:
+    state = get_state()
+    return metrics.exposition(company_gauges(call.company, state.workers.count(call.company, None)))
 
 
 @endpoint("server.info")

@@ -1,0 +1,41 @@
+"""Owns whether this process should get traffic (``/health/ready``): its start-up is done (specs loaded,
+database connected, state built), its database answers, and the server is not shutting down.
+
+Shutting down is known two ways: this worker got SIGTERM (``mark_shutting_down``, from the gunicorn
+hook in ``serve.py``), or the master is draining before it stops (it creates the file named in
+``SHUTDOWN_FLAG_ENV``, which every worker checks).
+"""
+
+from __future__ import annotations
+
+import os
+
+from apiserver.state import peek_state
+
+SHUTDOWN_FLAG_ENV = "APISERVER_SHUTDOWN_FLAG"
+
+_shutting_down = False
+
+
+def mark_shutting_down() -> None:
+    global _shutting_down
+    _shutting_down = True
+
+
+def shutting_down() -> bool:
+    flag = os.environ.get(SHUTDOWN_FLAG_ENV)
+    return _shutting_down or bool(flag and os.path.exists(flag))
+
+
+def not_ready_because() -> str | None:
+    """Why this process should get no traffic now, or None when it should."""
+    if shutting_down():
+        return "the server is shutting down"
+    state = peek_state()
+    if state is None:
+        return "the server is starting: its database does not answer yet"
+    try:
+        state.db.command("ping")
+    except Exception:  # noqa: BLE001 - any database fault means "not ready"
+        return "the database does not answer"
+    return None
