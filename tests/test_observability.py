@@ -163,8 +163,8 @@ def test_ready_is_503_until_the_database_answers(tmp_path):
             assert _status(server, "/health/ready") == 503
             assert _status(server, "/health") == 503  # it answers: the process lives, the database does not
             time.sleep(0.5)
-        login = requests.post(server.base_url + "/auth.login", headers={"Authorization": basic(ADMIN_KEY, ADMIN_SECRET)},
-                              timeout=5)
+        login = requests.post(server.base_url + "/auth.login", timeout=5,
+                              headers={"Authorization": basic(ADMIN_KEY, ADMIN_SECRET)})
         assert login.status_code == 503 and login.json()["meta"]["result_subcode"] == 2
         database.ensure_running()
         until("ready once the database is up", lambda: _status(server, "/health/ready") == 200, timeout=60)

@@ -1,0 +1,49 @@
+"""Upgrades never lose data: this version starts on a data folder made by the release recorded in
+tests/fixtures (scripts/make_upgrade_fixture.py, from real ClearML SDK runs) and answers the same for
+its task, scalars, console lines, model and files; data marked by a newer release is refused at start
+with a message and exit code 3, and nothing is written to it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from uuid import uuid4
+
+from pymongo import MongoClient
+
+from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, SCHEMA_VERSION
+from scripts.make_upgrade_fixture import ANSWERS, ARCHIVE, answers
+from tests.helpers import ROOT, ServerProcess, free_port
+
+
+def test_this_version_answers_the_same_on_the_recorded_data_folder(tmp_path):
+    recorded = json.loads(ANSWERS.read_text())
+    assert recorded["schema_version"] <= SCHEMA_VERSION
+    with tarfile.open(ARCHIVE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    server = ServerProcess(None, recorded["database_name"], workers=1, data_dir=tmp_path / "data")
+    server.start(tmp_path, timeout=120)
+    try:
+        expected = recorded["answers"]
+        now = answers(server, expected["task"]["id"], expected["model"]["id"])
+        for part in ("task", "model", "scalars", "log", "files"):
+            assert now[part] == expected[part], f"{part} differs from what {recorded['server_version']} answered"
+    finally:
+        server.stop()
+    assert "migration 1 done" in server.log() or recorded["schema_version"] == SCHEMA_VERSION
+
+
+def test_data_from_a_newer_release_is_refused_untouched(mongo_uri):
+    db_name = f"newer_{uuid4().hex[:8]}"
+    db = MongoClient(mongo_uri)[db_name]
+    db.server_meta.insert_one({"_id": "schema", "version": SCHEMA_VERSION + 1, "server_version": "99.0.0"})
+    server = ServerProcess(mongo_uri, db_name, workers=1)
+    proc = subprocess.run([sys.executable, "-m", "apiserver", "--port", str(free_port()), "--workers", "1"],
+                          cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_DATA_TOO_NEW, proc.stderr[-3000:]
+    assert f"schema version {SCHEMA_VERSION + 1}, server 99.0.0" in proc.stderr
+    assert "Nothing was changed" in proc.stderr
+    assert db.list_collection_names() == ["server_meta"]  # no index, no admin, no default queue written
+    db.client.drop_database(db_name)
