@@ -9,6 +9,7 @@ import sys
 
 from apiserver.app import configure_logging
 from apiserver.config import ConfigError, load_config
+from apiserver.importer import add_import_parser, run_import
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument("--host", dest="db_host", help="listen address (default database.embedded.host)")
     database.add_argument("--port", dest="db_port", type=int,
                           help="listen port (default database.embedded.port, or 27017 when that is 0)")
+    add_import_parser(commands)
     return parser
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"apiserver: {exc}", file=sys.stderr)
         return 2
     configure_logging(config["apiserver.log_level"], config["apiserver.log_format"])
+    if args.command == "import":
+        return run_import(config, args)
     if args.command == "database":
         from apiserver.serve import run_database
 

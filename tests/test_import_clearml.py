@@ -1,0 +1,224 @@
+"""`python -m apiserver import clearml` between two real servers: the source seeded by the real clearml SDK,
+the target on its embedded database (the import joins the running server's database process). After the
+import the target answers the same through the API and serves the same bytes from its own /files; a
+second import changes nothing; an import killed halfway and run again ends the same; a wrong secret
+or an unreachable source fails with a message and writes nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, free_port, until
+from tests.test_clearml_sdk_files import make_workdir, run_sdk
+
+SEED = """
+import hashlib, json, os
+import numpy as np
+from clearml import OutputModel, Task
+
+task = Task.init(project_name="move-a", task_name="train", output_uri=True, reuse_last_task_id=False,
+                 auto_connect_frameworks=False, auto_resource_monitoring=False)
+task.connect({"lr": 0.1, "epochs": 5, "optimizer": "adam"})
+task.connect_configuration({"layers": [64, 32], "dropout": 0.25}, name="net")
+logger = task.get_logger()
+for i in range(500):
+    logger.report_scalar("loss", "train", 1.0 / (i + 1), i)
+    logger.report_scalar("loss", "val", 2.0 / (i + 1), i)
+for i in range(30):
+    logger.report_text(f"console line {i}")
+logger.report_scatter2d("curve", "roc", iteration=1, scatter=[[0, 0], [0.5, 0.8], [1, 1]])
+image = np.zeros((16, 24, 3), dtype=np.uint8)
+image[:, :12] = 255
+logger.report_image("samples", "first", iteration=3, image=image)
+task.upload_artifact("table", {"rows": [1, 2, 3]}, wait_on_upload=True)
+with open("blob.bin", "wb") as f:
+    f.write(os.urandom(200_000))
+task.upload_artifact("blob", "blob.bin", wait_on_upload=True)
+with open("weights.bin", "wb") as f:
+    f.write(os.urandom(150_000))
+model = OutputModel(task=task, name="net", framework="PyTorch")
+model.update_weights(weights_filename="weights.bin")
+task.flush(wait_for_uploads=True)
+task.close()
+queued = Task.create(project_name="move-b/nested", task_name="waiting", task_type="training")
+queued.set_parameters({"Args/batch": 32})
+Task.enqueue(queued, queue_name="default")
+print("RESULT", json.dumps({"task": task.id, "model": model.id, "queued": queued.id}))
+"""
+
+EVENT_TYPES = ("training_stats_scalar", "log", "plot", "training_debug_image", "training_stats_vector")
+SAME_FIELDS = ("id", "name", "type", "status", "project", "user", "created", "started", "completed", "last_update",
+               "status_changed", "hyperparams", "configuration", "tags", "system_tags", "last_iteration", "script",
+               "parent", "comment", "last_metrics")
+
+
+@pytest.fixture(scope="module")
+def source(mongo_uri, db_name, tmp_path_factory):
+    files = tmp_path_factory.mktemp("import-src-files")
+    proc = ServerProcess(mongo_uri, f"{db_name}_impsrc", workers=1,
+                         extra_env={"APISERVER__files__local__dir": str(files)})
+    proc.start(tmp_path_factory.mktemp("import-src-logs"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(source, tmp_path_factory):
+    return run_sdk(make_workdir(source.base_url, tmp_path_factory.mktemp("import-sdk")), SEED, "seed.py")
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    proc = ServerProcess(None, "apiserver", workers=1, data_dir=tmp_path_factory.mktemp("import-dst"))
+    proc.data_dir = Path(proc.argv[proc.argv.index("--data-dir") + 1])
+    proc.start(tmp_path_factory.mktemp("import-dst-logs"))
+    yield proc
+    proc.stop()
+
+
+def run_import(data_dir: Path, env: dict, source_url: str, files_url: str, secret: str = ADMIN_SECRET,
+               wait: bool = True, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
+    argv = [sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "import", "clearml", "--from", source_url,
+            "--access-key", ADMIN_KEY, "--secret-key", secret, "--files-url", files_url]
+    if not wait:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                **kw)
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def counts(api) -> dict:
+    tasks = api.call("tasks.get_all_ex", search_hidden=True, only_fields=["id"])["tasks"]
+    out = {"tasks": len(tasks), "projects": len(api.call("projects.get_all_ex", search_hidden=True)["projects"]),
+           "models": len(api.call("models.get_all_ex", search_hidden=True)["models"]),
+           "queues": sorted((q["name"], len(q["entries"])) for q in api.call("queues.get_all_ex")["queues"])}
+    for task in tasks:
+        for kind in EVENT_TYPES:
+            total = api.call("events.get_task_events", task=task["id"], event_type=kind, batch_size=1)["total"]
+            out[f"{task['id']}:{kind}"] = total
+    return out
+
+
+def compare(src, dst, dst_files: str) -> None:
+    """The target answers what the source answers, and serves the files from its own /files."""
+    source_tasks = [t["id"] for t in src.call("tasks.get_all_ex", search_hidden=True, only_fields=["id"])["tasks"]]
+    assert len(source_tasks) == 2
+    for task_id in source_tasks:
+        want = src.call("tasks.get_by_id", task=task_id)["task"]
+        got = dst.call("tasks.get_by_id", task=task_id)["task"]
+        for field in SAME_FIELDS:
+            assert got.get(field) == want.get(field), (task_id, field)
+        src_art = {a["key"]: a for a in want["execution"].get("artifacts", [])}
+        for art in got["execution"].get("artifacts", []):
+            assert art["uri"].startswith(dst_files + "/"), art
+            mine = requests.get(art["uri"], headers={"Authorization": dst.auth}, timeout=30)
+            theirs = requests.get(src_art[art["key"]]["uri"], headers={"Authorization": src.auth}, timeout=30)
+            assert mine.status_code == 200 and mine.content == theirs.content
+        if want["execution"].get("queue"):  # queues are merged by name (the target has its own 'default')
+            def queue_name(api, queue):
+                return api.call("queues.get_by_id", queue=queue)["queue"]["name"]
+            assert queue_name(dst, got["execution"]["queue"]) == queue_name(src, want["execution"]["queue"])
+        for kind in EVENT_TYPES:
+            def total(api, task=task_id, kind=kind):
+                return api.call("events.get_task_events", task=task, event_type=kind, batch_size=1)["total"]
+            assert total(dst) == total(src), (task_id, kind)
+        hist = {"task": task_id, "samples": 5000, "key": "iter"}
+        assert dst.call("events.scalar_metrics_iter_histogram", **hist) == \
+            src.call("events.scalar_metrics_iter_histogram", **hist)
+    for listed in src.call("models.get_all_ex", search_hidden=True, only_fields=["id"])["models"]:
+        model = src.call("models.get_by_id", model=listed["id"])["model"]
+        got = dst.call("models.get_by_id", model=listed["id"])["model"]
+        assert (got["name"], got["task"], got["created"]) == (model["name"], model["task"], model["created"])
+        assert got["uri"].startswith(dst_files + "/")
+        mine = requests.get(got["uri"], headers={"Authorization": dst.auth}, timeout=30)
+        theirs = requests.get(model["uri"], headers={"Authorization": src.auth}, timeout=30)
+        assert mine.status_code == 200 and mine.content == theirs.content and len(mine.content) == 150_000
+
+
+def test_import_clearml_copies_everything_and_a_second_run_changes_nothing(source, seeded, target):
+    src, dst = source.admin(), target.admin()
+    files = f"{target.base_url}/files"
+    result = run_import(target.data_dir, target.env, source.base_url, files)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "tasks:" in result.stderr and "files" in result.stdout, result.stdout + result.stderr
+    compare(src, dst, files)
+    # the debug image's event points at this server's /files and downloads the same bytes
+    images = dst.call("events.debug_images", metrics=[{"task": seeded["task"], "metric": "samples"}])
+    url = images["metrics"][0]["iterations"][0]["events"][0]["url"]
+    theirs = src.call("events.debug_images", metrics=[{"task": seeded["task"], "metric": "samples"}])
+    src_url = theirs["metrics"][0]["iterations"][0]["events"][0]["url"]
+    assert url.startswith(files + "/") and url != src_url
+    assert requests.get(url, headers={"Authorization": dst.auth}, timeout=30).content == \
+        requests.get(src_url, headers={"Authorization": src.auth}, timeout=30).content
+    # the queued task waits in the target's default queue
+    queue = dst.call("queues.get_all_ex", name="^default$")["queues"][0]
+    assert seeded["queued"] in [e["task"]["id"] for e in queue["entries"]]
+    before = counts(dst)
+    again = run_import(target.data_dir, target.env, source.base_url, files)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert counts(dst) == before
+    table = {line.split()[0]: line.split()[1:] for line in again.stdout.splitlines()[1:8]}
+    assert all(row[0] == "0" and row[1] == "0" for row in table.values()), again.stdout  # nothing new or updated
+
+
+def test_an_import_killed_halfway_and_run_again_ends_the_same(source, seeded, tmp_path):
+    """No server runs on the folder: the import starts its database; killed (-9) in the middle of the tasks
+    and run again, it ends as one whole run does."""
+    folder, port = tmp_path / "data", free_port()
+    later = ServerProcess(None, "apiserver", workers=1, data_dir=folder, port=port)
+    files = f"{later.base_url}/files"
+    first = run_import(folder, later.env, source.base_url, files, wait=False)
+    lines = []
+    for line in first.stdout:
+        lines.append(line)
+        if line.startswith("tasks: 0/"):
+            time.sleep(0.3)
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait(30)
+    assert first.returncode == -signal.SIGKILL and not any("finished in" in ln for ln in lines), lines
+    # the database the killed import started stops on its own (it follows its parent); wait for it
+    until("the killed import's database to stop", lambda: not (folder / "embedded.lock").exists()
+          or _lock_free(folder / "embedded.lock"), timeout=60)
+    again = run_import(folder, later.env, source.base_url, files)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    later.start(tmp_path)
+    try:
+        compare(source.admin(), later.admin(), files)
+        assert counts(later.admin()) == counts(source.admin())
+    finally:
+        later.stop()
+
+
+def _lock_free(path: Path) -> bool:
+    import fcntl
+    import os
+
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "unreachable"])
+def test_a_wrong_secret_or_an_unreachable_source_fails_clearly_and_writes_nothing(source, tmp_path, case):
+    folder = tmp_path / "data"
+    url = source.base_url if case == "wrong secret" else f"http://127.0.0.1:{free_port()}"
+    env = {**source.env, "APISERVER__database__name": "apiserver"}
+    env.pop("APISERVER__database__uri", None)
+    result = run_import(folder, env, url, "http://127.0.0.1:1/files", secret="not-the-secret")
+    assert result.returncode == 1
+    expected = "refused the access key" if case == "wrong secret" else "cannot reach the ClearML server"
+    assert expected in result.stderr and "nothing was imported" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (folder / "db").exists()  # the source is checked before the database is opened
