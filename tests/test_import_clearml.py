@@ -1,7 +1,7 @@
 """`python -m apiserver import clearml` between two real servers: the source seeded by the real clearml SDK,
 the target on its embedded database (the import joins the running server's database process). After the
 import the target answers the same through the API and serves the same bytes from its own /files; a
-second import changes nothing; an import killed halfway and run again ends the same; a wrong secret
+an import killed halfway and run again ends as one whole run; a third run changes nothing; a wrong secret
 or an unreachable source fails with a message and writes nothing."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, free_port, until
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, free_port
 from tests.test_clearml_sdk_files import make_workdir, run_sdk
 
 SEED = """
@@ -141,13 +141,26 @@ def compare(src, dst, dst_files: str) -> None:
         assert mine.status_code == 200 and mine.content == theirs.content and len(mine.content) == 150_000
 
 
-def test_import_clearml_copies_everything_and_a_second_run_changes_nothing(source, seeded, target):
+def test_import_clearml_killed_halfway_run_again_copies_everything_and_a_third_run_changes_nothing(
+        source, seeded, target):
     src, dst = source.admin(), target.admin()
     files = f"{target.base_url}/files"
+    first = run_import(target.data_dir, target.env, source.base_url, files, wait=False)
+    lines = []
+    for line in first.stdout:  # killed (-9) while it copies the first task
+        lines.append(line)
+        if line.startswith("tasks: 0/"):
+            time.sleep(0.3)
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait(30)
+    assert first.returncode == -signal.SIGKILL and not any("finished in" in ln for ln in lines), lines
+    assert dst.call("models.get_all_ex", search_hidden=True)["models"] == []  # it stopped halfway
     result = run_import(target.data_dir, target.env, source.base_url, files)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "tasks:" in result.stderr and "files" in result.stdout, result.stdout + result.stderr
     compare(src, dst, files)
+    assert counts(dst) == counts(src)
     # the debug image's event points at this server's /files and downloads the same bytes
     images = dst.call("events.debug_images", metrics=[{"task": seeded["task"], "metric": "samples"}])
     url = images["metrics"][0]["iterations"][0]["events"][0]["url"]
@@ -165,49 +178,6 @@ def test_import_clearml_copies_everything_and_a_second_run_changes_nothing(sourc
     assert counts(dst) == before
     table = {line.split()[0]: line.split()[1:] for line in again.stdout.splitlines()[1:8]}
     assert all(row[0] == "0" and row[1] == "0" for row in table.values()), again.stdout  # nothing new or updated
-
-
-def test_an_import_killed_halfway_and_run_again_ends_the_same(source, seeded, tmp_path):
-    """No server runs on the folder: the import starts its database; killed (-9) in the middle of the tasks
-    and run again, it ends as one whole run does."""
-    folder, port = tmp_path / "data", free_port()
-    later = ServerProcess(None, "apiserver", workers=1, data_dir=folder, port=port)
-    files = f"{later.base_url}/files"
-    first = run_import(folder, later.env, source.base_url, files, wait=False)
-    lines = []
-    for line in first.stdout:
-        lines.append(line)
-        if line.startswith("tasks: 0/"):
-            time.sleep(0.3)
-            first.send_signal(signal.SIGKILL)
-            break
-    first.wait(30)
-    assert first.returncode == -signal.SIGKILL and not any("finished in" in ln for ln in lines), lines
-    # the database the killed import started stops on its own (it follows its parent); wait for it
-    until("the killed import's database to stop", lambda: not (folder / "embedded.lock").exists()
-          or _lock_free(folder / "embedded.lock"), timeout=60)
-    again = run_import(folder, later.env, source.base_url, files)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    later.start(tmp_path)
-    try:
-        compare(source.admin(), later.admin(), files)
-        assert counts(later.admin()) == counts(source.admin())
-    finally:
-        later.stop()
-
-
-def _lock_free(path: Path) -> bool:
-    import fcntl
-    import os
-
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "unreachable"])
