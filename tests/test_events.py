@@ -345,3 +345,48 @@ def test_the_events_migration_waits_for_a_live_lease_holder_and_takes_an_expired
         db.leases.delete_many({"_id": LEASE, "holder": "another-host:1"})
         stores.scalars.delete_task(company, task)
         stores.logs.delete_task(company, task)
+
+
+def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike(mongo_uri, tmp_path):
+    """The write path: an add call of a task is one inserted document with its scalars and lines (and
+    one update of the task), whatever its mix; every ``scalar_fold_every`` calls a process folds the
+    task's pending documents into the series and log blocks. Log pages, the chart, raw values, counts
+    and the download read the folded and the still pending events as one log and one series."""
+    db_name = f"fold_{uuid4().hex[:8]}"
+    server = ServerProcess(mongo_uri, db_name, workers=1,
+                           extra_env={"APISERVER__events__scalar_fold_every": "4"}).start(tmp_path)
+    db = pymongo.MongoClient(mongo_uri)[db_name]
+    try:
+        admin = server.admin()
+        task = admin.call("tasks.create", name="folding", type="training")["id"]
+        now = int(time.time() * 1000)
+        for call in range(10):  # folds after calls 4 and 8; calls 9 and 10 stay pending
+            add_batch(admin, [{"task": task, "type": "log", "level": "info", "msg": f"line {call * 30 + i}",
+                               "timestamp": now + call * 30 + i} for i in range(30)]
+                      + [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "v",
+                          "iter": call * 5 + i, "value": float(call * 5 + i), "timestamp": now + i}
+                         for i in range(5)])
+            pending = list(db.event_scalar_pending.find({"task": task}))
+            assert len(pending) == (call + 1) % 4
+            assert all((doc["nl"], len(doc["lines"]), len(doc["series"][0]["i"])) == (30, 30, 5) for doc in pending)
+        assert db.event_log_heads.find_one({"_id": task})["total"] == 240  # 8 calls folded, 2 pending
+        assert db.event_scalar_tasks.find_one({"_id": task})["s"]  # the folded series are registered
+        msgs = lambda page: [e["msg"] for e in page["events"]]  # noqa: E731
+        newest = admin.call("events.get_task_log", task=task, batch_size=100)
+        assert newest["total"] == 300 and msgs(newest) == [f"line {i}" for i in range(299, 199, -1)]
+        oldest = admin.call("events.get_task_log", task=task, batch_size=250, navigate_earlier=False)
+        assert msgs(oldest) == [f"line {i}" for i in range(250)]
+        chart = admin.call("events.scalar_metrics_iter_histogram", task=task)["loss"]["v"]
+        assert chart["x"] == list(range(50)) and chart["y"] == [float(i) for i in range(50)]
+        last = admin.call("tasks.get_by_id", task=task)["task"]
+        assert last["last_iteration"] == 49
+        assert [v["value"] for m in last["last_metrics"].values() for v in m.values()] == [49.0]
+        assert db.event_scalar_pending.count_documents({"task": task}) == 2  # reads above fold nothing
+        status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_type": "json"})
+        assert [json.loads(line)["msg"] for line in text.splitlines()] == [f"line {i}" for i in range(300)]
+        assert db.event_scalar_pending.count_documents({"task": task}) == 0  # a whole-log read folds first
+        assert admin.call("events.get_task_log", task=task, batch_size=300)["total"] == 300
+        assert admin.call("events.delete_for_task", task=task) == {"deleted": 350}
+    finally:
+        server.stop()
+        db.client.drop_database(db_name)

@@ -59,6 +59,18 @@ def metric_selection(metrics: list[dict[str, Any]] | None) -> Selection | None:
     return wanted
 
 
+def _metrics_of(docs: list[dict[str, Any]]) -> TaskMetrics:
+    """What a task's events of one add call say about it (its last iteration, its scalars' last, min and
+    max), for the task rules to record."""
+    report = TaskMetrics()
+    for doc in docs:
+        if doc.get("iter") is not None and doc["iter"] > -(2**31):
+            report.add_iteration(doc["iter"])
+        if doc["type"] == SCALAR:
+            report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]))
+    return report
+
+
 def _check_line_format(line_format: str) -> None:
     """Only the plain line fields: no attribute or index lookups, conversions or nested fields."""
     try:
@@ -92,15 +104,15 @@ class EventBLL:
     # -- writes -------------------------------------------------------------------------------
 
     def add_events(self, identity: Identity, events: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored."""
-        known = self.tasks.writable_ids(identity.company, list({e["task"] for e in events}))
+        """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored.
+
+        The tasks' metrics are recorded first: that write is also the check that the caller may change
+        each task (``TaskBLL.record_metrics``), so an add call of one task costs the tasks one update and
+        the events one insert (``EventStores.add``)."""
         now_ms = int(time.time() * 1000)
-        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
         errors_info: dict[str, int] = defaultdict(int)
         for event in events:
-            if event["task"] not in known:
-                errors_info[f"invalid task id {event['task']}"] += 1
-                continue
             if event["type"] not in EVENT_TYPES:
                 errors_info[f"unknown event type {event['type']}"] += 1
                 continue
@@ -109,31 +121,21 @@ class EventBLL:
             if doc["type"] == SCALAR and not isinstance(doc.get("value"), (int, float)):
                 errors_info["scalar event without a numeric value"] += 1
                 continue
-            by_type[doc["type"]].append(doc)
+            by_task[doc["task"]].append(doc)
         company = identity.company
-        if by_type.get(SCALAR):
-            self.scalars.add(company, by_type[SCALAR])
-        if by_type.get(LOG):
-            self.logs.add(company, by_type[LOG])
-        others = [d for t, docs in by_type.items() if t not in (SCALAR, LOG) for d in docs]
-        if others:
-            self.store.add(company, others)
-        stored = [d for docs in by_type.values() for d in docs]
+        known = self.tasks.record_metrics(company, {task: _metrics_of(docs) for task, docs in by_task.items()}) \
+            if by_task else set()
+        stored = [d for task, docs in by_task.items() if task in known for d in docs]
+        for task, docs in by_task.items():
+            if task not in known:
+                errors_info[f"invalid task id {task}"] += len(docs)
         if stored:
-            self._update_task_metrics(company, stored)
+            by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for doc in stored:
+                by_type[doc["type"]].append(doc)
+            self.stores.add(company, by_type.pop(SCALAR, []), by_type.pop(LOG, []),
+                            [d for docs in by_type.values() for d in docs])
         return {"added": len(stored), "errors": sum(errors_info.values()), "errors_info": dict(errors_info)}
-
-    def _update_task_metrics(self, company: str, docs: list[dict[str, Any]]) -> None:
-        """What the batch says about each task (its last iteration, its scalars' last, min and max),
-        recorded on the tasks by the task rules."""
-        reports: dict[str, TaskMetrics] = defaultdict(TaskMetrics)
-        for doc in docs:
-            report = reports[doc["task"]]
-            if doc.get("iter") is not None and doc["iter"] > -(2**31):
-                report.add_iteration(doc["iter"])
-            if doc["type"] == SCALAR:
-                report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]))
-        self.tasks.record_metrics(company, dict(reports))
 
     # -- logs ---------------------------------------------------------------------------------
 
@@ -429,7 +431,4 @@ class EventBLL:
 
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         """Every event of a task (also the hook of task reset and delete, which checked the task)."""
-        deleted = self.store.delete_task(company, task)
-        deleted += self.scalars.delete_task(company, task)
-        deleted += self.logs.delete_task(company, task)
-        return {"deleted": deleted}
+        return {"deleted": self.stores.delete_task(company, task)}

@@ -38,11 +38,8 @@ def migrate_legacy_events(stores: EventStores) -> int:
         if batch is None:
             break
         task, company, docs = batch
-        for kind, store in ((SCALAR, stores.scalars), (LOG, stores.logs)):
-            of_kind = [d for d in docs if d["type"] == kind]
-            if of_kind:
-                store.add(company, of_kind)
-        stores.scalars.fold(task)
+        stores.add(company, [d for d in docs if d["type"] == SCALAR], [d for d in docs if d["type"] == LOG], [])
+        stores.pending.fold(task)
         stores.events.delete_ids([d["_id"] for d in docs])
         converted += len(docs)
         log.info("events migration: task %s, %d events moved into blocks", task, len(docs))

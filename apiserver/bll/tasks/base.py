@@ -125,28 +125,39 @@ class TaskBase:
                               {"$set": {"last_worker": worker, "last_worker_report": when}}, {"project": 1})
         return (doc or {}).get("project")
 
-    def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> None:
-        """Fold a batch of events into the tasks' ``last_metrics`` (last, min and max value per metric
-        and variant), ``last_iteration`` (the highest) and ``last_update``; one write per task."""
-        ops = []
-        for task_id, report in reports.items():
-            sets: dict[str, Any] = {"last_update": utcnow()}
-            mins: dict[str, float] = {}
-            maxes: dict[str, Any] = {}
-            if report.last_iteration is not None:
-                maxes["last_iteration"] = report.last_iteration
-            for (metric, variant), (last, low, high) in report.scalars.items():
-                path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
-                sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": last})
-                mins[f"{path}.min_value"] = low
-                maxes[f"{path}.max_value"] = high
-            update: dict[str, Any] = {"$set": sets}
-            if mins:
-                update["$min"] = mins
-            if maxes:
-                update["$max"] = maxes
-            ops.append(({"_id": task_id, "company": company}, update))
-        self.store.update_each(ops)
+    def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
+        """Fold a batch of events into the caller's tasks' ``last_metrics`` (last, min and max value per
+        metric and variant), ``last_iteration`` (the highest) and ``last_update``; one write per task.
+        Returns the tasks written: those the caller may change (``writable_ids``), the others are left
+        alone. One task costs one update, which is also its check."""
+        updates = {task_id: self._metrics_update(report) for task_id, report in reports.items()}
+        if len(updates) == 1:
+            (task_id, update), = updates.items()
+            return {task_id} if self.store.update_one({"_id": task_id, "company": company}, update).matched_count \
+                else set()
+        known = self.writable_ids(company, list(updates))
+        self.store.update_each(({"_id": task_id, "company": company}, update)
+                               for task_id, update in updates.items() if task_id in known)
+        return known
+
+    @staticmethod
+    def _metrics_update(report: TaskMetrics) -> dict[str, Any]:
+        sets: dict[str, Any] = {"last_update": utcnow()}
+        mins: dict[str, float] = {}
+        maxes: dict[str, Any] = {}
+        if report.last_iteration is not None:
+            maxes["last_iteration"] = report.last_iteration
+        for (metric, variant), (last, low, high) in report.scalars.items():
+            path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
+            sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": last})
+            mins[f"{path}.min_value"] = low
+            maxes[f"{path}.max_value"] = high
+        update: dict[str, Any] = {"$set": sets}
+        if mins:
+            update["$min"] = mins
+        if maxes:
+            update["$max"] = maxes
+        return update
 
     def set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
                    expect_status: str | None = None) -> dict[str, Any]:

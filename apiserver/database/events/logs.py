@@ -1,12 +1,15 @@
 """Owns console log storage: a task's lines in numbered blocks, and one head per task that maps time to blocks.
 
+- pending lines (``database/events/pending.py``): each add call's lines of a task are inserted with its
+  scalar points in one document; every few calls the task's pending lines are folded (``_fold``) into
+  new blocks, in time order. A page reads them too, and readers of the whole log fold first.
 - ``event_log_blocks``: one document per task and block number (``seq``) holding up to
-  ``block_lines`` lines (fewer when they are long), appended with ``$push``.
-- ``event_log_heads``: one document per task: the line count, the open block, and per block the
-  earliest and latest timestamp (packed). A page of lines before or after a timestamp is found in
+  ``block_lines`` lines (fewer when they are long, or when a fold had fewer), written once by a fold.
+- ``event_log_heads``: one document per task: the folded line count, the last block, and per block
+  the earliest and latest timestamp (packed). A page of lines before or after a timestamp is found in
   the head and read from the one or two blocks that hold it, so a page costs the same whatever the
-  length of the log. Writers reserve their block slots on the head with a version check
-  (optimistic: a concurrent writer re-reads and retries), then append to the blocks.
+  length of the log. Only a fold (under the task's fold lease) and a clear write the head, with a
+  version check (optimistic: a concurrent writer re-reads and retries).
 
 The documents' shapes are declared in ``database/model/event.py``; their indexes are made here.
 """
@@ -21,9 +24,10 @@ from typing import Any
 from uuid import uuid4
 
 from bson import Binary
-from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import ReplaceOne
+from pymongo.errors import DuplicateKeyError
 
+from apiserver.database.events.pending import PendingEvents
 from apiserver.database.model.base import new_id
 from apiserver.database.model.event import LOG, LogBlock, LogHead
 
@@ -37,9 +41,11 @@ _LINE_OVERHEAD = 100  # bytes a line costs in a block besides its message
 class LogStore:
     """A task's console lines: appending them, reading pages and scrolls of them, clearing them."""
 
-    def __init__(self, block_lines: int, block_bytes: int):
+    def __init__(self, block_lines: int, block_bytes: int, pending: PendingEvents):
         self.block_lines = block_lines
         self.block_bytes = block_bytes
+        self.pending = pending
+        pending.folders.append(self._fold)
 
     @property
     def blocks(self):
@@ -56,36 +62,30 @@ class LogStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def add(self, company: str, events: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def pending_lines(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Log events as the pending documents' lines, per task."""
         per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for ev in events:
             line = {k: ev[k] for k in LINE_FIELDS if ev.get(k) is not None}
             line["id"] = ev.get("_id") or new_id()
             line["timestamp"] = int(ev["timestamp"])
             per_task[ev["task"]].append(line)
-        for task, lines in per_task.items():
-            lines.sort(key=lambda line: line["timestamp"])
-            placed = self._reserve(company, task, lines)
-            ops = [UpdateOne({"_id": f"{task}:{seq}"},
-                             {"$setOnInsert": {"company": company, "task": task, "seq": seq},
-                              "$push": {"lines": {"$each": chunk}}, "$inc": {"n": len(chunk)}}, upsert=True)
-                   for seq, chunk in placed.items()]
-            try:
-                self.blocks.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:  # two writers upserting the same new block: the losers repeat
-                failed = sorted(e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000)
-                if len(failed) != len(exc.details.get("writeErrors", [])):
-                    raise
-                self.blocks.bulk_write([ops[i] for i in failed], ordered=False)
+        return dict(per_task)
 
-    def _reserve(self, company: str, task: str, lines: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-        """Assign the lines to blocks on the task's head (version-checked); returns {seq: lines}."""
+    def _fold(self, company: str, task: str, docs: list[dict[str, Any]], _state: dict[str, Any]
+              ) -> dict[str, dict[str, Any]]:
+        """The folder of pending documents (``PendingEvents``): their lines, in time order, into new blocks
+        after the task's last one."""
+        lines = [line for doc in docs for line in doc.get("lines") or ()]
+        if not lines:
+            return {}
+        lines.sort(key=lambda line: line["timestamp"])
         for _attempt in range(50):
-            head = self.heads.find_one({"_id": task})
-            t0 = array("q", bytes(head["t0"])).tolist() if head else []
-            t1 = array("q", bytes(head["t1"])).tolist() if head else []
-            seq, open_n, open_bytes = (head["seq"], head["open_n"], head["open_bytes"]) if head else (0, 0, 0)
+            head, t0, t1 = self._head(task)
+            seq = head["seq"] + 1 if head and head.get("open_n") else (head["seq"] if head else 0)
             placed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            open_n = open_bytes = 0
             for line in lines:
                 size = len(line.get("msg") or "") + _LINE_OVERHEAD
                 if open_n and (open_n >= self.block_lines or open_bytes + size > self.block_bytes):
@@ -96,18 +96,21 @@ class LogStore:
                 t0[seq], t1[seq] = min(t0[seq], line["timestamp"]), max(t1[seq], line["timestamp"])
                 open_n, open_bytes = open_n + 1, open_bytes + size
                 placed[seq].append(line)
-            token = uuid4().hex
-            fields = {"seq": seq, "open_n": open_n, "open_bytes": open_bytes, "ver": token,
+            # Blocks first (replacing any a fold that died before its head update left), then the head.
+            self.blocks.bulk_write([ReplaceOne({"_id": f"{task}:{k}"}, {"company": company, "task": task, "seq": k,
+                                                                        "lines": chunk, "n": len(chunk)}, upsert=True)
+                                    for k, chunk in placed.items()], ordered=False)
+            fields = {"seq": seq, "open_n": open_n, "open_bytes": open_bytes, "ver": uuid4().hex,
                       "t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),
                       "total": (head or {}).get("total", 0) + len(lines)}
             if head is None:
                 try:
                     self.heads.insert_one({"_id": task, "company": company, "task": task, **fields})
-                    return placed
+                    return {}
                 except DuplicateKeyError:
                     continue
             if self.heads.update_one({"_id": task, "ver": head["ver"]}, {"$set": fields}).matched_count:
-                return placed
+                return {}
         raise RuntimeError(f"log head of task {task} kept changing under 50 attempts")
 
     # -- reads --------------------------------------------------------------------------------
@@ -119,17 +122,20 @@ class LogStore:
         return head, array("q", bytes(head["t0"])).tolist(), array("q", bytes(head["t1"])).tolist()
 
     def total(self, task: str) -> int:
+        """The task's lines, pending ones included."""
         head = self.heads.find_one({"_id": task}, {"total": 1})
-        return head["total"] if head else 0
+        return (head["total"] if head else 0) + sum(d.get("nl", 0) for d in self.pending.of_task(task, {"nl": 1}))
 
     def _read(self, task: str, seqs: list[int]) -> dict[int, list[dict[str, Any]]]:
         found = self.blocks.find({"_id": {"$in": [f"{task}:{s}" for s in seqs]}}, {"seq": 1, "lines": 1})
         return {d["seq"]: d.get("lines", []) for d in found}
 
     def page(self, task: str, size: int, earlier: bool, from_ts: int | None) -> tuple[list[dict[str, Any]], int]:
-        """``size`` lines before ``from_ts`` newest first (``earlier``), or after it oldest first; and the total."""
+        """``size`` lines before ``from_ts`` newest first (``earlier``), or after it oldest first; and the
+        total. Pending lines count as a block after the last one."""
         head, t0, t1 = self._head(task)
-        if head is None:
+        pending = [line for doc in self.pending.of_task(task, {"lines": 1}) for line in doc.get("lines") or ()]
+        if head is None and not pending:
             return [], 0
         if earlier:
             candidates = [k for k in range(len(t0)) if from_ts is None or t0[k] < from_ts]
@@ -138,27 +144,38 @@ class LogStore:
         else:
             candidates = [k for k in range(len(t1)) if t1[k] > -_NEVER and (from_ts is None or t1[k] > from_ts)]
             keep = (lambda ts: ts > from_ts) if from_ts is not None else (lambda ts: True)
+        after_last = len(t0)  # the pending lines' place in the order of blocks
+        collected: list[tuple[int, int, int, dict[str, Any]]] = [
+            (line["timestamp"], after_last, n, line) for n, line in enumerate(pending) if keep(line["timestamp"])]
+        collected.sort(key=lambda c: c[:3], reverse=earlier)
         step = size // self.block_lines + 2
-        collected: list[tuple[int, int, int, dict[str, Any]]] = []
         pos = 0
-        while pos < len(candidates):
+        while pos < len(candidates) and not self._page_complete(collected, size, candidates[pos:], t0, t1, earlier):
             chunk = candidates[pos:pos + step]
             pos += step
             for seq, lines in self._read(task, chunk).items():
                 collected.extend((line["timestamp"], seq, n, line) for n, line in enumerate(lines)
                                  if keep(line["timestamp"]))
             collected.sort(key=lambda c: c[:3], reverse=earlier)
-            if len(collected) >= size:
-                # blocks further on may only matter if their lines overlap the page in time
-                edge = collected[size - 1][0]
-                rest = candidates[pos:]
-                if not any((t1[k] > edge) if earlier else (t0[k] < edge) for k in rest):
-                    break
-        return [_as_event(task, c[3]) for c in collected[:size]], head["total"]
+        total = (head["total"] if head else 0) + len(pending)
+        return [_as_event(task, c[3]) for c in collected[:size]], total
+
+    @staticmethod
+    def _page_complete(collected: list, size: int, rest: list[int], t0: list[int], t1: list[int],
+                       earlier: bool) -> bool:
+        """Whether a page of ``size`` lines is complete: blocks further on may only matter if their lines
+        overlap it in time."""
+        if len(collected) < size:
+            return False
+        edge = collected[size - 1][0]
+        return not any((t1[k] > edge) if earlier else (t0[k] < edge) for k in rest)
 
     def scroll(self, task: str, position: list | None, limit: int, descending: bool
                ) -> tuple[list[dict[str, Any]], list | None]:
-        """Lines in stored order (or its reverse) from ``position`` ([block, offset]); every line once."""
+        """Lines in stored order (or its reverse) from ``position`` ([block, offset]); every line once.
+        Pending lines are folded first."""
+        if self.pending.has(task):
+            self.pending.fold(task, wait=True)
         head, t0, _ = self._head(task)
         if head is None:
             return [], None
@@ -184,7 +201,10 @@ class LogStore:
         return out, None
 
     def all_lines(self, task: str) -> Iterator[dict[str, Any]]:
-        """Every line of the task, block after block, each block's lines in time order."""
+        """Every line of the task, block after block, each block's lines in time order (pending lines
+        folded first)."""
+        if self.pending.has(task):
+            self.pending.fold(task, wait=True)
         _head, t0, _ = self._head(task)
         for i in range(0, len(t0), 50):
             blocks = self._read(task, list(range(i, min(i + 50, len(t0)))))
@@ -195,13 +215,17 @@ class LogStore:
     # -- deletes ------------------------------------------------------------------------------
 
     def delete_task(self, company: str, task: str) -> int:
-        head = self.heads.find_one({"_id": task, "company": company}, {"total": 1})
+        """Delete the task's folded lines (its pending ones are ``PendingEvents.delete_task``'s); returns
+        how many lines it had, pending ones included."""
+        deleted = self.total(task)
         self.blocks.delete_many({"company": company, "task": task})
         self.heads.delete_many({"_id": task, "company": company})
-        return head["total"] if head else 0
+        return deleted
 
     def clear_before(self, company: str, task: str, cutoff_ms: int) -> int:
         """Delete the lines older than ``cutoff_ms``; returns how many were deleted."""
+        if self.pending.has(task):
+            self.pending.fold(task, wait=True)
         for _attempt in range(50):
             head, t0, t1 = self._head(task)
             if head is None:

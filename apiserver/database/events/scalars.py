@@ -1,14 +1,12 @@
 """Owns scalar series storage: raw points in blocks of iterations, and a fixed-size chart overview per series.
 
 Every shape is keyed by task or by series (task + metric + variant), so a read touches O(page)
-documents, and an add touches O(1) documents however long the series are:
+documents, and an add touches one document however long the series are:
 
-- ``event_scalar_pending``: one document per add call and task with the call's points, inserted
-  (inserts are what the database does fastest). Once a task has ``fold_every`` pending calls or
-  ``fold_points`` pending points, they are folded into the shapes below and deleted; readers of raw
-  points fold first.
-- ``event_scalar_tasks``: one document per task: its series (metric, variant, point count,
-  iteration range, single value) and the count of add calls; also the fold lease.
+- pending points (``database/events/pending.py``): each add call's points of a task in one inserted
+  document, folded into the shapes below every few calls (``_fold``); readers of raw points fold first.
+- ``event_scalar_tasks``: one document per task: its folded series (metric, variant, point count,
+  iteration range, single value); also the fold lease.
 - ``event_scalar_blocks``: one document per series and block of ``block_iterations`` iterations with
   that block's points (``i`` iteration, ``t`` timestamp, ``v`` value), read by block ranges for raw
   paging.
@@ -30,29 +28,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from bson import Binary
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
 
+from apiserver.database.events.pending import PendingEvents
 from apiserver.database.events.selection import Selection, selected
-from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.event import (
     SINGLE_VALUE_ITER,
     ScalarBlock,
-    ScalarPending,
     ScalarSeriesList,
     SeriesCoarseOverviews,
     SeriesOverview,
 )
-from apiserver.database.writes import update_and_read
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +129,12 @@ def _collapse(groups: dict[int, list], width: int, cap: int) -> tuple[dict[int, 
 class ScalarStore:
     """A task's scalar series: adding points, folding them, and reading overviews and raw points."""
 
-    def __init__(self, block_iterations: int, overview_groups: int, coarse_groups: int,
-                 fold_every: int, fold_points: int):
+    def __init__(self, block_iterations: int, overview_groups: int, coarse_groups: int, pending: PendingEvents):
         self.coarse_groups = coarse_groups
-        self.fold_points = fold_points
         self.block_iterations = block_iterations
         self.overview_groups = overview_groups
-        self.fold_every = fold_every
-
-    @property
-    def pending(self):
-        return ScalarPending._get_collection()
+        self.pending = pending
+        pending.folders.append(self._fold)
 
     @property
     def tasks(self):
@@ -165,8 +153,6 @@ class ScalarStore:
         return SeriesCoarseOverviews._get_collection()
 
     def ensure_indexes(self) -> None:
-        self.pending.create_index([("task", 1)])
-        self.pending.create_index([("company", 1), ("task", 1)])
         self.tasks.create_index([("company", 1)])
         self.blocks.create_index([("series", 1), ("block", 1)])
         self.blocks.create_index([("company", 1), ("task", 1)])
@@ -175,82 +161,60 @@ class ScalarStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def add(self, company: str, events: list[dict[str, Any]]) -> None:
-        """Store scalar events (task, metric, variant, iter, value, timestamp) of the company's tasks."""
+    @staticmethod
+    def pending_parts(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Scalar events (task, metric, variant, iter, value, timestamp) as the pending documents' series
+        parts, per task: {k, m, r, i, t, v, and single, the call's latest single value}."""
         per_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for ev in events:
             metric, variant = ev.get("metric") or "", ev.get("variant") or ""
-            key = series_key(metric, variant)
-            entry = per_task[ev["task"]].setdefault(key, {"m": metric, "r": variant, "i": [], "t": [], "v": [],
-                                                          "single": None})
+            entry = per_task[ev["task"]].setdefault(series_key(metric, variant),
+                                                    {"m": metric, "r": variant, "i": [], "t": [], "v": []})
             it, ts, value = int(ev.get("iter") or 0), int(ev["timestamp"]), float(ev["value"])
             if it == SINGLE_VALUE_ITER:
-                if entry["single"] is None or ts >= entry["single"]["t"]:
+                if "single" not in entry or ts >= entry["single"]["t"]:
                     entry["single"] = {"t": ts, "v": value}
                 continue
             entry["i"].append(it)
             entry["t"].append(ts)
             entry["v"].append(value)
-        pending = [{"_id": new_id(), "company": company, "task": task,
-                    "series": [{"k": k, "i": e["i"], "t": e["t"], "v": e["v"]} for k, e in series.items() if e["i"]]}
-                   for task, series in per_task.items()]
-        self.pending.insert_many([p for p in pending if p["series"]], ordered=False)
-        for task, series in per_task.items():
-            pending_calls, pending_points = self._register(company, task, series)
-            if pending_calls >= self.fold_every or pending_points >= self.fold_points:
-                self.fold(task)
+        return {task: [{"k": k, **e} for k, e in series.items()] for task, series in per_task.items()}
 
-    def _register(self, company: str, task: str, series: dict[str, dict[str, Any]]) -> tuple[int, int]:
-        """Count the points into the task's series list; returns the task's pending add calls and points."""
-        added = sum(len(e["i"]) for e in series.values())
-        update: dict[str, Any] = {"$setOnInsert": {"company": company}, "$inc": {"pc": 1, "pp": added}, "$set": {},
-                                  "$min": {}, "$max": {}}
-        for k, e in series.items():
-            update["$set"].update({f"s.{k}.m": e["m"], f"s.{k}.r": e["r"]})
-            update["$inc"][f"s.{k}.n"] = len(e["i"])
-            if e["i"]:
-                update["$min"][f"s.{k}.x0"] = min(e["i"])
-                update["$max"][f"s.{k}.x1"] = max(e["i"])
-            if e["single"]:
-                update["$set"][f"s.{k}.single"] = e["single"]
-        update = {op: fields for op, fields in update.items() if fields}
-        for _attempt in range(2):
-            try:
-                doc = update_and_read(self.tasks, {"_id": task}, update, {"pc": 1, "pp": 1}, upsert=True)
-                return doc["pc"], doc["pp"]
-            except DuplicateKeyError:  # two first adds of a task raced: the second one updates
+    def _fold(self, company: str, task: str, docs: list[dict[str, Any]], state: dict[str, Any]
+              ) -> dict[str, dict[str, Any]]:
+        """The folder of pending documents (``PendingEvents``): their points into blocks and overviews;
+        returns their series' registration on the task's document."""
+        parts = [part for doc in docs for part in doc.get("series") or ()]
+        if not parts:
+            return {}
+        self._fold_points(company, task, docs)
+        update: dict[str, dict[str, Any]] = {"$set": {}, "$inc": {}, "$min": {}, "$max": {}}
+        stored = state.get("s") or {}
+        for part in parts:
+            k = part["k"]
+            if "m" not in part:  # the shape before names: registered when it was added
                 continue
-        raise RuntimeError(f"scalar series of task {task} not registered")
-
-    def fold(self, task: str, wait: bool = False) -> None:
-        """Move the task's pending points into blocks and overviews, under the task's fold lease.
-        ``wait``: when another process is folding, wait until it is done (readers of raw points)."""
-        deadline = time.monotonic() + 30
-        while True:
-            now = utcnow()
-            claimed = update_and_read(  # unset, null or past ($not, as a top-level $or is a full scan)
-                self.tasks, {"_id": task, "fold_until": {"$not": {"$gte": now}}},
-                {"$set": {"fold_until": now + timedelta(seconds=60)}}, {"company": 1})
-            if claimed is not None:
-                break
-            if not wait or time.monotonic() > deadline or self.pending.find_one({"task": task}, {"_id": 1}) is None:
-                return
-            time.sleep(0.05)
-        release: dict[str, Any] = {"$set": {"fold_until": None}}
-        try:
-            docs = list(self.pending.find({"task": task}))
-            if docs:
-                self._fold_points(claimed.get("company", ""), task, docs)
-                self.pending.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
-                release["$inc"] = {"pc": -len(docs), "pp": -sum(len(p["i"]) for d in docs for p in d["series"])}
-        finally:
-            self.tasks.update_one({"_id": task}, release)
+            update["$set"].update({f"s.{k}.m": part["m"], f"s.{k}.r": part["r"]})
+            update["$inc"][f"s.{k}.n"] = update["$inc"].get(f"s.{k}.n", 0) + len(part["i"])
+            if part["i"]:
+                low, high = min(part["i"]), max(part["i"])
+                update["$min"][f"s.{k}.x0"] = min(low, update["$min"].get(f"s.{k}.x0", low))
+                update["$max"][f"s.{k}.x1"] = max(high, update["$max"].get(f"s.{k}.x1", high))
+            single = part.get("single")
+            if single:
+                known = update["$set"].get(f"s.{k}.single") or (stored.get(k) or {}).get("single")
+                if known is None or single["t"] >= known["t"]:
+                    update["$set"][f"s.{k}.single"] = single
+        return {op: fields for op, fields in update.items() if fields}
 
     def _fold_points(self, company: str, task: str, docs: list[dict[str, Any]]) -> None:
         points: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
         for doc in docs:
-            for part in doc["series"]:
-                points[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+            for part in doc.get("series") or ():
+                if part["i"]:
+                    points[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
+        if not points:
+            return
         # Blocks hold packed, sorted points; only the fold (under the task's lease) writes them.
         per_block: dict[str, list] = defaultdict(list)
         for k, pts in points.items():
@@ -289,14 +253,35 @@ class ScalarStore:
 
     def overviews(self, task: str, selection: Selection | None = None,
                   with_groups: bool = False, coarse: bool = False) -> list[dict[str, Any]]:
-        """The series of a task (optionally only the selected ones), sorted by metric and variant;
-        with_groups: each with ``groups`` (the columns ``OVERVIEW_COLUMNS``) and ``width``, its overview (the
-        coarse one of the task's document with ``coarse``) with the pending points folded in."""
+        """The series of a task (optionally only the selected ones), sorted by metric and variant, their
+        pending points counted in (``pending``: how many); with_groups: each with ``groups`` (the columns
+        ``OVERVIEW_COLUMNS``) and ``width``, its overview (the coarse one of the task's document with
+        ``coarse``) with the pending points folded in."""
         doc = self.tasks.find_one({"_id": task}) or {}
-        series = [{"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
-                   "n": e.get("n", 0), "x0": e.get("x0"), "x1": e.get("x1"), "single": e.get("single")}
-                  for k, e in (doc.get("s") or {}).items()]
-        series = [s for s in series if selection is None or selected(selection, s["metric"], s["variant"])]
+        known = {k: {"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
+                     "n": e.get("n", 0), "x0": e.get("x0"), "x1": e.get("x1"), "single": e.get("single"),
+                     "pending": 0}
+                 for k, e in (doc.get("s") or {}).items()}
+        pending: dict[str, list] = defaultdict(list)
+        for pdoc in self.pending.of_task(task, {"series": 1}):
+            for part in pdoc.get("series") or ():
+                k = part["k"]
+                s = known.get(k)
+                if s is None:
+                    if "m" not in part:  # the shape before names, of a series folded away meanwhile
+                        continue
+                    s = known[k] = {"_id": f"{task}.{k}", "k": k, "metric": part["m"], "variant": part["r"],
+                                    "n": 0, "x0": None, "x1": None, "single": None, "pending": 0}
+                if part["i"]:
+                    pending[k].extend(zip(part["i"], part["t"], part["v"], strict=True))
+                    if "m" in part:  # the shape before names counted its points when it was added
+                        s["n"] += len(part["i"])
+                        s["x0"] = min(part["i"]) if s["x0"] is None else min(s["x0"], *part["i"])
+                        s["x1"] = max(part["i"]) if s["x1"] is None else max(s["x1"], *part["i"])
+                    s["pending"] += len(part["i"])
+                if part.get("single") and (s["single"] is None or part["single"]["t"] >= s["single"]["t"]):
+                    s["single"] = part["single"]
+        series = [s for s in known.values() if selection is None or selected(selection, s["metric"], s["variant"])]
         series.sort(key=lambda s: (s["metric"], s["variant"]))
         if with_groups and series:
             if coarse:
@@ -304,15 +289,10 @@ class ScalarStore:
                 stored = {f"{task}.{k}": d for k, d in per_task.items()}
             else:
                 stored = {d["_id"]: d for d in self.groups.find({"task": task})}
-            pending: dict[str, list] = defaultdict(list)
-            for pdoc in self.pending.find({"task": task}):
-                for part in pdoc["series"]:
-                    pending[part["k"]].extend(zip(part["i"], part["t"], part["v"], strict=True))
             cap = self.coarse_groups if coarse else self.overview_groups
             for s in series:
                 columns, width = _group_columns(stored.get(s["_id"]))
                 points = pending.get(s["k"], ())
-                s["pending"] = len(points)
                 if points or len(columns[0]) > cap:  # the stored groups as they are, when nothing changes them
                     groups = _groups_of(columns, width)
                     _merge_groups(groups, width, points)
@@ -331,7 +311,7 @@ class ScalarStore:
         """Every point of these series (overviews of the task) as columns (iterations, timestamps,
         values) in iteration order, their pending points folded into the blocks first."""
         if any(s["pending"] for s in series):
-            self.fold(task, wait=True)
+            self.pending.fold(task, wait=True)
         return self._columns([s["_id"] for s in series])
 
     def _columns(self, sids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -360,8 +340,8 @@ class ScalarStore:
 
     def raw_series(self, task: str, selection: Selection | None = None) -> list[dict[str, Any]]:
         """The series for reading raw points: pending points are folded into blocks first."""
-        if self.pending.find_one({"task": task}, {"_id": 1}) is not None:
-            self.fold(task, wait=True)
+        if self.pending.has(task):
+            self.pending.fold(task, wait=True)
         return self.overviews(task, selection)
 
     def points(self, series: list[dict[str, Any]], position: list | None, limit: int
@@ -430,8 +410,10 @@ class ScalarStore:
     # -- deletes ------------------------------------------------------------------------------
 
     def delete_task(self, company: str, task: str) -> int:
+        """Delete the task's folded points (its pending ones are ``PendingEvents.delete_task``'s); returns
+        how many points it had, pending ones included."""
         deleted = self.count(task)
-        for coll in (self.pending, self.blocks, self.groups):
+        for coll in (self.blocks, self.groups):
             coll.delete_many({"company": company, "task": task})
         self.tasks.delete_many({"_id": task, "company": company})
         self.coarse.delete_many({"_id": task, "company": company})

@@ -69,20 +69,25 @@ class Event(DynamicDocument):
 
 
 class ScalarPending(DynamicDocument):
-    """One add call's points of one task, until they are folded into blocks and overviews."""
+    """One add call's scalar points and console lines of one task, until they are folded into the
+    blocks and overviews (``database/events/pending.py``)."""
 
     meta = {"collection": "event_scalar_pending"}
 
     id = StringField(primary_key=True, default=new_id)
     company = StringField(required=True)
     task = StringField(required=True)
-    series = ListField(DictField())  # [{k: series key, i: [iterations], t: [timestamps], v: [values]}]
+    # [{k: series key, m: metric, r: variant, i: [iterations], t: [timestamps], v: [values], single: {t, v}}]
+    series = ListField(DictField())
+    lines = ListField(DictField())  # console lines as log blocks hold them
+    nl = IntField()  # how many
 
 
 class ScalarSeriesList(DynamicDocument):
     """One task's series: ``s.<k>`` = {m: metric, r: variant, n: point count, x0, x1: first and last
-    iteration, single: {t, v} the single value}; ``pc``/``pp``: add calls and points pending; and
-    ``fold_until``, the lease of the process folding the task's pending points."""
+    iteration, single: {t, v} the single value}, pending points not counted; ``fold_until``, the lease of
+    the process folding the task's pending events. (``pc``/``pp``, pending calls and points, were kept
+    by the versions that counted them here.)"""
 
     meta = {"collection": "event_scalar_tasks"}
 

@@ -1,0 +1,139 @@
+"""Owns the write path of scalars and console lines: one inserted document per add call and task, folded later.
+
+An ``events.add_batch`` of a task costs the database one insert (``event_scalar_pending``: the call's
+scalar points per series with their names, and its console lines), whatever the mix of events; an
+insert is what the database does cheapest. Updating the read shapes (series blocks and overviews, log
+blocks and their head) costs several updates of larger documents, so it is done for many calls at
+once: once this process has added ``fold_every`` calls or ``fold_points`` events of a task since its
+last fold, it folds every pending document of the task (``fold``), under the task's fold lease (the
+``fold_until`` of its ``event_scalar_tasks`` document), and deletes them.
+
+Readers see pending events too: a chart and a log page fold them in memory (``of_task``), readers of
+raw points and whole logs fold first (``fold(task, wait=True)``). Stores that keep a read shape
+register a folder (``folders``): it gets the task's pending documents and writes its shape, and returns
+the update it wants on the task's ``event_scalar_tasks`` document, applied with the lease's release.
+
+A document's ``series`` are ``[{k: series key, m: metric, r: variant, i: [iterations], t: [timestamps],
+v: [values], single: {t, v} or absent}]``; its ``lines`` are console lines as stored in log blocks, and
+``nl`` their count. Documents of the shape before this one carry only ``series`` without names: their
+series were registered when they were added.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.event import ScalarPending, ScalarSeriesList
+from apiserver.database.writes import update_and_read
+
+LEASE_SEC = 60
+# A folder: (company, task, pending documents, the task's event_scalar_tasks document) -> the update to
+# apply to that document with the release (operators -> fields), or {}.
+Folder = Callable[[str, str, list[dict[str, Any]], dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+class PendingEvents:
+    """Pending scalar points and console lines of tasks, and their folding into the read shapes."""
+
+    def __init__(self, fold_every: int, fold_points: int):
+        self.fold_every = fold_every
+        self.fold_points = fold_points
+        self.folders: list[Folder] = []
+        self._since_fold: dict[str, list[int]] = {}  # task -> [add calls, events] this process added
+        self._lock = threading.Lock()
+
+    @property
+    def coll(self):
+        return ScalarPending._get_collection()
+
+    @property
+    def tasks(self):
+        return ScalarSeriesList._get_collection()
+
+    def ensure_indexes(self) -> None:
+        self.coll.create_index([("task", 1)])
+        self.coll.create_index([("company", 1), ("task", 1)])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(self, company: str, per_task: dict[str, dict[str, list]]) -> None:
+        """Store each task's {series: [...], lines: [...]} as one document; fold the tasks this process
+        has added enough to since it last folded them."""
+        docs = []
+        for task, parts in per_task.items():
+            series, lines = parts.get("series") or [], parts.get("lines") or []
+            if series or lines:
+                docs.append({"_id": f"{time.time_ns():016x}{new_id()[:8]}", "company": company, "task": task,
+                             "series": series, "lines": lines, "nl": len(lines)})
+        if not docs:
+            return
+        self.coll.insert_many(docs, ordered=False)
+        due = []
+        with self._lock:
+            if len(self._since_fold) > 100_000:  # tasks that stopped reporting: forget their counts
+                self._since_fold.clear()
+            for doc in docs:
+                count = self._since_fold.setdefault(doc["task"], [0, 0])
+                count[0] += 1
+                count[1] += doc["nl"] + sum(len(s["i"]) for s in doc["series"])
+                if count[0] >= self.fold_every or count[1] >= self.fold_points:
+                    due.append(doc["task"])
+                    del self._since_fold[doc["task"]]
+        for task in due:
+            self.fold(task)
+
+    def fold(self, task: str, wait: bool = False) -> None:
+        """Fold the task's pending documents into the read shapes, under its fold lease. ``wait``: when
+        another process is folding the task, wait until it is done (readers of raw points)."""
+        deadline = time.monotonic() + 30
+        while True:
+            first = self.coll.find_one({"task": task}, {"company": 1})
+            if first is None:
+                return
+            now = utcnow()
+            try:  # unset, null or past ($not, as a top-level $or is a full scan); a task's first fold makes it
+                claimed = update_and_read(
+                    self.tasks, {"_id": task, "fold_until": {"$not": {"$gte": now}}},
+                    {"$set": {"fold_until": now + timedelta(seconds=LEASE_SEC)},
+                     "$setOnInsert": {"company": first.get("company", "")}}, upsert=True)
+            except DuplicateKeyError:  # another process holds the lease
+                claimed = None
+            if claimed is not None:
+                break
+            if not wait or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        release: dict[str, dict[str, Any]] = {"$set": {"fold_until": None}}
+        try:
+            docs = self.of_task(task)
+            if not docs:
+                return
+            for folder in self.folders:
+                for op, fields in folder(claimed.get("company", ""), task, docs, claimed).items():
+                    release.setdefault(op, {}).update(fields)
+            self.coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        finally:
+            self.tasks.update_one({"_id": task}, release)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def has(self, task: str) -> bool:
+        return self.coll.find_one({"task": task}, {"_id": 1}) is not None
+
+    def of_task(self, task: str, projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The task's pending documents, oldest first (their ids begin with the time they were added)."""
+        return sorted(self.coll.find({"task": task}, projection), key=lambda d: d["_id"])
+
+    # -- deletes ------------------------------------------------------------------------------
+
+    def delete_task(self, company: str, task: str) -> None:
+        self.coll.delete_many({"company": company, "task": task})
+        with self._lock:
+            self._since_fold.pop(task, None)
