@@ -54,6 +54,7 @@ from apiserver.database.errors import ConnectionFailure
 from apiserver.database.filestore import build_store
 from apiserver.database.model.auth import Company
 from apiserver.jsonlog import JsonLinesFormatter
+from apiserver.readiness import still_starting
 from apiserver.schema.loader import SpecError, check_enums, format_version, load_specs, parse_version
 from apiserver.service_repo.auth import Authenticator, SessionCookie
 from apiserver.service_repo.dispatcher import Dispatcher
@@ -194,7 +195,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                         deletion=deletion,
                         project_merge=ProjectMerge(projects, tasks, models),
                         embedded=embedded, session_cookie=dispatcher.session_cookie)
-    migrate(state, __version__, float(config["scheduler.lease_ttl_sec"]))
+    migrate(state, __version__, float(config["scheduler.lease_ttl_sec"]), alive=still_starting)
     set_state(state)
     for company in Company.objects.only("id"):
         queue_entries.ensure_default(company.id)

@@ -52,14 +52,26 @@ def _metrics() -> _Metrics:
     return _METRICS
 
 
+# The labelled children by their labels: ``labels()`` takes a lock and builds a key on every call.
+_REQUEST_CHILDREN: dict[tuple[str, int], tuple[Any, Any]] = {}
+_COMMAND_CHILDREN: dict[str, Any] = {}
+
+
 def observe_request(endpoint: str, code: int, seconds: float) -> None:
-    m = _metrics()
-    m.requests.labels(endpoint, str(code)).inc()
-    m.latency.labels(endpoint).observe(seconds)
+    children = _REQUEST_CHILDREN.get((endpoint, code))
+    if children is None:
+        m = _metrics()
+        children = _REQUEST_CHILDREN[(endpoint, code)] = (m.requests.labels(endpoint, str(code)),
+                                                           m.latency.labels(endpoint))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_database_command(command: str, seconds: float) -> None:
-    _metrics().db_latency.labels(command).observe(seconds)
+    child = _COMMAND_CHILDREN.get(command)
+    if child is None:
+        child = _COMMAND_CHILDREN[command] = _metrics().db_latency.labels(command)
+    child.observe(seconds)
 
 
 def count_events_stored(count: int) -> None:

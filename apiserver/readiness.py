@@ -9,12 +9,26 @@ hook in ``serve.py``), or the master is draining before it stops (it creates the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from apiserver.state import peek_state
 
 SHUTDOWN_FLAG_ENV = "APISERVER_SHUTDOWN_FLAG"
 
 _shutting_down = False
+_boot_heartbeat: Callable[[], None] | None = None
+
+
+def set_boot_heartbeat(beat: Callable[[], None]) -> None:
+    global _boot_heartbeat
+    _boot_heartbeat = beat
+
+
+def still_starting() -> None:
+    """Said by a long start-up step now and then: under gunicorn, the master would otherwise take a
+    worker silent for apiserver.worker_timeout_sec for hung and kill it."""
+    if _boot_heartbeat is not None:
+        _boot_heartbeat()
 
 
 def mark_shutting_down() -> None:

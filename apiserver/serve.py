@@ -49,10 +49,19 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         # one host would fight over it, and nothing here uses it.
         "control_socket_disable": True,
         "worker_exit": worker_exit,
+        "post_fork": post_fork,
         "post_worker_init": post_worker_init,
         "child_exit": child_exit,
         "logger_class": JsonGunicornLogger if config["apiserver.log_format"] == "json" else None,
     }
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In a new worker, before it loads the app: a long start-up (migrations, waiting for them) tells
+    the master it is alive, which the worker's loop does only once it serves."""
+    from apiserver.readiness import set_boot_heartbeat
+
+    set_boot_heartbeat(worker.notify)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -77,6 +77,25 @@ def bench_token() -> str:
     return TokenService(SECRET, 3600, 86400, "2.23", "bench").issue(BENCH_IDENTITY)
 
 
+def observe(app: Flask) -> None:
+    """bench/observability.py: the server's request metrics (BENCH_METRICS) and JSON log lines to a
+    file (BENCH_JSON_LOGS, BENCH_LOG_FILE), as create_app installs them."""
+    metrics_on, json_logs = bool(os.environ.get("BENCH_METRICS")), bool(os.environ.get("BENCH_JSON_LOGS"))
+    if json_logs:
+        import logging
+
+        from apiserver.jsonlog import JsonLinesFormatter
+
+        handler = logging.FileHandler(os.environ["BENCH_LOG_FILE"])
+        handler.setFormatter(JsonLinesFormatter())
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+    if metrics_on or json_logs:
+        from apiserver.service_repo.observe import RequestObserver
+
+        RequestObserver(metrics_enabled=metrics_on, log_requests=json_logs).register(app)
+
+
 def build() -> Flask:
     folder = Path(tempfile.mkdtemp(prefix="bench-specs-"))
     (folder / "_common.conf").write_text((SERVICES_DIR / "_common.conf").read_text())
@@ -84,6 +103,7 @@ def build() -> Flask:
     specs = load_specs(folder)
     handlers = bind_handlers(specs, [Binding("bench.ping_open", None, ping), Binding("bench.ping_auth", None, ping)])
     app = Flask("bench")
+    observe(app)
     Dispatcher(specs, handlers, Authenticator(tokens(), users=None), max_version=(2, 23)).register(app)
 
     @app.route("/bare", methods=["GET", "POST"])

@@ -69,20 +69,23 @@ def refuse_newer_data(server_version: str) -> int:
     return found
 
 
-def migrate(state: Any, server_version: str, lease_ttl_sec: float, wait_sec: float = 1.0) -> int:
+def migrate(state: Any, server_version: str, lease_ttl_sec: float, alive: Callable[[], None] = lambda: None,
+            wait_sec: float = 1.0) -> int:
     """Bring the stored data to SCHEMA_VERSION (see the module doc); returns how many migrations this
-    process ran."""
+    process ran. ``alive()`` is called every few seconds while it runs or waits (gunicorn's worker
+    heartbeat: a long migration must not look like a hung worker)."""
     ran = 0
     lease = LeaseKeeper(LEASE, lease_ttl_sec)
     waited = False
     while (version := refuse_newer_data(server_version)) < SCHEMA_VERSION:
+        alive()
         if not lease.acquire():
             if not waited:
                 log.info("schema version %d: waiting for the migrations another process runs", version)
                 waited = True
             time.sleep(wait_sec)
             continue
-        with _renewing(lease):
+        with _renewing(lease, alive):
             for migration in MIGRATIONS:
                 if migration.version <= stored_version():
                     continue
@@ -105,15 +108,18 @@ def _record(migration: Migration, server_version: str) -> None:
 
 
 class _renewing:
-    """Renews ``lease`` every third of its ttl while the block runs, so a long migration keeps it."""
+    """Renews ``lease`` (every third of its ttl, at least every 5 s) and says ``alive()`` while the block
+    runs, so a long migration keeps its lease and its worker."""
 
-    def __init__(self, lease: LeaseKeeper):
+    def __init__(self, lease: LeaseKeeper, alive: Callable[[], None]):
         self.lease = lease
+        self.alive = alive
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="migrations-lease")
 
     def _run(self) -> None:
-        while not self.stop.wait(self.lease.ttl.total_seconds() / 3):
+        while not self.stop.wait(min(5.0, self.lease.ttl.total_seconds() / 3)):
+            self.alive()
             try:
                 self.lease.acquire()
             except Exception:  # noqa: BLE001 - the next renewal tries again

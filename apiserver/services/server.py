@@ -39,7 +39,7 @@ def ready(call: Call) -> dict:
 @endpoint("server.metrics")
 def prometheus_metrics(call: Call) -> str:
     state = get_state()
-    return metrics.exposition(company_gauges(call.company, state.workers.count(call.company, None)))
+    return metrics.exposition(company_gauges(call.company, state.workers.count(call.company, {})))
 
 
 @endpoint("server.info")

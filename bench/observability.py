@@ -1,0 +1,76 @@
+"""The cost of Prometheus metrics and JSON log lines on the dispatch benchmark (bench/dispatch.py's
+declared endpoint, one gunicorn worker and thread): four servers side by side, with neither, metrics
+(multiprocess mode, as the server runs them), JSON logs (one line per request, to a file) and both;
+each measured in turn, ``--rounds`` times, and the median of each reported: requests per second, and
+the worker's CPU time per request (user + system, from /proc), which a shared machine's load
+disturbs far less than throughput. Goal: under 5% each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.common import Gunicorn, requests_per_second
+
+CONFIGS = {"neither": {}, "metrics": {"BENCH_METRICS": "1"}, "json logs": {"BENCH_JSON_LOGS": "1"},
+           "both": {"BENCH_METRICS": "1", "BENCH_JSON_LOGS": "1"}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    body = {"text": "hello", "count": 3}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-observe-"))
+    with ExitStack() as stack:
+        servers = {}
+        for name, flags in CONFIGS.items():
+            env = dict(flags)
+            if "BENCH_METRICS" in flags:
+                (tmp / name).mkdir()
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / name)
+            if "BENCH_JSON_LOGS" in flags:
+                env["BENCH_LOG_FILE"] = str(tmp / f"{name.replace(' ', '-')}.log")
+            servers[name] = stack.enter_context(Gunicorn("bench.bench_app:app", env=env))
+        runs: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        for _ in range(args.rounds):
+            for name, server in servers.items():
+                worker = worker_pid(server.proc.pid)
+                began = cpu_seconds(worker)
+                rate = requests_per_second(server.port, "POST", "/v2.13/bench.ping_open", body, seconds=args.seconds)
+                runs[name].append(rate)
+                # requests_per_second warms up with 50 requests before it times args.seconds
+                cpu[name].append((cpu_seconds(worker) - began) / (rate * args.seconds + 50) * 1e6)
+    base, base_cpu = statistics.median(runs["neither"]), statistics.median(cpu["neither"])
+    print(f"{args.rounds} rounds of {args.seconds:.0f}s, configurations in turn; medians")
+    print(f"{'configuration':<12} {'req/s':>7} {'vs neither':>10} {'CPU us/req':>11} {'vs neither':>10}   req/s runs")
+    for name, values in runs.items():
+        median, used = statistics.median(values), statistics.median(cpu[name])
+        print(f"{name:<12} {median:7.0f} {median / base - 1:+10.1%} {used:11.0f} {used / base_cpu - 1:+10.1%}   "
+              f"{' '.join(f'{v:.0f}' for v in values)}")
+
+
+def worker_pid(master: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            return int(stat.parent.name)
+    raise RuntimeError(f"no worker of gunicorn {master}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    main()
