@@ -25,10 +25,10 @@ class StallingRelay:
     answered as usual. This is the stall seen on SecantusDB: its monitor still saw a healthy
     server, so nothing but a timeout on the call itself ended the wait."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, listen_port: int = 0):
         self.upstream = (host, port)
         self.stalled = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
         self.port = self.listener.getsockname()[1]
         self.closing = threading.Event()
 

@@ -5,12 +5,9 @@ so it comes last."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
@@ -21,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import uri_parser
 
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ServerProcess, basic, free_port, until
+from tests.test_database_stall import StallingRelay
 
 DRAIN_SEC = 3
 
@@ -148,12 +146,14 @@ def test_ready_is_503_while_the_server_drains_at_shutdown(obs_server):
 
 def test_ready_is_503_until_the_database_answers(mongo_uri, tmp_path):
     """Started against a database address where nothing answers: the probes answer (503) and nothing
-    else; once the database answers there (a relay to the session's database opens), the server
+    else; once the database answers there (a relay to the session's database opens on it), the server
     finishes starting and is ready."""
     host, port = uri_parser.parse_uri(mongo_uri)["nodelist"][0]
-    relay = Relay((host, port))
-    server = ServerProcess(mongo_uri.replace(f"{host}:{port}", f"127.0.0.1:{relay.port}", 1),
-                           f"ready_{uuid4().hex[:8]}", workers=1,
+    relay_port, relay = free_port(), None
+    uri = mongo_uri.replace(f"{host}:{port}", f"127.0.0.1:{relay_port}", 1)
+    # SecantusDB answers as a replica set member naming its own address: reach it through the relay only
+    uri += ("&" if "?" in uri else "/?") + "directConnection=true"
+    server = ServerProcess(uri, f"ready_{uuid4().hex[:8]}", workers=1,
                            extra_env={"APISERVER__database__server_selection_timeout_sec": "1"})
     server.log_path = tmp_path / "server.log"
     server._log = open(server.log_path, "ab")  # noqa: SIM115 - closed by stop()
@@ -168,51 +168,13 @@ def test_ready_is_503_until_the_database_answers(mongo_uri, tmp_path):
         login = requests.post(server.base_url + "/auth.login", timeout=5,
                               headers={"Authorization": basic(ADMIN_KEY, ADMIN_SECRET)})
         assert login.status_code == 503 and login.json()["meta"]["result_subcode"] == 2
-        relay.open()
+        relay = StallingRelay(host, port, listen_port=relay_port).start()  # never stalled: a plain relay
         until("ready once the database answers", lambda: _status(server, "/health/ready") == 200, timeout=60)
         assert server.admin().call("server.info")["version"]
     finally:
         server.stop()
-        relay.close()
-
-
-class Relay:
-    """A TCP port that refuses connections until ``open()``, then relays each to ``target``."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.port = free_port()
-        self.listener: socket.socket | None = None
-
-    def open(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
+        if relay is not None:
+            relay.close()
 
 
 def _status(server: ServerProcess, path: str) -> int | None:
