@@ -11,7 +11,7 @@ from uuid import uuid4
 import pymongo
 import pytest
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, until
 
 JSON_LINES = {"Content-Type": "application/json-lines"}
 SINGLE_VALUE_ITER = -(2**31)
@@ -350,8 +350,9 @@ def test_the_events_migration_waits_for_a_live_lease_holder_and_takes_an_expired
 def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike(mongo_uri, tmp_path):
     """The write path: an add call of a task is one inserted document with its scalars and lines (and
     one update of the task), whatever its mix; every ``scalar_fold_every`` calls a process folds the
-    task's pending documents into the series and log blocks. Log pages, the chart, raw values, counts
-    and the download read the folded and the still pending events as one log and one series."""
+    task's pending documents into the series and log blocks (its folder thread, soon after the call).
+    Log pages, the chart, raw values, counts and the download read the folded and the still pending
+    events as one log and one series."""
     db_name = f"fold_{uuid4().hex[:8]}"
     server = ServerProcess(mongo_uri, db_name, workers=1,
                            extra_env={"APISERVER__events__scalar_fold_every": "4"}).start(tmp_path)
@@ -366,8 +367,9 @@ def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike
                       + [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "v",
                           "iter": call * 5 + i, "value": float(call * 5 + i), "timestamp": now + i}
                          for i in range(5)])
+            until("the due fold", lambda: db.event_scalar_pending.count_documents({"task": task})  # noqa: B023
+                  == (call + 1) % 4)  # noqa: B023
             pending = list(db.event_scalar_pending.find({"task": task}))
-            assert len(pending) == (call + 1) % 4
             assert all((doc["nl"], len(doc["lines"]), len(doc["series"][0]["i"])) == (30, 30, 5) for doc in pending)
         assert db.event_log_heads.find_one({"_id": task})["total"] == 240  # 8 calls folded, 2 pending
         assert db.event_scalar_tasks.find_one({"_id": task})["s"]  # the folded series are registered

@@ -5,8 +5,9 @@ scalar points per series with their names, and its console lines), whatever the 
 insert is what the database does cheapest. Updating the read shapes (series blocks and overviews, log
 blocks and their head) costs several updates of larger documents, so it is done for many calls at
 once: once this process has added ``fold_every`` calls or ``fold_points`` events of a task since its
-last fold, it folds every pending document of the task (``fold``), under the task's fold lease (the
-``fold_until`` of its ``event_scalar_tasks`` document), and deletes them.
+last fold, its folder thread folds every pending document of the task (``fold``), under the task's
+fold lease (the ``fold_until`` of its ``event_scalar_tasks`` document), and deletes them. The add call
+that made the fold due does not wait for it.
 
 Readers see pending events too: a chart and a log page fold them in memory (``of_task``), readers of
 raw points and whole logs fold first (``fold(task, wait=True)``). Stores that keep a read shape
@@ -21,6 +22,9 @@ series were registered when they were added.
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.event import ScalarPending, ScalarSeriesList
 from apiserver.database.writes import update_and_read
 
+log = logging.getLogger(__name__)
 LEASE_SEC = 60
 # A folder: (company, task, pending documents, the task's event_scalar_tasks document) -> the update to
 # apply to that document with the release (operators -> fields), or {}.
@@ -48,6 +53,10 @@ class PendingEvents:
         self.folders: list[Folder] = []
         self._since_fold: dict[str, list[int]] = {}  # task -> [add calls, events] this process added
         self._lock = threading.Lock()
+        self._due: queue.Queue[str] = queue.Queue()  # tasks this process's folder thread will fold
+        self._queued: set[str] = set()
+        self._folder: threading.Thread | None = None
+        self._folder_pid = 0
 
     @property
     def coll(self):
@@ -86,8 +95,31 @@ class PendingEvents:
                 if count[0] >= self.fold_every or count[1] >= self.fold_points:
                     due.append(doc["task"])
                     del self._since_fold[doc["task"]]
-        for task in due:
-            self.fold(task)
+        if due:
+            self._fold_later(due)
+
+    def _fold_later(self, tasks: list[str]) -> None:
+        """Hand the tasks to this process's folder thread: a fold (a few reads and writes of the task's
+        blocks and overviews) is not paid by the add call that made it due."""
+        with self._lock:
+            fresh = [t for t in tasks if t not in self._queued]
+            self._queued.update(fresh)
+            if self._folder is None or not self._folder.is_alive() or self._folder_pid != os.getpid():
+                self._folder_pid = os.getpid()
+                self._folder = threading.Thread(target=self._fold_queued, name="events-folder", daemon=True)
+                self._folder.start()
+        for task in fresh:
+            self._due.put(task)
+
+    def _fold_queued(self) -> None:
+        while True:
+            task = self._due.get()
+            with self._lock:
+                self._queued.discard(task)
+            try:
+                self.fold(task)
+            except Exception:  # the events stay pending: the task's next due fold or a reader folds them
+                log.exception("folding the pending events of task %s failed", task)
 
     def fold(self, task: str, wait: bool = False) -> None:
         """Fold the task's pending documents into the read shapes, under its fold lease. ``wait``: when
