@@ -73,8 +73,12 @@ def test_only_fields_dereference_project_user_and_parent(admin, listing):
                       "project": {"id": listing["project"], "name": listing["top"]},
                       "user": {"id": me["id"], "name": me["name"]},
                       "parent": {"id": listing["ids"][0], "name": "t0"}}]
+    # as ClearML's join: every reference the listing does not read is still an object, {id}
     plain = admin.call("tasks.get_all_ex", _version=V, id=[listing["ids"][3]], only_fields=["project"])["tasks"]
-    assert plain == [{"id": listing["ids"][3], "project": listing["project"]}]
+    assert plain == [{"id": listing["ids"][3], "project": {"id": listing["project"]}}]
+    whole = admin.call("tasks.get_all_ex", _version="2.12", id=[listing["ids"][3]])["tasks"][0]
+    assert (whole["project"], whole["parent"]) == ({"id": listing["project"]}, {"id": listing["ids"][0]})
+    assert admin.call("tasks.get_all", id=[listing["ids"][3]])["tasks"][0]["project"] == listing["project"]
 
 
 def test_only_fields_dereference_models_and_queue_entries(admin, listing):
@@ -585,9 +589,11 @@ def test_dequeue_of_a_task_that_is_not_queued_and_of_a_deleted_queue(admin):
     assert (err.code, err.subcode) == (400, 110)
     queue = admin.call("queues.create", name=_name("gone"))["id"]
     admin.call("tasks.enqueue", task=task, queue=queue)
-    admin.call("queues.delete", queue=queue, force=True)
-    answer = admin.call("tasks.dequeue", _version=V, task=task)
+    admin.call("tasks.edit", task=task, status="queued", force=True)  # ClearML's edit sets a status as given
+    answer = admin.call("tasks.dequeue", _version=V, task=task)  # queued in no queue
     assert answer["fields"]["status"] == "created"
+    admin.call("tasks.enqueue", task=task, queue=queue)
+    admin.call("queues.delete", queue=queue, force=True)  # its tasks are dequeued first
     assert admin.call("tasks.get_by_id", task=task)["task"]["status"] == "created"
 
 
@@ -612,8 +618,13 @@ def test_worker_count_metric_keys_and_stats_per_variant(admin):
     items = [{"key": "gpu_usage", "aggregation": "max"}, {"key": "gpu_usage", "aggregation": "min"}]
     plain = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=end,
                        interval=3600, items=items, split_by_variant=None)["workers"][0]["metrics"]
+    # as ClearML: each GPU's value is a sample of the interval
     assert [(m["metric"], [(s["aggregation"], s["values"]) for s in m["stats"]]) for m in plain] == \
-        [("gpu_usage", [("max", [55.0]), ("min", [35.0])])]
+        [("gpu_usage", [("max", [80.0]), ("min", [10.0])])]
+    per_gpu = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=end,
+                         interval=3600, items=items[:1], split_by_resource=True)["workers"][0]["metrics"]
+    assert per_gpu[0]["stats"][0]["resource_series"] == [{"name": "0", "values": [30.0]},
+                                                         {"name": "1", "values": [80.0]}]
     split = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=end,
                        interval=3600, items=items, split_by_variant=True)["workers"][0]["metrics"]
     assert [(m["variant"], [(s["aggregation"], s["values"]) for s in m["stats"]]) for m in split] == \
@@ -854,3 +865,112 @@ def test_project_tags_of_the_projects_a_filter_keeps(admin):
     assert kept["tags"] == ["t1", "t2"]
     assert admin.call("projects.get_project_tags", _version=V, projects=[shown, hidden],
                       filter={"system_tags": ["-hidden"]})["tags"] == ["t1", "t2"]
+
+
+def test_field_filters_any_and_all_with_include_exclude_and_empty(admin):
+    tag = _name("ff")
+    ids = [_task(admin, f"f{i}", tags=[f"{tag}-{t}" for t in "ab"[:i]]) for i in range(3)]  # [], [a], [a, b]
+    a, b = f"{tag}-a", f"{tag}-b"
+
+    def found(**flt):
+        return {t["id"] for t in admin.call("tasks.get_all_ex", _version=V, id=ids, filters={"tags": flt})["tasks"]}
+
+    assert found(any={"include": [None]}) == {ids[0]}
+    assert found(any={"include": [b, None]}) == {ids[0], ids[2]}
+    assert found(any={"exclude": [a, b]}) == {ids[0], ids[1]}  # not every one of them
+    assert found(all={"include": [a, b]}) == {ids[2]}
+    assert found(all={"exclude": [b, None]}) == {ids[1]}
+    assert found(any={"include": [a]}, all={"exclude": [b]}) == {ids[1]}
+    assert found(any={"include": [None]}, all={"include": [a, b]}, op="or") == {ids[0], ids[2]}
+    err = admin.error("tasks.get_all_ex", _version=V, filters={"tags": {"some": {"include": ["x"]}}})
+    assert (err.code, err.subcode) == (400, 12)
+
+
+def test_make_public_and_private_are_for_admins_and_all_or_nothing(admin, other_admin):
+    company = admin.call("users.get_current_user")["user"]["company"]["id"]
+    user = admin.call("auth.create_user", company=company, name=_name("pu"), email=f"{_name('pu')}@x.io")["id"]
+    model = admin.call("models.create", name="shared", uri="file:///s")["id"]
+    project = admin.call("projects.create", name=_name("pub"))["id"]
+    theirs = other_admin.call("models.create", name="theirs", uri="file:///t")["id"]
+    status, _ = _as_user(admin, user, "models.make_public", ids=[model])
+    assert status == 403  # a public object is read by every company: admins only
+    assert admin.error("models.make_private", ids=[model]).subcode == 201  # not public
+    assert admin.error("models.make_public", ids=[model, theirs]).subcode == 201  # all or nothing
+    assert other_admin.error("models.get_by_id", model=model).subcode == 201
+    assert admin.call("models.make_public", ids=[model]) == {"updated": 1}
+    assert admin.call("projects.make_public", ids=[project]) == {"updated": 1}
+    assert other_admin.call("models.get_by_id", model=model)["model"]["name"] == "shared"
+    assert other_admin.error("models.update", model=model, name="x").subcode == 201  # ClearML: as if missing
+    assert admin.error("projects.update", project=project, name=_name("x")).code == 403
+    assert other_admin.error("models.make_private", ids=[model]).subcode == 201  # not theirs to take back
+    assert admin.call("models.make_private", ids=[model]) == {"updated": 1}
+    assert admin.call("projects.make_private", ids=[project]) == {"updated": 1}
+    assert other_admin.error("models.get_by_id", model=model).subcode == 201
+
+
+def test_model_stats_and_a_deleted_models_links(admin):
+    model = admin.call("models.create", name="labelled", uri="file:///l", labels={"a": 1, "b": 2})["id"]
+    got = admin.call("models.get_all_ex", _version=V, id=[model], include_stats=True, only_fields=["name"])
+    assert got["models"] == [{"id": model, "name": "labelled", "stats": {"labels_count": 2}}]
+    task = _task(admin, "creator")
+    admin.call("tasks.started", task=task)
+    output = admin.call("models.update_for_task", task=task, uri="file:///o")["id"]
+    admin.call("tasks.stopped", task=task)
+    admin.call("tasks.publish", task=task, publish_model=False)
+    assert admin.error("models.delete", model=output).subcode == 206
+    admin.call("models.delete", model=output, force=True)
+    published = admin.call("tasks.get_by_id", task=task)["task"]
+    assert [m["model"] for m in published["models"]["output"]] == [f"__DELETED__{output}"]
+    assert published["output"]["error"].startswith("model deleted on ")
+
+
+def test_queue_changes_are_charted_glue_queues_hide_and_add_task_names_the_queue(admin):
+    glue = admin.call("queues.create", name=_name("glue"), system_tags=["k8s-glue"])["id"]
+    first, second = (admin.call("queues.create", name=_name("q"))["id"] for _ in range(2))
+    listed = {q["id"] for q in admin.call("queues.get_all_ex", _version=V, only_fields=["id"])["queues"]}
+    assert first in listed and glue not in listed
+    assert glue in {q["id"] for q in admin.call("queues.get_all_ex", _version=V, search_hidden=True)["queues"]}
+    task = _task(admin)
+    before = time.time() - 1
+    admin.call("tasks.enqueue", task=task, queue=first)
+    admin.call("queues.remove_task", queue=first, task=task)
+    admin.call("queues.add_task", queue=second, task=task)
+    assert admin.call("tasks.get_by_id", task=task)["task"]["execution"]["queue"] == second
+    charted = admin.call("queues.get_queue_metrics", queue_ids=[first], from_date=before, to_date=time.time() + 1,
+                         interval=3600)["queues"][0]
+    assert charted["queue_lengths"] and max(charted["queue_lengths"]) >= 0.5  # sampled as it changed
+
+
+def test_worker_charts_are_dense_and_dated_by_the_reports(admin):
+    worker, start = _name("w"), int(time.time())
+    for minute, usage in ((0, [10, 30]), (2, [20, 40])):
+        admin.call("workers.status_report", worker=worker, timestamp=(start + minute * 60) * 1000,
+                   machine_stats={"gpu_usage": usage})
+    stats = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=start + 200,
+                       interval=1, items=[{"key": "gpu_usage", "aggregation": "avg"}])["workers"][0]["metrics"][0]
+    assert stats["dates"] == [(start + 40 * i) * 1000 for i in range(5)]  # 40 s at least, as ClearML
+    assert stats["stats"][0]["values"] == [20.0, 0.0, 0.0, 30.0, 0.0]
+    tag = _name("t")
+    admin.call("workers.register", worker=_name("w"), system_tags=[tag], timeout=1)
+    assert admin.call("workers.get_count", _version=V, system_tags=[tag])["count"] == 1
+    time.sleep(1.5)  # past its timeout: no longer live, before the expiry sweep marks it
+    assert admin.call("workers.get_count", _version=V, system_tags=[tag])["count"] == 0
+
+
+def test_clone_archive_and_edit_as_clearml(admin):
+    model = admin.call("models.create", name="base", uri="file:///b")["id"]
+    source = _task(admin, "src", comment="cmp-" + _name("c"), system_tags=["development", "keep"],
+                   execution={"model": model})
+    assert [m["model"] for m in admin.call("tasks.get_by_id", task=source)["task"]["models"]["input"]] == [model]
+    comment = admin.call("tasks.get_by_id", task=source)["task"]["comment"]
+    assert [t["id"] for t in admin.call("tasks.get_all_ex", _version=V, comment=f"^{comment}$")["tasks"]] == [source]
+    clone = admin.call("tasks.clone", task=source)["id"]
+    assert admin.call("tasks.get_by_id", task=clone)["task"]["system_tags"] == ["keep"]
+    err = admin.error("tasks.clone", task=source, execution_overrides={"model": "no such model"})
+    assert err.subcode == 201
+    admin.call("models.delete", model=model, force=True)
+    admin.call("tasks.clone", task=source)  # a deleted input model is copied as it is
+    assert admin.error("tasks.clone", task=source, validate_references=True).subcode == 201
+    admin.call("tasks.archive", tasks=[clone], status_message="old", status_reason="cleanup")
+    archived = admin.call("tasks.get_by_id", task=clone)["task"]
+    assert (archived["status_message"], archived["status_reason"]) == ("old", "cleanup")

@@ -226,7 +226,7 @@ def _send(client: ApiClient, spec, body: dict) -> tuple[int, Any]:
 # What an endpoint answers when the id it looked up does not exist: RPC "invalid <kind> id" (or
 # ClearML's generic invalid id / project not found / task not in queue), REST 404, or a success
 # that simply finds nothing (a listing filtered by id).
-MISSING_SUBCODES = {10, 101, 201, 302, 401, 403, 701, 703, 1001, 1201}
+MISSING_SUBCODES = {10, 101, 201, 302, 401, 403, 701, 703, 1001, 1005, 1201}  # 1005: no stats of those workers
 
 
 def _is_a_lookup_answer(status: int, answer: Any) -> bool:

@@ -7,6 +7,7 @@ from uuid import uuid4
 
 
 def new_model(api, **fields) -> str:
+    fields.setdefault("ready", False)  # a draft, as the SDK creates them
     fields.setdefault("name", f"m-{uuid4().hex[:6]}")
     fields.setdefault("uri", f"s3://bucket/{uuid4().hex}.pt")
     return api.call("models.create", **fields)["id"]
@@ -65,7 +66,10 @@ def test_task_output_and_input_models(api):
     err = api.error("models.delete", model=out["id"])
     assert err.subcode == 205  # another task uses it as input
     assert api.call("models.delete", model=out["id"], force=True)["deleted"] is True
-    assert api.call("tasks.get_by_id", task=consumer)["task"]["models"]["input"] == []
+    # as in ClearML, a task that used it keeps the link, marked deleted
+    assert [m["model"] for m in api.call("tasks.get_by_id", task=consumer)["task"]["models"]["input"]] == \
+        [f"__DELETED__{out['id']}"]
+    api.call("tasks.delete_models", task=consumer, models=[{"name": "base", "type": "input"}])
     assert api.call("tasks.get_by_id", task=task)["task"]["models"]["output"] == []
     # and the legacy single-model fields
     assert "model" not in api.call("tasks.get_by_id", task=task)["task"]["output"]
@@ -91,9 +95,27 @@ def test_set_ready_publishes_the_creating_task(api):
     api.call("tasks.started", task=running)
     other = api.call("models.update_for_task", task=running, uri="s3://w/3.h5")["id"]
     result = api.call("models.publish_many", ids=[other, "0" * 32])
-    assert result["succeeded"] == [{"id": other, "updated": True}]  # a running task is not published
-    assert result["failed"][0]["id"] == "0" * 32 and result["failed"][0]["error"]["codes"] == [400, 201]
+    assert result["succeeded"] == []  # as in ClearML: a running task cannot be published, so neither is its model
+    assert {f["id"]: f["error"]["codes"] for f in result["failed"]} == {other: [400, 110], "0" * 32: [400, 201]}
     assert api.call("tasks.get_by_id", task=running)["task"]["status"] == "in_progress"
+    assert api.call("models.get_by_id", model=other)["model"]["ready"] is False
+    result = api.call("models.publish_many", ids=[other], publish_tasks=False)
+    assert result["succeeded"] == [{"id": other, "updated": True}]
+    assert api.error("models.set_ready", model=other).subcode == 203  # ready already
+
+
+def test_models_are_created_ready_unless_told_and_a_published_task_readies_its_output(api):
+    plain = api.call("models.create", name="plain", uri="s3://w/p.h5")["id"]
+    assert api.call("models.get_by_id", model=plain)["model"]["ready"] is True
+    task = api.call("tasks.create", name="to publish", type="training")["id"]
+    api.call("tasks.started", task=task)
+    first = api.call("models.update_for_task", task=task, uri="s3://w/a.h5")["id"]
+    api.call("tasks.stopped", task=task)
+    assert api.call("models.get_by_id", model=first)["model"]["ready"] is False
+    api.call("tasks.publish", task=task)
+    assert api.call("models.get_by_id", model=first)["model"]["ready"] is True
+    # the model's unpublishing edit may change the rest in the same call
+    assert api.call("models.edit", model=first, ready=False, uri="s3://w/b.h5")["updated"] == 1
 
 
 def test_listing_language_and_paging(api):

@@ -304,7 +304,7 @@ def test_company_isolation_and_public_tasks(api, other_api):
     assert mine not in [t["id"] for t in other_api.call("tasks.get_all", only_fields=["id"])["tasks"]]
     for name in ("tasks.started", "tasks.edit", "tasks.delete", "tasks.enqueue", "tasks.update"):
         assert other_api.error(name, task=mine).subcode == 101, name
-    assert other_api.call("tasks.make_public", ids=[mine]) == {"updated": 0}
+    assert other_api.error("tasks.make_public", ids=[mine]).subcode == 101  # not theirs: nothing changes
 
     assert api.call("tasks.make_public", ids=[mine]) == {"updated": 1}
     seen = other_api.call("tasks.get_by_id", task=mine)["task"]
@@ -312,7 +312,7 @@ def test_company_isolation_and_public_tasks(api, other_api):
     assert mine in [t["id"] for t in other_api.call("tasks.get_all", id=[mine])["tasks"]]
     err = other_api.error("tasks.edit", task=mine, name="hijack")
     assert (err.code, err.subcode) == (403, 21)
-    assert other_api.call("tasks.make_private", ids=[mine]) == {"updated": 0}  # not theirs to take back
+    assert other_api.error("tasks.make_private", ids=[mine]).subcode == 101  # not theirs to take back
     assert api.call("tasks.make_private", ids=[mine]) == {"updated": 1}
     assert other_api.error("tasks.get_by_id", task=mine).subcode == 101
     clone = other_api.error("tasks.clone", task=mine)

@@ -73,8 +73,27 @@ def writable_ids(coll: Any, company: str, object_ids: list[str]) -> set[str]:
     return set(_many(coll, {company}, object_ids, {"_id": 1}))
 
 
-def writable(coll: Any, company: str, object_id: str, missing: type[APIError], kind: str) -> dict[str, Any]:
+def writable(coll: Any, company: str, object_id: str, missing: type[APIError], kind: str,
+             public_missing: bool = False) -> dict[str, Any]:
+    """The caller's own record; a public one is 403/21, or with ``public_missing`` (ClearML's models)
+    the kind's "invalid id" like any record the caller cannot change."""
     doc = readable(coll, company, object_id, missing)
     if doc.get("company") != company:
+        if public_missing:
+            raise missing(f"public {kind} are read-only", id=object_id)
         raise errors.forbidden.NoWritePermission(f"public {kind} are read-only", id=object_id)
     return doc
+
+
+def set_public(coll: Any, company: str, ids: list[str], public: bool, missing: type[APIError]) -> int:
+    """``make_public`` (``public``) or ``make_private``, as in ClearML: every id must name one of the
+    caller's company's own records, or to make private a public record that company published; else
+    the kind's "invalid id" naming the others, and nothing changes. Returns how many changed."""
+    flt: dict[str, Any] = {"_id": {"$in": list(ids)}, "company": company} if public else \
+        {"_id": {"$in": list(ids)}, "company": "", "company_origin": company}
+    found = {doc["_id"] for doc in coll.find(flt, {"_id": 1})}
+    if set(ids) - found:
+        raise missing(ids=sorted(set(ids) - found)[:20])
+    update = {"$set": {"company": "", "company_origin": company}} if public else \
+        {"$set": {"company": company}, "$unset": {"company_origin": ""}}
+    return coll.update_many(flt, update).modified_count

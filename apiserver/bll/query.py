@@ -8,7 +8,8 @@ The filter language (``get_all`` of tasks, projects, queues, models):
   pattern becomes a database condition, any other is matched in the server over the filtered set;
 - date fields take ``">=2024-01-01"`` style strings (``>``, ``>=``, ``<``, ``<=``; ISO dates or
   epoch seconds) or a two-item ``[from, to]`` range;
-- ``_any_`` / ``_all_`` take ``{fields, pattern}``: a case-insensitive pattern over several fields.
+- ``_any_`` / ``_all_`` take ``{fields, pattern}``: a case-insensitive pattern over several fields, or
+  ``{fields, datetime}``: date constraints on any (all) of several date fields.
 """
 
 from __future__ import annotations
@@ -165,6 +166,37 @@ def _list_group(field: str, values: list[Any], allow_exclude: bool) -> dict[str,
     return conds[0] if len(conds) == 1 else {"$and": conds}
 
 
+def _empty(field: str) -> dict[str, Any]:
+    return {"$or": [{field: None}, {field: {"$size": 0}}]}
+
+
+def field_filter(field: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """ClearML's ``filters`` entry for a list field: ``{any: {include, exclude}, all: {include, exclude},
+    op}``. ``any``: one included value, or not every excluded value, is enough (its parts joined by or);
+    ``all``: every included value and no excluded one (joined by and); ``op`` (``and`` by default)
+    joins the two. ``null`` among the values stands for an empty list."""
+    parts: list[dict[str, Any]] = []
+    for mode in ("any", "all"):
+        terms = spec.get(mode) or {}
+        conds: list[dict[str, Any]] = []
+        for include in (True, False):
+            values = terms.get("include" if include else "exclude") or []
+            if None in values:
+                conds.append(_empty(field) if include else {"$nor": [_empty(field)]})
+            values = sorted({v for v in values if v is not None})
+            if not values:
+                continue
+            if mode == "any":
+                conds.append({field: {"$in": values}} if include else {"$nor": [{field: {"$all": values}}]})
+            else:
+                conds.append({field: {"$all": values}} if include else {field: {"$nin": values}})
+        if conds:
+            parts.append(conds[0] if len(conds) == 1 else {"$or" if mode == "any" else "$and": conds})
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$or" if spec.get("op") == "or" else "$and": parts}
+
+
 _DATE_OPS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 _DATE_RE = re.compile(r"^(>=|>|<=|<)?\s*(.*)$", re.DOTALL)  # a newline in a value is a bad date, not a crash
 
@@ -284,12 +316,20 @@ def listing_filter(data: dict[str, Any], scope: dict[str, Any], *, store: Store,
         if _given(data.get(f)):
             add(*matcher(data[f], f, [path(f)]))
     conds += [list_filter(path(f), data[f], allow_exclude=f in excludable) for f in lists if _given(data.get(f))]
+    conds += [field_filter(path(f), spec) for f, spec in (data.get("filters") or {}).items() if f in lists]
     conds += [date_filter(path(f), data[f]) for f in dates if _given(data.get(f))]
     if data.get("search_text"):
         conds.append(search_text(data["search_text"], [path(f) for f in text]))
     for mode in ("_any_", "_all_"):
-        if data.get(mode):
-            add(*multi_field_pattern(data[mode], mode, {f: path(f) for f in data[mode].get("fields") or []}))
+        spec = data.get(mode)
+        if spec and spec.get("pattern") is None and spec.get("datetime") is not None:
+            # ClearML's date form: the date constraints on any (all) of the named date fields
+            found = [date_filter(path(f), spec["datetime"]) for f in spec.get("fields") or [] if f in dates]
+            found = [c for c in found if c]
+            if found:
+                conds.append(found[0] if len(found) == 1 else {"$or" if mode == "_any_" else "$and": found})
+        elif spec:
+            add(*multi_field_pattern(spec, mode, {f: path(f) for f in spec.get("fields") or []}))
     if not data.get("search_hidden") and not _given(data.get("id")):
         conds.append({"system_tags": {"$ne": HIDDEN_TAG}})
     query = combine(*conds)

@@ -9,21 +9,22 @@ from typing import Any
 
 from apiserver.bll.query import field_path
 
-# What the ``*_ex`` listings answer as an object even when only_fields names it plainly: ClearML's web
+# What the ``*_ex`` listings answer with its name when only_fields names it plainly: ClearML's web
 # app takes an entity whose ``company`` has no ``id`` for a read-only example.
 EX_OBJECTS = ("company",)
 
 
-def split_references(only_fields: list[str] | None, refs: dict[str, Any], objects: tuple[str, ...] = ()
+def split_references(only_fields: list[str] | None, refs: dict[str, Any], ex: bool = False
                      ) -> tuple[list[str] | None, dict[str, set[str]]]:
     """``only_fields`` with ``project.name``-style entries (a field of the object a reference field
     points at) replaced by the reference field itself, and what to read of each referenced object.
 
     ``refs`` maps an API reference path (``project``, ``models.output.model``) to the collection of
-    the objects it holds ids of. ClearML answers such a field as an object, ``{id, name}``; so are
-    the fields in ``objects`` when named plainly.
+    the objects it holds ids of. ClearML answers such a field as an object, ``{id, name}``. ``ex``:
+    the ``*_ex`` listings answer every reference field as an object, ``{id}`` at least (ClearML's
+    join expands the ids it does not read), and the ``EX_OBJECTS`` named plainly with their names.
     """
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[str, set[str]] = {ref: set() for ref in refs} if ex else {}
     if not only_fields:
         return only_fields, wanted
     plain: list[str] = []
@@ -31,8 +32,8 @@ def split_references(only_fields: list[str] | None, refs: dict[str, Any], object
         ref = next((r for r in sorted(refs, key=len, reverse=True)
                     if not field.startswith("-") and field.startswith(r + ".")), None)
         if ref is None:
-            if field in objects and field in refs:
-                wanted.setdefault(field, set()).add("name")
+            if ex and field in EX_OBJECTS and field in refs:
+                wanted[field].add("name")
             plain.append(field)
             continue
         sub = field[len(ref) + 1:]

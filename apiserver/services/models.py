@@ -111,3 +111,10 @@ def add_or_update_metadata(call: Call) -> dict:
 @endpoint("models.delete_metadata")
 def delete_metadata(call: Call) -> dict:
     return {"updated": _models().delete_metadata(call.identity, call.data["model"], call.data["keys"])}
+
+
+@endpoint("models.make_public")
+@endpoint("models.make_private")
+def set_public(call: Call) -> dict:
+    return {"updated": _models().set_public(call.company, call.data.get("ids") or [],
+                                           call.endpoint.endswith("public"))}

@@ -71,10 +71,13 @@ def validate_delete(call: Call) -> dict:
     return _projects().validate_delete(call.company, call.data["project"])
 
 
-def _scope(call: Call) -> list[str] | None:
-    """The request's projects (all when none), with subprojects unless include_subprojects is false."""
+def _scope(call: Call) -> list[str | None] | None:
+    """The request's projects (all when none), with subprojects unless include_subprojects is false;
+    none named and include_subprojects false is the top level only (``[None]``), as in ClearML."""
     data = call.data
     projects = data.get("projects") or ([data["project"]] if data.get("project") else None)
+    if data.get("projects") is None and projects is None and data.get("include_subprojects") is False:
+        return [None]
     return contents.expand(call.company, projects, data.get("include_subprojects") is not False)
 
 
@@ -102,7 +105,8 @@ def get_hyper_parameters(call: Call) -> dict:
 
 @endpoint("projects.get_hyperparam_values")
 def get_hyperparam_values(call: Call) -> dict:
-    values = contents.hyperparam_values(call.company, _scope(call), call.data["section"], call.data["name"])
+    values = contents.hyperparam_values(call.company, _scope(call), call.data["section"], call.data["name"],
+                                        call.data.get("pattern"))
     items, total, _ = contents.page_of(values, call.data.get("page"), call.data.get("page_size"))
     return {"values": items, "total": total}
 
@@ -124,3 +128,10 @@ def get_model_metadata_values(call: Call) -> dict:
     values = contents.model_metadata_values(call.company, _scope(call), call.data["key"])
     items, total, _ = contents.page_of(values, call.data.get("page"), call.data.get("page_size"))
     return {"values": items, "total": total}
+
+
+@endpoint("projects.make_public")
+@endpoint("projects.make_private")
+def set_public(call: Call) -> dict:
+    return {"updated": _projects().set_public(call.company, call.data.get("ids") or [],
+                                           call.endpoint.endswith("public"))}

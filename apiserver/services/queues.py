@@ -42,13 +42,14 @@ def update(call: Call) -> dict:
 
 @endpoint("queues.delete")
 def delete(call: Call) -> dict:
-    return {"deleted": get_state().queues.delete(call.company, call.data["queue"],
+    return {"deleted": get_state().queues.delete(call.identity, call.data["queue"],
                                                         bool(call.data.get("force")))}
 
 
 @endpoint("queues.add_task")
 def add_task(call: Call) -> dict:
-    get_state().queues.add_task(call.company, call.data["queue"], call.data["task"])
+    get_state().queues.add_task(call.company, call.data["queue"], call.data["task"],
+                                call.data.get("update_execution_queue", True))
     return {"added": 1}
 
 

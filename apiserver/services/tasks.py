@@ -145,13 +145,10 @@ def reset(call: Call) -> dict:
 
 
 @endpoint("tasks.make_public")
-def make_public(call: Call) -> dict:
-    return {"updated": _tasks().make_public(call.company, call.data.get("ids") or [])}
-
-
 @endpoint("tasks.make_private")
-def make_private(call: Call) -> dict:
-    return {"updated": _tasks().make_private(call.company, call.data.get("ids") or [])}
+def set_public(call: Call) -> dict:
+    return {"updated": _tasks().set_public(call.company, call.data.get("ids") or [],
+                                           call.endpoint.endswith("public"))}
 
 
 def _status_endpoint(name: str, method: str) -> None:
@@ -174,7 +171,7 @@ def get_by_id_ex(call: Call) -> dict:
 
 @endpoint("tasks.archive")
 def archive(call: Call) -> dict:
-    return {"archived": sum(_tasks().set_archived(call.identity, t, True) for t in call.data["tasks"])}
+    return {"archived": sum(_tasks().set_archived(call.identity, t, True, call.data) for t in call.data["tasks"])}
 
 
 @endpoint("tasks.unarchive")
@@ -184,7 +181,8 @@ def unarchive(call: Call) -> dict:
 
 @endpoint("tasks.archive_many")
 def archive_many(call: Call) -> dict:
-    return run_batch(call.data["ids"], lambda t: {"archived": _tasks().set_archived(call.identity, t, True)})
+    return run_batch(call.data["ids"], lambda t: {"archived": _tasks().set_archived(call.identity, t, True,
+                                                                                    call.data)})
 
 
 @endpoint("tasks.unarchive_many")

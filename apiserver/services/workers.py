@@ -52,7 +52,7 @@ def get_stats(call: Call) -> dict:
 
 @endpoint("workers.get_count")
 def get_count(call: Call) -> dict:
-    return {"count": get_state().workers.count(call.company, call.data.get("last_seen"))}
+    return {"count": get_state().workers.count(call.company, call.data)}
 
 
 @endpoint("workers.get_metric_keys")

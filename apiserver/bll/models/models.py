@@ -16,7 +16,7 @@ from apiserver.bll.auth.identity import Identity
 from apiserver.bll.batch import run_batch
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.projects.projects import ProjectBLL
-from apiserver.bll.references import EX_OBJECTS, dereference, split_references
+from apiserver.bll.references import dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import unescape_key
 from apiserver.bll.tasks.tasks import TaskBLL
@@ -57,6 +57,7 @@ class ModelBLL:
         self.tasks = tasks
         self.projects = projects
         self.files = files
+        tasks.on_publish.append(self._ready_last_output)
 
     @property
     def store(self):
@@ -68,7 +69,12 @@ class ModelBLL:
         return access.readable(self.store, company, model_id, errors.bad_request.InvalidModelId, proj)
 
     def writable(self, company: str, model_id: str) -> dict[str, Any]:
-        return access.writable(self.store, company, model_id, errors.bad_request.InvalidModelId, "models")
+        """As ClearML, a public model is answered as one the caller cannot find (400/201)."""
+        return access.writable(self.store, company, model_id, errors.bad_request.InvalidModelId, "models",
+                               public_missing=True)
+
+    def set_public(self, company: str, ids: list[str], public: bool) -> int:
+        return access.set_public(self.store, company, ids, public, errors.bad_request.InvalidModelId)
 
     def get_by_id(self, company: str, model_id: str) -> dict[str, Any]:
         return to_api(self.readable(company, model_id))
@@ -98,11 +104,16 @@ class ModelBLL:
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("created", -1),))
         refs = references()
-        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
-        proj = q.projection(only_fields, q.FIELD_IDS)
+        only_fields, wanted = split_references(data.get("only_fields"), refs, ex)
+        stats = ex and bool(data.get("include_stats"))
+        proj = q.projection([*only_fields, "labels"] if stats and only_fields else only_fields, q.FIELD_IDS)
         given = [q.FIELD_IDS.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = store_of(Model).index_hint([f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
         docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
+        if stats:  # ClearML's model statistics: how many labels it has
+            for doc in docs:
+                labels = doc.get("labels") if not only_fields or "labels" in only_fields else doc.pop("labels", None)
+                doc["stats"] = {"labels_count": len(labels or {})}
         return dereference(docs, wanted, refs, company)
 
     def get_frameworks(self, company: str, projects: list[str] | None) -> list[str]:
@@ -131,7 +142,8 @@ class ModelBLL:
         return doc["_id"]
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
-        fields = {k: data[k] for k in CREATE_FIELDS if k in data}
+        # ready unless told otherwise, as ClearML's server creates models (the SDK always says)
+        fields = {"ready": True, **{k: data[k] for k in CREATE_FIELDS if k in data}}
         self._check_references(identity.company, fields)
         if "metadata" in data:
             fields["metadata"] = metadata.stored(data["metadata"])
@@ -179,22 +191,26 @@ class ModelBLL:
         return {"updated": 1, "fields": fields}
 
     def _task_iteration(self, identity: Identity, model: dict[str, Any], data: dict[str, Any]) -> None:
-        """``iteration`` moves the model's last_iteration and its task's, never back."""
+        """``iteration`` moves the model's last_iteration and its task's (the one the call names, else
+        the model's), never back."""
         if data.get("iteration") is None:
             return
         self.store.update_one({"_id": model["_id"]}, {"$max": {"last_iteration": data["iteration"]}})
-        if model.get("task"):
-            self.tasks.raise_iteration(identity.company, model["task"], data["iteration"])
+        task = data.get("task") or model.get("task")
+        if task:
+            self.tasks.raise_iteration(identity.company, task, data["iteration"])
 
     def edit(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         model = self.writable(identity.company, data["model"])
         sets = {k: data[k] for k in EDIT_FIELDS if k in data}
         if "metadata" in data:
             sets["metadata"] = metadata.stored(data["metadata"])
-        if model.get("ready") and not data.get("force") and set(sets) - EDITABLE_WHEN_READY - {"ready"}:
+        self._check_references(identity.company, sets)
+        unpublishes = sets.get("ready") is False  # then the rest of the edit changes a draft
+        if model.get("ready") and not data.get("force") and not unpublishes and \
+                set(sets) - EDITABLE_WHEN_READY - {"ready"}:
             raise errors.bad_request.ModelIsReady("only name, comment, tags, project and metadata of a ready "
                                                   "model change", id=model["_id"])
-        self._check_references(identity.company, sets)
         result = self._change(identity.company, model, sets)
         self._task_iteration(identity, model, data)
         return result
@@ -213,16 +229,34 @@ class ModelBLL:
 
     def set_ready(self, identity: Identity, model_id: str, publish_task: bool = True,
                   force_publish_task: bool = False) -> dict[str, Any]:
-        """Mark the model ready (published); its creating task is published with it when it can be."""
+        """Mark the model ready (published), as ClearML does: a model already ready is 400/203; with
+        ``publish_task`` its creating task is published first (unless it is), and a task whose status
+        does not allow it (without ``force_publish_task``) fails the call and leaves the model as it was."""
         model = self.writable(identity.company, model_id)
-        updated = self.store.update_one({"_id": model["_id"], "ready": {"$ne": True}},
-                                       {"$set": {"ready": True, "last_update": utcnow()}}).modified_count
-        answer: dict[str, Any] = {"updated": updated}
+        if model.get("ready"):
+            raise errors.bad_request.ModelIsReady(model=model_id)
+        answer: dict[str, Any] = {}
         if publish_task and model.get("task"):
             published = self.tasks.publish_if_possible(identity, model["task"], force_publish_task)
             if published is not None:
                 answer["published_task"] = {"id": model["task"], "data": published}
-        return answer
+        if not self._mark_ready(identity.company, model["_id"]):
+            # one conditional update: of two concurrent publishes, one is told it was ready
+            raise errors.bad_request.ModelIsReady(model=model_id)
+        return {"updated": 1, **answer}
+
+    def _mark_ready(self, company: str, model_id: str) -> int:
+        return self.store.update_one({"_id": model_id, "company": company, "ready": {"$ne": True}},
+                                     {"$set": {"ready": True, "last_update": utcnow()}}).modified_count
+
+    def _ready_last_output(self, company: str, task_id: str) -> dict[str, Any]:
+        """A task was published (with ``publish_model``, its default): its last output model is set
+        ready too, as in ClearML."""
+        task = self.tasks.readable(company, task_id, {"models": 1})
+        outputs = (task.get("models") or {}).get("output") or []
+        if outputs and isinstance(outputs[-1].get("model"), str):
+            self._mark_ready(company, outputs[-1]["model"])
+        return {}
 
     def publish_many(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         def publish(model_id: str) -> dict[str, Any]:

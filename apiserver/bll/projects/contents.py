@@ -19,6 +19,7 @@ from typing import Any
 from apiserver.apierrors import errors
 from apiserver.bll import access, placement
 from apiserver.bll import query as q
+from apiserver.bll.patterns import compile_pattern
 from apiserver.bll.tags import (
     ARCHIVED_TAG,
     CONTROLLER_TYPE,
@@ -396,11 +397,17 @@ def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str,
     return [{"section": s, "name": n} for s, n in sorted(found)]
 
 
-def hyperparam_values(company: str, projects: list[str] | None, section: str, name: str) -> list[str]:
+def hyperparam_values(company: str, projects: list[str] | None, section: str, name: str,
+                      pattern: str | None = None) -> list[str]:
+    """The distinct values; ``pattern`` (RE2, case-insensitive, as ClearML) keeps those it finds in."""
     q.field_path(escape_key(section), "section")
     q.field_path(escape_key(name), "name")
     field = f"hyperparams.{escape_key(section)}.{escape_key(name)}.value"
-    return q.distinct_values(store_of(Task), company, projects, field)
+    values = q.distinct_values(store_of(Task), company, projects, field)
+    if pattern:
+        program = compile_pattern(pattern, "pattern", ignore_case=True)
+        values = [v for v in values if program.search(str(v))]
+    return values
 
 
 def metric_variants(company: str, projects: list[str] | None, models: bool = False) -> list[dict[str, str]]:

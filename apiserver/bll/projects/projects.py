@@ -16,7 +16,7 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.projects import contents
 from apiserver.bll.query import HIDDEN_TAG
-from apiserver.bll.references import EX_OBJECTS, dereference, split_references
+from apiserver.bll.references import dereference, split_references
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
@@ -45,6 +45,9 @@ class ProjectBLL:
 
     def writable(self, company: str, project_id: str) -> dict[str, Any]:
         return access.writable(self.store, company, project_id, errors.bad_request.InvalidProjectId, "projects")
+
+    def set_public(self, company: str, ids: list[str], public: bool) -> int:
+        return access.set_public(self.store, company, ids, public, errors.bad_request.InvalidProjectId)
 
     def create(self, identity: Identity, data: dict[str, Any]) -> str:
         """A new project; the parents of a nested name ('a/b/c') are created when missing."""
@@ -141,7 +144,7 @@ class ProjectBLL:
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"user": store_of(User), "company": store_of(Company)}
-        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), refs, ex)
         proj = q.projection(only_fields, q.FIELD_IDS)
         docs = [q.api_id(d) for d in self.store.find_page(query, sort, skip, limit, proj)]
         return dereference(docs, wanted, refs, company)

@@ -4,13 +4,14 @@ takes them out through it; ``bll/queues/queues.py`` is what the queues service c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from apiserver.apierrors import errors
 from apiserver.bll import access
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.base import new_id, utcnow
-from apiserver.database.model.queue import Queue
+from apiserver.database.model.queue import Queue, QueueMetric
 from apiserver.database.store import store_of
 
 DEFAULT_TAG = "default"
@@ -75,11 +76,34 @@ class QueueEntries:
         if result.matched_count == 0:
             self.get(company, queue_id, {"_id": 1})  # 701 when the queue does not exist
             raise errors.bad_request.TaskAlreadyQueued(task=task_id, queue=queue_id)
+        self._changed(company, queue_id)
 
     def remove_entry(self, company: str, queue_id: str, task_id: str) -> int:
         result = self.store.update_one({"_id": queue_id, "company": company, "entries.task": task_id},
                                       {"$pull": {"entries": {"task": task_id}}, "$set": {"last_update": utcnow()}})
+        if result.modified_count:
+            self._changed(company, queue_id)
         return result.modified_count
+
+    def record_metrics(self, queues: Iterable[dict[str, Any]]) -> int:
+        """Store each queue's length and mean waiting time now, for queues.get_queue_metrics: after
+        each change of a queue's entries, as ClearML records them, and periodically (the
+        ``sample_queue_metrics`` job) so that a quiet queue's chart goes on."""
+        now = utcnow()
+        samples = []
+        for queue in queues:
+            entries = queue.get("entries") or []
+            waits = [(now - e["added"]).total_seconds() for e in entries if e.get("added")]
+            samples.append({"_id": new_id(), "company": queue["company"], "queue": queue["_id"], "timestamp": now,
+                            "queue_length": len(entries), "avg_waiting_time": sum(waits) / len(waits) if waits else 0})
+        if samples:
+            store_of(QueueMetric).insert_many(samples)
+        return len(samples)
+
+    def _changed(self, company: str, queue_id: str) -> None:
+        doc = self.store.find_one({"_id": queue_id, "company": company}, {"company": 1, "entries": 1})
+        if doc is not None:
+            self.record_metrics([doc])
 
     def remove_task_everywhere(self, company: str, task_id: str) -> int:
         result = self.store.update_many({"company": company, "entries.task": task_id},
@@ -103,5 +127,6 @@ class QueueEntries:
                 {"_id": queue_id, "company": company, "entries.0.task": entry["task"]},
                 {"$pop": {"entries": -1}, "$set": {"last_update": utcnow()}})
             if result.modified_count:
+                self._changed(company, queue_id)
                 return entry
         raise errors.server_error.DataError("could not take a task from a busy queue; try again", queue=queue_id)

@@ -15,17 +15,19 @@ from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.intervals import bucket, bucket_dates
 from apiserver.bll.queues.entries import QueueEntries
-from apiserver.bll.references import EX_OBJECTS, dereference, split_references
+from apiserver.bll.references import dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.errors import DuplicateKeyError
 from apiserver.database.model.auth import Company, User
-from apiserver.database.model.base import new_id, utcnow
+from apiserver.database.model.base import utcnow
 from apiserver.database.model.queue import QueueMetric
 from apiserver.database.model.task import Task
 from apiserver.database.store import store_of
 
 DEFAULT_TAG = "default"
+# Queues listed only when asked for (ClearML's services.queues.hidden_tags): a Kubernetes glue's own queues.
+HIDDEN_QUEUE_TAGS = ("k8s-glue",)
 
 
 class QueueBLL:
@@ -59,18 +61,22 @@ class QueueBLL:
         return out
 
     def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
-        """Queues are never public; name is unanchored, as the agent expects. ``ex`` answers as
+        """Queues are never public; name is unanchored, as the agent expects; queues of the
+        ``HIDDEN_QUEUE_TAGS`` are listed only with ``search_hidden``, ``id`` or ``name``. ``ex`` answers as
         ClearML's get_all_ex: entries name their tasks ({id, name}), ``count_task_entries`` adds
         ``entries_count`` (before ``max_task_entries`` cuts the entries), and ``workers`` lists the
         live workers listening on the queue."""
         query = q.listing_filter(data, {"company": company}, store=self.store)
+        if not any(data.get(k) for k in ("search_hidden", "id", "name")):
+            query = q.combine(query, {"system_tags": {"$nin": list(HIDDEN_QUEUE_TAGS)}})
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
         refs = {"entries.task": store_of(Task), "user": store_of(User),
                 "company": store_of(Company)}
-        only_fields, wanted = split_references(data.get("only_fields"), refs, EX_OBJECTS if ex else ())
+        named = split_references(data.get("only_fields"), refs)[1]
+        only_fields, wanted = split_references(data.get("only_fields"), refs, ex)
         asked = set(only_fields or [])
-        show_entries = not only_fields or "*" in asked or "entries" in asked or "entries.task" in wanted
+        show_entries = not only_fields or "*" in asked or "entries" in asked or "entries.task" in named
         count = bool(data.get("count_task_entries"))
         if only_fields and count and not show_entries:
             only_fields = [*only_fields, "entries"]
@@ -103,11 +109,15 @@ class QueueBLL:
             raise errors.bad_request.ExpectedUniqueData("a queue with this name exists", name=data["name"]) from None
         return fields
 
-    def delete(self, company: str, queue_id: str, force: bool) -> int:
-        queue = self.entries.get(company, queue_id, {"entries": 1})
-        if queue.get("entries") and not force:
-            raise errors.bad_request.QueueNotEmpty(f"{len(queue['entries'])} tasks; use force", queue=queue_id)
-        return self.store.delete_one({"_id": queue_id, "company": company}).deleted_count
+    def delete(self, identity: Identity, queue_id: str, force: bool) -> int:
+        """A queue with tasks goes only with ``force``, and its queued tasks are dequeued first (each
+        back to its status before enqueue), as ClearML does."""
+        queue = self.entries.get(identity.company, queue_id, {"entries": 1})
+        if queue.get("entries"):
+            if not force:
+                raise errors.bad_request.QueueNotEmpty(f"{len(queue['entries'])} tasks; use force", queue=queue_id)
+            self.clear(identity, queue_id, reason=f"queue {queue_id} was deleted")
+        return self.store.delete_one({"_id": queue_id, "company": identity.company}).deleted_count
 
     def move(self, company: str, queue_id: str, task_id: str, how: str, count: int = 1) -> int:
         """Move a task inside its queue; returns its new position (0 = front).
@@ -151,16 +161,7 @@ class QueueBLL:
 
     def sample_metrics(self) -> int:
         """Record every queue's length and average wait now (a scheduler job)."""
-        now = utcnow()
-        samples = []
-        for queue in self.store.find({}, {"company": 1, "entries": 1}):
-            entries = queue.get("entries") or []
-            waits = [(now - e["added"]).total_seconds() for e in entries if e.get("added")]
-            samples.append({"_id": new_id(), "company": queue["company"], "queue": queue["_id"], "timestamp": now,
-                            "queue_length": len(entries), "avg_waiting_time": sum(waits) / len(waits) if waits else 0})
-        if samples:
-            store_of(QueueMetric).insert_many(samples)
-        return len(samples)
+        return self.entries.record_metrics(self.store.find({}, {"company": 1, "entries": 1}))
 
     def metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """Per interval with samples: each queue's mean length and waiting time, for the queues asked;
@@ -203,7 +204,7 @@ class QueueBLL:
 
     # -- entries -------------------------------------------------------------------------------
 
-    def clear(self, identity: Identity, queue_id: str) -> list[str]:
+    def clear(self, identity: Identity, queue_id: str, reason: str | None = None) -> list[str]:
         """Dequeue every task of a queue (each back to its status before enqueue); the ids removed."""
         entries = self.entries.get(identity.company, queue_id, {"entries.task": 1}).get("entries") or []
         removed = [e["task"] for e in entries]
@@ -211,7 +212,7 @@ class QueueBLL:
             task = self.tasks.own(identity.company, task_id, {"status": 1})
             if task is not None and task["status"] == st.QUEUED:
                 with contextlib.suppress(errors.bad_request.TaskStatusChanged):  # a worker took it meanwhile
-                    self.tasks.dequeue(identity, {"task": task_id})
+                    self.tasks.dequeue(identity, {"task": task_id, "status_reason": reason})
             self.entries.remove_entry(identity.company, queue_id, task_id)
         return removed
 
@@ -227,10 +228,13 @@ class QueueBLL:
         entries = self.entries.get(identity.company, target_id, {"entries.task": 1}).get("entries") or []
         return len(entries) - 1
 
-    def add_task(self, company: str, queue_id: str, task_id: str) -> None:
-        """queues.add_task: only a task of the company goes in; its status does not change."""
-        self.tasks.writable(company, task_id)
+    def add_task(self, company: str, queue_id: str, task_id: str, update_execution_queue: bool = True) -> None:
+        """queues.add_task: only a task of the company goes in; its status does not change, its
+        ``execution.queue`` becomes this queue (unless ``update_execution_queue`` is false), as in ClearML."""
+        task = self.tasks.writable(company, task_id)
         self.entries.add_entry(company, queue_id, task_id)
+        if update_execution_queue:
+            self.tasks.set_queue(company, task, queue_id)
 
     def remove_task(self, identity: Identity, queue_id: str, task_id: str, update_task_status: bool) -> int:
         """queues.remove_task: the queue must exist; with ``update_task_status`` a queued task also

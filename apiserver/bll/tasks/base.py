@@ -61,6 +61,8 @@ class TaskBase:
     def store(self):
         return store_of(Task)
 
+        # models set the published task's last output model ready (ClearML's publish_model)
+        self.on_publish: list[TaskHook] = []
     def readable(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
         """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
         return access.readable(self.store, company, task_id, errors.bad_request.InvalidTaskId, proj)

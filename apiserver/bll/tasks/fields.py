@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from apiserver.bll.query import FIELD_IDS, api_id
-from apiserver.database.model.base import date_fields
+from apiserver.database.model.base import date_fields, utcnow
 from apiserver.database.model.task import Task
 
 # API field -> stored field, for filters, projections and sort keys.
@@ -152,3 +152,18 @@ def legacy_view(task: dict[str, Any]) -> dict[str, Any]:
         if legacy:
             task.setdefault("execution", {})[old] = legacy
     return task
+
+
+# ClearML's name for the input-model link an old client's ``execution.model`` stands for.
+LEGACY_INPUT_MODEL = "Input Model"
+
+
+def legacy_input_models(fields: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``models.input`` list that ``execution.model`` in these API fields stands for (clients
+    before 2.13 name a task's input model there, and ClearML links it), or None when the fields name
+    no such model or give ``models.input`` themselves. The legacy field itself stays as given."""
+    execution = fields.get("execution")
+    if not isinstance(execution, dict) or "model" not in execution or (fields.get("models") or {}).get("input"):
+        return None
+    model = execution["model"]
+    return [{"name": LEGACY_INPUT_MODEL, "model": model, "updated": utcnow()}] if model else []

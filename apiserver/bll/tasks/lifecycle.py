@@ -51,13 +51,13 @@ class TaskLifecycle(TaskBase):
     """Status changes, queues, stop, reset and the record's delete."""
 
     def publish_if_possible(self, identity: Identity, task_id: str, force: bool = False) -> dict[str, Any] | None:
-        """Publish the task when its status allows it (any status but published with force); else None."""
+        """Publish the task (not its output model: the caller, publishing a model, readies the one it
+        names) unless it is published or gone (then None); a status publishing does not allow
+        (without ``force``) is 400/110, as ``publish`` answers it."""
         status = self.status_of(identity.company, task_id)
         if status is None or status == st.PUBLISHED:
             return None
-        if not force and status not in PUBLISHABLE:
-            return None
-        return self.publish(identity, {"task": task_id, "force": force})
+        return self.publish(identity, {"task": task_id, "force": force, "publish_model": False})
 
     def change_status(self, company: str, task: dict[str, Any], new_status: str, *, force: bool = False,
                       reason: str | None = None, message: str | None = None, allow_same: bool = True,
@@ -97,10 +97,13 @@ class TaskLifecycle(TaskBase):
         return self._finish(identity, data, st.FAILED)
 
     def completed(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """With ``publish``, published too; ``published`` says whether it was (ClearML's answer)."""
         result = self._finish(identity, data, st.COMPLETED)
+        result["published"] = 0
         if data.get("publish"):
             published = self.publish(identity, {"task": data["task"], "force": data.get("force")})
             result["fields"].update(published["fields"])
+            result["published"] = published["updated"]
         return result
 
     def close(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
@@ -114,9 +117,13 @@ class TaskLifecycle(TaskBase):
             raise errors.bad_request.InvalidTaskStatus(
                 f"cannot change status from {task['status']} to published", current_status=task["status"],
                 new_status=st.PUBLISHED)
-        return self.change_status(identity.company, task, st.PUBLISHED, force=bool(data.get("force")),
-                                  reason=data.get("status_reason"), message=data.get("status_message"),
-                                  sets={"published": utcnow()})
+        result = self.change_status(identity.company, task, st.PUBLISHED, force=bool(data.get("force")),
+                                    reason=data.get("status_reason"), message=data.get("status_message"),
+                                    sets={"published": utcnow()})
+        if data.get("publish_model", True):  # after the status: a refused publish changes no model
+            for hook in self.on_publish:
+                hook(identity.company, task["_id"])
+        return result
 
     def _has_live_worker(self, company: str, task_id: str) -> bool:
         since = utcnow() - timedelta(seconds=self.worker_timeout_sec)
@@ -260,9 +267,14 @@ class TaskLifecycle(TaskBase):
             _status_update(st.STOPPED, why, why, {"completed": utcnow()}))
         return result.modified_count
 
-    def set_archived(self, identity: Identity, task_id: str, archived: bool) -> bool:
-        """Archive (a queued task is dequeued first) or unarchive; whether the tag changed."""
+    def set_archived(self, identity: Identity, task_id: str, archived: bool, data: dict[str, Any] | None = None
+                     ) -> bool:
+        """Archive (a queued task is dequeued first) or unarchive; whether the tag changed. Archiving
+        sets the ``status_message`` and ``status_reason`` ``data`` gives, as ClearML does."""
         task = self.writable(identity.company, task_id)
         if archived and task["status"] == st.QUEUED:
             self.dequeue(identity, {"task": task_id})
+        notes = {k: (data or {})[k] for k in ("status_message", "status_reason") if (data or {}).get(k) is not None}
+        if archived and notes:
+            self.store.update_one({"_id": task["_id"], "company": identity.company}, {"$set": notes})
         return tags.set_archived(self.store, task["_id"], archived)

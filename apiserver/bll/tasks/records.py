@@ -8,19 +8,21 @@ import copy
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import placement, tags
+from apiserver.bll import access, placement, tags
 from apiserver.bll import query as q
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.references import EX_OBJECTS, dereference, split_references
+from apiserver.bll.references import dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.base import TaskBase
 from apiserver.bll.tasks.fields import (
     DATE_FIELDS,
+    legacy_input_models,
     legacy_to_sections,
     storage_path,
     to_api,
     to_storage,
 )
+from apiserver.bll.tasks.lifecycle import DEVELOPMENT_TAG
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.model import Model
@@ -33,7 +35,7 @@ CREATE_FIELDS = ("name", "tags", "system_tags", "type", "comment", "parent", "pr
                  "hyperparams", "configuration", "runtime", "container", "models")
 
 
-EDIT_FIELDS = CREATE_FIELDS
+EDIT_FIELDS = (*CREATE_FIELDS, "status")  # as ClearML: an edit of a created task (or forced) may set its status
 
 
 UPDATE_FIELDS = ("name", "tags", "system_tags", "comment", "project", "created")
@@ -45,6 +47,10 @@ def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
     return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
 
 
+# What a task's link to a deleted model reads (ClearML's mark): the link stays, the id says it is gone.
+DELETED_MODEL_PREFIX = "__DELETED__"
+# What a clone does not copy of its source's system tags.
+CLONE_DROPS_SYSTEM_TAGS = (DEVELOPMENT_TAG, tags.ARCHIVED_TAG)
 # Sections every task has, empty when nothing set them: ClearML clients read into them unchecked
 # (a dataset's runtime.version, a script's diff).
 EMPTY_SECTIONS = {"execution": {}, "script": {}, "runtime": {}}
@@ -78,12 +84,11 @@ class TaskRecords(TaskBase):
     """Listing, creating, cloning and editing tasks."""
 
     def get_all(self, company: str, data: dict[str, Any], ex: bool = False) -> list[dict[str, Any]]:
-        """``ex``: answer as the ``*_ex`` endpoints do (see ``query.EX_OBJECTS``)."""
+        """``ex``: answer as the ``*_ex`` endpoints do (see ``references.split_references``)."""
         query = self.build_query(company, data)
         skip, limit = q.page_window(data)
         sort = q.order_by(_storage_paths(data.get("order_by")), default=(("created", -1),))
-        only_fields, wanted = split_references(data.get("only_fields"), references(),
-                                                 EX_OBJECTS if ex else ())
+        only_fields, wanted = split_references(data.get("only_fields"), references(), ex)
         proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
         docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
@@ -107,6 +112,7 @@ class TaskRecords(TaskBase):
             data = {**data, "project": self.projects.with_children(company, [p for p in projects if p])
                     + [p for p in projects if p is None]}
         return q.listing_filter(data, {"company": {"$in": [company, ""]}}, store=self.store, lists=LIST_FILTERS,
+                                patterns=("name", "comment"),
                                 dates=DATE_FIELDS, text=("name", "comment", "id"), path=storage_path)
 
     def get_types(self, company: str, projects: list[str] | None) -> list[str]:
@@ -136,6 +142,9 @@ class TaskRecords(TaskBase):
         """A new task; ``stored`` adds fields that other domains own (a report's text) in the same
         insert, so that no half-made record is ever seen."""
         fields = self._section_fields(data, CREATE_FIELDS)
+        links = legacy_input_models(fields)
+        if links is not None:
+            fields["models"] = {**(fields.get("models") or {}), "input": links}
         self._check_references(identity.company, fields)
         output = {"destination": fields.pop("output.destination")} if "output.destination" in fields else {}
         return self._insert_new(identity, {**fields, "output": output}, stored)
@@ -173,14 +182,24 @@ class TaskRecords(TaskBase):
                 fields[field] = data[key]
         if data.get("new_project_name") and not data.get("new_task_project"):
             fields["project"] = self.projects.ensure(identity, data["new_project_name"])
-        if data.get("execution_overrides"):
-            fields["execution"] = {**(fields.get("execution") or {}), **copy.deepcopy(data["execution_overrides"])}
+        if "system_tags" not in fields:  # a clone is no development run and not archived
+            fields["system_tags"] = [t for t in source.get("system_tags") or [] if t not in CLONE_DROPS_SYSTEM_TAGS]
+        overrides = copy.deepcopy(data.get("execution_overrides") or {})
+        if overrides:
+            fields["execution"] = {**(fields.get("execution") or {}), **overrides}
             legacy_to_sections(fields, source)
-        # A project or parent the caller names is always checked: unchecked, a clone could point at
-        # another company's project or task. validate_references adds those copied from the source.
+            links = legacy_input_models({"execution": overrides})
+            if links is not None:
+                fields["models"]["input"] = links
+        # A project, parent or input model the caller names is always checked: unchecked, a clone could
+        # point at another company's objects. validate_references adds those copied from the source.
         named = {field: data[key] for key, field in (("new_task_project", "project"), ("new_task_parent", "parent"))
                  if data.get(key)}
         self._check_references(identity.company, fields if data.get("validate_references") else named)
+        if data.get("validate_references") or overrides.get("model"):  # as ClearML (create takes any id)
+            for link in fields["models"]["input"]:
+                access.readable(store_of(Model), identity.company, link.get("model"),
+                                errors.bad_request.InvalidModelId, {"_id": 1})
         return self._insert_new(identity, fields)
 
     def update(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +221,11 @@ class TaskRecords(TaskBase):
         if task["status"] == st.PUBLISHED and not force:
             raise errors.bad_request.TaskPublished(id=task["_id"])
         sets = self._section_fields(data, EDIT_FIELDS, previous=task)
+        links = legacy_input_models(sets)
         if "models" in sets:
-            sets["models"] = _with_model_lists(sets["models"])
+            sets["models"] = _with_model_lists({**sets["models"], **({} if links is None else {"input": links})})
+        elif links is not None:
+            sets["models.input"] = links
         self._check_references(identity.company, sets)
         return self.set_fields(identity.company, task, sets, expect_status=task["status"])
 
@@ -261,20 +283,30 @@ class TaskRecords(TaskBase):
         return [d["_id"] for d in self.store.find(flt, {"_id": 1}).limit(101) if d["_id"] != exclude][:100]
 
     def unlink_model(self, company: str, model_id: str) -> int:
-        """A deleted model leaves every task's model lists, and on those tasks the legacy single-model
-        fields: one indexed equality per list (a top-level ``$or`` scans the company's tasks on
-        SecantusDB). A legacy field naming the model on a task whose lists do not (written by an old
-        client straight into ``output.model``) is left: indexing those fields too would slow every
-        task write for a case no current client makes."""
+        """A deleted model leaves the tasks that link it, as in ClearML: a task using it as input, and
+        a published task that created it (published tasks never change otherwise), keep the link with
+        the id marked ``__DELETED__<id>`` (the published one also an ``output.error``); other tasks
+        drop it. The legacy single-model fields naming it are unset. One indexed equality per list (a
+        top-level ``$or`` scans the company's tasks on SecantusDB); a legacy field naming the model on
+        a task whose lists do not (written by an old client straight into ``output.model``) is left:
+        indexing those fields too would slow every task write for a case no current client makes."""
         now = utcnow()
+        marked = {"$set": {"last_update": now}}
         touched: dict[str, None] = {}  # the tasks changed, in order, once each
         for kind in ("input", "output"):
             flt = {"company": company, f"models.{kind}.model": model_id}
             ids = [d["_id"] for d in self.store.find(flt, {"_id": 1})]
-            if ids:
-                self.store.update_many(flt, {"$pull": {f"models.{kind}": {"model": model_id}},
-                                            "$set": {"last_update": now}})
-                touched.update(dict.fromkeys(ids))
+            if not ids:
+                continue
+            mark = {"$set": {f"models.{kind}.$[link].model": DELETED_MODEL_PREFIX + model_id, "last_update": now}}
+            if kind == "input":
+                self.store.update_many(flt, mark, array_filters=[{"link.model": model_id}])
+            else:
+                mark["$set"]["output.error"] = f"model deleted on {now.isoformat()}"
+                self.store.update_many({**flt, "status": st.PUBLISHED}, mark, array_filters=[{"link.model": model_id}])
+                self.store.update_many({**flt, "status": {"$ne": st.PUBLISHED}},
+                                       {"$pull": {"models.output": {"model": model_id}}, **marked})
+            touched.update(dict.fromkeys(ids))
         ids = list(touched)
         for start in range(0, len(ids), 200):  # short $in lists: SecantusDB matches them in quadratic time
             for field in ("output.model", "execution.model"):
@@ -282,12 +314,5 @@ class TaskRecords(TaskBase):
                                       {"$unset": {field: ""}})
         return len(touched)
 
-    def make_public(self, company: str, ids: list[str]) -> int:
-        result = self.store.update_many({"_id": {"$in": ids}, "company": company},
-                                       {"$set": {"company": "", "company_origin": company}})
-        return result.modified_count
-
-    def make_private(self, company: str, ids: list[str]) -> int:
-        result = self.store.update_many({"_id": {"$in": ids}, "company": "", "company_origin": company},
-                                       {"$set": {"company": company}, "$unset": {"company_origin": ""}})
-        return result.modified_count
+    def set_public(self, company: str, ids: list[str], public: bool) -> int:
+        return access.set_public(self.store, company, ids, public, errors.bad_request.InvalidTaskId)
