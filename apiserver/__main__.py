@@ -8,6 +8,7 @@ import os
 import sys
 
 from apiserver.app import configure_logging
+from apiserver.backup_commands import add_backup_parsers, run_backup, run_restore
 from apiserver.config import ConfigError, load_config
 from apiserver.importer import add_import_parser, run_import
 
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument("--host", dest="db_host", help="listen address (default database.embedded.host)")
     database.add_argument("--port", dest="db_port", type=int,
                           help="listen port (default database.embedded.port, or 27017 when that is 0)")
+    add_backup_parsers(commands)
     add_import_parser(commands)
     return parser
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config["apiserver.log_level"], config["apiserver.log_format"])
     if args.command == "import":
         return run_import(config, args)
+    if args.command in ("backup", "restore"):
+        return (run_backup if args.command == "backup" else run_restore)(config, args)
     if args.command == "database":
         from apiserver.serve import run_database
 

@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +55,7 @@ class FileStore(Protocol):
     def delete_folder(self, key: str) -> int: ...
     def is_folder(self, key: str) -> bool: ...
     def sweep_incoming(self, older_than_sec: float) -> int: ...
+    def file_keys(self) -> Iterator[str]: ...
 
 
 # -- a folder on this host ----------------------------------------------------------------------
@@ -163,6 +164,18 @@ class LocalStore:
         shutil.rmtree(path)
         self._prune(path)
         return count
+
+    def file_keys(self) -> Iterator[str]:
+        """Every stored file's key (uploads in progress are not files yet), for backups."""
+        for folder, dirs, names in os.walk(self.root):
+            if Path(folder) == self.root:
+                dirs[:] = sorted(d for d in dirs if d != INCOMING)
+            else:
+                dirs.sort()
+            rel = Path(folder).relative_to(self.root)
+            for name in sorted(names):
+                if rel.parts:
+                    yield (rel / name).as_posix()
 
     def sweep_incoming(self, older_than_sec: float) -> int:
         cutoff = time.time() - older_than_sec
@@ -283,6 +296,15 @@ class GridFSStore:
         for file_id in ids:
             self.remove(file_id)
         return len(ids)
+
+    def file_keys(self) -> Iterator[str]:
+        """Every stored file's key (uploads in progress, under .incoming/, are not files yet), for backups."""
+        seen = None
+        for doc in self.files.find({"filename": {"$not": re.compile("^" + re.escape(INCOMING + "/"))}},
+                                   {"filename": 1}).sort("filename", 1):
+            if doc["filename"] != seen:
+                seen = doc["filename"]
+                yield seen
 
     def sweep_incoming(self, older_than_sec: float) -> int:
         cutoff = datetime.fromtimestamp(time.time() - older_than_sec, UTC).replace(tzinfo=None)
