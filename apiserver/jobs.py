@@ -48,6 +48,15 @@ def pipeline_heartbeat(state: ServerState) -> None:
     state.pipelines.beat()
 
 
+@periodic("expire_events", "events.retention_check_sec")
+def expire_events(state: ServerState) -> None:
+    settings = state.settings.events
+    done = state.deletion.expire_events(settings.retention_days, settings.retention_batch)
+    if done["tasks"]:
+        log.info("events retention: the events of %d tasks deleted (%d events, %d files queued)",
+                 done["tasks"], done["events"], done["files"])
+
+
 @periodic("delete_files_of_deleted_owners", "files.delete_check_sec")
 def delete_files_of_deleted_owners(state: ServerState) -> None:
     done, failed = state.files.process_due_deletions()

@@ -147,6 +147,8 @@ class EventsSettings:
     log_block_bytes: int
     scalar_fold_every: int
     scalar_fold_points: int
+    retention_days: int
+    retention_batch: int
 
 
 SECTIONS = {"auth": AuthSettings, "events": EventsSettings, "pipeline": PipelineSettings,

@@ -27,7 +27,8 @@ def _files():
 def upload(call: Call) -> Response:
     length = call.headers.get("Content-Length")
     parts = iter_file_parts(call.stream, call.headers.get("Content-Type"))
-    stored = _files().upload(call.identity, parts, int(length) if length and length.isdigit() else None)
+    stored = _files().upload(call.identity, parts, int(length) if length and length.isdigit() else None,
+                             call.host)
     return Response(dumps(stored), status=200, mimetype="application/json")
 
 

@@ -22,7 +22,7 @@ from apiserver.bll.auth.identity import Identity
 from apiserver.bll.files import paths
 from apiserver.config.settings import FilesSettings
 from apiserver.database.filestore import FileStore, StoredFile, Upload
-from apiserver.database.model.auth import Company
+from apiserver.database.model.auth import Company, ServerSetting
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.files import FileDeletion
 from apiserver.database.store import store_of
@@ -38,6 +38,7 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", 
 FRAMING_ALLOWANCE = 1 << 20
 MAX_RETRY_SEC = 3600
 
+FILE_HOSTS = "files.hosts"  # the server_settings document listing the Hosts uploads came to
 Part = tuple[str, Iterable[bytes]]
 
 
@@ -55,6 +56,7 @@ class FileBLL:
         self.public_read = settings.public_read
         self.server_urls = [str(u) for u in settings.server_urls]
         self.delete_delay_sec = settings.delete_delay_sec
+        self._hosts_noted: set[str] = set()
 
     # -- who reads ----------------------------------------------------------------------------
 
@@ -70,8 +72,11 @@ class FileBLL:
 
     # -- upload -------------------------------------------------------------------------------
 
-    def upload(self, identity: Identity, parts: Iterator[Part], declared_length: int | None) -> list[str]:
-        """Store every part under its name; all or nothing. 413 when the files pass the limit."""
+    def upload(self, identity: Identity, parts: Iterator[Part], declared_length: int | None,
+               host: str | None = None) -> list[str]:
+        """Store every part under its name; all or nothing. 413 when the files pass the limit. ``host``:
+        the Host the upload came to, noted as one this server's files are reached by (``own_prefixes``)."""
+        self._note_host(host)
         if declared_length is not None and declared_length > self.max_upload_bytes + FRAMING_ALLOWANCE:
             raise self._too_large()
         uploads: list[Upload] = []
@@ -154,11 +159,23 @@ class FileBLL:
 
     # -- files of deleted owners ----------------------------------------------------------------
 
+    def _note_host(self, host: str | None) -> None:
+        """Keep, once per deployment, each Host that uploads came to: background jobs, which have no
+        request's Host, know by them which URLs point into this store."""
+        if not host or host in self._hosts_noted:
+            return
+        store_of(ServerSetting).update_one({"_id": FILE_HOSTS}, {"$addToSet": {"hosts": host},
+                                                                 "$setOnInsert": {"value": "", "created": utcnow()}},
+                                           upsert=True)
+        self._hosts_noted.add(host)
+
     def own_prefixes(self, host: str | None) -> list[str]:
-        """The URL prefixes this server's file store is reached by."""
+        """The URL prefixes this server's file store is reached by: ``files.server_urls`` and the request's
+        Host, or without a request (background jobs) every Host uploads came to."""
         prefixes = list(self.server_urls)
-        if host:
-            prefixes += [f"http://{host}/files", f"https://{host}/files"]
+        hosts = [host] if host else (store_of(ServerSetting).find_one({"_id": FILE_HOSTS}) or {}).get("hosts", [])
+        for known in hosts:
+            prefixes += [f"http://{known}/files", f"https://{known}/files"]
         return prefixes
 
     def own_paths(self, urls: Iterable[str | None], host: str | None) -> dict[str, str]:

@@ -23,7 +23,7 @@ from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.project import Project
 from apiserver.database.store import store_of
 
-EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination")
+EDITABLE = ("name", "description", "tags", "system_tags", "default_output_destination", "events_retention_days")
 
 
 def _check_name(name: str) -> str:
@@ -68,6 +68,8 @@ class ProjectBLL:
                "tags": data.get("tags") or [], "system_tags": data.get("system_tags") or [],
                "default_output_destination": data.get("default_output_destination"), "created": now,
                "last_update": now, "path": path}
+        if data.get("events_retention_days") is not None:
+            doc["events_retention_days"] = data["events_retention_days"]
         if path:
             doc["parent"] = path[-1]
         return doc
@@ -113,6 +115,11 @@ class ProjectBLL:
         if project:
             self.readable(identity.company, project, {"_id": 1})
         return project
+
+    def events_retention(self) -> dict[str, int]:
+        """{project id: days} of the projects (all companies) that set their own events retention."""
+        return {d["_id"]: int(d["events_retention_days"])
+                for d in self.store.find({"events_retention_days": {"$type": "number"}}, {"events_retention_days": 1})}
 
     def with_children(self, company: str, project_ids: list[str]) -> list[str]:
         """The projects and every project nested below them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from apiserver.apierrors import errors
@@ -15,6 +16,8 @@ from apiserver.bll import access, placement
 from apiserver.bll import query as q
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.entries import QueueEntries
+from apiserver.bll.tags import ARCHIVED_TAG
+from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import (
     dotted_changes,
     metric_hash,
@@ -24,6 +27,8 @@ from apiserver.bll.tasks.fields import (
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.task import Task
 from apiserver.database.store import store_of
+
+EVENTS_EXPIRED = "events_expired"  # when retention deleted the task's events (OwnedDeletion.expire_events)
 
 
 @dataclasses.dataclass
@@ -56,13 +61,13 @@ class TaskBase:
         self.worker_timeout_sec = worker_timeout_sec
         self.on_reset: list[TaskHook] = []
         self.on_delete: list[TaskHook] = []
+        # models set the published task's last output model ready (ClearML's publish_model)
+        self.on_publish: list[TaskHook] = []
 
     @property
     def store(self):
         return store_of(Task)
 
-        # models set the published task's last output model ready (ClearML's publish_model)
-        self.on_publish: list[TaskHook] = []
     def readable(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
         """A task of the company or a public one; 400/101 otherwise (other companies' ids look missing)."""
         return access.readable(self.store, company, task_id, errors.bad_request.InvalidTaskId, proj)
@@ -154,12 +159,28 @@ class TaskBase:
             sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": last})
             mins[f"{path}.min_value"] = low
             maxes[f"{path}.max_value"] = high
-        update: dict[str, Any] = {"$set": sets}
+        update: dict[str, Any] = {"$set": sets, "$unset": {EVENTS_EXPIRED: ""}}  # new events expire anew
         if mins:
             update["$min"] = mins
         if maxes:
             update["$max"] = maxes
         return update
+
+    def events_expiring(self, cutoff: datetime, projects: list[str], in_projects: bool, limit: int
+                        ) -> list[dict[str, Any]]:
+        """Up to ``limit`` tasks (all companies) that ended or are archived, unchanged since ``cutoff``, in
+        (``in_projects``) or outside these projects, whose events did not expire yet: {_id, company}."""
+        where: dict[str, Any] = {"last_update": {"$lt": cutoff}, EVENTS_EXPIRED: {"$exists": False},
+                                 "project": {"$in" if in_projects else "$nin": projects}}
+        found: dict[str, dict[str, Any]] = {}
+        for which in ({"status": {"$in": list(st.ENDED)}}, {"system_tags": ARCHIVED_TAG}):  # no top-level $or
+            for doc in self.store.find({**which, **where}, {"company": 1}).limit(limit):
+                found.setdefault(doc["_id"], doc)
+        return list(found.values())[:limit]
+
+    def mark_events_expired(self, company: str, task_id: str, when: datetime) -> None:
+        """The task's events were deleted by retention (until it gets new ones: ``record_metrics``)."""
+        self.store.update_one({"_id": task_id, "company": company}, {"$set": {EVENTS_EXPIRED: when}})
 
     def set_fields(self, company: str, task: dict[str, Any], sets: dict[str, Any],
                    expect_status: str | None = None) -> dict[str, Any]:

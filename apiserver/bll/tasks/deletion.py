@@ -1,5 +1,6 @@
 """Owns what deleting or resetting a task, or deleting a project with its contents, does to what
-they own: output models, events, and the files behind artifacts, models and debug images.
+they own: output models, events, and the files behind artifacts, models and debug images; and the
+events retention (``expire_events``), which deletes the events of long-ended tasks with their files.
 
 ``delete_task`` is the one way to delete a task: ClearML's tasks, reports (``bll/reports``) and
 pipeline runs (``bll/tasks/pipeline_runs``) all come through it, so none of them leaves models or
@@ -15,6 +16,8 @@ ClearML's options: ``delete_output_models`` (default true), ``delete_external_ar
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
@@ -24,6 +27,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.database.model.base import utcnow
 
 
 def _artifact_urls(task: dict[str, Any]) -> list[str]:
@@ -120,3 +124,30 @@ class OwnedDeletion:
         if data.get("return_file_urls"):
             result["urls"] = urls
         return result
+
+    def expire_events(self, default_days: int, batch: int) -> dict[str, int]:
+        """Events retention: delete the events, and their files in this server's store, of up to ``batch``
+        tasks that ended or are archived and did not change for their project's ``events_retention_days``
+        (else ``default_days``; 0 keeps them forever). The tasks stay; each is marked until new events
+        come. Returns how many tasks, events and files."""
+        now = utcnow()
+        own = self.projects.events_retention()
+        by_days: dict[int, list[str]] = defaultdict(list)
+        for project, days in own.items():
+            by_days[days].append(project)
+        plans = [(days, projects, True) for days, projects in by_days.items() if days]
+        if default_days:
+            plans.append((default_days, list(own), False))  # every task in a project without its own setting
+        done = {"tasks": 0, "events": 0, "files": 0}
+        for days, projects, in_projects in plans:
+            for task in self.tasks.events_expiring(now - timedelta(days=days), projects, in_projects,
+                                                   batch - done["tasks"]):
+                company, task_id = task["company"], task["_id"]
+                urls = self.events.urls_of_task(company, task_id)
+                done["events"] += self.events.delete_for_task(company, task_id)["deleted"]
+                self.tasks.mark_events_expired(company, task_id, now)
+                done["files"] += self.files.schedule_deletion(company, urls, None, f"task {task_id} (events retention)")
+                done["tasks"] += 1
+            if done["tasks"] >= batch:
+                break
+        return done

@@ -9,6 +9,8 @@ PUBLISHED, PUBLISHING, CLOSED, FAILED, COMPLETED, UNKNOWN = (
     "published", "publishing", "closed", "failed", "completed", "unknown")
 # Every task status, in the order tasks.conf's task_status_enum lists them (checked at start-up).
 STATUSES = (CREATED, QUEUED, IN_PROGRESS, STOPPED, PUBLISHED, PUBLISHING, CLOSED, FAILED, COMPLETED, UNKNOWN)
+# The statuses of a task that ran and ended (events retention counts a task's age from then on).
+ENDED = (STOPPED, PUBLISHED, CLOSED, FAILED, COMPLETED)
 
 # ClearML's table of allowed changes (a change to the same status is allowed too, except where the
 # caller says otherwise: `started` is not, so two agents cannot both start one task).
