@@ -30,6 +30,8 @@ def add_import_parser(commands: Any) -> None:
     common.add_argument("--from", dest="source_url", required=True, help="the source server's URL")
     common.add_argument("--files-url", help="the URL this server's /files is reached at, for copied files "
                                             "(default: files.server_urls[0], else http://<listen address>/files)")
+    common.add_argument("--source-files", action="append", default=[], metavar="URL",
+                        help="another URL prefix of the source's file server whose files are copied (repeatable)")
     clearml = kinds.add_parser("clearml", parents=[common], help="a ClearML server (its API URL)",
                                description="Users (as owners), projects, tasks with all events, models, queues and "
                                            "the files the source's file server holds.")
@@ -123,5 +125,6 @@ def _writer(config: Config, args: argparse.Namespace, source: Any) -> Any:
     admins = [u for u in state.auth.list_users(company) if u["role"] in ("admin", "root", "system")]
     owner = admins[0]["id"] if admins else ""
     return TransferWriter(state.auth, state.projects, state.tasks, state.events, state.models, state.queues,
-                          state.files, company, owner, _files_url(config, args.files_url), source.file_prefixes(),
+                          state.files, company, owner, _files_url(config, args.files_url),
+                          [*source.file_prefixes(), *args.source_files],
                           source.fetch, source.files_folder)

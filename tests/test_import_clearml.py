@@ -1,15 +1,15 @@
 """`python -m apiserver import clearml` between two real servers: the source seeded by the real clearml SDK,
-the target on its embedded database (the import joins the running server's database process). After the
-import the target answers the same through the API and serves the same bytes from its own /files; a
-an import killed halfway and run again ends as one whole run; a third run changes nothing; a wrong secret
-or an unreachable source fails with a message and writes nothing."""
+the target on its embedded database (the import joins the running server's database process). An import
+killed halfway and run again ends as one whole run: the target answers the same through the API and
+serves the same bytes from its own /files; a third run changes nothing, a fourth brings new work. A wrong
+secret or an unreachable source fails with a message and writes nothing."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -141,16 +141,15 @@ def compare(src, dst, dst_files: str) -> None:
         assert mine.status_code == 200 and mine.content == theirs.content and len(mine.content) == 150_000
 
 
-def test_import_clearml_killed_halfway_run_again_copies_everything_and_a_third_run_changes_nothing(
+def test_import_clearml_killed_run_again_copies_everything_then_changes_nothing_then_brings_new_work(
         source, seeded, target):
     src, dst = source.admin(), target.admin()
     files = f"{target.base_url}/files"
     first = run_import(target.data_dir, target.env, source.base_url, files, wait=False)
     lines = []
-    for line in first.stdout:  # killed (-9) while it copies the first task
+    for line in first.stdout:  # killed (-9) as it starts on the tasks: users, projects and queues are written
         lines.append(line)
         if line.startswith("tasks: 0/"):
-            time.sleep(0.3)
             first.send_signal(signal.SIGKILL)
             break
     first.wait(30)
@@ -178,6 +177,17 @@ def test_import_clearml_killed_halfway_run_again_copies_everything_and_a_third_r
     assert counts(dst) == before
     table = {line.split()[0]: line.split()[1:] for line in again.stdout.splitlines()[1:8]}
     assert all(row[0] == "0" and row[1] == "0" for row in table.values()), again.stdout  # nothing new or updated
+    # new work on the source: a new task, and more scalars of an imported one; the next run brings them
+    project = src.call("tasks.get_by_id", task=seeded["task"])["task"]["project"]
+    added = src.call("tasks.create", name="later", type="training", project=project)["id"]
+    status, reply, _ = src.request("POST", "/events.add_batch", raw="\n".join(json.dumps(
+        {"task": task, "type": "training_stats_scalar", "metric": "late", "variant": "v", "iter": i, "value": i}
+        ) for task in (added, seeded["task"]) for i in range(5)), headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == 10, reply
+    later = run_import(target.data_dir, target.env, source.base_url, files)
+    assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
+    assert counts(dst) == counts(src) and counts(dst)[f"{added}:training_stats_scalar"] == 5
+    assert counts(dst)[f"{seeded['task']}:training_stats_scalar"] == 1005
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "unreachable"])

@@ -39,12 +39,16 @@ class ClearMLSource(HttpSource):
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def file_prefixes(self) -> list[str]:
-        """Where the source's files are: its /files, and ClearML's own file server on port 8081."""
+        """Where the source's files are: its /files (this server), ClearML's own file server on port 8081
+        of the same host, and ``files.<domain>`` beside ``api.<domain>`` (ClearML's hosted service and
+        its usual deployments); ``--source-files`` names any other."""
         parts = urlsplit(self.base_url)
         prefixes = [f"{self.base_url}/files"]
         if parts.hostname:
             host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
             prefixes.append(urlunsplit((parts.scheme, f"{host}:{CLEARML_FILES_PORT}", "", "", "")))
+            if host.startswith("api."):
+                prefixes.append(urlunsplit((parts.scheme, "files." + host[4:], "", "", "")))
         return prefixes
 
     def call(self, endpoint: str, **data: Any) -> dict[str, Any]:
@@ -71,16 +75,15 @@ class ClearMLSource(HttpSource):
         return int(self.call("events.get_task_events", task=task, event_type=event_type,
                              batch_size=1).get("total") or 0)
 
-    def events(self, task: str, event_type: str, total: int) -> Iterator[list[dict[str, Any]]]:
+    def events(self, task: str, event_type: str) -> Iterator[list[dict[str, Any]]]:
         """A task's events of one type, in batches, scrolled in time order."""
-        scroll_id, seen = None, 0
-        while seen < total:
+        scroll_id = None
+        while True:  # to the empty page, not to ``total`` (a search engine may answer a capped total)
             answer = self.call("events.get_task_events", task=task, event_type=event_type, batch_size=EVENTS_PAGE,
                                order="asc", scroll_id=scroll_id)
             batch = answer.get("events") or []
             if not batch:
                 return
-            seen += len(batch)
             scroll_id = answer.get("scroll_id")
             yield [_event(e) for e in batch]
 
@@ -126,8 +129,11 @@ def import_clearml(source: ClearMLSource, writer: TransferWriter, project_names:
     queues = source.listing("queues.get_all_ex", "queues")
 
     user_ids = sorted({u for r in (*projects, *tasks, *models) if (u := ref_id(r.get("user")))})
-    names = {u["id"]: u.get("name") for u in source.call("users.get_all_ex", id=user_ids).get("users") or []} \
-        if user_ids else {}
+    try:
+        names = {u["id"]: u.get("name") for u in source.call("users.get_all_ex", id=user_ids).get("users") or []} \
+            if user_ids else {}
+    except SourceError:  # a source that does not list users to this key: owners keep their ids as names
+        names = {}
     progress = Progress("users", len(user_ids))
     for user_id in user_ids:
         writer.put_user(user_id, names.get(user_id) or user_id)
@@ -160,5 +166,5 @@ def _copy_events(source: ClearMLSource, writer: TransferWriter, task_id: str, do
         writer.skip_events(sum(totals.values()))
         return
     writer.replace_events(task_id, (batch for kind, total in totals.items() if total
-                                    for batch in source.events(task_id, kind, total)))
+                                    for batch in source.events(task_id, kind)))
     writer.restore_task(doc)

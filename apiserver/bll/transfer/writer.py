@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class Tally:
     conflicts: int = 0
     failed: int = 0
     bytes: int = 0
+    seconds: float = 0.0  # spent reading and writing them (events: their batches; files: the copies)
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -266,6 +268,7 @@ class TransferWriter:
 
     def replace_events(self, task_id: str, batches: Iterable[list[dict[str, Any]]]) -> int:
         """The task's events as the source has them: what is here goes, the source's come in batches."""
+        started = time.monotonic()
         self.events.delete_for_task(self.company, task_id)
         added = 0
         pending: list[dict[str, Any]] = []
@@ -283,6 +286,7 @@ class TransferWriter:
         if pending:
             added += self._add_events(pending)
         self.tally["events"].new += added
+        self.tally["events"].seconds += time.monotonic() - started
         return added
 
     def _add_events(self, events: list[dict[str, Any]]) -> int:
@@ -311,13 +315,16 @@ class TransferWriter:
             if self.files.store.stat(key) is not None:
                 tally.unchanged += 1
                 return new_url
-            counted = _Counted(self.fetch(url))
+            started = time.monotonic()
             try:
+                counted = _Counted(self.fetch(url))
                 self.files.upload(self.identity, iter([(path, counted)]), None)
             except Exception as exc:  # noqa: BLE001 - one file the source cannot give stays linked there
                 tally.failed += 1
                 self.problems.append(f"file {url}: {exc}")
                 return url
+            finally:
+                tally.seconds += time.monotonic() - started
             tally.new += 1
             tally.bytes += counted.size
             return new_url
@@ -329,7 +336,8 @@ class TransferWriter:
         lines = [f"{'kind':<9}{'new':>8}{'updated':>9}{'unchanged':>11}{'merged':>8}{'conflicts':>11}{'failed':>8}"]
         for kind in KINDS:
             t = self.tally[kind]
-            extra = f"  ({t.bytes / 1e6:.1f} MB copied)" if kind == "files" and t.bytes else ""
+            extra = f"  ({t.bytes / 1e6:.1f} MB copied in {t.seconds:.1f} s)" if kind == "files" and t.bytes else \
+                f"  (copied in {t.seconds:.1f} s)" if kind == "events" and t.new else ""
             lines.append(f"{kind:<9}{t.new:>8}{t.updated:>9}{t.unchanged:>11}{t.merged:>8}{t.conflicts:>11}"
                          f"{t.failed:>8}{extra}")
         lines += [f"problem: {p}" for p in self.problems[:50]]
