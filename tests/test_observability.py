@@ -17,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import uri_parser
 
+from apiserver import __version__
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ServerProcess, basic, free_port, until
 from tests.test_database_stall import StallingRelay
 
@@ -125,6 +126,17 @@ def test_json_log_lines_carry_the_request_id(obs_server, obs_admin):
     assert line["endpoint"] == "server.info" and line["status"] == 200 and line["level"] == "INFO"
     assert line["company"] == who["company"]["id"] and line["user"] == who["id"]
     assert isinstance(line["duration_ms"], float) and line["time"].startswith("20")
+
+
+def test_the_migrations_ran_once_for_both_workers(obs_server):
+    """Two workers started on a new database: one took the migrations lease and ran them, logging
+    each with its count; the other found the schema version current."""
+    records = [json.loads(line) for line in obs_server.log_path.read_text().splitlines() if line.strip()]
+    started = [r for r in records if r["message"].startswith("migration 1 (")]
+    done = [r for r in records if r["message"].startswith("migration 1 done: 0 records changed")]
+    assert len(started) == 1 and len(done) == 1 and started[0]["pid"] == done[0]["pid"], started + done
+    ready = {r["pid"] for r in records if r["message"].startswith(f"API server {__version__} ready")}
+    assert len(ready) == 2  # both workers started
 
 
 def test_ready_when_started(obs_server):
