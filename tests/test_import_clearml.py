@@ -56,7 +56,7 @@ print("RESULT", json.dumps({"task": task.id, "model": model.id, "queued": queued
 EVENT_TYPES = ("training_stats_scalar", "log", "plot", "training_debug_image", "training_stats_vector")
 SAME_FIELDS = ("id", "name", "type", "status", "project", "user", "created", "started", "completed", "last_update",
                "status_changed", "hyperparams", "configuration", "tags", "system_tags", "last_iteration", "script",
-               "parent", "comment", "last_metrics")
+               "parent", "comment", "last_metrics", "models", "container", "runtime", "output")
 
 
 @pytest.fixture(scope="module")

@@ -207,6 +207,13 @@ class TransferWriter:
         execution = dict(record.get("execution") or {})
         if execution.get("queue"):
             execution["queue"] = self.queue_ids.get(ref_id(execution["queue"]), ref_id(execution["queue"]))
+        if execution.get("model"):
+            execution["model"] = ref_id(execution["model"])
+        models = record.get("models")
+        if isinstance(models, dict):  # links to models, their ids as ids (a *_ex listing answers {id})
+            record["models"] = {kind: [{**m, "model": ref_id(m.get("model"))} if isinstance(m, dict) else m
+                                       for m in links] if isinstance(links, list) else links
+                                for kind, links in models.items()}
         artifacts = execution.get("artifacts")
         if isinstance(artifacts, list):
             execution["artifacts"] = [{**a, "uri": self.put_file(a["uri"])} if a.get("uri") else a
