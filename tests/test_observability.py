@@ -131,12 +131,17 @@ def test_json_log_lines_carry_the_request_id(obs_server, obs_admin):
 def test_the_migrations_ran_once_for_both_workers(obs_server):
     """Two workers started on a new database: one took the migrations lease and ran them, logging
     each with its count; the other found the schema version current."""
-    records = [json.loads(line) for line in obs_server.log_path.read_text().splitlines() if line.strip()]
+    def logged() -> list[dict]:
+        return [json.loads(line) for line in obs_server.log_path.read_text().splitlines() if line.strip()]
+
+    def both_ready() -> bool:  # the second worker may still be starting when the first answers
+        return len({r["pid"] for r in logged() if r["message"].startswith(f"API server {__version__} ready")}) == 2
+
+    until("both workers started", both_ready)
+    records = logged()
     started = [r for r in records if r["message"].startswith("migration 1 (")]
     done = [r for r in records if r["message"].startswith("migration 1 done: 0 records changed")]
     assert len(started) == 1 and len(done) == 1 and started[0]["pid"] == done[0]["pid"], started + done
-    ready = {r["pid"] for r in records if r["message"].startswith(f"API server {__version__} ready")}
-    assert len(ready) == 2  # both workers started
 
 
 def test_ready_when_started(obs_server):
@@ -190,6 +195,7 @@ def test_ready_is_503_until_the_database_answers(mongo_uri, tmp_path):
 
 
 def _status(server: ServerProcess, path: str) -> int | None:
+    assert server.proc.poll() is None, f"the server exited with {server.proc.returncode}:\n{server.log()}"
     try:
         return requests.get(server.base_url + path, timeout=5).status_code
     except requests.RequestException:
