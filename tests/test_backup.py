@@ -4,7 +4,6 @@ restores leave nothing behind."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import requests
@@ -194,13 +194,14 @@ def test_a_damaged_or_foreign_archive_fails_with_a_message_and_leaves_nothing(ba
 
     foreign = tmp / "foreign.tar"
     foreign.write_bytes(b"this is not an archive" * 100)
-    flipped = tmp / "flipped.tar.gz"
-    data = bytearray(gzip.decompress(gz.read_bytes()))
+    assert gz.read_bytes()[:2] == b"\x1f\x8b"  # gzip by the name
+    flipped = tmp / "flipped.tar"
+    data = bytearray(archive.read_bytes())
     where = data.index(b"w2 3 w2 3 ")  # inside a file member: only the manifest's sums can tell
     data[where:where + 4] = b"W2 3"
-    flipped.write_bytes(gzip.compress(bytes(data), compresslevel=1))
-    truncated = tmp / "truncated.tar.gz"
-    truncated.write_bytes(gz.read_bytes()[: gz.stat().st_size * 2 // 3])
+    flipped.write_bytes(bytes(data))
+    truncated = tmp / "truncated.tar"
+    truncated.write_bytes(archive.read_bytes()[: len(data) * 2 // 3])
 
     cases = {foreign: "is not a backup archive", flipped: "the archive is damaged", truncated: "truncated"}
     running = {bad: subprocess.Popen([sys.executable, "-m", "apiserver", "--data-dir", str(tmp / f"from-{bad.name}"),
@@ -212,3 +213,31 @@ def test_a_damaged_or_foreign_archive_fails_with_a_message_and_leaves_nothing(ba
         assert cases[bad] in err and "Traceback" not in err, (bad, err)
         assert not (tmp / f"from-{bad.name}").exists()
     assert not [p for p in tmp.iterdir() if ".restoring-" in p.name]
+
+
+def test_restore_into_an_empty_mongodb_database_with_gridfs_files_and_back(backed_up, mongo_uri, tmp_path):
+    """With database.uri set, restore fills that database (empty only) and the file store the config names
+    (GridFS here, from a local-folder archive); a backup of it has the same documents and file bytes."""
+    import pymongo
+
+    tmp, archive, _, expected = backed_up
+    name = f"restored_{uuid4().hex[:8]}"
+    env = {**expected["server"], "APISERVER__database__uri": mongo_uri, "APISERVER__database__name": name,
+           "APISERVER__files__backend": "gridfs"}
+    try:
+        done = cli(env, tmp_path / "unused", "restore", "--from", str(archive))
+        assert done.returncode == 0, done.stderr
+        again = cli(env, tmp_path / "unused", "restore", "--from", str(archive))
+        assert again.returncode == 1 and f"the database '{name}' at database.uri is not empty" in again.stderr
+        second = tmp_path / "from-gridfs.tar"
+        done = cli(env, tmp_path / "unused", "backup", "--to", str(second))
+        assert done.returncode == 0, done.stderr
+        first, copy = manifest_of(archive), manifest_of(second)
+        assert copy["files_backend"] == "gridfs" and copy["collections"] == first["collections"]
+        files = {k: v for k, v in first["sha256"].items() if k.startswith("files/")}
+        assert len(files) == first["files"]["count"] > 12
+        assert {k: v for k, v in copy["sha256"].items() if k.startswith("files/")} == files
+        assert not (tmp_path / "unused").exists()
+    finally:
+        with pymongo.MongoClient(mongo_uri) as client:
+            client.drop_database(name)
