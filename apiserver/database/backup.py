@@ -13,7 +13,9 @@ The archive (plain tar, gzip when its name ends in .gz or .tgz) holds, in this o
 What the archive promises (README "Backup and restore"): every write acknowledged before the backup
 began is in it, and every file such a record names. On SecantusDB the whole database is read in one
 read-only transaction, which reads one WiredTiger snapshot: the archive is the database as it was at
-one instant (``snapshot_at``) and writes during the backup go on unblocked. MongoDB runs transactions
+one instant (``snapshot_at``) and writes during the backup go on unblocked (SecantusDB ends a
+transaction idle for 60 s; every batch read keeps it alive, so only a stalled archive disk ends it,
+and the backup then fails with a message). MongoDB runs transactions
 only on replica sets and ends them after 60 s, so there each collection is read with one cursor: a
 document that existed when the backup began is read (a scan does not skip documents that change
 under it) but collections are not from one instant; mongodump --oplog is the point-in-time tool
@@ -318,6 +320,9 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
         os.replace(partial, target)
         summary.lap("archive sync")
     except PyMongoError as exc:
+        if getattr(exc, "code", None) == 251:  # NoSuchTransaction: SecantusDB ends one idle for 60 s
+            raise BackupError("the database ended the backup's snapshot (its transaction waited over 60 s between "
+                              "two reads: is the archive's disk stalled?); run it again") from None
         raise BackupError(f"the database failed during the backup: {exc}") from None
     except OSError as exc:
         raise BackupError(f"cannot write {target}: {exc}") from None
