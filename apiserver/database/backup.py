@@ -12,7 +12,9 @@ The archive (plain tar, gzip when its name ends in .gz or .tgz) holds, in this o
 
 What the archive promises (README "Backup and restore"): every write acknowledged before the backup
 began is in it, and every file such a record names. On SecantusDB the whole database is read in one
-read-only transaction, which reads one WiredTiger snapshot: the archive is the database as it was at
+read-only transaction, which reads one WiredTiger snapshot (SecantusDB 0.7 accepts ``readConcern:
+snapshot`` outside a transaction too, but does not pin those reads; inside one it does, and the
+writes of other clients are neither blocked nor seen): the archive is the database as it was at
 one instant (``snapshot_at``) and writes during the backup go on unblocked (SecantusDB ends a
 transaction idle for 60 s; every batch read keeps it alive, so only a stalled archive disk ends it,
 and the backup then fails with a message). MongoDB runs transactions
