@@ -1,5 +1,6 @@
-"""Import speed: ``python -m apiserver import clearml`` from one server into another, both on their embedded
-databases, against filling the source through its API with the same tasks, events and files.
+"""Import speed: ``python -m apiserver import clearml`` from one running server into another (each on an
+embedded database of its own, which the import joins through ``database.uri``), against filling the source
+through its API with the same tasks, events and files.
 
     python -m bench.import_speed [--tasks 40] [--points 2000] [--lines 200] [--files 10] [--mb 4]
 
@@ -13,56 +14,22 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
-from bench.common import ROOT, free_port
-
-KEY, SECRET = "BENCHIMPORTKEY0000000AA", "bench-import-secret-0f2d4c6b8a"
+from bench.common import ROOT, ApiServer
 
 
-class Server:
-    def __init__(self, data_dir: Path, workers: int):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("APISERVER")},
-                    "APISERVER_ADMIN_ACCESS_KEY": KEY, "APISERVER_ADMIN_SECRET_KEY": SECRET,
-                    "APISERVER__auth__bcrypt_rounds": "4", "APISERVER__apiserver__log_level": "WARNING"}
-        self.data_dir = data_dir
-        self.log = open(data_dir.parent / f"{data_dir.name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "--port",
-                                      str(self.port), "--workers", str(workers)], cwd=ROOT, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"server on {data_dir} did not start")
-        self.session = requests.Session()
-        self.session.auth = (KEY, SECRET)
-
-    def call(self, endpoint: str, /, **data) -> dict:
-        resp = self.session.post(f"{self.url}/{endpoint}", json=data, timeout=300)
-        resp.raise_for_status()
-        return resp.json()["data"]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        self.log.close()
+def _server(files: Path, workers: int) -> ApiServer:
+    """A server on a database of its own (``database.uri``: the import joins it as it would a MongoDB)
+    with its own file store."""
+    return ApiServer(workers=workers, env={"APISERVER__files__local__dir": str(files)})
 
 
-def seed(src: Server, args: argparse.Namespace) -> tuple[int, int]:
+def seed(src: ApiServer, args: argparse.Namespace) -> tuple[int, int]:
     """Tasks with scalars, console lines and artifacts; answers (events, bytes of files)."""
     project = src.call("projects.create", name="bench-import", description="")["id"]
     events = size = 0
@@ -70,10 +37,10 @@ def seed(src: Server, args: argparse.Namespace) -> tuple[int, int]:
     for i in range(args.files):
         body = os.urandom(args.mb << 20)
         path = f"bench-import/file-{i}.bin"
-        resp = src.session.post(f"{src.url}/files/", files={path: (path.rsplit("/", 1)[-1], body)}, timeout=300)
+        resp = src.http.post(f"{src.base}/files/", files={path: (path.rsplit("/", 1)[-1], body)}, timeout=300)
         resp.raise_for_status()
         files_per_task[i % args.tasks].append({"key": f"file-{i}", "type": "custom", "mode": "output",
-                                                "uri": f"{src.url}/files/{path}", "content_size": len(body)})
+                                                "uri": f"{src.base}/files/{path}", "content_size": len(body)})
         size += len(body)
     now = int(time.time() * 1000)
     for t in range(args.tasks):
@@ -83,7 +50,7 @@ def seed(src: Server, args: argparse.Namespace) -> tuple[int, int]:
         batch += [{"task": task, "type": "log", "level": "info", "msg": f"line {i}", "iter": i, "timestamp": now + i}
                   for i in range(args.lines)]
         for start in range(0, len(batch), 5000):
-            resp = src.session.post(f"{src.url}/events.add_batch", timeout=300,
+            resp = src.http.post(f"{src.base}/events.add_batch", timeout=300,
                                     data="\n".join(json.dumps(e) for e in batch[start:start + 5000]),
                                     headers={"Content-Type": "application/json-lines"})
             resp.raise_for_status()
@@ -93,11 +60,11 @@ def seed(src: Server, args: argparse.Namespace) -> tuple[int, int]:
     return events, size
 
 
-def run_import(src: Server, dst: Server) -> tuple[float, str]:
+def run_import(src: ApiServer, dst: ApiServer, data_dir: Path) -> tuple[float, str]:
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "apiserver", "--data-dir", str(dst.data_dir), "import", "clearml",
-                          "--from", src.url, "--access-key", KEY, "--secret-key", SECRET,
-                          "--files-url", f"{dst.url}/files"], cwd=ROOT, env=dst.env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "import", "clearml",
+                          "--from", src.base, "--access-key", src.KEY, "--secret-key", src.SECRET,
+                          "--files-url", f"{dst.base}/files"], cwd=ROOT, env=dst._env, capture_output=True, text=True,
                          timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(out.stdout[-3000:] + out.stderr[-3000:])
@@ -112,23 +79,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--mb", type=int, default=4, help="MiB per file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Server(Path(tmp) / "source", workers=2)
-        dst = Server(Path(tmp) / "target", workers=1)
-        try:
-            started = time.monotonic()
-            events, size = seed(src, args)
-            seeding = time.monotonic() - started
-            first, summary = run_import(src, dst)
-            second, again = run_import(src, dst)
-        finally:
-            src.stop()
-            dst.stop()
+    with tempfile.TemporaryDirectory() as tmp, _server(Path(tmp) / "src-files", 2) as src, \
+            _server(Path(tmp) / "dst-files", 1) as dst:
+        started = time.monotonic()
+        events, size = seed(src, args)
+        seeding = time.monotonic() - started
+        first, summary = run_import(src, dst, Path(tmp) / "dst-data")
+        second, again = run_import(src, dst, Path(tmp) / "dst-data")
     new = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)", summary, re.M)}
     assert new.get("tasks") == args.tasks and new.get("events") == events and new.get("files") == args.files, summary
     mb = size / 1e6
     event_sec = float(re.search(r"^events .*copied in ([\d.]+) s", summary, re.M)[1])
-    file_sec = float(re.search(r"^files .*copied in ([\d.]+) s", summary, re.M)[1])
+    file_sec = max(float(re.search(r"^files .*copied in ([\d.]+) s", summary, re.M)[1]), 0.05)  # printed to 0.1 s
     print(summary)
     print(f"seeding the source through its API: {seeding:.1f} s; import: {first:.1f} s, ratio {first / seeding:.2f}")
     print(f"import, whole run: {args.tasks / first:.1f} tasks/s, {events / first:,.0f} events/s, "
