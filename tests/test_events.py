@@ -392,3 +392,17 @@ def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike
     finally:
         server.stop()
         db.client.drop_database(db_name)
+
+
+def test_an_add_call_too_long_for_one_document_is_stored_whole(admin):
+    """Console lines of one call longer together than a database document may be (16 MB) are stored
+    in as many pending documents as they need, and read back whole and in order."""
+    task = admin.call("tasks.create", name="long lines", type="training")["id"]
+    now = int(time.time() * 1000)
+    lines = [{"task": task, "type": "log", "level": "info", "timestamp": now + i, "msg": f"{i}:" + "é" * 3_000_000}
+             for i in range(3)]  # 6 MB each in UTF-8, 18 MB together
+    add_batch(admin, lines + [{"task": task, "type": "training_stats_scalar", "metric": "m", "variant": "v",
+                               "iter": 1, "value": 1.0, "timestamp": now}])
+    page = admin.call("events.get_task_log", task=task, batch_size=10, navigate_earlier=False)
+    assert page["total"] == 3 and [e["msg"] for e in page["events"]] == [line["msg"] for line in lines]
+    assert admin.call("events.scalar_metrics_iter_histogram", task=task)["m"]["v"]["y"] == [1.0]

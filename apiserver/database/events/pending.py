@@ -39,6 +39,8 @@ from apiserver.database.writes import update_and_read
 
 log = logging.getLogger(__name__)
 LEASE_SEC = 60
+DOC_BYTES = 4_000_000  # a pending document's lines at most (estimated), well under the 16 MB limit
+LINE_OVERHEAD = 200  # bytes a line's fields besides its message may take
 # A folder: (company, task, pending documents, the task's event_scalar_tasks document) -> the update to
 # apply to that document with the release (operators -> fields), or {}.
 Folder = Callable[[str, str, list[dict[str, Any]], dict[str, Any]], dict[str, dict[str, Any]]]
@@ -77,8 +79,7 @@ class PendingEvents:
         has added enough to since it last folded them."""
         docs = []
         for task, parts in per_task.items():
-            series, lines = parts.get("series") or [], parts.get("lines") or []
-            if series or lines:
+            for series, lines in _chunks(parts.get("series") or [], parts.get("lines") or []):
                 docs.append({"_id": f"{time.time_ns():016x}{new_id()[:8]}", "company": company, "task": task,
                              "series": series, "lines": lines, "nl": len(lines)})
         if not docs:
@@ -169,3 +170,18 @@ class PendingEvents:
         self.coll.delete_many({"company": company, "task": task})
         with self._lock:
             self._since_fold.pop(task, None)
+
+
+def _chunks(series: list[dict[str, Any]], lines: list[dict[str, Any]]) -> list[tuple[list, list]]:
+    """One add call's parts of a task as pending documents: one, unless its lines are too long together
+    for one document (the database's limit is 16 MB): then the lines go in as many as they need."""
+    out: list[tuple[list, list]] = [(series, [])]
+    size = 0
+    for line in lines:
+        line_size = len(line.get("msg") or "") * 4 + LINE_OVERHEAD  # at most 4 bytes a character in UTF-8
+        if out[-1][1] and size + line_size > DOC_BYTES:
+            out.append(([], []))
+            size = 0
+        out[-1][1].append(line)
+        size += line_size
+    return [(s, ls) for s, ls in out if s or ls]
