@@ -119,9 +119,11 @@ def build_dispatcher(config: Config, authenticator: Authenticator | None) -> tup
 
 
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None,
-               start_scheduler: bool | None = None, wait_for_database: bool = False) -> Flask:
+               start_scheduler: bool | None = None, wait_for_database: bool = False, routes: bool = True) -> Flask:
     """The app. ``wait_for_database`` (gunicorn workers): when the database does not answer, an app that
-    answers only the probes (503) is returned at once and the start-up finishes once it does."""
+    answers only the probes (503) is returned at once and the start-up finishes once it does. ``routes=False``
+    (a command run beside the server: import): the state with its domains, without the API's routes, so
+    without loading the specs."""
     config = config or load_config(overrides=overrides)
     configure_logging(config["apiserver.log_level"], config["apiserver.log_format"])
     try:
@@ -149,17 +151,18 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                           auth.max_token_expiration_sec, MAX_API_VERSION, __version__,
                           still_valid=users.token_problem, recheck_sec=auth.token_recheck_sec)
     users.on_tokens_revoked.append(tokens.forget_checks)
-    dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
-
     app = _flask_app(config)
-    dispatcher.register(app)
-    webapp_build = configured_build(config)
-    if webapp_build is not None:
-        webapp = WebApp(webapp_build)
-        webapp.register(app)
-        dispatcher.static_fallback = webapp.answer
-    if config.get("console.enabled"):
-        Console().register(app)
+    dispatcher, specs = None, None
+    if routes:  # without: the domains alone, for a command beside the server (import); no specs to load
+        dispatcher, specs = build_dispatcher(config, Authenticator(tokens, users))
+        dispatcher.register(app)
+        webapp_build = configured_build(config)
+        if webapp_build is not None:
+            webapp = WebApp(webapp_build)
+            webapp.register(app)
+            dispatcher.static_fallback = webapp.answer
+        if config.get("console.enabled"):
+            Console().register(app)
     queue_entries, projects = QueueEntries(), ProjectBLL()
     deployments = build_deployments(settings)
     worker_timeout = int(config["workers.timeout_sec"])
@@ -194,7 +197,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
                                          int(config.get("webapp.export.max_rows"))),
                         deletion=deletion,
                         project_merge=ProjectMerge(projects, tasks, models),
-                        embedded=embedded, session_cookie=dispatcher.session_cookie)
+                        embedded=embedded, session_cookie=dispatcher and dispatcher.session_cookie)
     migrate(state, __version__, float(config["scheduler.lease_ttl_sec"]), alive=still_starting)
     set_state(state)
     for company in Company.objects.only("id"):
@@ -204,8 +207,9 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
         from apiserver.scheduler import start_scheduler as start
 
         state.scheduler = start(state)
-    log.info("API server %s ready: %d endpoints, API versions up to %s", __version__, len(specs.names()),
-             format_version(dispatcher.max_version))
+    if dispatcher is not None:
+        log.info("API server %s ready: %d endpoints, API versions up to %s", __version__, len(specs.names()),
+                 format_version(dispatcher.max_version))
     return app
 
 

@@ -118,7 +118,7 @@ def _writer(config: Config, args: argparse.Namespace, source: Any) -> Any:
     from apiserver.bll.transfer.writer import TransferWriter
     from apiserver.state import get_state
 
-    create_app(config, start_scheduler=False)
+    create_app(config, start_scheduler=False, routes=False)
     state = get_state()
     default = state.settings.auth.default_company
     company = state.auth.ensure_company(default.get("id"), default.get("name", "default")).id
