@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from apiserver.bll.transfer.clearml import selected_projects
+from apiserver.bll.transfer.source import SourceError
 from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, free_port
 from tests.test_clearml_sdk_files import make_workdir, run_sdk
 
@@ -202,3 +204,12 @@ def test_a_wrong_secret_or_an_unreachable_source_fails_clearly_and_writes_nothin
     assert expected in result.stderr and "nothing was imported" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (folder / "db").exists()  # the source is checked before the database is opened
+
+
+def test_project_selection_takes_the_named_projects_those_below_and_those_above():
+    projects = [{"id": str(i), "name": name} for i, name in enumerate(["a", "a/b", "a/b/c", "ab", "x", "x/y", "z"])]
+    assert [p["name"] for p in selected_projects(projects, ["a/b"])] == ["a", "a/b", "a/b/c"]
+    assert [p["name"] for p in selected_projects(projects, ["x", "z"])] == ["x", "x/y", "z"]
+    assert selected_projects(projects, []) == projects
+    with pytest.raises(SourceError, match="no project named 'nope'"):
+        selected_projects(projects, ["a", "nope"])

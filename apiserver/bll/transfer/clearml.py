@@ -106,7 +106,7 @@ def _message(body: dict[str, Any] | None) -> str:
     return str(meta.get("result_msg") or "")
 
 
-def _selected(projects: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+def selected_projects(projects: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     """The projects named (with everything nested below them, and the ones above for the hierarchy)."""
     if not names:
         return projects
@@ -121,7 +121,7 @@ def _selected(projects: list[dict[str, Any]], names: list[str]) -> list[dict[str
 def import_clearml(source: ClearMLSource, writer: TransferWriter, project_names: list[str]) -> None:
     """Everything the source holds (or the named projects' work) into this server, idempotently."""
     all_projects = source.listing("projects.get_all_ex", "projects", search_hidden=True)
-    projects = _selected(all_projects, project_names)
+    projects = selected_projects(all_projects, project_names)
     project_ids = [p["id"] for p in projects]
     scope: dict[str, Any] = {"project": project_ids} if project_names else {}
     tasks = source.listing("tasks.get_all_ex", "tasks", search_hidden=True, **scope)
