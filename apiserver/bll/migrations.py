@@ -28,7 +28,7 @@ from apiserver.database.store import store_of
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_DOC = "schema"
 LEASE = "migrations"
 EXIT_DATA_TOO_NEW = 3  # the exit code of a server refusing newer data (gunicorn's "worker failed to boot")
@@ -44,6 +44,11 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events stored one document per event move into series and log blocks",
               lambda state: migrate_legacy_events(state.events.stores)),
+    # Nothing to convert: pending documents of the shape before are read and folded as they are. The
+    # version marks that a release before it would not read this one's (it would miss pending console
+    # lines and the series registered only when folded), so such a release refuses the data.
+    Migration(2, "pending events hold an add call's console lines and series names; series register when folded",
+              lambda state: 0),
 )
 
 
