@@ -181,6 +181,10 @@ def test_restore_refuses_a_folder_that_holds_anything(backed_up):
     assert done.returncode == 1
     assert "is not empty" in done.stderr and str(target) in done.stderr
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    # and a backup of a folder that holds no server's data (a mistyped --data-dir) starts nothing
+    done = cli(expected["server"], tmp / "mistyped", "backup", "--to", str(tmp / "never.tar"))
+    assert done.returncode == 1 and "there is no server data in" in done.stderr
+    assert not (tmp / "mistyped").exists() and not (tmp / "never.tar").exists()
 
 
 def test_a_damaged_or_foreign_archive_fails_with_a_message_and_leaves_nothing(backed_up):

@@ -281,6 +281,12 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
         raise BackupError(f"{target} is a folder; name the archive file to write")
     gz = target.name.endswith((".gz", ".tgz"))
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    if not target.parent.is_dir():
+        raise BackupError(f"cannot write {target}: the folder {target.parent} does not exist")
+    data_dir = config["database.embedded.data_dir"]
+    if not config.get("database.uri") and not (Path(data_dir) / "db").is_dir():
+        raise BackupError(f"there is no server data in {Path(data_dir).resolve()} (no db folder): name the "
+                          f"server's data folder with --data-dir")
     settings = Settings.from_config(config)
     began = time.monotonic()
     summary = Summary()
@@ -293,7 +299,6 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
     try:
         db = client[config["database.name"]]
         summary.snapshot = _is_secantus(client)
-        data_dir = config["database.embedded.data_dir"]
         store = build_store(settings.files, db, data_dir)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the archive holds secrets
         with os.fdopen(fd, "wb") as fh:
