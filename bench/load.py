@@ -229,6 +229,11 @@ def paced(server: Server, runs: list[Run], every: float, seconds: float, viewers
 
     threads = [threading.Thread(target=reporter, args=(r, every * k / len(runs))) for k, r in enumerate(runs)]
     threads += [threading.Thread(target=viewer, args=(server, runs, phase, stop)) for _ in range(viewers)]
+    return run_for(threads, seconds, stop, phase)
+
+
+def run_for(threads: list[threading.Thread], seconds: float, stop: threading.Event, phase: Phase) -> Phase:
+    """Run the threads for ``seconds``, then set ``stop`` and wait for them."""
     for t in threads:
         t.start()
     time.sleep(seconds)
@@ -247,14 +252,8 @@ def back_to_back(server: Server, runs: list[Run], posters: int, seconds: float) 
         while not stop.is_set():
             post_batch(client, run, phase)
 
-    threads = [threading.Thread(target=poster, args=(runs[k % len(runs)],)) for k in range(posters)]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return phase
+    return run_for([threading.Thread(target=poster, args=(runs[k % len(runs)],)) for k in range(posters)],
+                   seconds, stop, phase)
 
 
 def lost_events(client: Client, runs: list[Run]) -> int:
