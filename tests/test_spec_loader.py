@@ -197,3 +197,28 @@ def test_a_spec_enum_that_disagrees_with_the_codes_set_stops_start_up(tmp_path):
     common.write_text(common.read_text().replace("annotator, guest]", "guest, annotator]"))
     with pytest.raises(SpecError, match="role_enum"):
         check_enums(load_specs(copy), SPEC_FACTS)
+
+
+def test_parsed_files_are_cached_until_the_file_or_an_include_changes(services, tmp_path, monkeypatch):
+    """Every server start parses the service files; the parsed form is kept in a cache folder under a key
+    of the file's and its includes' bytes, so an unchanged file is read back, and a change to the file
+    or to an include is parsed again. A damaged cache entry is parsed again too."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    spec = '''
+_definitions { include "_common.conf" }
+ping { "2.1" { request { type: object, properties { n { type: integer, maximum: %d } } }, response { type: object } } }
+'''
+    path = write(services, "demo.conf", spec % 5)
+    maximum = lambda: load_service(path)[0].request_schema["properties"]["n"]["maximum"]  # noqa: E731
+    assert maximum() == 5
+    entries = sorted((cache / "apiserver" / "specs").glob("*.json"))
+    assert len(entries) == 1
+    assert maximum() == 5 and sorted((cache / "apiserver" / "specs").glob("*.json")) == entries  # read back
+    write(services, "demo.conf", spec % 7)
+    assert maximum() == 7  # the file changed: parsed again, a second entry
+    (services / "_common.conf").write_text((services / "_common.conf").read_text() + "\n# changed\n")
+    assert maximum() == 7 and len(list((cache / "apiserver" / "specs").glob("*.json"))) == 3  # an include
+    for entry in (cache / "apiserver" / "specs").glob("*.json"):
+        entry.write_text("{not json")
+    assert maximum() == 7

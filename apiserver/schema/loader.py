@@ -15,8 +15,14 @@ stops start-up instead of surfacing as a 500 later.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import importlib.metadata
+import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +167,13 @@ class SpecRegistry:
 
 
 def _parse_file(path: Path) -> dict[str, Any]:
+    """The file's HOCON as plain data. Parsing every service file takes pyhocon seconds, paid by every
+    server start, so the result is kept in a cache folder (``_cached``) under a key made of the file's
+    bytes, its folder's includes and pyhocon's version: a changed file is simply parsed again."""
+    key = _cache_key(path)
+    cached = _cached(key)
+    if cached is not None:
+        return cached
     try:
         tree = ConfigFactory.parse_file(str(path), resolve=True)
     except Exception as exc:  # pyparsing and pyhocon raise many kinds
@@ -168,7 +181,44 @@ def _parse_file(path: Path) -> dict[str, Any]:
         where = f" line {line}, column {getattr(exc, 'col', '?')}" if line else ""
         text = getattr(exc, "msg", None) or str(exc).splitlines()[0][:300]
         raise SpecError(f"{path.name}{where}: cannot parse HOCON: {text}") from exc
-    return tree.as_plain_ordered_dict()
+    data = tree.as_plain_ordered_dict()
+    _keep(key, data)
+    return data
+
+
+_CACHE_FORMAT = "1"
+_PYHOCON = importlib.metadata.version("pyhocon")  # another pyhocon may parse the same file otherwise
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "apiserver" / "specs"
+
+
+def _cache_key(path: Path) -> str:
+    digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{_PYHOCON}\0{path.name}\0".encode())
+    digest.update(path.read_bytes())
+    for include in sorted(path.parent.glob("_*.conf")):  # what an `include "_x.conf"` may read
+        digest.update(f"\0{include.name}\0".encode())
+        digest.update(include.read_bytes())
+    return digest.hexdigest()
+
+
+def _cached(key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((_cache_dir() / f"{key}.json").read_text())
+    except (OSError, ValueError):  # not cached (or unreadable): parse
+        return None
+
+
+def _keep(key: str, data: dict[str, Any]) -> None:
+    """Write the cache entry atomically; a folder that cannot be written only means no cache."""
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as out:
+            json.dump(data, out)
+        os.replace(out.name, folder / f"{key}.json")
 
 
 
