@@ -1,8 +1,9 @@
-"""`python -m apiserver import clearml` between two real servers: the source seeded by the real clearml SDK,
-the target on its embedded database (the import joins the running server's database process). An import
-killed halfway and run again ends as one whole run: the target answers the same through the API and
-serves the same bytes from its own /files; a third run changes nothing, a fourth brings new work. A wrong
-secret or an unreachable source fails with a message and writes nothing."""
+"""`python -m apiserver import clearml` between two real servers: the source (the suite's shared server, two
+projects of it named with --project) seeded by the real clearml SDK, the target on its embedded database (the
+import joins the running server's database process). An import killed halfway and run again ends as one
+whole run: the target answers the same through the API and serves the same bytes from its own /files; a
+third run changes nothing, a fourth brings new work. A wrong secret or an unreachable source fails with a
+message and writes nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import requests
@@ -21,11 +23,12 @@ from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, free_por
 from tests.test_clearml_sdk_files import make_workdir, run_sdk
 
 SEED = """
-import hashlib, json, os
+import hashlib, json, os, sys
 import numpy as np
 from clearml import OutputModel, Task
 
-task = Task.init(project_name="move-a", task_name="train", output_uri=True, reuse_last_task_id=False,
+prefix = sys.argv[1]
+task = Task.init(project_name=prefix + "-a", task_name="train", output_uri=True, reuse_last_task_id=False,
                  auto_connect_frameworks=False, auto_resource_monitoring=False)
 task.connect({"lr": 0.1, "epochs": 5, "optimizer": "adam"})
 task.connect_configuration({"layers": [64, 32], "dropout": 0.25}, name="net")
@@ -49,9 +52,9 @@ model = OutputModel(task=task, name="net", framework="PyTorch")
 model.update_weights(weights_filename="weights.bin")
 task.flush(wait_for_uploads=True)
 task.close()
-queued = Task.create(project_name="move-b/nested", task_name="waiting", task_type="training")
+queued = Task.create(project_name=prefix + "-b/nested", task_name="waiting", task_type="training")
 queued.set_parameters({"Args/batch": 32})
-Task.enqueue(queued, queue_name="default")
+Task.enqueue(queued, queue_name=prefix + "-queue")
 print("RESULT", json.dumps({"task": task.id, "model": model.id, "queued": queued.id}))
 """
 
@@ -61,19 +64,18 @@ SAME_FIELDS = ("id", "name", "type", "status", "project", "user", "created", "st
                "parent", "comment", "last_metrics", "models", "container", "runtime", "output")
 
 
+PREFIX = f"move-{uuid4().hex[:8]}"  # the source is the suite's shared server: the import takes these projects
+
+
 @pytest.fixture(scope="module")
-def source(mongo_uri, db_name, tmp_path_factory):
-    files = tmp_path_factory.mktemp("import-src-files")
-    proc = ServerProcess(mongo_uri, f"{db_name}_impsrc", workers=1,
-                         extra_env={"APISERVER__files__local__dir": str(files)})
-    proc.start(tmp_path_factory.mktemp("import-src-logs"))
-    yield proc
-    proc.stop()
+def source(server):
+    return server
 
 
 @pytest.fixture(scope="module")
 def seeded(source, tmp_path_factory):
-    return run_sdk(make_workdir(source.base_url, tmp_path_factory.mktemp("import-sdk")), SEED, "seed.py")
+    source.admin().call("queues.create", name=f"{PREFIX}-queue")
+    return run_sdk(make_workdir(source.base_url, tmp_path_factory.mktemp("import-sdk")), SEED, "seed.py", PREFIX)
 
 
 @pytest.fixture(scope="module")
@@ -88,18 +90,28 @@ def target(tmp_path_factory):
 def run_import(data_dir: Path, env: dict, source_url: str, files_url: str, secret: str = ADMIN_SECRET,
                wait: bool = True, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
     argv = [sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "import", "clearml", "--from", source_url,
-            "--access-key", ADMIN_KEY, "--secret-key", secret, "--files-url", files_url]
+            "--access-key", ADMIN_KEY, "--secret-key", secret, "--files-url", files_url,
+            "--project", f"{PREFIX}-a", "--project", f"{PREFIX}-b"]
     if not wait:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 **kw)
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
 
 
+def projects_of_test(api) -> list[str]:
+    return [p["id"] for p in api.call("projects.get_all_ex", name=f"^{PREFIX}", search_hidden=True)["projects"]]
+
+
 def counts(api) -> dict:
-    tasks = api.call("tasks.get_all_ex", search_hidden=True, only_fields=["id"])["tasks"]
-    out = {"tasks": len(tasks), "projects": len(api.call("projects.get_all_ex", search_hidden=True)["projects"]),
-           "models": len(api.call("models.get_all_ex", search_hidden=True)["models"]),
-           "queues": sorted((q["name"], len(q["entries"])) for q in api.call("queues.get_all_ex")["queues"])}
+    """What the test's projects hold, by kind, and each task's events by type."""
+    projects = projects_of_test(api)
+    tasks = api.call("tasks.get_all_ex", project=projects, search_hidden=True, only_fields=["id"])["tasks"]
+    ids = {t["id"] for t in tasks}
+    queued = [(q["name"], sum(e["task"]["id"] in ids for e in q["entries"]))
+              for q in api.call("queues.get_all_ex")["queues"]]
+    out = {"tasks": len(tasks), "projects": len(projects),
+           "models": len(api.call("models.get_all_ex", project=projects, search_hidden=True)["models"]),
+           "queues": sorted(q for q in queued if q[1])}
     for task in tasks:
         for kind in EVENT_TYPES:
             total = api.call("events.get_task_events", task=task["id"], event_type=kind, batch_size=1)["total"]
@@ -109,7 +121,9 @@ def counts(api) -> dict:
 
 def compare(src, dst, dst_files: str) -> None:
     """The target answers what the source answers, and serves the files from its own /files."""
-    source_tasks = [t["id"] for t in src.call("tasks.get_all_ex", search_hidden=True, only_fields=["id"])["tasks"]]
+    projects = projects_of_test(src)
+    source_tasks = [t["id"] for t in src.call("tasks.get_all_ex", project=projects, search_hidden=True,
+                                              only_fields=["id"])["tasks"]]
     assert len(source_tasks) == 2
     for task_id in source_tasks:
         want = src.call("tasks.get_by_id", task=task_id)["task"]
@@ -133,7 +147,7 @@ def compare(src, dst, dst_files: str) -> None:
         hist = {"task": task_id, "samples": 5000, "key": "iter"}
         assert dst.call("events.scalar_metrics_iter_histogram", **hist) == \
             src.call("events.scalar_metrics_iter_histogram", **hist)
-    for listed in src.call("models.get_all_ex", search_hidden=True, only_fields=["id"])["models"]:
+    for listed in src.call("models.get_all_ex", project=projects, search_hidden=True, only_fields=["id"])["models"]:
         model = src.call("models.get_by_id", model=listed["id"])["model"]
         got = dst.call("models.get_by_id", model=listed["id"])["model"]
         assert (got["name"], got["task"], got["created"]) == (model["name"], model["task"], model["created"])
@@ -156,7 +170,7 @@ def test_import_clearml_killed_run_again_copies_everything_then_changes_nothing_
             break
     first.wait(30)
     assert first.returncode == -signal.SIGKILL and not any("finished in" in ln for ln in lines), lines
-    assert dst.call("models.get_all_ex", search_hidden=True)["models"] == []  # it stopped halfway
+    assert counts(dst)["models"] == 0  # it stopped halfway
     result = run_import(target.data_dir, target.env, source.base_url, files)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "tasks:" in result.stderr and "files" in result.stdout, result.stdout + result.stderr
@@ -170,9 +184,10 @@ def test_import_clearml_killed_run_again_copies_everything_then_changes_nothing_
     assert url.startswith(files + "/") and url != src_url
     assert requests.get(url, headers={"Authorization": dst.auth}, timeout=30).content == \
         requests.get(src_url, headers={"Authorization": src.auth}, timeout=30).content
-    # the queued task waits in the target's default queue
-    queue = dst.call("queues.get_all_ex", name="^default$")["queues"][0]
-    assert seeded["queued"] in [e["task"]["id"] for e in queue["entries"]]
+    # the queued task waits in its queue here too; the source's default queue is this server's default one
+    queue = dst.call("queues.get_all_ex", name=f"^{PREFIX}-queue$")["queues"][0]
+    assert [e["task"]["id"] for e in queue["entries"]] == [seeded["queued"]]
+    assert len(dst.call("queues.get_all_ex", name="^default$")["queues"]) == 1
     before = counts(dst)
     again = run_import(target.data_dir, target.env, source.base_url, files)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

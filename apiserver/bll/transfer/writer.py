@@ -244,9 +244,12 @@ class TransferWriter:
             self.queue_ids[queue["id"]] = same_name["_id"]
             self.tally["queues"].merged += 1
             return
-        current = self.queues.store.find_one({"_id": queue["id"]}, {"entries": 1}) or {}
+        current = self.queues.store.find_one({"_id": queue["id"]}, {"entries": 1, "last_update": 1}) or {}
+        # its entries are this server's (put_entries adds the source's), and so is the time they last changed
         record = {**queue, "entries": current.get("entries", []), "user": ref_id(queue.get("user")),
                   "metadata": metadata.stored(queue.get("metadata"))}
+        if current:
+            record["last_update"] = current.get("last_update")
         for key in ("workers", "entries_count"):
             record.pop(key, None)
         if self._put("queues", self.queues.store, self._stored("queues", record)):
