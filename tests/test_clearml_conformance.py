@@ -450,7 +450,9 @@ def test_contents_of_projects_tags_parents_hyperparams(admin, tree):
     assert admin.call("projects.get_task_tags", projects=[ids["a"]])["tags"] == ["t-a"]
     parents = admin.call("projects.get_task_parents", _version=V, projects=[ids["top"]], include_subprojects=True,
                          tasks_state="active")["parents"]
-    assert parents == [{"id": tree["done"], "name": "done", "project": {"id": ids["a"]}}]
+    assert parents == [{"id": tree["done"], "name": "done", "project": {"id": ids["a"], "name": f"{tree['top']}/a"}}]
+    assert admin.call("projects.get_task_parents", _version=V, projects=[ids["top"]], task_name="^don")["parents"] \
+        and not admin.call("projects.get_task_parents", _version=V, projects=[ids["top"]], task_name="x")["parents"]
     params = admin.call("projects.get_hyper_parameters", _version=V, projects=[ids["top"]], page=0, page_size=1,
                         include_subprojects=True)
     assert params == {"parameters": [{"section": "Args", "name": "batch"}], "total": 2, "remaining": 1}
@@ -723,7 +725,7 @@ def test_delete_takes_the_subprojects_and_their_contents(admin):
     err = admin.error("projects.delete", _version=V, project=parent)
     assert (err.code, err.subcode) == (400, 402)
     answer = admin.call("projects.delete", _version=V, project=parent, force=True, delete_contents=True)
-    assert (answer["deleted"], answer["deleted_projects"], answer["deleted_tasks"]) == (1, 3, 1)
+    assert (answer["deleted"], answer["deleted_projects"], answer["deleted_tasks"]) == (3, 3, 1)
     assert admin.call("projects.get_all", name=f"^{top}")["projects"] == []
     assert admin.error("tasks.get_by_id", task=task).subcode == 101
 
@@ -974,3 +976,24 @@ def test_clone_archive_and_edit_as_clearml(admin):
     admin.call("tasks.archive", tasks=[clone], status_message="old", status_reason="cleanup")
     archived = admin.call("tasks.get_by_id", task=clone)["task"]
     assert (archived["status_message"], archived["status_reason"]) == ("old", "cleanup")
+
+
+def test_parameter_order_deletes_and_reports_as_clearml(admin):
+    tag = _name("num")
+    ids = [_task(admin, f"{tag}-{v}", hyperparams={"s": {"p": {"section": "s", "name": "p", "value": v}}})
+           for v in ("1", "11", "2")]
+    ordered = admin.call("tasks.get_all_ex", _version=V, id=ids, order_by=["hyperparams.s.p"], only_fields=["name"])
+    assert [t["name"] for t in ordered["tasks"]] == [f"{tag}-1", f"{tag}-2", f"{tag}-11"]  # as numbers
+    project = admin.call("projects.create", name=_name("del"))["id"]
+    _task(admin, "old", project=project, system_tags=["archived"])
+    assert admin.call("projects.delete", project=project)["disassociated_tasks"] == 1  # archived only: no force
+    creator = _task(admin, "creator")
+    model = admin.call("models.create", name="pub", uri="file:///p", task=creator)["id"]  # ready by default
+    assert admin.error("tasks.delete", task=creator, force=False).subcode == 123  # its published model
+    assert admin.call("tasks.delete", task=creator, force=True)["updated_models"] == 1
+    assert admin.call("models.get_by_id", model=model)["model"].get("task") is None
+    report = admin.call("reports.create", name="r")["id"]
+    admin.call("reports.publish", task=report)
+    assert admin.error("reports.update", task=report, report="text").subcode == 110
+    assert admin.call("reports.update", task=report, name="renamed")["updated"] == 1  # name, tags, comment
+    assert report in {r["id"] for r in admin.call("reports.get_all_ex", project=[None])["tasks"]}

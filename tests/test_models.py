@@ -31,13 +31,13 @@ def test_create_get_edit_update(api):
     assert api.error("models.get_by_id", model="0" * 32).subcode == 201
 
 
-def test_a_ready_model_keeps_its_weights_unless_forced(api):
+def test_a_ready_model_is_edited_like_a_draft(api):
     mid = new_model(api)
     api.call("models.set_ready", model=mid)
     assert api.call("models.get_by_id", model=mid)["model"]["ready"] is True
-    assert api.error("models.edit", model=mid, uri="s3://other").subcode == 203
-    assert api.call("models.edit", model=mid, comment="fine", tags=["ok"])["updated"] == 1
-    assert api.call("models.edit", model=mid, uri="s3://other", force=True)["updated"] == 1
+    assert api.call("models.edit", model=mid, uri="s3://other", comment="fine")["updated"] == 1  # as ClearML
+    model = api.call("models.get_by_id", model=mid)["model"]
+    assert (model["uri"], model["comment"], model["ready"]) == ("s3://other", "fine", True)
 
 
 def test_task_output_and_input_models(api):
@@ -114,7 +114,6 @@ def test_models_are_created_ready_unless_told_and_a_published_task_readies_its_o
     assert api.call("models.get_by_id", model=first)["model"]["ready"] is False
     api.call("tasks.publish", task=task)
     assert api.call("models.get_by_id", model=first)["model"]["ready"] is True
-    # the model's unpublishing edit may change the rest in the same call
     assert api.call("models.edit", model=first, ready=False, uri="s3://w/b.h5")["updated"] == 1
 
 

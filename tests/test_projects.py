@@ -80,7 +80,7 @@ def test_delete_rules_and_task_tags(api):
     assert api.call("projects.get_by_id", project=pid)
     result = api.call("projects.delete", project=pid, force=True)
     assert result == {"deleted": 1, "deleted_projects": 1, "disassociated_tasks": 2, "deleted_tasks": 0,
-                      "deleted_models": 0}
+                      "deleted_models": 0, "urls": {"artifact_urls": [], "event_urls": [], "model_urls": []}}
     assert not api.call("tasks.get_by_id", task=t1)["task"].get("project")
     empty = api.call("projects.create", name=f"empty-{uuid4().hex[:6]}")["id"]
     assert api.call("projects.delete", project=empty)["deleted"] == 1

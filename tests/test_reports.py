@@ -41,7 +41,7 @@ def test_a_report_lives_hidden_in_its_projects_reports_folder(admin):
     assert admin.call("projects.get_by_id", project=top["project_id"])["project"]["name"] == ".reports"
 
 
-def test_only_a_created_report_is_edited_and_publishing_freezes_it(admin):
+def test_only_a_created_report_is_edited_and_publishing_freezes_its_text(admin):
     project, _ = _project(admin)
     report = admin.call("reports.create", name="draft", project=project)["id"]
     long_text = "word " * 100
@@ -58,9 +58,11 @@ def test_only_a_created_report_is_edited_and_publishing_freezes_it(admin):
     stored = admin.call("tasks.get_by_id", task=report)["task"]
     assert (stored["status"], stored["status_message"]) == ("published", "ship it")
     assert stored["published"] == published["fields"]["published"]
-    refused = admin.error("reports.update", task=report, name="late edit")
+    refused = admin.error("reports.update", task=report, report="late edit")  # its text is frozen
     assert (refused.code, refused.subcode) == (400, 110)
-    assert admin.call("tasks.get_by_id", task=report)["task"]["name"] == "final"
+    assert admin.call("tasks.get_by_id", task=report)["task"]["report"] == long_text
+    admin.call("reports.update", task=report, name="renamed")  # as ClearML: name, tags and comment still change
+    assert admin.call("tasks.get_by_id", task=report)["task"]["name"] == "renamed"
 
 
 def test_archive_move_and_delete(admin):

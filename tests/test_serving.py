@@ -126,7 +126,7 @@ def test_an_unregistered_container_leaves_its_endpoint_and_an_unknown_one_is_no_
     admin.call("serving.unregister_container", container_id=second)
     assert _endpoint(admin, url) is None
     err = admin.error("serving.get_endpoint_details", endpoint_url=url)
-    assert (err.status, err.subcode, err.msg) == (400, 1060, f"no container instances found for serving url: url={url}")
+    assert (err.status, err.subcode, err.msg) == (400, 1052, f"no container instances found for serving url: url={url}")
     assert admin.call("serving.unregister_container", container_id=f"never-{uuid4().hex[:6]}") == {}
 
 
@@ -215,7 +215,7 @@ def test_another_workspace_sees_none_of_the_containers(admin, other_admin):
     assert url not in [e["url"] for e in other_admin.call("serving.get_endpoints")["endpoints"]]
     assert loading not in [i["id"] for i in other_admin.call("serving.get_loading_instances")["instances"]]
     err = other_admin.error("serving.get_endpoint_details", endpoint_url=url)
-    assert (err.status, err.subcode) == (400, 1060)
+    assert (err.status, err.subcode) == (400, 1052)  # ClearML's code
     chart = _chart(other_admin, url)
     assert (chart["total"]["values"], chart["instances"]) == ([0, 0], {})
     # The same container id in the other workspace is another container; unregistering it there

@@ -63,7 +63,8 @@ def test_list_operators_the_app_sends(admin):
     assert names(system_tags=["__$not", "archived"]) == ["annotation", "plain"]
     assert names(type=["__$not", "annotation_manual", "__$not", "data_processing"]) == ["archived", "plain"]
     assert names(tags=["__$all", "a", "b"]) == ["plain"]
-    assert names(tags=["__$all", "a", "b", "__$or", "c"]) == ["annotation", "plain"]
+    assert names(tags=["__$all", "a", "b", "__$or", "c"]) == []  # as ClearML: the first operator joins: a, b and c
+    assert names(tags=["__$any", "__$not", "a", "b"]) == ["annotation", "plain"]  # not a, or b
     assert names(tags=["__$any", "a", "c"]) == ["annotation", "archived", "plain"]
     assert names(tags=["a", "__$and", "__$not", "b"]) == ["archived"]
 

@@ -95,75 +95,52 @@ def scroll_answer(data: dict[str, Any], returned: int) -> dict[str, Any]:
     return {"scroll_id": scroll.encode({"listed": listed})}
 
 
-LIST_OPS = ("__$not", "__$all", "__$any", "__$and", "__$or")
+LIST_OPS = ("__$not", "__$all", "__$any", "__$and", "__$or", "__$nop")
+_JOINS = {"__$all": "$and", "__$and": "$and", "__$any": "$or", "__$or": "$or"}
 
 
 def list_filter(field: str, values: Iterable[Any] | Any, allow_exclude: bool = True) -> dict[str, Any]:
-    """The condition for a list-valued filter: include any of, ``null`` for empty, ``-x`` to exclude.
-
-    ClearML's list operators work too: ``__$not`` excludes the value after it; ``__$all`` makes the
-    values after it all required, ``__$any`` (the default) any one; ``__$and`` / ``__$or`` join the
-    group before with the group after (``["__$all", "a", "b", "__$or", "c"]``: a and b, or c).
-    """
+    """The condition for a list-valued filter, as ClearML reads it: values are included (any of
+    them), ``null`` matches a missing or empty value, ``-x`` (while no operator was seen) and
+    ``__$not x`` exclude x. ``__$all``/``__$and`` make the values after them all required,
+    ``__$any``/``__$or`` any one (the default), ``__$nop`` returns to the default; the included,
+    required and excluded values are then joined by the first operator given (and when none):
+    ``["__$any", "__$not", "a", "b"]`` is "not a, or b"; ``["a", "__$and", "__$not", "b"]`` "a and
+    not b"."""
     if not isinstance(values, (list, tuple)):
         values = [values]
-    groups: list[dict[str, Any]] = []
-    joins: list[str] = []
-    current: list[Any] = []
+    include: list[Any] = []
+    require: list[Any] = []
+    exclude: list[Any] = []
+    join, context, negate, legacy, want_empty = None, "$or", False, allow_exclude, False
     for value in values:
-        if value in ("__$and", "__$or"):
-            groups.append(_list_group(field, current, allow_exclude))
-            joins.append(value)
-            current = []
-        else:
-            current.append(value)
-    groups.append(_list_group(field, current, allow_exclude))
-    result = groups[0]
-    for join, group in zip(joins, groups[1:], strict=True):
-        parts = [g for g in (result, group) if g]
-        if len(parts) == 2:
-            result = {"$or": parts} if join == "__$or" else {"$and": parts}
-        elif parts:
-            result = parts[0]
-    return result
-
-
-def _list_group(field: str, values: list[Any], allow_exclude: bool) -> dict[str, Any]:
-    include, require, exclude, want_empty = [], [], [], False
-    negate, mode_all = False, False
-    for value in values:
-        if value == "__$not":
-            negate = True
-            continue
-        if value in ("__$all", "__$any"):
-            mode_all = value == "__$all"
-            continue
         if value is None:
-            want_empty = True
-        elif negate:
-            exclude.append(value)
-        elif allow_exclude and isinstance(value, str) and value.startswith("-") and len(value) > 1:
-            exclude.append(value[1:])
-        elif mode_all:
-            require.append(value)
+            want_empty, negate = True, False
+        elif value == "__$nop":
+            context, negate, legacy = "$or", False, allow_exclude
+        elif value == "__$not":
+            negate = True
+        elif value in _JOINS:
+            context, legacy = _JOINS[value], False
+            join = join or context
         else:
-            include.append(value)
-        negate = False
-    conds: list[dict[str, Any]] = []
-    if include or want_empty:
-        alternatives: list[dict[str, Any]] = []
-        if include:
-            alternatives.append({field: {"$in": include}})
-        if want_empty:
-            alternatives += [{field: None}, {field: ""}, {field: {"$size": 0}}]
-        conds.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
-    if require:
-        conds.append({field: {"$all": require}})
-    if exclude:
-        conds.append({field: {"$nin": exclude}})
-    if not conds:
-        return {}
-    return conds[0] if len(conds) == 1 else {"$and": conds}
+            join = join or "$and"
+            if negate:
+                exclude.append(value)
+            elif legacy and isinstance(value, str) and value.startswith("-") and len(value) > 1:
+                exclude.append(value[1:])
+            elif context == "$and":
+                require.append(value)
+            else:
+                include.append(value)
+            negate = False
+    conds = [cond for cond, given in (({field: {"$in": include}}, include), ({field: {"$all": require}}, require),
+                                      ({field: {"$nin": exclude}}, exclude)) if given]
+    result = conds[0] if len(conds) == 1 else {join or "$and": conds} if conds else {}
+    if want_empty:
+        empty = [{field: None}, {field: ""}, {field: {"$size": 0}}]
+        result = {"$or": ([result] if result else []) + empty}
+    return result
 
 
 def _empty(field: str) -> dict[str, Any]:

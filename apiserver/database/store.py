@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.collation import Collation
 
 from apiserver.database import recent_page
 from apiserver.database.writes import update_and_read
@@ -234,8 +235,8 @@ class Store:
         return None
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int, limit: int,
-                  proj: dict[str, int] | None = None, hint: list[tuple[str, int]] | None = None
-                  ) -> list[dict[str, Any]]:
+                  proj: dict[str, int] | None = None, hint: list[tuple[str, int]] | None = None,
+                  collation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """One page of ``find`` in ``sort`` order, with ClearML's rule that an ascending first key puts
         documents whose value is null, missing or empty last.
 
@@ -245,8 +246,14 @@ class Store:
         On SecantusDB each read is an aggregation through ``indexed_head`` (a hint would decode the
         whole index): a query naming its ids (``get_by_id_ex``, the SDK's lookups) reads them by the
         primary index (0.6 ms against 0.7-0.8 s at 30,000 tasks), others the range their index pins.
+
+        ``collation`` (a MongoDB collation, e.g. ``numericOrdering``) reads the page with it in one plain
+        sorted query instead (both engines take it).
         """
         coll = self.coll
+        if collation:  # e.g. numbers in strings ordered as numbers: one plain sorted read with it
+            cursor = coll.find(query, proj).sort(sort).collation(Collation(**collation)).skip(skip)
+            return list(cursor.limit(limit) if limit else cursor)
         if recent_page.sorts_in_python(coll):
             def page(flt: dict[str, Any], order: list[tuple[str, int]], skip: int, limit: int) -> list[dict[str, Any]]:
                 stages = [{"$match": flt}, {"$sort": dict(order)}, {"$skip": skip}] + \

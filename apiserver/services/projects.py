@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apiserver.bll import query as q
-from apiserver.bll.projects import contents
+from apiserver.bll.projects import contents, parents
 from apiserver.service_repo import Call, endpoint
 from apiserver.state import get_state
 
@@ -23,9 +23,8 @@ def get_by_id(call: Call) -> dict:
 
 
 @endpoint("projects.get_all")
-@endpoint("projects.get_all_ex")
 def get_all(call: Call) -> dict:
-    projects = _projects().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
+    projects = _projects().get_all(call.company, call.data)
     return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
 
 
@@ -42,7 +41,7 @@ def delete(call: Call) -> dict:
 
 @endpoint("projects.get_task_tags")
 def get_task_tags(call: Call) -> dict:
-    return contents.task_tags(call.company, call.data.get("projects"))
+    return contents.task_tags(call.company, _scope(call))  # with their subprojects, as ClearML
 
 
 @endpoint("projects.get_user_names")
@@ -50,7 +49,7 @@ def get_user_names(call: Call) -> dict:
     return {"users": contents.user_names(call.company, call.data.get("projects"), call.data.get("entity"))}
 
 
-@endpoint("projects.get_all_ex", min_version="2.15")
+@endpoint("projects.get_all_ex")  # statistics and nesting at every version, as ClearML (its 2.1 had include_stats)
 def get_all_ex(call: Call) -> dict:
     projects = _projects().get_all_ex(call.company, call.data)
     return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
@@ -93,7 +92,8 @@ def get_model_tags(call: Call) -> dict:
 
 @endpoint("projects.get_task_parents")
 def get_task_parents(call: Call) -> dict:
-    return {"parents": contents.task_parents(call.company, _scope(call), call.data.get("tasks_state") or "active")}
+    return {"parents": parents.task_parents(call.company, _scope(call), call.data.get("tasks_state"),
+                                            call.data.get("task_name"))}
 
 
 @endpoint("projects.get_hyper_parameters")

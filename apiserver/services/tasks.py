@@ -176,7 +176,7 @@ def archive(call: Call) -> dict:
 
 @endpoint("tasks.unarchive")
 def unarchive(call: Call) -> dict:
-    return {"unarchived": sum(_tasks().set_archived(call.identity, t, False) for t in call.data["tasks"])}
+    return {"unarchived": sum(_tasks().set_archived(call.identity, t, False, call.data) for t in call.data["tasks"])}
 
 
 @endpoint("tasks.archive_many")
@@ -187,7 +187,8 @@ def archive_many(call: Call) -> dict:
 
 @endpoint("tasks.unarchive_many")
 def unarchive_many(call: Call) -> dict:
-    return run_batch(call.data["ids"], lambda t: {"unarchived": _tasks().set_archived(call.identity, t, False)})
+    return run_batch(call.data["ids"], lambda t: {"unarchived": _tasks().set_archived(call.identity, t, False,
+                                                                                      call.data)})
 
 
 def _many_endpoint(name: str, action: Callable[[Call, dict], dict]) -> None:

@@ -32,8 +32,6 @@ CREATE_FIELDS = ("name", "uri", "comment", "tags", "system_tags", "framework", "
                  "project", "parent", "task")
 EDIT_FIELDS = CREATE_FIELDS
 UPDATE_FIELDS = ("name", "comment", "tags", "system_tags", "ready", "ui_cache", "project", "task")
-# What a ready (published) model still lets edit change without force.
-EDITABLE_WHEN_READY = {"name", "comment", "tags", "system_tags", "project", "metadata", "iteration"}
 LIST_FILTERS = ("user", "project", "task", "framework", "uri", "tags", "system_tags")
 DATE_FIELDS = date_fields(Model)  # the model document declares them
 SELECTIVITY = ("_id", "task", "uri", "project", "name", "user", "tags", "system_tags", "framework", "ready",
@@ -205,12 +203,7 @@ class ModelBLL:
         sets = {k: data[k] for k in EDIT_FIELDS if k in data}
         if "metadata" in data:
             sets["metadata"] = metadata.stored(data["metadata"])
-        self._check_references(identity.company, sets)
-        unpublishes = sets.get("ready") is False  # then the rest of the edit changes a draft
-        if model.get("ready") and not data.get("force") and not unpublishes and \
-                set(sets) - EDITABLE_WHEN_READY - {"ready"}:
-            raise errors.bad_request.ModelIsReady("only name, comment, tags, project and metadata of a ready "
-                                                  "model change", id=model["_id"])
+        self._check_references(identity.company, sets)  # a ready model is edited too, as in ClearML
         result = self._change(identity.company, model, sets)
         self._task_iteration(identity, model, data)
         return result
@@ -331,9 +324,15 @@ class ModelBLL:
         return self.files.schedule_deletion(company, uris - still_used, host, f"models {owners}")
 
     def output_models_of(self, company: str, task_id: str) -> list[dict[str, Any]]:
-        """Models the task created (their ``task`` is it) that no other task uses as input."""
-        docs = list(self.store.find({"company": company, "task": task_id}, {"uri": 1, "name": 1}))
+        """Draft models the task created (their ``task`` is it) that no other task uses as input: what
+        deleting or resetting the task deletes (a ready one stays, as in ClearML, without its task)."""
+        docs = list(self.store.find({"company": company, "task": task_id, "ready": {"$ne": True}},
+                                    {"uri": 1, "name": 1}))
         return [d for d in docs if not self.tasks.tasks_using_model(company, d["_id"], "input", exclude=task_id)]
+
+    def count_ready_of_task(self, company: str, task_id: str) -> int:
+        """How many ready (published) models the task created."""
+        return self.store.count_documents({"company": company, "task": task_id, "ready": True})
 
     def delete_records(self, company: str, ids: list[str]) -> int:
         if not ids:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
-from apiserver.bll import access, placement
+from apiserver.bll import placement
 from apiserver.bll import query as q
 from apiserver.bll.patterns import compile_pattern
 from apiserver.bll.tags import (
@@ -207,7 +207,8 @@ def stats_filter(data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     the one ``children_type`` implies) and whether hidden subprojects are counted."""
     if data.get("include_stats_filter") or not data.get("children_type"):
         return data.get("include_stats_filter") or {}, bool(data.get("search_hidden"))
-    tags = {"tags": data["children_tags"]} if data.get("children_tags") else {}
+    wanted = data.get("children_tags_filter") or data.get("children_tags")
+    tags = {"tags": wanted} if wanted else {}
     if data["children_type"] == "pipeline":
         return {**tags, "system_tags": [PIPELINE_TAG], "type": [CONTROLLER_TYPE]}, True
     if data["children_type"] == "report":
@@ -218,11 +219,14 @@ def stats_filter(data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 def filter_match(filter_: dict[str, Any], users: list[str] | None, field: str = "include_stats_filter"
                  ) -> dict[str, Any]:
     """A filter of field -> allowed values (ClearML's list filter language: '-x' excludes, null for
-    empty, '__$all' and the other list operators) and the users, as one condition."""
+    empty, '__$all' and the other list operators; or a ``filters`` object) and the users, as one."""
     conds: list[dict[str, Any]] = []
     for name, values in filter_.items():
         where = f"{field}.{name}"
         q.field_path(name, where)
+        if isinstance(values, dict):
+            conds.append(q.field_filter(q.FIELD_IDS.get(name, name), values))
+            continue
         values = [values] if isinstance(values, str) else values
         if not isinstance(values, list) or not values or not all(v is None or isinstance(v, str) for v in values):
             raise errors.bad_request.ValidationError(f"field '{where}': a non-empty list of strings (rule: type)",
@@ -244,7 +248,8 @@ def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], li
                      {"user": {"$in": users}} if users else {})
     requested = data.get("id")
     requested = [requested] if isinstance(requested, str) else requested or None
-    children = q.combine(base, q.list_filter("tags", data["children_tags"]) if data.get("children_tags") else {})
+    children = q.combine(base, *(make("tags", data[key]) for key, make in (
+        ("children_tags", q.list_filter), ("children_tags_filter", q.field_filter)) if data.get(key)))
     sources: list[tuple[Any, dict[str, Any], str]]
     if kind == "dataset":
         sources = [(Project, q.combine(children, {"system_tags": DATASET_TAG, "basename": {"$ne": DATASETS_FOLDER}}),
@@ -374,16 +379,7 @@ def _in_projects(projects: list[str] | None) -> dict[str, Any]:
     return {"project": {"$in": projects}} if projects else {}
 
 
-def task_parents(company: str, projects: list[str] | None, state: str | None) -> list[dict[str, Any]]:
-    """The tasks that are parents of tasks in ``projects``: ``{id, name, project: {id}}``."""
-    match = {**_readable(company), **_in_projects(projects), "parent": {"$nin": [None, ""]}}
-    if state in ("active", "archived"):
-        match.update(_state_match(state))
-    tasks = store_of(Task)
-    ids = [row["_id"] for row in tasks.aggregate_indexed([{"$match": match}, {"$group": {"_id": "$parent"}}])]
-    found = sorted(access.readable_many(tasks, company, ids, {"name": 1, "project": 1}).values(),
-                   key=lambda d: (d.get("name") or "", d["_id"]))
-    return [{"id": d["_id"], "name": d.get("name"), "project": {"id": d.get("project")}} for d in found]
+readable_match, in_projects_match = _readable, _in_projects  # for the other project read modules
 
 
 def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str, str]]:

@@ -150,7 +150,7 @@ class ProjectBLL:
             query = q.combine(query, {"_id": {"$in": within}})
         skip, limit = q.page_window(data)
         sort = q.order_by(data.get("order_by"), q.FIELD_IDS, default=(("name", 1),))
-        refs = {"user": store_of(User), "company": store_of(Company)}
+        refs = {"user": store_of(User), "company": store_of(Company), "parent": store_of(Project)}
         only_fields, wanted = split_references(data.get("only_fields"), refs, ex)
         proj = q.projection(only_fields, q.FIELD_IDS)
         docs = [q.api_id(d) for d in self.store.find_page(query, sort, skip, limit, proj)]
@@ -313,7 +313,6 @@ class ProjectBLL:
         """Delete the project records of ``family`` (the project and those below it; their tasks and
         models were dealt with first, see ``bll/tasks/deletion.py``)."""
         below = [i for i in family if i != project_id]
-        if below:
-            self.store.delete_many({"_id": {"$in": below}, "company": company})
-        deleted = self.store.delete_one({"_id": project_id, "company": company}).deleted_count
-        return {"deleted": deleted, "deleted_projects": deleted + len(below)}
+        removed = self.store.delete_many({"_id": {"$in": below}, "company": company}).deleted_count if below else 0
+        removed += self.store.delete_one({"_id": project_id, "company": company}).deleted_count
+        return {"deleted": removed, "deleted_projects": removed}  # both count the subprojects, as ClearML's deleted

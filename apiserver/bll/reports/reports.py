@@ -3,7 +3,8 @@
 As in ClearML, a report lives in a hidden ``.reports`` project under the project it belongs to
 (``<project>/.reports``, or ``.reports`` at the top for a report of no project), and carries the
 ``reports`` and ``hidden`` system tags, so experiment tables and project counts never show it.
-Its text is the task's ``report`` field. Only a report in status ``created`` is edited; publishing
+Its text is the task's ``report`` field. Only a report in status ``created`` is edited (a published one
+changes only its name, tags and comment, as in ClearML); publishing
 is always allowed; deleting follows the task rule (created or archived, else ``force``).
 """
 
@@ -22,7 +23,8 @@ from apiserver.bll.tasks.deletion import OwnedDeletion
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.base import utcnow
 
-EDITABLE = ("name", "tags", "comment", "report")
+EDITABLE = ("name", "tags", "comment", "report", "report_assets")
+EDITABLE_WHEN_PUBLISHED = {"name", "tags", "comment"}  # as ClearML
 
 
 class ReportBLL:
@@ -68,13 +70,13 @@ class ReportBLL:
 
     def update(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         task = self._report(identity.company, data["task"])
-        if task["status"] != st.CREATED:
-            raise errors.bad_request.InvalidTaskStatus("only a report in status created is edited",
-                                                       expected=st.CREATED, status=task["status"])
         sets = {k: data[k] for k in EDITABLE if k in data}
+        if task["status"] != st.CREATED and set(sets) - EDITABLE_WHEN_PUBLISHED:
+            raise errors.bad_request.InvalidTaskStatus("a published report changes only its name, tags and comment",
+                                                       expected=st.CREATED, status=task["status"])
         if not sets:
             return {"updated": 0}
-        self.tasks.set_fields(identity.company, task, sets, expect_status=st.CREATED)
+        self.tasks.set_fields(identity.company, task, sets, expect_status=task["status"])
         shown = dict(sets)
         if "tags" in shown:
             shown["tags"] = sorted(shown["tags"])
@@ -83,7 +85,7 @@ class ReportBLL:
         return {"updated": 1, "fields": shown}
 
     def move(self, identity: Identity, data: dict[str, Any]) -> dict[str, str]:
-        if not (data.get("project") or data.get("project_name")):
+        if not (data.get("project") or data.get("project_name") or "project" in data):  # null: no project
             raise errors.bad_request.MissingRequiredFields("project or project_name is required",
                                                            field="project")
         task = self._report(identity.company, data["task"])
@@ -116,6 +118,11 @@ class ReportBLL:
         query = {**data, "type": [REPORT_TYPE], "search_hidden": True}
         if query.get("project"):
             projects = query["project"] if isinstance(query["project"], list) else [query["project"]]
+            if None in projects:  # as ClearML: the reports of no project, in the top-level .reports
+                root = self.projects.store.find_one({"company": company, "name": REPORTS_FOLDER}, {"_id": 1})
+                projects = [p for p in projects if p] + ([root["_id"]] if root else [])
+                if not projects:
+                    return []
             query["project"] = self.projects.with_children(company, projects)
         return self.tasks.get_all(company, query, ex=True)
 

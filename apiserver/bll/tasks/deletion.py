@@ -26,6 +26,7 @@ from apiserver.bll.events.events import EventBLL
 from apiserver.bll.files.files import FileBLL
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.projects.projects import ProjectBLL
+from apiserver.bll.tags import CONTROLLER_TYPE
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.base import utcnow
 
@@ -51,12 +52,19 @@ class OwnedDeletion:
         if data.get("delete_external_artifacts", True):
             self.files.schedule_deletion(identity.company, urls["artifact_urls"] + urls["event_urls"], host, owner)
             self.models.delete_files(identity.company, models, host)
-        if data.get("return_file_urls"):
-            extra["urls"] = urls
+        if data.get("return_file_urls"):  # events' files are deleted here, not named (as ClearML now)
+            extra["urls"] = {**urls, "event_urls": []}
         return extra
 
     def delete_task(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
         task = self.tasks.writable(identity.company, data["task"])
+        if data.get("include_pipeline_steps") and task.get("type") == CONTROLLER_TYPE:  # its steps first
+            for step in self.tasks.child_ids(identity.company, task["_id"]):
+                self.delete_task(identity, {**data, "task": step, "include_pipeline_steps": False}, host)
+        published = self.models.count_ready_of_task(identity.company, task["_id"])
+        if published and not data.get("force"):  # as ClearML: its ready models would lose their task
+            raise errors.bad_request.TaskCannotBeDeleted("it has published output models; use force",
+                                                         id=task["_id"], models=published)
         models = self.models.output_models_of(identity.company, task["_id"]) \
             if data.get("delete_output_models", True) else []
         urls = {"artifact_urls": _artifact_urls(task), "event_urls": self.events.urls_of_task(identity.company,
@@ -82,19 +90,27 @@ class OwnedDeletion:
         return {**result, **self._finish(identity, f"task {task['_id']} (reset)", data, host, urls, models)}
 
     def delete_project(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
-        """A project with its subprojects; refused while models or tasks are in any of them unless
-        forced. With delete_contents their tasks and models go too, each as if deleted alone;
-        without, they stay in no project."""
+        """A project with its subprojects; refused, as ClearML, while any of them holds a task, model,
+        pipeline run or dataset version that is not archived, unless forced. With delete_contents
+        their tasks and models go too, each as if deleted alone; without, they stay in no project."""
         company = identity.company
         project = self.projects.writable(company, data["project"])
         family = self.projects.family(company, project["_id"])
         force, contents = bool(data.get("force")), bool(data.get("delete_contents"))
+        if not force:
+            counts = self.projects.validate_delete(company, project["_id"])
+            counts["non_archived_tasks"] += counts["non_archived_reports"]
+            for kind, refusal in (("pipelines", errors.bad_request.ProjectHasPipelines),
+                                  ("datasets", errors.bad_request.ProjectHasDatasets),
+                                  ("tasks", errors.bad_request.ProjectHasTasks),
+                                  ("models", errors.bad_request.ProjectHasModels)):
+                if counts[f"non_archived_{kind}"]:
+                    raise refusal(f"{counts[f'non_archived_{kind}']} {kind} not archived; archive them or use force",
+                                  project=project["_id"])
         models = self.models.count_in_projects(company, family)
-        if models and not force:
-            raise errors.bad_request.ProjectHasModels(f"{models} models; use force to delete", project=project["_id"])
         deleted_tasks = deleted_models = 0
         urls: dict[str, list[str]] = {"artifact_urls": [], "event_urls": [], "model_urls": []}
-        if contents and force:
+        if contents:
             options = {k: data[k] for k in ("delete_external_artifacts", "delete_output_models") if k in data}
             for task_id in self.tasks.ids_in_projects(company, family):
                 done = self.delete_task(identity, {**options, "task": task_id, "force": True,
@@ -111,8 +127,6 @@ class OwnedDeletion:
         elif models:
             self.models.detach_from_projects(company, family)
         in_use = self.tasks.count_in_projects(company, family)
-        if in_use and not force:
-            raise errors.bad_request.ProjectHasTasks(f"{in_use} tasks; use force to delete", project=project["_id"])
         disassociated = 0
         if in_use and contents:
             deleted_tasks += self.tasks.delete_in_projects(company, family)
@@ -120,9 +134,8 @@ class OwnedDeletion:
             disassociated = self.tasks.detach_from_projects(company, family)
         deleted = self.projects.delete_records(company, project["_id"], family)
         result = {"deleted": deleted["deleted"], "disassociated_tasks": disassociated, "deleted_tasks": deleted_tasks,
-                  "deleted_projects": deleted["deleted_projects"], "deleted_models": deleted_models}
-        if data.get("return_file_urls"):
-            result["urls"] = urls
+                  "deleted_projects": deleted["deleted_projects"], "deleted_models": deleted_models,
+                  "urls": {**urls, "event_urls": []}}  # always, as ClearML answers it
         return result
 
     def expire_events(self, default_days: int, batch: int) -> dict[str, int]:

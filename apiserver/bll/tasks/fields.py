@@ -78,8 +78,11 @@ def storage_path(api_path: str) -> str:
             api_path = new + api_path[len(old):]
     parts = api_path.split(".")
     if parts[0] in USER_KEYED_SECTIONS:
+        # the web app sends section and parameter names with their '.' already escaped ('%2E'), as
+        # ClearML's server expects: unescaped first, so each is escaped once
         depth = 3 if parts[0] == "hyperparams" else 2
-        parts = [parts[0]] + [escape_key(p) if i < depth else p for i, p in enumerate(parts[1:], start=1)]
+        parts = [parts[0]] + [escape_key(unescape_key(p)) if i < depth else p
+                              for i, p in enumerate(parts[1:], start=1)]
     return ".".join(parts)
 
 

@@ -194,6 +194,11 @@ class TaskLifecycle(TaskBase):
             raise errors.bad_request.TaskCannotBeDeleted(
                 f"status is {task['status']}; only created or archived tasks are deleted without force",
                 id=task["_id"])
+        published_children = self.store.count_documents({"company": identity.company, "parent": task["_id"],
+                                                         "status": st.PUBLISHED})
+        if published_children and not data.get("force"):  # as ClearML
+            raise errors.bad_request.TaskCannotBeDeleted("it has published children; use force", id=task["_id"],
+                                                         children=published_children)
         self.queues.remove_task_everywhere(identity.company, task["_id"])
         children = self.store.update_many({"company": identity.company, "parent": task["_id"]},
                                          {"$unset": {"parent": ""}, "$set": {"last_update": utcnow()}})
@@ -270,8 +275,12 @@ class TaskLifecycle(TaskBase):
     def set_archived(self, identity: Identity, task_id: str, archived: bool, data: dict[str, Any] | None = None
                      ) -> bool:
         """Archive (a queued task is dequeued first) or unarchive; whether the tag changed. Archiving
-        sets the ``status_message`` and ``status_reason`` ``data`` gives, as ClearML does."""
+        sets the ``status_message`` and ``status_reason`` ``data`` gives, as ClearML does; with
+        ``include_pipeline_steps`` a pipeline controller's steps (its child tasks) go with it."""
         task = self.writable(identity.company, task_id)
+        if (data or {}).get("include_pipeline_steps") and task.get("type") == tags.CONTROLLER_TYPE:
+            for step in self.child_ids(identity.company, task["_id"]):
+                self.set_archived(identity, step, archived, {**data, "include_pipeline_steps": False})
         if archived and task["status"] == st.QUEUED:
             self.dequeue(identity, {"task": task_id})
         notes = {k: (data or {})[k] for k in ("status_message", "status_reason") if (data or {}).get(k) is not None}

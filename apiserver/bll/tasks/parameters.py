@@ -108,10 +108,10 @@ class TaskParameters(TaskBase):
 
     def get_hyper_params(self, company: str, task_ids: list[str]) -> list[dict[str, Any]]:
         docs = self.store.find({"_id": {"$in": task_ids}, "company": {"$in": [company, ""]}}, {"hyperparams": 1})
-        return [{"task": d["_id"], "hyperparams": [
+        return [{"task": d["_id"], "hyperparams": sorted((  # by section and name, as ClearML lists them
             {**item, "section": unescape_key(sec), "name": unescape_key(name)}
-            for sec, params in (d.get("hyperparams") or {}).items() for name, item in params.items()]}
-            for d in docs]
+            for sec, params in (d.get("hyperparams") or {}).items() for name, item in params.items()),
+            key=lambda p: (p["section"], p["name"]))} for d in docs]
 
     def get_configurations(self, company: str, task_ids: list[str], names: list[str] | None = None
                            ) -> list[dict[str, Any]]:

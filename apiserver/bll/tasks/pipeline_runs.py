@@ -83,8 +83,7 @@ class PipelineRunBLL:
         ids = list(dict.fromkeys(data["ids"]))
         runs = set(self.tasks.ids_of_type(identity.company, project, CONTROLLER_TYPE))
         if runs and runs <= set(ids):
-            raise errors.bad_request.ValidationError("at least one run of the pipeline must be left",
-                                                     field="ids")
+            raise errors.bad_request.CannotRemoveAllRuns("keep at least one run of the pipeline", field="ids")
 
         def delete(run_id: str) -> dict[str, Any]:
             task = self.tasks.writable(identity.company, run_id)

@@ -47,6 +47,8 @@ def _with_model_lists(models: dict[str, Any] | None) -> dict[str, Any]:
     return {**models, "input": models.get("input") or [], "output": models.get("output") or []}
 
 
+# How hyper-parameter values are ordered (ClearML's collation for them): numbers in the strings as numbers.
+NUMERIC_COLLATION = {"locale": "en_US", "numericOrdering": True}
 # What a task's link to a deleted model reads (ClearML's mark): the link stays, the id says it is gone.
 DELETED_MODEL_PREFIX = "__DELETED__"
 # What a clone does not copy of its source's system tags.
@@ -91,7 +93,12 @@ class TaskRecords(TaskBase):
         only_fields, wanted = split_references(data.get("only_fields"), references(), ex)
         proj = q.projection(_storage_paths(only_fields))
         hint = self.index_hint(data, sort)
-        docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
+        # a parameter orders by its value, numbers in it as numbers ('2' before '11'), as ClearML orders them
+        sort = [(f"{key}.value" if key.startswith("hyperparams.") and key.count(".") == 2 else key, way)
+                for key, way in sort]
+        numeric = any(key.startswith("hyperparams.") for key, _ in sort)
+        docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint,
+                                                        NUMERIC_COLLATION if numeric else None)]
         return dereference(docs, wanted, references(), company)
 
     @staticmethod
