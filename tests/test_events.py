@@ -90,8 +90,8 @@ def test_raw_values_page_every_point_once(admin, scalar_task):
         totals.add(page["total"])
         if not page["returned"]:
             break
-        assert page["returned"] == sum(len(v["x"]) for v in page["variants"].values())
-        seen += [(variant, x, y) for variant, v in page["variants"].items() for x, y in zip(v["x"], v["y"],
+        assert page["returned"] == sum(len(v["iter"]) for v in page["variants"].values())  # named by the key
+        seen += [(variant, x, y) for variant, v in page["variants"].items() for x, y in zip(v["iter"], v["y"],
                                                                                            strict=True)]
         scroll = page["scroll_id"]
     expected = [("train", i, value_at(i)) for i in range(3000)] + [("val", i, float(i)) for i in range(2000)]
@@ -100,6 +100,7 @@ def test_raw_values_page_every_point_once(admin, scalar_task):
     one = admin.call("events.scalar_metrics_iter_raw", task=scalar_task, batch_size=200000, key="timestamp",
                      metric={"metric": "loss", "variants": ["val"]})
     assert one["returned"] == 2000 and one["total"] is None and list(one["variants"]) == ["val"]
+    assert len(one["variants"]["val"]["timestamp"]) == 2000
     data = admin.call("events.get_scalar_metric_data", task=scalar_task, metric="lr")
     assert [(e["metric"], e["variant"], e["iter"], e["value"]) for e in data["events"]] == [("lr", "lr", 0, 0.1)]
     assert data["total"] == 1

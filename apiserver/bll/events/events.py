@@ -265,9 +265,9 @@ class EventBLL:
             series, state["pos"], int(data.get("batch_size") or 10_000))
         key = data.get("key") or "iter"
         variants: dict[str, dict[str, list]] = {}
-        for doc, (it, ts, value) in points:
-            entry = variants.setdefault(doc["variant"], {"x": [], "y": []})
-            entry["x"].append(it if key == "iter" else ts if key == "timestamp" else iso_time(ts))
+        for doc, (it, ts, value) in points:  # each variant's x values under the key's name, as ClearML
+            entry = variants.setdefault(doc["variant"], {key: [], "y": []})
+            entry[key].append(it if key == "iter" else ts if key == "timestamp" else iso_time(ts))
             entry["y"].append(value)
         total = self.scalars.count(task, metrics) if data.get("count_total") else None
         position = {"pos": nxt} if nxt is not None else {"done": True}
