@@ -1,6 +1,7 @@
 """ClearML's own API suite (``../shared/clearml-server``: its server's ``apiserver/tests/automated``)
-against this server: every test passes, or it is listed in the README's ClearML suite deviations with
-the reason. A listed test that passes is reported too, so that the list stays honest.
+against this server: every test passes, or it is listed in the README, with the reason, among the ClearML
+suite deviations (on purpose) or the tests not done yet (work left). A listed test that passes fails the
+gate too, so that the lists stay honest.
 
 ``run-suite.sh`` (ClearML's side, not ours) starts this checkout's server on port 8008 with a fresh
 data folder and runs the files named; here all of them in one pytest run, whose summary names each
@@ -22,18 +23,19 @@ SUITE = ROOT.parent / "shared" / "clearml-server"
 TESTS = SUITE / "apiserver" / "tests" / "automated"
 PORT = 8008  # fixed by run-suite.sh
 DEVIATIONS_HEADING = "#### ClearML suite deviations"
+NOT_DONE_HEADING = "#### ClearML suite: not done yet"
 TEST_ID = re.compile(r"(test_\w+\.py::\w+::\w+)")
 SUMMARY = re.compile(r"\d+ (passed|failed)\b.* in [\d.]+s")  # pytest's last line: "2 failed, 140 passed ... in 90.1s"
 
 
-def deviations(readme: str) -> dict[str, str]:
-    """The README's listed deviations: ``- `file.py::Class::test`: reason`` lines under the heading,
-    up to the next heading."""
+def deviations(readme: str, heading: str = DEVIATIONS_HEADING) -> dict[str, str]:
+    """The README's tests listed under ``heading``: ``- `file.py::Class::test`: reason`` lines up to the
+    next heading."""
     listed: dict[str, str] = {}
     inside = False
     for line in readme.splitlines():
         if line.startswith("#"):
-            inside = line.strip() == DEVIATIONS_HEADING
+            inside = line.strip() == heading
             continue
         found = re.match(r"^- `(test_\w+\.py::\w+::\w+)`:?\s*(.*)", line) if inside else None
         if found:
@@ -60,6 +62,8 @@ def test_readme_deviations_parse():
     text = f"intro\n{DEVIATIONS_HEADING}\n\n- `test_a.py::TestA::test_x`: why\n- not a test\n### next\n" \
            "- `test_b.py::TestB::test_y`: elsewhere\n"
     assert deviations(text) == {"test_a.py::TestA::test_x": "why"}
+    assert deviations(text.replace(DEVIATIONS_HEADING, NOT_DONE_HEADING), NOT_DONE_HEADING) == \
+        {"test_a.py::TestA::test_x": "why"}
     summary = "FAILED apiserver/tests/automated/test_a.py::TestA::test_x - AssertionError\n" \
               "ERROR apiserver/tests/automated/test_b.py::TestB::test_y\n2 failed, 140 passed, 1 error in 90.1s\n" \
               "server log: /tmp/x/server.log"
@@ -72,7 +76,8 @@ def test_clearml_api_suite_passes_or_deviates_as_listed():
     if port_taken(PORT):
         pytest.fail(f"port {PORT} is taken: ClearML's run-suite.sh starts this server there; stop what listens "
                     f"on {PORT} and run again")
-    listed = deviations((ROOT / "README.md").read_text())
+    readme = (ROOT / "README.md").read_text()
+    listed = {**deviations(readme), **deviations(readme, NOT_DONE_HEADING)}
     files = sorted(p.stem for p in TESTS.glob("test_*.py"))
     started = time.monotonic()
     run = subprocess.run(["bash", str(SUITE / "run-suite.sh"), *files], cwd=ROOT, capture_output=True, text=True,
@@ -82,9 +87,9 @@ def test_clearml_api_suite_passes_or_deviates_as_listed():
     failing, passed, failed = outcomes(run.stdout)
     assert passed + failed > 0, f"the suite did not run ({took:.0f}s):\n{output[-3000:]}"
     unexpected = sorted(failing - set(listed))
-    assert not unexpected, (f"{len(unexpected)} ClearML suite tests fail and are not README deviations "
+    assert not unexpected, (f"{len(unexpected)} ClearML suite tests fail and are not listed in the README "
                             f"({passed} passed, {failed} failed, {took:.0f}s):\n" + "\n".join(unexpected)
                             + f"\n\n{output[-6000:]}")
     honest = sorted(set(listed) - failing)
-    assert not honest, "README lists as deviations ClearML suite tests that pass now (take them off the list):\n" \
+    assert not honest, "README lists as failing ClearML suite tests that pass now (take them off the list):\n" \
         + "\n".join(honest)
