@@ -285,6 +285,7 @@ def test_old_shape_events_are_migrated_on_start(mongo_uri, tmp_path):
     finally:
         server.stop()
     db = pymongo.MongoClient(mongo_uri)[db_name]
+    db.server_meta.delete_many({})  # the release that wrote one document per event kept no schema version
     old = [{"_id": f"s{i}", "company": company, "task": task, "type": "training_stats_scalar", "metric": "loss",
             "variant": "train", "iter": i, "value": float(i % 7), "timestamp": 1_700_000_000_000 + i}
            for i in range(300)]
