@@ -4,10 +4,11 @@ An ``events.add_batch`` of a task costs the database one insert (``event_scalar_
 scalar points per series with their names, and its console lines), whatever the mix of events; an
 insert is what the database does cheapest. Updating the read shapes (series blocks and overviews, log
 blocks and their head) costs several updates of larger documents, so it is done for many calls at
-once: once this process has added ``fold_every`` calls or ``fold_points`` events of a task since its
-last fold, its folder thread folds every pending document of the task (``fold``), under the task's
-fold lease (the ``fold_until`` of its ``event_scalar_tasks`` document), and deletes them. The add call
-that made the fold due does not wait for it.
+once: once this process has added ``fold_every`` to twice as many calls (drawn per task, so that tasks
+started together fold apart) or ``fold_points`` events of a task since its last fold, its folder
+thread folds every pending document of the task (``fold``), under the task's fold lease (the
+``fold_until`` of its ``event_scalar_tasks`` document), and deletes them. The add call that made the
+fold due does not wait for it.
 
 Readers see pending events too: a chart and a log page fold them in memory (``of_task``), readers of
 raw points and whole logs fold first (``fold(task, wait=True)``). Stores that keep a read shape
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -53,7 +55,7 @@ class PendingEvents:
         self.fold_every = fold_every
         self.fold_points = fold_points
         self.folders: list[Folder] = []
-        self._since_fold: dict[str, list[int]] = {}  # task -> [add calls, events] this process added
+        self._since_fold: dict[str, list[int]] = {}  # task -> [add calls, events] added here since its fold, ...
         self._lock = threading.Lock()
         self._due: queue.Queue[str] = queue.Queue()  # tasks this process's folder thread will fold
         self._queued: set[str] = set()
@@ -90,10 +92,14 @@ class PendingEvents:
             if len(self._since_fold) > 100_000:  # tasks that stopped reporting: forget their counts
                 self._since_fold.clear()
             for doc in docs:
-                count = self._since_fold.setdefault(doc["task"], [0, 0])
+                # [calls, events, the calls this fold waits for]: between fold_every and twice that, drawn
+                # per task, so that runs started together do not all fold at once (a burst of folds holds
+                # the database while their add calls wait)
+                count = self._since_fold.setdefault(doc["task"], [0, 0, random.randint(self.fold_every,
+                                                                                          2 * self.fold_every)])
                 count[0] += 1
                 count[1] += doc["nl"] + sum(len(s["i"]) for s in doc["series"])
-                if count[0] >= self.fold_every or count[1] >= self.fold_points:
+                if count[0] >= count[2] or count[1] >= self.fold_points:
                     due.append(doc["task"])
                     del self._since_fold[doc["task"]]
         if due:
