@@ -351,46 +351,65 @@ def test_the_events_migration_waits_for_a_live_lease_holder_and_takes_an_expired
 
 def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike(mongo_uri, tmp_path):
     """The write path: an add call of a task is one inserted document with its scalars and lines (and
-    one update of the task), whatever its mix; every ``scalar_fold_every`` calls a process folds the
-    task's pending documents into the series and log blocks (its folder thread, soon after the call).
-    Log pages, the chart, raw values, counts and the download read the folded and the still pending
-    events as one log and one series."""
+    one update of the task), whatever its mix; after ``scalar_fold_every`` to twice as many calls (drawn
+    per task) a process folds the task's pending documents into the series and log blocks (its folder
+    thread, soon after the call). Log pages, the chart, raw values, counts and the download read the
+    folded and the still pending events as one log and one series."""
     db_name = f"fold_{uuid4().hex[:8]}"
     server = ServerProcess(mongo_uri, db_name, workers=1,
                            extra_env={"APISERVER__events__scalar_fold_every": "4"}).start(tmp_path)
     db = pymongo.MongoClient(mongo_uri)[db_name]
+
+    def add(call: int) -> None:
+        add_batch(admin, [{"task": task, "type": "log", "level": "info", "msg": f"line {call * 30 + i}",
+                           "timestamp": now + call * 30 + i} for i in range(30)]
+                  + [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "v",
+                      "iter": call * 5 + i, "value": float(call * 5 + i), "timestamp": now + i} for i in range(5)])
+
+    def settled() -> bool:
+        """Every line either folded into the head's blocks or pending, and no fold came for half a second."""
+        def state() -> tuple[int, int]:
+            head = db.event_log_heads.find_one({"_id": task}) or {"total": 0}
+            return head["total"], sum(d["nl"] for d in db.event_scalar_pending.find({"task": task}))
+        before = state()
+        time.sleep(0.5)
+        return state() == before and sum(before) == calls * 30
+
     try:
         admin = server.admin()
         task = admin.call("tasks.create", name="folding", type="training")["id"]
         now = int(time.time() * 1000)
-        for call in range(10):  # folds after calls 4 and 8; calls 9 and 10 stay pending
-            add_batch(admin, [{"task": task, "type": "log", "level": "info", "msg": f"line {call * 30 + i}",
-                               "timestamp": now + call * 30 + i} for i in range(30)]
-                      + [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "v",
-                          "iter": call * 5 + i, "value": float(call * 5 + i), "timestamp": now + i}
-                         for i in range(5)])
-            until("the due fold", lambda: db.event_scalar_pending.count_documents({"task": task})  # noqa: B023
-                  == (call + 1) % 4)  # noqa: B023
-            pending = list(db.event_scalar_pending.find({"task": task}))
-            assert all((doc["nl"], len(doc["lines"]), len(doc["series"][0]["i"])) == (30, 30, 5) for doc in pending)
-        assert db.event_log_heads.find_one({"_id": task})["total"] == 240  # 8 calls folded, 2 pending
+        add(0)  # no fold before the fourth call: one pending document holds the call
+        pending = list(db.event_scalar_pending.find({"task": task}))
+        assert [(doc["nl"], len(doc["lines"]), len(doc["series"][0]["i"])) for doc in pending] == [(30, 30, 5)]
+        for call in range(1, 10):
+            add(call)
+        calls = 10
+        until("the due folds", settled)
+        if not db.event_scalar_pending.count_documents({"task": task}):  # the tenth call made a fold due
+            add(calls)  # the counts begin again: this call stays pending
+            calls += 1
+            until("the pending call", settled)
+        folded = db.event_log_heads.find_one({"_id": task})["total"]
+        assert 120 <= folded < calls * 30  # the first fold came by the eighth call; some calls still wait
         assert db.event_scalar_tasks.find_one({"_id": task})["s"]  # the folded series are registered
+        lines, points = calls * 30, calls * 5
         msgs = lambda page: [e["msg"] for e in page["events"]]  # noqa: E731
         newest = admin.call("events.get_task_log", task=task, batch_size=100)
-        assert newest["total"] == 300 and msgs(newest) == [f"line {i}" for i in range(299, 199, -1)]
+        assert newest["total"] == lines and msgs(newest) == [f"line {i}" for i in range(lines - 1, lines - 101, -1)]
         oldest = admin.call("events.get_task_log", task=task, batch_size=250, navigate_earlier=False)
         assert msgs(oldest) == [f"line {i}" for i in range(250)]
         chart = admin.call("events.scalar_metrics_iter_histogram", task=task)["loss"]["v"]
-        assert chart["x"] == list(range(50)) and chart["y"] == [float(i) for i in range(50)]
+        assert chart["x"] == list(range(points)) and chart["y"] == [float(i) for i in range(points)]
         last = admin.call("tasks.get_by_id", task=task)["task"]
-        assert last["last_iteration"] == 49
-        assert [v["value"] for m in last["last_metrics"].values() for v in m.values()] == [49.0]
-        assert db.event_scalar_pending.count_documents({"task": task}) == 2  # reads above fold nothing
+        assert last["last_iteration"] == points - 1
+        assert [v["value"] for m in last["last_metrics"].values() for v in m.values()] == [float(points - 1)]
+        assert db.event_log_heads.find_one({"_id": task})["total"] == folded  # the reads above fold nothing
         status, text, _ = admin.request("POST", "/events.download_task_log", {"task": task, "line_type": "json"})
-        assert [json.loads(line)["msg"] for line in text.splitlines()] == [f"line {i}" for i in range(300)]
+        assert [json.loads(line)["msg"] for line in text.splitlines()] == [f"line {i}" for i in range(lines)]
         assert db.event_scalar_pending.count_documents({"task": task}) == 0  # a whole-log read folds first
-        assert admin.call("events.get_task_log", task=task, batch_size=300)["total"] == 300
-        assert admin.call("events.delete_for_task", task=task) == {"deleted": 350}
+        assert admin.call("events.get_task_log", task=task, batch_size=lines)["total"] == lines
+        assert admin.call("events.delete_for_task", task=task) == {"deleted": lines + points}
     finally:
         server.stop()
         db.client.drop_database(db_name)
