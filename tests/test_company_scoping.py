@@ -50,9 +50,13 @@ def unscoped_task_queries() -> list[str]:
                     continue
                 arg = node.args[0]
                 text = ast.get_source_segment(source, arg) or ""
-                if isinstance(arg, ast.Name):  # a filter built earlier in the function
-                    text = " ".join(ast.get_source_segment(source, a.value) or "" for a in ast.walk(func)
-                                    if _assigns(a, arg.id))
+                # a filter built earlier in the function, or spread into this one ({**flt, "status": ...})
+                names = [arg.id] if isinstance(arg, ast.Name) else \
+                    [v.id for k, v in zip(arg.keys, arg.values, strict=True) if k is None and isinstance(v, ast.Name)] \
+                    if isinstance(arg, ast.Dict) else []
+                if names:
+                    text += " " + " ".join(ast.get_source_segment(source, a.value) or "" for a in ast.walk(func)
+                                           for name in names if _assigns(a, name))
                 if "company" not in text:
                     found.append(f"{where}: {ast.get_source_segment(source, arg)[:80]}")
     return sorted(set(found))

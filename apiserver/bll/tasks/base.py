@@ -174,6 +174,7 @@ class TaskBase:
                                  "project": {"$in" if in_projects else "$nin": projects}}
         found: dict[str, dict[str, Any]] = {}
         for which in ({"status": {"$in": list(st.ENDED)}}, {"system_tags": ARCHIVED_TAG}):  # no top-level $or
+            # all companies: the retention job is server-wide; each task's events are deleted in its own company
             for doc in self.store.find({**which, **where}, {"company": 1}).limit(limit):
                 found.setdefault(doc["_id"], doc)
         return list(found.values())[:limit]
