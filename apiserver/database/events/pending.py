@@ -55,7 +55,8 @@ class PendingEvents:
         self.fold_every = fold_every
         self.fold_points = fold_points
         self.folders: list[Folder] = []
-        self._since_fold: dict[str, list[int]] = {}  # task -> [add calls, events] added here since its fold, ...
+        # task -> [add calls, events] this process added since the task's last fold, and the calls it folds at
+        self._since_fold: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self._due: queue.Queue[str] = queue.Queue()  # tasks this process's folder thread will fold
         self._queued: set[str] = set()
