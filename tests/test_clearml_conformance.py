@@ -407,11 +407,20 @@ def test_include_stats_filter_selects_the_tasks_counted(admin, kinds):
     plain = _projects(admin, id=[ids["top"]], include_stats=True)  # hidden subprojects are not
     assert plain[0]["stats"]["active"]["total_tasks"] == 1
     assert [c["name"] for c in plain[0]["sub_projects"]] == []
-    for bad in ({"type": []}, {"type": [1]}, {"$where": ["x"]}):
+    for bad in ({"type": []}, {"type": [1]}, {"$where": ["x"]}, {"tags": {"any": ["a"]}}, {"tags": {"some": {}}},
+                {"tags": 3}):
         err = admin.error("projects.get_all_ex", _version=V, id=[ids["top"]], include_stats=True,
                           include_stats_filter=bad)
         assert (err.code, err.subcode) == (400, 12), bad
         assert "include_stats_filter." in err.msg
+    assert err.meta["error_data"] == {"field": "include_stats_filter.tags", "rule": "type"}
+    err = admin.error("projects.get_all_ex", _version=V, id=[ids["top"]], include_stats=True,
+                      include_stats_filter={"tags": {"any": ["a"]}})
+    assert err.meta["error_data"] == {"field": "include_stats_filter.tags.any", "rule": "type"}  # was a 500
+    # a filters object counts what it selects; a null entry counts everything
+    for flt, total in (({"type": {"any": {"include": ["controller"]}}}, 0), ({"type": None}, 1)):
+        got = _projects(admin, id=[ids["top"]], include_stats=True, include_stats_filter=flt)
+        assert got[0]["stats"]["active"]["total_tasks"] == total, flt
 
 
 def test_dataset_stats_and_the_hidden_flag(admin, kinds):
@@ -886,6 +895,10 @@ def test_field_filters_any_and_all_with_include_exclude_and_empty(admin):
     assert found(any={"include": [None]}, all={"include": [a, b]}, op="or") == {ids[0], ids[2]}
     err = admin.error("tasks.get_all_ex", _version=V, filters={"tags": {"some": {"include": ["x"]}}})
     assert (err.code, err.subcode) == (400, 12)
+    # a null entry filters nothing (it reached the filter builder and answered 500)
+    assert found() == set(ids)
+    for service in ("tasks", "projects", "models"):
+        assert admin.call(f"{service}.get_all_ex", _version=V, id=ids[:1], filters={"tags": None}) is not None
 
 
 def test_make_public_and_private_are_for_admins_and_all_or_nothing(admin, other_admin):

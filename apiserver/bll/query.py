@@ -147,11 +147,14 @@ def _empty(field: str) -> dict[str, Any]:
     return {"$or": [{field: None}, {field: {"$size": 0}}]}
 
 
-def field_filter(field: str, spec: dict[str, Any]) -> dict[str, Any]:
+def field_filter(field: str, spec: dict[str, Any] | None) -> dict[str, Any]:
     """ClearML's ``filters`` entry for a list field: ``{any: {include, exclude}, all: {include, exclude},
     op}``. ``any``: one included value, or not every excluded value, is enough (its parts joined by or);
     ``all``: every included value and no excluded one (joined by and); ``op`` (``and`` by default)
-    joins the two. ``null`` among the values stands for an empty list."""
+    joins the two. ``null`` among the values stands for an empty list; a null ``spec`` filters nothing
+    (the schema declares the shape, so nothing else reaches here)."""
+    if spec is None:
+        return {}
     parts: list[dict[str, Any]] = []
     for mode in ("any", "all"):
         terms = spec.get(mode) or {}
