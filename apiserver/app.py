@@ -139,8 +139,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     settings = Settings.from_config(config)
     data_dir = config["database.embedded.data_dir"]
     auth = settings.auth
-    if not auth.generated_credentials_file:
-        auth = dataclasses.replace(auth, generated_credentials_file=os.path.join(data_dir, "admin_credentials.json"))
+    auth = dataclasses.replace(auth, generated_credentials_file=auth.credentials_path(data_dir))
     throttle = auth.sign_in_throttle
     users = AuthBLL(bcrypt_rounds=auth.bcrypt_rounds,
                     throttle=ThrottleLimits(int(throttle["window_sec"]), int(throttle["max_failures_per_account"]),
@@ -222,14 +221,11 @@ def _flask_app(config: Config) -> Flask:
 
 
 def _starting_app(config: Config, start_scheduler: bool | None) -> Flask:
-    """An app that answers /health and /health/ready (503) and nothing else while the database does
-    not answer; a thread retries the start-up and, once it succeeds, the app serves the started one.
-    A start-up that fails otherwise (e.g. data too new) ends the worker with gunicorn's boot-error
-    code, which stops the server."""
-    dispatcher, _ = build_dispatcher(config, None)
-    dispatcher.starting = True
-    app = _flask_app(config)
-    dispatcher.register(app)
+    """An app that answers 503 to every call but /health while the database does not answer
+    (``_probes_only_app``); a thread retries the start-up and, once it succeeds, the app serves the
+    started one. A start-up that fails otherwise (e.g. data too new) ends the worker with gunicorn's
+    boot-error code, which stops the server."""
+    app = _probes_only_app(config)
     log.warning("the database does not answer: /health/ready answers 503 until it does")
 
     def start_when_database_answers() -> None:
@@ -248,6 +244,16 @@ def _starting_app(config: Config, start_scheduler: bool | None) -> Flask:
             return
 
     threading.Thread(target=start_when_database_answers, daemon=True, name="start-up").start()
+    return app
+
+
+def _probes_only_app(config: Config) -> Flask:
+    """The app of a start-up waiting for the database: /health says whether the database answers,
+    every other call (/health/ready too) answers 503 "starting"."""
+    dispatcher, _ = build_dispatcher(config, None)
+    dispatcher.starting = True
+    app = _flask_app(config)
+    dispatcher.register(app)
     return app
 
 

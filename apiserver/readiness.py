@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from apiserver.state import peek_state
+from apiserver.state import get_state
 
 SHUTDOWN_FLAG_ENV = "APISERVER_SHUTDOWN_FLAG"
 
@@ -45,9 +45,7 @@ def not_ready_because() -> str | None:
     """Why this process should get no traffic now, or None when it should."""
     if shutting_down():
         return "the server is shutting down"
-    state = peek_state()
-    if state is None:
-        return "the server is starting: its database does not answer yet"
+    state = get_state()  # served once start-up is done: a starting app answers 503 itself (dispatcher.py)
     try:
         state.db.command("ping")
     except Exception:  # noqa: BLE001 - any database fault means "not ready"

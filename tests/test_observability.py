@@ -194,6 +194,20 @@ def test_ready_is_503_until_the_database_answers(mongo_uri, tmp_path):
             relay.close()
 
 
+def test_a_starting_app_is_not_ready_though_the_state_is_set(app):
+    """The gap between a waiting start-up's set_state and the swap of its wsgi_app: the started state
+    is there and its database answers, yet the starting app serves. Only /health answers there; its
+    /health/ready is 503 like every other call (it was 200 while the rest answered 503)."""
+    from apiserver.app import _probes_only_app
+    from apiserver.state import get_state
+
+    starting = _probes_only_app(get_state().config).test_client()
+    ready = starting.get("/health/ready")
+    assert ready.status_code == 503 and "starting" in ready.get_json()["message"], ready.get_data()
+    assert starting.get("/health").status_code == 200
+    assert starting.post("/server.info", json={}).status_code == 503
+
+
 def _status(server: ServerProcess, path: str) -> int | None:
     assert server.proc.poll() is None, f"the server exited with {server.proc.returncode}:\n{server.log()}"
     try:

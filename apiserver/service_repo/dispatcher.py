@@ -44,8 +44,10 @@ JSON_LINES = "application/json-lines"
 UNLIMITED = 1 << 62
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 UTC_SUFFIX = "+00:00"
-# What a process answers while its start-up waits for the database (``starting``): the probes only.
-ANSWERS_WHILE_STARTING = frozenset({"server.health", "server.ready"})
+# What a process answers while its start-up waits for the database (``starting``): liveness only.
+# Not server.ready: the starting app still serves after the started state is set and until its
+# wsgi_app is swapped for the started one, and in that gap it must answer 503 like every other call.
+ANSWERS_WHILE_STARTING = frozenset({"server.health"})
 
 
 def _json_default(value: Any) -> Any:
