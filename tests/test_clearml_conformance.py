@@ -927,6 +927,14 @@ def test_model_stats_and_a_deleted_models_links(admin):
     model = admin.call("models.create", name="labelled", uri="file:///l", labels={"a": 1, "b": 2})["id"]
     got = admin.call("models.get_all_ex", _version=V, id=[model], include_stats=True, only_fields=["name"])
     assert got["models"] == [{"id": model, "name": "labelled", "stats": {"labels_count": 2}}]
+    # an exclusion stays one, and labels asked for (every field, or by name) stay in the answer
+    for only_fields, shown in ((["-uri"], {"name", "labels"}), (["*"], {"uri", "labels"}),
+                               (["name", "labels"], {"name", "labels"}), (["-labels"], {"name", "uri"})):
+        got = admin.call("models.get_all_ex", _version=V, id=[model], include_stats=True,
+                         only_fields=only_fields)["models"][0]
+        assert got["stats"] == {"labels_count": 2}, only_fields
+        assert shown <= set(got) and ("uri" in got) == ("uri" in shown), only_fields
+        assert ("labels" in got) == ("labels" in shown), only_fields
     task = _task(admin, "creator")
     admin.call("tasks.started", task=task)
     output = admin.call("models.update_for_task", task=task, uri="file:///o")["id"]

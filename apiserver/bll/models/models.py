@@ -50,6 +50,20 @@ def references() -> dict[str, Any]:
             "parent": store_of(Model), "company": store_of(Company)}
 
 
+def _reading_labels(only_fields: list[str]) -> tuple[list[str], bool]:
+    """``only_fields`` made to read ``labels`` too (``include_stats`` counts them), and whether labels
+    were added, so that only an added copy is dropped from the answer: an inclusion lacking them gets
+    them, an exclusion of them loses it; every field, an exclusion of others, or labels named stay."""
+    fields = [f[:-2] if f.endswith(".*") else f for f in only_fields]
+    if not fields or "*" in fields or "labels" in fields:
+        return only_fields, False
+    if "-labels" in fields:
+        return [f for f, plain in zip(only_fields, fields, strict=True) if plain != "-labels"], True
+    if all(f.startswith("-") for f in fields):
+        return only_fields, False
+    return [*only_fields, "labels"], True
+
+
 class ModelBLL:
     def __init__(self, tasks: TaskBLL, projects: ProjectBLL, files: FileBLL):
         self.tasks = tasks
@@ -104,13 +118,14 @@ class ModelBLL:
         refs = references()
         only_fields, wanted = split_references(data.get("only_fields"), refs, ex)
         stats = ex and bool(data.get("include_stats"))
-        proj = q.projection([*only_fields, "labels"] if stats and only_fields else only_fields, q.FIELD_IDS)
+        read_fields, added_labels = _reading_labels(only_fields) if stats else (only_fields, False)
+        proj = q.projection(read_fields, q.FIELD_IDS)
         given = [q.FIELD_IDS.get(k, k) for k, v in data.items() if v not in (None, "", [])]
         hint = store_of(Model).index_hint([f for f in SELECTIVITY if f in given] + [k for k, _ in sort])
         docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint)]
         if stats:  # ClearML's model statistics: how many labels it has
             for doc in docs:
-                labels = doc.get("labels") if not only_fields or "labels" in only_fields else doc.pop("labels", None)
+                labels = doc.pop("labels", None) if added_labels else doc.get("labels")
                 doc["stats"] = {"labels_count": len(labels or {})}
         return dereference(docs, wanted, refs, company)
 
