@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from apiserver.state import get_state
+from apiserver.state import peek_state
 
 SHUTDOWN_FLAG_ENV = "APISERVER_SHUTDOWN_FLAG"
 
@@ -41,13 +41,21 @@ def shutting_down() -> bool:
     return _shutting_down or bool(flag and os.path.exists(flag))
 
 
-def not_ready_because() -> str | None:
-    """Why this process should get no traffic now, or None when it should."""
-    if shutting_down():
-        return "the server is shutting down"
-    state = get_state()  # served once start-up is done: a starting app answers 503 itself (dispatcher.py)
+def database_problem() -> str | None:
+    """Why this process cannot use its database now (/health and /health/ready), or None when it can."""
+    state = peek_state()
+    if state is None:  # start-up still waits for the database (create_app's wait_for_database)
+        return "the database does not answer"
     try:
         state.db.command("ping")
-    except Exception:  # noqa: BLE001 - any database fault means "not ready"
+    except Exception:  # noqa: BLE001 - any database fault means "does not answer"
         return "the database does not answer"
     return None
+
+
+def not_ready_because() -> str | None:
+    """Why this process should get no traffic now, or None when it should. Served once start-up is
+    done: a starting app answers 503 itself (dispatcher.py)."""
+    if shutting_down():
+        return "the server is shutting down"
+    return database_problem()

@@ -10,21 +10,17 @@ from apiserver.apierrors import errors
 from apiserver.bll.gauges import company_gauges
 from apiserver.database.connection import database_kind
 from apiserver.database.model.base import utcnow
-from apiserver.readiness import not_ready_because
+from apiserver.readiness import database_problem, not_ready_because
 from apiserver.service_repo import Call, endpoint
 from apiserver.service_repo.openapi import build_openapi
-from apiserver.state import get_state, peek_state
+from apiserver.state import get_state
 
 
 @endpoint("server.health")
 def health(call: Call) -> dict:
-    state = peek_state()
-    if state is None:  # start-up still waits for the database (create_app's wait_for_database)
-        raise errors.service_unavailable.UpstreamUnavailable("database does not answer")
-    try:
-        state.db.command("ping")
-    except Exception as exc:  # noqa: BLE001 - any database fault means "not ready"
-        raise errors.service_unavailable.UpstreamUnavailable("database does not answer") from exc
+    problem = database_problem()
+    if problem is not None:
+        raise errors.service_unavailable.UpstreamUnavailable(problem)
     return {"status": "ok", "database": "ok"}
 
 
