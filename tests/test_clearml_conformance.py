@@ -973,6 +973,10 @@ def test_worker_charts_are_dense_and_dated_by_the_reports(admin):
                        interval=1, items=[{"key": "gpu_usage", "aggregation": "avg"}])["workers"][0]["metrics"][0]
     assert stats["dates"] == [(start + 40 * i) * 1000 for i in range(5)]  # 40 s at least, as ClearML
     assert stats["stats"][0]["values"] == [20.0, 0.0, 0.0, 30.0, 0.0]
+    asked = admin.call("workers.get_stats", _version=V, worker_ids=[worker], from_date=start, to_date=start + 200,
+                       interval=1, items=[{"key": "gpu_usage", "aggregation": "avg"},
+                                          {"key": "cpu_usage", "aggregation": "avg"}])["workers"][0]["metrics"]
+    assert [m["metric"] for m in asked] == ["gpu_usage"]  # a key never reported has no all-zero chart
     tag = _name("t")
     admin.call("workers.register", worker=_name("w"), system_tags=[tag], timeout=1)
     assert admin.call("workers.get_count", _version=V, system_tags=[tag])["count"] == 1

@@ -242,6 +242,8 @@ class WorkerBLL:
                 value = (s.get("stats") or {}).get(key)
                 values = value if isinstance(value, list) else [value]
                 numbers = [(str(i), float(v)) for i, v in enumerate(values) if isinstance(v, (int, float))]
+                if not numbers:  # a key this report lacks: no series (else an all-zero chart of it)
+                    continue
                 if split and isinstance(value, list):
                     for variant, number in numbers:
                         series[s["worker"]][(key, variant)][bucket].append(number)
