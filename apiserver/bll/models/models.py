@@ -69,7 +69,6 @@ class ModelBLL:
         self.tasks = tasks
         self.projects = projects
         self.files = files
-        tasks.on_publish.append(self._ready_last_output)
 
     @property
     def store(self):
@@ -257,9 +256,9 @@ class ModelBLL:
         return self.store.update_one({"_id": model_id, "company": company, "ready": {"$ne": True}},
                                      {"$set": {"ready": True, "last_update": utcnow()}}).modified_count
 
-    def _ready_last_output(self, company: str, task_id: str) -> dict[str, Any]:
+    def ready_last_output(self, company: str, task_id: str) -> dict[str, Any]:
         """A task was published (with ``publish_model``, its default): its last output model is set
-        ready too, as in ClearML."""
+        ready too, as in ClearML (a ``TaskBLL.on_publish`` hook, wired in ``create_app``)."""
         task = self.tasks.readable(company, task_id, {"models": 1})
         outputs = (task.get("models") or {}).get("output") or []
         if outputs and isinstance(outputs[-1].get("model"), str):
