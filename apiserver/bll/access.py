@@ -57,9 +57,12 @@ def readable(coll: Any, company: str, object_id: str, missing: type[APIError], p
     return doc
 
 
-def _many(coll: Any, companies: set[str], object_ids: list[str], proj: dict | None) -> dict[str, dict]:
-    proj, extra = _with(proj, ["company"])
-    kept = (_kept(doc, companies, {}, extra) for doc in coll.find({"_id": {"$in": list(object_ids)}}, proj))
+def _many(coll: Any, companies: set[str], object_ids: list[str], proj: dict | None, **equal: Any
+          ) -> dict[str, dict]:
+    """The records among these ids whose company is one of ``companies`` and whose ``equal`` fields
+    have those values (as ``by_id``), by id."""
+    proj, extra = _with(proj, ["company", *equal])
+    kept = (_kept(doc, companies, equal, extra) for doc in coll.find({"_id": {"$in": list(object_ids)}}, proj))
     return {doc["_id"]: doc for doc in kept if doc is not None}
 
 
@@ -89,11 +92,15 @@ def set_public(coll: Any, company: str, ids: list[str], public: bool, missing: t
     """``make_public`` (``public``) or ``make_private``, as in ClearML: every id must name one of the
     caller's company's own records, or to make private a public record that company published; else
     the kind's "invalid id" naming the others, and nothing changes. Returns how many changed."""
-    flt: dict[str, Any] = {"_id": {"$in": list(ids)}, "company": company} if public else \
-        {"_id": {"$in": list(ids)}, "company": "", "company_origin": company}
-    found = {doc["_id"] for doc in coll.find(flt, {"_id": 1})}
+    if public:
+        found = writable_ids(coll, company, ids)
+    else:  # public records this company published
+        found = set(_many(coll, {""}, ids, {"_id": 1}, company_origin=company))
     if set(ids) - found:
         raise missing(ids=sorted(set(ids) - found)[:20])
+    # the update keeps the same conditions, so a record that changed hands meanwhile is not written
+    flt: dict[str, Any] = {"_id": {"$in": list(ids)}, "company": company} if public else \
+        {"_id": {"$in": list(ids)}, "company": "", "company_origin": company}
     update = {"$set": {"company": "", "company_origin": company}} if public else \
         {"$set": {"company": company}, "$unset": {"company_origin": ""}}
     return coll.update_many(flt, update).modified_count
