@@ -65,6 +65,7 @@ SAME_FIELDS = ("id", "name", "type", "status", "project", "user", "created", "st
 
 
 PREFIX = f"move-{uuid4().hex[:8]}"  # the source is the suite's shared server: the import takes these projects
+OUTER = f"outer-{PREFIX}"  # outside counts()' projects: only OUTER/in is named
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,15 @@ def source(server):
 
 @pytest.fixture(scope="module")
 def seeded(source, tmp_path_factory):
-    source.admin().call("queues.create", name=f"{PREFIX}-queue")
-    return run_sdk(make_workdir(source.base_url, tmp_path_factory.mktemp("import-sdk")), SEED, "seed.py", PREFIX)
+    api = source.admin()
+    api.call("queues.create", name=f"{PREFIX}-queue")
+    # --project names a nested project: its parent comes for the hierarchy, the parent's own task does not
+    above = api.call("projects.create", name=OUTER, description="")["id"]
+    nested = api.call("projects.create", name=f"{OUTER}/in", description="")["id"]
+    outer_tasks = {"above": api.call("tasks.create", name="above", type="training", project=above)["id"],
+                   "nested": api.call("tasks.create", name="nested", type="training", project=nested)["id"]}
+    seeded = run_sdk(make_workdir(source.base_url, tmp_path_factory.mktemp("import-sdk")), SEED, "seed.py", PREFIX)
+    return {**seeded, "outer": outer_tasks}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,7 @@ def run_import(data_dir: Path, env: dict, source_url: str, files_url: str, secre
                wait: bool = True, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
     argv = [sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "import", "clearml", "--from", source_url,
             "--access-key", ADMIN_KEY, "--secret-key", secret, "--files-url", files_url,
-            "--project", f"{PREFIX}-a", "--project", f"{PREFIX}-b"]
+            "--project", f"{PREFIX}-a", "--project", f"{PREFIX}-b", "--project", f"{OUTER}/in"]
     if not wait:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 **kw)
@@ -176,6 +184,10 @@ def test_import_clearml_killed_run_again_copies_everything_then_changes_nothing_
     assert "tasks:" in result.stderr and "files" in result.stdout, result.stdout + result.stderr
     compare(src, dst, files)
     assert counts(dst) == counts(src)
+    # the named nested project's task came, with its parent project; the parent's own task did not
+    assert dst.call("tasks.get_all_ex", id=[seeded["outer"]["nested"]])["tasks"]
+    assert not dst.call("tasks.get_all_ex", id=[seeded["outer"]["above"]])["tasks"]
+    assert dst.call("projects.get_all_ex", name=f"^{OUTER}$")["projects"]
     # the debug image's event points at this server's /files and downloads the same bytes
     images = dst.call("events.debug_images", metrics=[{"task": seeded["task"], "metric": "samples"}])
     url = images["metrics"][0]["iterations"][0]["events"][0]["url"]

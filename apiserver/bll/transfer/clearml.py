@@ -110,7 +110,7 @@ def selected_projects(projects: list[dict[str, Any]], names: list[str]) -> list[
     """The projects named (with everything nested below them, and the ones above for the hierarchy)."""
     if not names:
         return projects
-    chosen = {p["name"] for p in projects if any(p["name"] == n or p["name"].startswith(n + "/") for n in names)}
+    chosen = {p["name"] for p in projects if _named_or_below(p["name"], names)}
     missing = [n for n in names if n not in chosen]
     if missing:
         raise SourceError(f"no project named {', '.join(repr(n) for n in missing)} on the source")
@@ -118,12 +118,17 @@ def selected_projects(projects: list[dict[str, Any]], names: list[str]) -> list[
     return [p for p in projects if p["name"] in chosen | above]
 
 
+def _named_or_below(name: str, names: list[str]) -> bool:
+    return any(name == n or name.startswith(n + "/") for n in names)
+
+
 def import_clearml(source: ClearMLSource, writer: TransferWriter, project_names: list[str]) -> None:
     """Everything the source holds (or the named projects' work) into this server, idempotently."""
     all_projects = source.listing("projects.get_all_ex", "projects", search_hidden=True)
     projects = selected_projects(all_projects, project_names)
-    project_ids = [p["id"] for p in projects]
-    scope: dict[str, Any] = {"project": project_ids} if project_names else {}
+    # tasks and models of the named projects and those below; the ones above are only the hierarchy's
+    scope: dict[str, Any] = {"project": [p["id"] for p in projects if _named_or_below(p["name"], project_names)]} \
+        if project_names else {}
     tasks = source.listing("tasks.get_all_ex", "tasks", search_hidden=True, **scope)
     models = source.listing("models.get_all_ex", "models", search_hidden=True, **scope)
     queues = source.listing("queues.get_all_ex", "queues")
