@@ -9,8 +9,10 @@ import json
 import subprocess
 import sys
 import tarfile
+from datetime import datetime
 from uuid import uuid4
 
+import pytest
 from pymongo import MongoClient
 
 from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, SCHEMA_VERSION
@@ -48,3 +50,63 @@ def test_data_from_a_newer_release_is_refused_untouched(mongo_uri):
     assert "Nothing was changed" in proc.stderr
     assert db.list_collection_names() == ["server_meta"]  # no index, no admin, no default queue written
     db.client.drop_database(db_name)
+
+
+@pytest.fixture()
+def one_more_migration(app, monkeypatch):
+    """Migrations as if this code read one schema version more, the next migration being ``run``; the
+    stored version and the migrations lease are put back afterwards."""
+    from apiserver.bll import migrations
+    from apiserver.database.model.lease import Lease
+    from apiserver.database.model.meta import ServerMeta
+    from apiserver.database.store import store_of
+
+    meta, leases = store_of(ServerMeta), store_of(Lease)
+    saved = meta.find_one({"_id": migrations.SCHEMA_DOC})
+    version = migrations.stored_version()
+
+    def install(run) -> int:
+        monkeypatch.setattr(migrations, "SCHEMA_VERSION", version + 1)
+        monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.Migration(version + 1, "a test's", run),))
+        return version
+
+    yield install
+    if saved is None:
+        meta.delete_one({"_id": migrations.SCHEMA_DOC})
+    else:
+        meta.replace_one({"_id": migrations.SCHEMA_DOC}, saved)
+    leases.delete_one({"_id": migrations.LEASE})
+
+
+def test_a_migration_whose_lease_was_taken_records_no_version(one_more_migration):
+    from apiserver.bll import migrations
+    from apiserver.database.model.lease import Lease
+    from apiserver.database.store import store_of
+    from apiserver.state import get_state
+
+    def taken_over(state) -> int:  # another process took the lease (as if this one stalled past its ttl)
+        store_of(Lease).update_one({"_id": migrations.LEASE},
+                                   {"$set": {"holder": "another-process", "expires_at": datetime(2999, 1, 1)}})
+        return 0
+
+    version = one_more_migration(taken_over)
+    with pytest.raises(migrations.MigrationsLeaseLost, match="another process took the migrations lease"):
+        migrations.migrate(get_state(), "test", lease_ttl_sec=30)
+    assert migrations.stored_version() == version
+    assert store_of(Lease).find_one({"_id": migrations.LEASE})["holder"] == "another-process"  # not released
+
+
+def test_a_failed_migration_releases_its_lease(one_more_migration):
+    from apiserver.bll import migrations
+    from apiserver.database.model.lease import Lease
+    from apiserver.database.store import store_of
+    from apiserver.state import get_state
+
+    def fails(state) -> int:
+        raise RuntimeError("a broken migration")
+
+    version = one_more_migration(fails)
+    with pytest.raises(RuntimeError, match="a broken migration"):
+        migrations.migrate(get_state(), "test", lease_ttl_sec=30)
+    assert migrations.stored_version() == version
+    assert store_of(Lease).find_one({"_id": migrations.LEASE}) is None  # the others need not wait 30 s

@@ -5,8 +5,10 @@ The version is one document (``server_meta``, ``_id: "schema"``). At start-up ``
 calls ``refuse_newer_data`` (nothing is written to data this code does not know), then ``migrate``:
 one process of the deployment takes the ``migrations`` lease (the scheduler's lease keeper, renewed
 while it works) and runs each migration above the stored version in order, recording the version
-after each one; the others wait until the version is current. A migration is resumable: it converts
-what is still in the old shape, so one interrupted (a crash, a lost lease) is simply run again.
+after each one; the others wait until the version is current. A process that lost the lease while a
+migration ran stops (``MigrationsLeaseLost``) before recording its version. A migration is resumable:
+it converts what is still in the old shape, so one interrupted (a crash, a lost lease) is simply run
+again.
 
 Adding a shape change: append a ``Migration`` with the next number and raise ``SCHEMA_VERSION``.
 """
@@ -56,6 +58,10 @@ class DataTooNew(RuntimeError):
     """The data was written by a newer release than this one."""
 
 
+class MigrationsLeaseLost(RuntimeError):
+    """Another process took the migrations lease while this one ran a migration."""
+
+
 def stored_version() -> int:
     doc = store_of(ServerMeta).find_one({"_id": SCHEMA_DOC}, {"version": 1})
     return int(doc["version"]) if doc else 0
@@ -90,18 +96,21 @@ def migrate(state: Any, server_version: str, lease_ttl_sec: float, alive: Callab
                 waited = True
             time.sleep(wait_sec)
             continue
-        with _renewing(lease, alive):
-            for migration in MIGRATIONS:
-                if migration.version <= stored_version():
-                    continue
-                began = time.monotonic()
-                log.info("migration %d (%s) started", migration.version, migration.name)
-                changed = migration.run(state)
-                _record(migration, server_version)
-                ran += 1
-                log.info("migration %d done: %d records changed in %.1fs; schema version is now %d",
-                         migration.version, changed, time.monotonic() - began, migration.version)
-        lease.release()
+        try:  # released however it ends: a failed migration must not make the others wait out the ttl
+            with _renewing(lease, alive) as renewing:
+                for migration in MIGRATIONS:
+                    if migration.version <= stored_version():
+                        continue
+                    began = time.monotonic()
+                    log.info("migration %d (%s) started", migration.version, migration.name)
+                    changed = migration.run(state)
+                    renewing.check_held(migration)
+                    _record(migration, server_version)
+                    ran += 1
+                    log.info("migration %d done: %d records changed in %.1fs; schema version is now %d",
+                             migration.version, changed, time.monotonic() - began, migration.version)
+        finally:
+            lease.release()  # only deletes the lease while this process holds it
     return ran
 
 
@@ -120,15 +129,26 @@ class _renewing:
         self.lease = lease
         self.alive = alive
         self.stop = threading.Event()
+        self.lost = False  # a renewal found the lease taken: even got back later, another may have run
         self.thread = threading.Thread(target=self._run, daemon=True, name="migrations-lease")
 
     def _run(self) -> None:
         while not self.stop.wait(min(5.0, self.lease.ttl.total_seconds() / 3)):
             self.alive()
             try:
-                self.lease.acquire()
+                if not self.lease.acquire():
+                    self.lost = True
             except Exception:  # noqa: BLE001 - the next renewal tries again
                 log.warning("could not renew the migrations lease")
+
+    def check_held(self, migration: Migration) -> None:
+        """Raises MigrationsLeaseLost unless this process held the lease all along, so a version is
+        never recorded by a process that another took over from (it may be running the same migration)."""
+        if self.lost or not self.lease.acquire():
+            self.lost = True
+            raise MigrationsLeaseLost(
+                f"migration {migration.version}: another process took the migrations lease while this one ran "
+                f"it (a stall longer than scheduler.lease_ttl_sec?); its version is not recorded here")
 
     def __enter__(self) -> _renewing:
         self.thread.start()
