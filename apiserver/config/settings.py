@@ -9,11 +9,14 @@ declares every key): a value that cannot be read so fails here, at start-up, nam
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from apiserver.config import Config, ConfigError
+
+ADMIN_CREDENTIALS = "admin_credentials.json"  # the generated admin's keys, in the data folder by default
 
 
 def _read(cls: type, section: str, data: Mapping[str, Any]) -> Any:
@@ -134,6 +137,11 @@ class AuthSettings:
     default_company: dict[str, str]
     generated_credentials_file: str
     bcrypt_rounds: int
+
+    def credentials_path(self, data_dir: str) -> str:
+        """Where the generated admin's keys are written: ``generated_credentials_file``, else the data
+        folder's ``admin_credentials.json`` (the server writes there, a backup reads there)."""
+        return self.generated_credentials_file or os.path.join(data_dir, ADMIN_CREDENTIALS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,7 +54,7 @@ from pymongo.read_concern import ReadConcern
 
 from apiserver import __version__
 from apiserver.config import Config
-from apiserver.config.settings import Settings
+from apiserver.config.settings import ADMIN_CREDENTIALS, Settings
 from apiserver.database.connection import embedded_from_config, join_or_start
 from apiserver.database.filestore import INCOMING, FileStore, build_store
 
@@ -62,7 +62,6 @@ FORMAT = "apiserver-backup"
 FORMAT_VERSION = 1
 FORMAT_MEMBER = "format.json"
 MANIFEST_MEMBER = "manifest.json"
-ADMIN_CREDENTIALS = "admin_credentials.json"  # the file app.py writes a generated admin's keys to
 MEMBER_BYTES = 32 << 20  # documents per tar member: bounds memory, on both sides
 INSERT_BYTES = 8 << 20  # documents per insert_many on restore
 COPY_CHUNK = 1 << 20
@@ -313,7 +312,7 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
             summary.lap("documents")
             _dump_files(store, out, summary, progress)
             summary.lap("files")
-            credentials = Path(data_dir) / ADMIN_CREDENTIALS
+            credentials = Path(settings.auth.credentials_path(data_dir))
             if not config.get("database.uri") and credentials.is_file():
                 out.add_bytes(f"data/{ADMIN_CREDENTIALS}", credentials.read_bytes())
             manifest = {**header, "snapshot": summary.snapshot, "snapshot_at": snapshot_at, "finished": _now(),
@@ -436,6 +435,20 @@ class _Target:
         db = self.client[self.config["database.name"]]
         self.local_dir = self._local_files_dir(self.work_dir)
         return db, build_store(self.settings.files, db, str(self.work_dir))
+
+    def write_credentials(self, data: bytes, progress: Progress) -> None:
+        """The generated admin's keys where this server reads them, when that is inside the new data folder
+        (one outside it is the operator's: not written, so that an undone restore leaves nothing there)."""
+        path = Path(self.settings.auth.credentials_path(str(self.data_dir))).resolve()
+        if not path.is_relative_to(self.data_dir):
+            progress(f"restore: the generated admin credentials are not written to {path} (outside the data "
+                     f"folder); they are the archive's data/{ADMIN_CREDENTIALS}")
+            return
+        path = self.work_dir / path.relative_to(self.data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
 
     def commit(self) -> None:
         self._close()
@@ -567,9 +580,7 @@ def _restore_members(tar: tarfile.TarFile, db: Any, store: FileStore, target: _T
             if summary.files % 1000 == 0:
                 progress(f"restore: {summary.files:,} files, {summary.file_bytes / 1e6:,.1f} MB")
         elif name == f"data/{ADMIN_CREDENTIALS}" and target.work_dir != target.data_dir:
-            fd = os.open(target.work_dir / ADMIN_CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(reader.read())
+            target.write_credentials(reader.read(), progress)
     summary.lap("files")
     for name, meta in metas.items():
         if name not in created:
