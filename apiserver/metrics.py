@@ -127,11 +127,3 @@ def remove_multiprocess_dir(folder: str) -> None:
     """At the master's exit: a temporary folder goes (a configured one stays for the next start to empty)."""
     if os.path.basename(folder).startswith("apiserver-metrics-"):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def worker_gone(pid: int) -> None:
-    """In the master, when a worker exited: its live gauges go; its counts stay in the sums."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)

@@ -51,7 +51,6 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "worker_exit": worker_exit,
         "post_fork": post_fork,
         "post_worker_init": post_worker_init,
-        "child_exit": child_exit,
         "logger_class": JsonGunicornLogger if config["apiserver.log_format"] == "json" else None,
     }
 
@@ -73,13 +72,6 @@ def post_worker_init(worker: Any) -> None:
         worker.handle_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """In the master, when a worker exited: its live metrics go, its counts stay summed."""
-    from apiserver.metrics import worker_gone
-
-    worker_gone(worker.pid)
 
 
 class JsonGunicornLogger(GunicornLogger):
