@@ -60,9 +60,11 @@ def test_retention_deletes_exactly_the_events_and_files_it_should(app, api, web,
         "kept-forever": (keep, "completed", False, 400, False),
         "short-2-days": (short, "completed", False, 2, True),
         "short-12-hours": (short, "completed", False, 0.5, False),
+        "public-ended-old": (default, "completed", False, 40, True),  # its events stay its owner's
     }
     tasks = {name: _task_with_events(api, web, project, f"{name}-{tag}", status, archived)
              for name, (project, status, archived, _days, _expires) in cases.items()}
+    api.call("tasks.make_public", ids=[tasks["public-ended-old"]["id"]])
     now = utcnow()
     for name, (_project, _status, _archived, days, _expires) in cases.items():
         db.tasks.update_one({"_id": tasks[name]["id"]}, {"$set": {"last_update": now - timedelta(days=days)}})

@@ -169,13 +169,14 @@ class TaskBase:
     def events_expiring(self, cutoff: datetime, projects: list[str], in_projects: bool, limit: int
                         ) -> list[dict[str, Any]]:
         """Up to ``limit`` tasks (all companies) that ended or are archived, unchanged since ``cutoff``, in
-        (``in_projects``) or outside these projects, whose events did not expire yet: {_id, company}."""
+        (``in_projects``) or outside these projects, whose events did not expire yet: {_id, company,
+        company_origin (a public task's owner, whose events they are)}."""
         where: dict[str, Any] = {"last_update": {"$lt": cutoff}, EVENTS_EXPIRED: {"$exists": False},
                                  "project": {"$in" if in_projects else "$nin": projects}}
         found: dict[str, dict[str, Any]] = {}
         for which in ({"status": {"$in": list(st.ENDED)}}, {"system_tags": ARCHIVED_TAG}):  # no top-level $or
             # all companies: the retention job is server-wide; each task's events are deleted in its own company
-            for doc in self.store.find({**which, **where}, {"company": 1}).limit(limit):
+            for doc in self.store.find({**which, **where}, {"company": 1, "company_origin": 1}).limit(limit):
                 found.setdefault(doc["_id"], doc)
         return list(found.values())[:limit]
 

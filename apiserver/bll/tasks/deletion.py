@@ -155,11 +155,12 @@ class OwnedDeletion:
         for days, projects, in_projects in plans:
             for task in self.tasks.events_expiring(now - timedelta(days=days), projects, in_projects,
                                                    batch - done["tasks"]):
-                company, task_id = task["company"], task["_id"]
-                urls = self.events.urls_of_task(company, task_id)
-                done["events"] += self.events.delete_for_task(company, task_id)["deleted"]
-                self.tasks.mark_events_expired(company, task_id, now)
-                done["files"] += self.files.schedule_deletion(company, urls, None, f"task {task_id} (events retention)")
+                # a public task's events were written by, and belong to, the company that owned it then
+                owner, task_id = task.get("company_origin") or task["company"], task["_id"]
+                urls = self.events.urls_of_task(owner, task_id)
+                done["events"] += self.events.delete_for_task(owner, task_id)["deleted"]
+                self.tasks.mark_events_expired(task["company"], task_id, now)
+                done["files"] += self.files.schedule_deletion(owner, urls, None, f"task {task_id} (events retention)")
                 done["tasks"] += 1
             if done["tasks"] >= batch:
                 break
