@@ -471,6 +471,10 @@ def test_contents_of_projects_tags_parents_hyperparams(admin, tree):
     only_top = admin.call("projects.get_hyperparam_values", projects=[ids["top"]], section="Args", name="lr",
                           include_subprojects=False)
     assert only_top["values"] == ["0.2"]
+    # ClearML's scope: none named without subprojects is the top level only, an empty list everything
+    top_level = admin.call("projects.get_task_tags", _version=V, include_subprojects=False)["tags"]
+    everywhere = admin.call("projects.get_task_tags", _version=V, projects=[], include_subprojects=False)["tags"]
+    assert "t-a" in everywhere and "t-a" not in top_level
     admin.call("projects.update", project=ids["a"], tags=["ptag"])
     assert "ptag" in admin.call("projects.get_project_tags", _version=V)["tags"]
     tags = admin.call("organization.get_tags", _version=V, include_system=True, filter=None)

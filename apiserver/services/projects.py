@@ -71,12 +71,10 @@ def validate_delete(call: Call) -> dict:
 
 
 def _scope(call: Call) -> list[str | None] | None:
-    """The request's projects (all when none), with subprojects unless include_subprojects is false;
-    none named and include_subprojects false is the top level only (``[None]``), as in ClearML."""
+    """The request's projects (``projects``, else ``project``; None when neither is given) as
+    ``contents.expand`` reads them, with subprojects unless include_subprojects is false."""
     data = call.data
-    projects = data.get("projects") or ([data["project"]] if data.get("project") else None)
-    if data.get("projects") is None and projects is None and data.get("include_subprojects") is False:
-        return [None]
+    projects = data.get("projects") or ([data["project"]] if data.get("project") else data.get("projects"))
     return contents.expand(call.company, projects, data.get("include_subprojects") is not False)
 
 

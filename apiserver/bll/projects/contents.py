@@ -81,8 +81,12 @@ def nested(company: str, project_ids: list[str], include_hidden: bool = True,
     return out
 
 
-def expand(company: str, projects: list[str] | None, include_subprojects: bool) -> list[str] | None:
-    """``projects`` (None: all), with their subprojects when asked."""
+def expand(company: str, projects: list[str] | None, include_subprojects: bool) -> list[str | None] | None:
+    """The projects a project read covers, as ClearML: ``projects`` with their subprojects when
+    asked; none named (None) without subprojects is the top level only (``[None]``); an empty list,
+    or none named with subprojects, is every project (None)."""
+    if projects is None and not include_subprojects:
+        return [None]
     if not projects or not include_subprojects:
         return projects or None
     return sorted({p for ids in descendants(company, projects).values() for p in ids})
