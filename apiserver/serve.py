@@ -94,18 +94,18 @@ def prepare_master(config: Config) -> str:
     return prepare_multiprocess_dir(str(config.get("apiserver.metrics.multiproc_dir") or ""))
 
 
-def refuse_newer_data(config: Config) -> None:
+def stop_if_data_too_new() -> None:
     """In the master, before forking: data written by a newer release stops the server here, with
-    the reason on stderr and exit code 3 (the workers would each refuse it)."""
+    the reason on stderr and exit code 3 (the workers would each refuse it). The config is read
+    again: ``start_database`` exported the embedded database's URI."""
     from apiserver import __version__
-    from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, DataTooNew
-    from apiserver.bll.migrations import refuse_newer_data as check
+    from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, DataTooNew, refuse_newer_data
     from apiserver.database.connection import connect, disconnect
     from apiserver.database.errors import ConnectionFailure
 
     try:
-        connect(load_config())  # read again: start_database exported the embedded database's URI
-        check(__version__)
+        connect(load_config())
+        refuse_newer_data(__version__)
     except ConnectionFailure:
         log.warning("the database does not answer yet: the workers wait for it")
     except DataTooNew as exc:
@@ -165,7 +165,7 @@ def run(config: Config) -> None:
     start_database(config)
     metrics_dir = prepare_master(config)
     try:
-        refuse_newer_data(config)
+        stop_if_data_too_new()
         log.info("API server listening on http://%s", gunicorn_options(config)["bind"])
         Server().run()
     finally:
