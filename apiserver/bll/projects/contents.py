@@ -46,7 +46,8 @@ STATUSES = (st.CREATED, st.QUEUED, st.IN_PROGRESS, st.STOPPED, st.PUBLISHED, st.
             st.COMPLETED, "unknown")
 
 
-def _readable(company: str) -> dict[str, Any]:
+def readable_match(company: str) -> dict[str, Any]:
+    """The condition on what the caller reads: its company's objects and public ones."""
     return {"company": {"$in": [company, ""]}}
 
 
@@ -54,7 +55,7 @@ def _below(company: str, project_ids: list[str], include_hidden: bool = True,
            allowed: list[str] | None = None) -> list[dict[str, Any]]:
     """The projects nested (at any depth) below any of ``project_ids``: id, name and path; hidden ones
     only with ``include_hidden``, and only those among ``allowed`` when given."""
-    cond: dict[str, Any] = {**_readable(company), "path": {"$in": project_ids}}
+    cond: dict[str, Any] = {**readable_match(company), "path": {"$in": project_ids}}
     if not include_hidden:
         cond["system_tags"] = {"$ne": q.HIDDEN_TAG}
     if allowed is not None:
@@ -125,7 +126,8 @@ def project_stats(company: str, project_ids: list[str], states: list[str], famil
         for p in project_ids:
             stats[p][state] = {"status_count": dict.fromkeys(STATUSES, 0), "total_tasks": 0, "total_runtime": 0,
                                "completed_tasks_24h": 0, "last_task_run": None}
-        scope = q.combine({**_readable(company), "project": {"$in": list(owners)}}, _state_match(state), match or {})
+        scope = q.combine({**readable_match(company), "project": {"$in": list(owners)}}, _state_match(state),
+                          match or {})
         runtime_ms: dict[str, int] = dict.fromkeys(project_ids, 0)
         for row in tasks.aggregate_indexed([{"$match": scope}, {"$group": group}]):
             for top in owners[row["_id"]["project"]]:
@@ -148,7 +150,7 @@ def dataset_stats(company: str, project_ids: list[str], family: dict[str, list[s
     sit in its family, and their tags."""
     owners = _families(project_ids, family)
     counts = {p: {"count": 0, "tags": set()} for p in project_ids}
-    scope = q.combine({**_readable(company), "parent": {"$in": list(owners)}, "system_tags": DATASET_TAG},
+    scope = q.combine({**readable_match(company), "parent": {"$in": list(owners)}, "system_tags": DATASET_TAG},
                       match or {})
     for doc in store_of(Project).scan(scope, {"parent": 1, "tags": 1}, MAX_SCANNED):
         for top in owners[doc["parent"]]:
@@ -160,7 +162,8 @@ def dataset_stats(company: str, project_ids: list[str], family: dict[str, list[s
 def own_datasets(company: str, project_ids: list[str], match: dict[str, Any] | None = None) -> dict[str, dict]:
     """``own_datasets``: the dataset projects (that ``match``) directly in each project."""
     out = {p: {"own_datasets": 0} for p in project_ids}
-    scope = q.combine({**_readable(company), "parent": {"$in": project_ids}, "system_tags": DATASET_TAG}, match or {})
+    scope = q.combine({**readable_match(company), "parent": {"$in": project_ids}, "system_tags": DATASET_TAG},
+                      match or {})
     for row in store_of(Project).aggregate_indexed([{"$match": scope},
                                                        {"$group": {"_id": "$parent", "count": {"$sum": 1}}}]):
         out[row["_id"]]["own_datasets"] = row["count"]
@@ -173,7 +176,7 @@ def dataset_versions(company: str, project_ids: list[str], users: list[str] | No
     a ``runtime`` reports (ClearML's dataset versions keep them in ``ds_file_count``/``ds_total_size``);
     null for a project with none."""
     out: dict[str, dict[str, int] | None] = dict.fromkeys(project_ids)
-    scope = {**_readable(company), "project": {"$in": project_ids}, "system_tags": {"$ne": ARCHIVED_TAG},
+    scope = {**readable_match(company), "project": {"$in": project_ids}, "system_tags": {"$ne": ARCHIVED_TAG},
              "runtime": {"$nin": [None, {}]}}
     if users:
         scope["user"] = {"$in": users}
@@ -194,7 +197,7 @@ def own_counts(company: str, project_ids: list[str], match: dict[str, Any] | Non
     """Tasks and models (that ``match``) directly in each project (not in subprojects)."""
     out = {p: {"own_tasks": 0, "own_models": 0} for p in project_ids}
     for coll, key in ((store_of(Task), "own_tasks"), (store_of(Model), "own_models")):
-        pipeline = [{"$match": q.combine({**_readable(company), "project": {"$in": project_ids}}, match or {})},
+        pipeline = [{"$match": q.combine({**readable_match(company), "project": {"$in": project_ids}}, match or {})},
                     {"$group": {"_id": "$project", "count": {"$sum": 1}}}]
         for row in coll.aggregate_indexed(pipeline):
             out[row["_id"]][key] = row["count"]
@@ -248,7 +251,7 @@ def selected_projects(company: str, data: dict[str, Any]) -> tuple[list[str], li
     all of them). With ``id``, only children below those projects count."""
     users = data.get("active_users") or None
     kind = data.get("children_type")
-    base = q.combine(_readable(company) if data.get("allow_public", True) is not False else {"company": company},
+    base = q.combine(readable_match(company) if data.get("allow_public", True) is not False else {"company": company},
                      {"user": {"$in": users}} if users else {})
     requested = data.get("id")
     requested = [requested] if isinstance(requested, str) else requested or None
@@ -316,12 +319,12 @@ def project_tags(company: str, project_ids: list[str] | None,
 
 def model_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
     """projects.get_model_tags: the tags of the models in these projects (all when none)."""
-    return tags_of(store_of(Model), company, _in_projects(projects) or None)
+    return tags_of(store_of(Model), company, in_projects_match(projects) or None)
 
 
 def task_tags(company: str, projects: list[str] | None) -> dict[str, list[str]]:
     """projects.get_task_tags: the tags of the tasks in these projects (all when none)."""
-    return tags_of(store_of(Task), company, _in_projects(projects) or None)
+    return tags_of(store_of(Task), company, in_projects_match(projects) or None)
 
 
 def user_names(company: str, projects: list[str] | None, entity: str | None) -> list[dict[str, Any]]:
@@ -379,17 +382,15 @@ def organization_tags(company: str, system_tags: list[str] | None, include_syste
     return answer
 
 
-def _in_projects(projects: list[str] | None) -> dict[str, Any]:
+def in_projects_match(projects: list[str] | None) -> dict[str, Any]:
+    """The condition on objects in ``projects`` (none: anywhere)."""
     return {"project": {"$in": projects}} if projects else {}
-
-
-readable_match, in_projects_match = _readable, _in_projects  # for the other project read modules
 
 
 def hyper_parameters(company: str, projects: list[str] | None) -> list[dict[str, str]]:
     """Every (section, name) of the hyper-parameters of tasks in ``projects``, sorted."""
     found = set()
-    scope = {**_readable(company), **_in_projects(projects), "hyperparams": {"$nin": [None, {}]}}
+    scope = {**readable_match(company), **in_projects_match(projects), "hyperparams": {"$nin": [None, {}]}}
     for doc in store_of(Task).scan(scope, {"hyperparams": 1}, MAX_SCANNED):
         for section, params in (doc.get("hyperparams") or {}).items():
             for name in params or {}:
@@ -414,7 +415,7 @@ def metric_variants(company: str, projects: list[str] | None, models: bool = Fal
     """Every (metric, variant) in the last metrics of tasks (or models) in ``projects``."""
     coll = store_of(Model if models else Task)
     found = {}
-    scope = {**_readable(company), **_in_projects(projects), "last_metrics": {"$nin": [None, {}]}}
+    scope = {**readable_match(company), **in_projects_match(projects), "last_metrics": {"$nin": [None, {}]}}
     for doc in coll.scan(scope, {"last_metrics": 1}, MAX_SCANNED):
         for metric_hash, variants in (doc.get("last_metrics") or {}).items():
             for variant_hash, event in (variants or {}).items():
@@ -427,7 +428,7 @@ def metric_variants(company: str, projects: list[str] | None, models: bool = Fal
 
 def model_metadata_keys(company: str, projects: list[str] | None) -> list[str]:
     keys = set()
-    scope = {**_readable(company), **_in_projects(projects), "metadata": {"$nin": [None, {}]}}
+    scope = {**readable_match(company), **in_projects_match(projects), "metadata": {"$nin": [None, {}]}}
     for doc in store_of(Model).scan(scope, {"metadata": 1}, MAX_SCANNED):
         keys.update(unescape_key(k) for k in (doc.get("metadata") or {}))
     return sorted(keys)
