@@ -392,6 +392,8 @@ def test_an_add_call_is_one_insert_and_reads_see_folded_and_pending_events_alike
             until("the pending call", settled)
         folded = db.event_log_heads.find_one({"_id": task})["total"]
         assert 120 <= folded < calls * 30  # the first fold came by the eighth call; some calls still wait
+        sizes = [b["n"] for b in db.event_log_blocks.find({"task": task}).sort("seq", 1)]
+        assert sum(sizes) == folded and all(n == 200 for n in sizes[:-1])  # a fold tops up the last block
         assert db.event_scalar_tasks.find_one({"_id": task})["s"]  # the folded series are registered
         lines, points = calls * 30, calls * 5
         msgs = lambda page: [e["msg"] for e in page["events"]]  # noqa: E731

@@ -1,10 +1,10 @@
 """Owns console log storage: a task's lines in numbered blocks, and one head per task that maps time to blocks.
 
 - pending lines (``database/events/pending.py``): each add call's lines of a task are inserted with its
-  scalar points in one document; every few calls the task's pending lines are folded (``_fold``) into
-  new blocks, in time order. A page reads them too, and readers of the whole log fold first.
+  scalar points in one document; every few calls the task's pending lines are folded (``_fold``) onto
+  the blocks, in time order. A page reads them too, and readers of the whole log fold first.
 - ``event_log_blocks``: one document per task and block number (``seq``) holding up to
-  ``block_lines`` lines (fewer when they are long, or when a fold had fewer), written once by a fold.
+  ``block_lines`` lines (fewer when they are long), appended to by folds.
 - ``event_log_heads``: one document per task: the folded line count, the last block, and per block
   the earliest and latest timestamp (packed). A page of lines before or after a timestamp is found in
   the head and read from the one or two blocks that hold it, so a page costs the same whatever the
@@ -24,7 +24,7 @@ from typing import Any
 from uuid import uuid4
 
 from bson import Binary
-from pymongo import ReplaceOne
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from apiserver.database.events.pending import PendingEvents
@@ -75,17 +75,28 @@ class LogStore:
 
     def _fold(self, company: str, task: str, docs: list[dict[str, Any]], _state: dict[str, Any]
               ) -> dict[str, dict[str, Any]]:
-        """The folder of pending documents (``PendingEvents``): their lines, in time order, into new blocks
-        after the task's last one."""
+        """The folder of pending documents (``PendingEvents``): their lines, in time order, appended after
+        the task's last line, topping up its last block while that has room. The places are taken on the
+        head first (version-checked, as ``clear_before`` writes it too), then the lines are appended."""
         lines = [line for doc in docs for line in doc.get("lines") or ()]
         if not lines:
             return {}
         lines.sort(key=lambda line: line["timestamp"])
+        placed = self._reserve(company, task, lines)
+        self.blocks.bulk_write([UpdateOne({"_id": f"{task}:{seq}"},
+                                          {"$setOnInsert": {"company": company, "task": task, "seq": seq},
+                                           "$push": {"lines": {"$each": chunk}}, "$inc": {"n": len(chunk)}},
+                                          upsert=True)
+                                for seq, chunk in placed.items()], ordered=False)
+        return {}
+
+    def _reserve(self, company: str, task: str, lines: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+        """Assign the lines to blocks on the task's head: the last block while it has room, then new
+        ones; returns {seq: lines}."""
         for _attempt in range(50):
             head, t0, t1 = self._head(task)
-            seq = head["seq"] + 1 if head and head.get("open_n") else (head["seq"] if head else 0)
+            seq, open_n, open_bytes = (head["seq"], head["open_n"], head["open_bytes"]) if head else (0, 0, 0)
             placed: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            open_n = open_bytes = 0
             for line in lines:
                 size = len(line.get("msg") or "") + _LINE_OVERHEAD
                 if open_n and (open_n >= self.block_lines or open_bytes + size > self.block_bytes):
@@ -96,21 +107,17 @@ class LogStore:
                 t0[seq], t1[seq] = min(t0[seq], line["timestamp"]), max(t1[seq], line["timestamp"])
                 open_n, open_bytes = open_n + 1, open_bytes + size
                 placed[seq].append(line)
-            # Blocks first (replacing any a fold that died before its head update left), then the head.
-            self.blocks.bulk_write([ReplaceOne({"_id": f"{task}:{k}"}, {"company": company, "task": task, "seq": k,
-                                                                        "lines": chunk, "n": len(chunk)}, upsert=True)
-                                    for k, chunk in placed.items()], ordered=False)
             fields = {"seq": seq, "open_n": open_n, "open_bytes": open_bytes, "ver": uuid4().hex,
                       "t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),
                       "total": (head or {}).get("total", 0) + len(lines)}
             if head is None:
                 try:
                     self.heads.insert_one({"_id": task, "company": company, "task": task, **fields})
-                    return {}
+                    return placed
                 except DuplicateKeyError:
                     continue
             if self.heads.update_one({"_id": task, "ver": head["ver"]}, {"$set": fields}).matched_count:
-                return {}
+                return placed
         raise RuntimeError(f"log head of task {task} kept changing under 50 attempts")
 
     # -- reads --------------------------------------------------------------------------------
