@@ -181,8 +181,7 @@ class LogStore:
                ) -> tuple[list[dict[str, Any]], list | None]:
         """Lines in stored order (or its reverse) from ``position`` ([block, offset]); every line once.
         Pending lines are folded first."""
-        if self.pending.has(task):
-            self.pending.fold(task, wait=True)
+        self.pending.fold(task, wait=True)
         head, t0, _ = self._head(task)
         if head is None:
             return [], None
@@ -210,8 +209,7 @@ class LogStore:
     def all_lines(self, task: str) -> Iterator[dict[str, Any]]:
         """Every line of the task, block after block, each block's lines in time order (pending lines
         folded first)."""
-        if self.pending.has(task):
-            self.pending.fold(task, wait=True)
+        self.pending.fold(task, wait=True)
         _head, t0, _ = self._head(task)
         for i in range(0, len(t0), 50):
             blocks = self._read(task, list(range(i, min(i + 50, len(t0)))))
@@ -231,8 +229,7 @@ class LogStore:
 
     def clear_before(self, company: str, task: str, cutoff_ms: int) -> int:
         """Delete the lines older than ``cutoff_ms``; returns how many were deleted."""
-        if self.pending.has(task):
-            self.pending.fold(task, wait=True)
+        self.pending.fold(task, wait=True)
         for _attempt in range(50):
             head, t0, t1 = self._head(task)
             if head is None:

@@ -150,22 +150,22 @@ class PendingEvents:
             if not wait or time.monotonic() > deadline:
                 return
             time.sleep(0.05)
-        release: dict[str, dict[str, Any]] = {"$set": {"fold_until": None}}
+        registered: dict[str, dict[str, Any]] = {}  # what the folders record, applied only if the fold completes
         try:
             docs = self.of_task(task)
-            if not docs:
-                return
-            for folder in self.folders:
+            for folder in self.folders if docs else ():
                 for op, fields in folder(claimed.get("company", ""), task, docs, claimed).items():
-                    release.setdefault(op, {}).update(fields)
-            self.coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+                    registered.setdefault(op, {}).update(fields)
+            if docs:
+                self.coll.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        except BaseException:
+            registered = {}
+            raise
         finally:
-            self.tasks.update_one({"_id": task}, release)
+            self.tasks.update_one({"_id": task}, {**registered,
+                                                  "$set": {**registered.get("$set", {}), "fold_until": None}})
 
     # -- reads --------------------------------------------------------------------------------
-
-    def has(self, task: str) -> bool:
-        return self.coll.find_one({"task": task}, {"_id": 1}) is not None
 
     def of_task(self, task: str, projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The task's pending documents, oldest first (their ids begin with the time they were added)."""

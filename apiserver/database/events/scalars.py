@@ -340,8 +340,7 @@ class ScalarStore:
 
     def raw_series(self, task: str, selection: Selection | None = None) -> list[dict[str, Any]]:
         """The series for reading raw points: pending points are folded into blocks first."""
-        if self.pending.has(task):
-            self.pending.fold(task, wait=True)
+        self.pending.fold(task, wait=True)
         return self.overviews(task, selection)
 
     def points(self, series: list[dict[str, Any]], position: list | None, limit: int
