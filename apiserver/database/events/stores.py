@@ -49,7 +49,9 @@ class EventStores:
         self.pending.add(company, per_task)
 
     def delete_task(self, company: str, task: str) -> int:
-        """Every event of the task; returns how many there were."""
+        """Every event of the task; returns how many there were. Its pending events are folded first, which
+        also waits for a fold another process runs, so that no fold writes the blocks back afterwards."""
+        self.pending.fold(task, wait=True)
         deleted = self.events.delete_task(company, task)
         deleted += self.scalars.delete_task(company, task) + self.logs.delete_task(company, task)
         self.pending.delete_task(company, task)
