@@ -138,13 +138,14 @@ def list_filter(field: str, values: Iterable[Any] | Any, allow_exclude: bool = T
                                       ({field: {"$nin": exclude}}, exclude)) if given]
     result = conds[0] if len(conds) == 1 else {join or "$and": conds} if conds else {}
     if want_empty:
-        empty = [{field: None}, {field: ""}, {field: {"$size": 0}}]
-        result = {"$or": ([result] if result else []) + empty}
+        result = {"$or": ([result] if result else []) + _empty(field)}
     return result
 
 
-def _empty(field: str) -> dict[str, Any]:
-    return {"$or": [{field: None}, {field: {"$size": 0}}]}
+def _empty(field: str) -> list[dict[str, Any]]:
+    """What ``null`` among a filter's values matches, one of: a missing or null field, an empty
+    string, an empty list."""
+    return [{field: None}, {field: ""}, {field: {"$size": 0}}]
 
 
 def field_filter(field: str, spec: dict[str, Any] | None) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def field_filter(field: str, spec: dict[str, Any] | None) -> dict[str, Any]:
         for include in (True, False):
             values = terms.get("include" if include else "exclude") or []
             if None in values:
-                conds.append(_empty(field) if include else {"$nor": [_empty(field)]})
+                conds.append({"$or" if include else "$nor": _empty(field)})
             values = sorted({v for v in values if v is not None})
             if not values:
                 continue
