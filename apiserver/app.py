@@ -23,7 +23,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.manager.manager import TASK_STATUSES as RENDER_TASK_STATUSES
 from apiserver.bll.manager.manager import WORKER_STATUSES as RENDER_WORKER_STATUSES
 from apiserver.bll.manager.manager import ManagerBLL
-from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, migrate, refuse_newer_data
+from apiserver.bll.migrations import EXIT_BOOT_ERROR, migrate, refuse_newer_data
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.organization.counts import EntityCounts
 from apiserver.bll.organization.export import ExportBLL
@@ -239,7 +239,7 @@ def _starting_app(config: Config, start_scheduler: bool | None) -> Flask:
             except BaseException:  # noqa: BLE001 - said in the log, then the server stops
                 log.exception("start-up failed")
                 logging.shutdown()
-                os._exit(EXIT_DATA_TOO_NEW)
+                os._exit(EXIT_BOOT_ERROR)
             app.wsgi_app = started.wsgi_app  # Flask's own hook for wrapping: every request goes there now
             log.info("the database answers: start-up done")
             return

@@ -99,7 +99,7 @@ def stop_if_data_too_new() -> None:
     the reason on stderr and exit code 3 (the workers would each refuse it). The config is read
     again: ``start_database`` exported the embedded database's URI."""
     from apiserver import __version__
-    from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, DataTooNew, refuse_newer_data
+    from apiserver.bll.migrations import EXIT_BOOT_ERROR, DataTooNew, refuse_newer_data
     from apiserver.database.connection import connect, disconnect
     from apiserver.database.errors import ConnectionFailure
 
@@ -110,7 +110,7 @@ def stop_if_data_too_new() -> None:
         log.warning("the database does not answer yet: the workers wait for it")
     except DataTooNew as exc:
         print(f"apiserver: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_DATA_TOO_NEW) from None
+        raise SystemExit(EXIT_BOOT_ERROR) from None
     finally:
         disconnect()  # no client may cross the fork
 

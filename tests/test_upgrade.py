@@ -15,7 +15,7 @@ from uuid import uuid4
 import pytest
 from pymongo import MongoClient
 
-from apiserver.bll.migrations import EXIT_DATA_TOO_NEW, SCHEMA_VERSION
+from apiserver.bll.migrations import EXIT_BOOT_ERROR, SCHEMA_VERSION
 from scripts.make_upgrade_fixture import ANSWERS, ARCHIVE, answers
 from tests.helpers import ROOT, ServerProcess, free_port
 
@@ -45,7 +45,7 @@ def test_data_from_a_newer_release_is_refused_untouched(mongo_uri):
     server = ServerProcess(mongo_uri, db_name, workers=1)
     proc = subprocess.run([sys.executable, "-m", "apiserver", "--port", str(free_port()), "--workers", "1"],
                           cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == EXIT_DATA_TOO_NEW, proc.stderr[-3000:]
+    assert proc.returncode == EXIT_BOOT_ERROR, proc.stderr[-3000:]
     assert f"schema version {SCHEMA_VERSION + 1}, server 99.0.0" in proc.stderr
     assert "Nothing was changed" in proc.stderr
     assert db.list_collection_names() == ["server_meta"]  # no index, no admin, no default queue written

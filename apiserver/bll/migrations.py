@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 SCHEMA_DOC = "schema"
 LEASE = "migrations"
-EXIT_DATA_TOO_NEW = 3  # the exit code of a server refusing newer data (gunicorn's "worker failed to boot")
+# gunicorn's "worker failed to boot" (Arbiter.WORKER_BOOT_ERROR): a worker exiting with it makes the
+# master stop instead of starting another that fails the same way. A failed start-up ends a worker
+# with it (app.py), and the master exits with it when it refuses newer data (serve.py).
+EXIT_BOOT_ERROR = 3
 
 
 @dataclass(frozen=True)
