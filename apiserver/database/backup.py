@@ -55,7 +55,7 @@ from pymongo.read_concern import ReadConcern
 from apiserver import __version__
 from apiserver.config import Config
 from apiserver.config.settings import ADMIN_CREDENTIALS, Settings
-from apiserver.database.connection import embedded_from_config, join_or_start
+from apiserver.database.connection import database_kind, embedded_from_config, join_or_start
 from apiserver.database.filestore import INCOMING, FileStore, build_store
 
 FORMAT = "apiserver-backup"
@@ -105,10 +105,6 @@ def _client(uri: str, config: Config) -> pymongo.MongoClient:
     timeout_ms = int(float(config["database.server_selection_timeout_sec"]) * 1000)
     return pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, uuidRepresentation="standard",
                                document_class=dict, tz_aware=False)
-
-
-def _is_secantus(client: pymongo.MongoClient) -> bool:
-    return "secantusVersion" in client.server_info()
 
 
 def _doc_count(raw: bytes | memoryview) -> int:
@@ -297,13 +293,14 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
     client = _client(uri, config)
     try:
         db = client[config["database.name"]]
-        summary.snapshot = _is_secantus(client)
+        kind = database_kind(db)
+        summary.snapshot = kind == "secantusdb"
         store = build_store(settings.files, db, data_dir)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the archive holds secrets
         with os.fdopen(fd, "wb") as fh:
             out = _ArchiveWriter(fh, gz)
             header = {"format": FORMAT, "version": FORMAT_VERSION, "server_version": __version__,
-                      "database": {"kind": "secantusdb" if summary.snapshot else "mongodb",
+                      "database": {"kind": kind,
                                    "name": config["database.name"]},
                       "files_backend": settings.files.backend, "began": _now()}
             out.add_bytes(FORMAT_MEMBER, json.dumps(header, indent=1).encode())
