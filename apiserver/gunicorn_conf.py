@@ -6,20 +6,15 @@ workers, so all of them share one database process, and the folder their Prometh
 """
 
 from apiserver.config import load_config
-from apiserver.metrics import remove_multiprocess_dir
-from apiserver.serve import gunicorn_options, prepare_master, start_database, stop_database
+from apiserver.serve import gunicorn_options, start_master, stop_master
 
 _config = load_config()
 globals().update({k: v for k, v in gunicorn_options(_config).items() if v is not None})
-_metrics_dir = ""
 
 
 def on_starting(server):
-    global _metrics_dir
-    start_database(_config)
-    _metrics_dir = prepare_master(_config)
+    start_master(_config)
 
 
 def on_exit(server):
-    stop_database()
-    remove_multiprocess_dir(_metrics_dir)
+    stop_master()

@@ -31,7 +31,8 @@ from apiserver.readiness import SHUTDOWN_FLAG_ENV
 log = logging.getLogger("apiserver")
 URI_ENV = "APISERVER__database__uri"
 DATABASE_HOST_PORT = 27017  # `python -m apiserver database` when database.embedded.port is 0 (a free port)
-_embedded: EmbeddedDatabase | None = None
+_embedded: EmbeddedDatabase | None = None  # the master's, when it started one (start_master)
+_metrics_dir: str | None = None
 
 
 def gunicorn_options(config: Config) -> dict[str, Any]:
@@ -85,19 +86,38 @@ class JsonGunicornLogger(GunicornLogger):
             handler.setFormatter(JsonLinesFormatter())
 
 
-def prepare_master(config: Config) -> str:
-    """Before forking: the metrics folder the workers share and the shutdown flag they watch (both in
-    the environment they inherit). Returns the metrics folder."""
+def start_master(config: Config) -> None:
+    """Before forking (``run``, gunicorn_conf's ``on_starting``): the embedded database unless a URI is
+    configured, the metrics folder the workers share and the shutdown flag they watch, each named in
+    the environment the workers inherit. ``stop_master`` undoes it."""
+    global _embedded, _metrics_dir
+    if not config.get("database.uri"):
+        embedded = embedded_from_config(config)
+        os.environ[URI_ENV] = embedded.ensure_running()
+        _embedded = embedded if embedded.owner else None
     os.environ[SHUTDOWN_FLAG_ENV] = os.path.join(tempfile.gettempdir(), f"apiserver-draining-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.environ[SHUTDOWN_FLAG_ENV])
-    return prepare_multiprocess_dir(str(config.get("apiserver.metrics.multiproc_dir") or ""))
+    _metrics_dir = prepare_multiprocess_dir(str(config.get("apiserver.metrics.multiproc_dir") or ""))
+
+
+def stop_master() -> None:
+    """When the master exits (``run``, gunicorn_conf's ``on_exit``): the embedded database it started
+    stops, a temporary metrics folder goes."""
+    global _embedded, _metrics_dir
+    if _embedded is not None and _embedded.owner:
+        log.info("stopping the embedded database")
+        _embedded.stop()
+        _embedded = None
+    if _metrics_dir is not None:
+        remove_multiprocess_dir(_metrics_dir)
+        _metrics_dir = None
 
 
 def stop_if_data_too_new() -> None:
     """In the master, before forking: data written by a newer release stops the server here, with
     the reason on stderr and exit code 3 (the workers would each refuse it). The config is read
-    again: ``start_database`` exported the embedded database's URI."""
+    again: ``start_master`` exported the embedded database's URI."""
     from apiserver import __version__
     from apiserver.bll.migrations import EXIT_BOOT_ERROR, DataTooNew, refuse_newer_data
     from apiserver.database.connection import connect, disconnect
@@ -125,25 +145,6 @@ def worker_exit(server: Any = None, worker: Any = None) -> None:
         state.scheduler = None
 
 
-def start_database(config: Config | None = None) -> None:
-    """Before forking: start the embedded database unless a URI is configured; export its URI."""
-    global _embedded
-    config = config or load_config()
-    if config.get("database.uri"):
-        return
-    embedded = embedded_from_config(config)
-    os.environ[URI_ENV] = embedded.ensure_running()
-    _embedded = embedded if embedded.owner else None
-
-
-def stop_database() -> None:
-    global _embedded
-    if _embedded is not None and _embedded.owner:
-        log.info("stopping the embedded database")
-        _embedded.stop()
-        _embedded = None
-
-
 def run(config: Config) -> None:
     """Serve with gunicorn in this process (the master) until SIGTERM or SIGINT."""
     from gunicorn.app.base import BaseApplication
@@ -162,15 +163,13 @@ def run(config: Config) -> None:
         def run(self) -> None:
             DrainingArbiter(self, float(config["apiserver.shutdown_drain_sec"])).run()
 
-    start_database(config)
-    metrics_dir = prepare_master(config)
+    start_master(config)
     try:
         stop_if_data_too_new()
         log.info("API server listening on http://%s", gunicorn_options(config)["bind"])
         Server().run()
     finally:
-        stop_database()
-        remove_multiprocess_dir(metrics_dir)
+        stop_master()
 
 
 class DrainingArbiter(Arbiter):
