@@ -1026,3 +1026,17 @@ def test_parameter_order_deletes_and_reports_as_clearml(admin):
     assert admin.error("reports.update", task=report, report="text").subcode == 110
     assert admin.call("reports.update", task=report, name="renamed")["updated"] == 1  # name, tags, comment
     assert report in {r["id"] for r in admin.call("reports.get_all_ex", project=[None])["tasks"]}
+
+
+def test_a_refused_controller_delete_leaves_its_steps(admin):
+    """tasks.delete with include_pipeline_steps checks the controller itself first: a running controller
+    without force is refused (400/123) and its steps are all still there; with force all go."""
+    controller = admin.call("tasks.create", name="pipe", type="controller")["id"]
+    steps = [admin.call("tasks.create", name=f"step {n}", type="training", parent=controller)["id"]
+             for n in range(2)]
+    admin.call("tasks.started", task=controller)
+    error = admin.error("tasks.delete", task=controller, include_pipeline_steps=True)
+    assert (error.code, error.subcode) == (400, 123)
+    assert [admin.call("tasks.get_by_id", task=s)["task"]["id"] for s in steps] == steps
+    admin.call("tasks.delete", task=controller, include_pipeline_steps=True, force=True)
+    assert all(admin.error("tasks.get_by_id", task=s).subcode == 101 for s in steps)

@@ -58,13 +58,15 @@ class OwnedDeletion:
 
     def delete_task(self, identity: Identity, data: dict[str, Any], host: str | None) -> dict[str, Any]:
         task = self.tasks.writable(identity.company, data["task"])
-        if data.get("include_pipeline_steps") and task.get("type") == CONTROLLER_TYPE:  # its steps first
-            for step in self.tasks.child_ids(identity.company, task["_id"]):
-                self.delete_task(identity, {**data, "task": step, "include_pipeline_steps": False}, host)
+        # the task's own checks before anything is deleted, its pipeline steps included
+        self.tasks.check_deletable(task, bool(data.get("force")))
         published = self.models.count_ready_of_task(identity.company, task["_id"])
         if published and not data.get("force"):  # as ClearML: its ready models would lose their task
             raise errors.bad_request.TaskCannotBeDeleted("it has published output models; use force",
                                                          id=task["_id"], models=published)
+        if data.get("include_pipeline_steps") and task.get("type") == CONTROLLER_TYPE:  # its steps first
+            for step in self.tasks.child_ids(identity.company, task["_id"]):
+                self.delete_task(identity, {**data, "task": step, "include_pipeline_steps": False}, host)
         models = self.models.output_models_of(identity.company, task["_id"]) \
             if data.get("delete_output_models", True) else []
         urls = {"artifact_urls": _artifact_urls(task), "event_urls": self.events.urls_of_task(identity.company,

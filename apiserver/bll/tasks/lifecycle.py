@@ -183,17 +183,22 @@ class TaskLifecycle(TaskBase):
             events.update(hook(identity.company, task["_id"]))
         return {**result, "dequeued": {"removed": dequeued}, "events": events, "deleted_models": 0}
 
+    @staticmethod
+    def check_deletable(task: dict[str, Any], force: bool) -> None:
+        """Only created or archived tasks are deleted without ``force`` (400/110 otherwise)."""
+        archived = ARCHIVED_TAG in (task.get("system_tags") or [])
+        if task["status"] != st.CREATED and not archived and not force:
+            raise errors.bad_request.TaskCannotBeDeleted(
+                f"status is {task['status']}; only created or archived tasks are deleted without force",
+                id=task["_id"])
+
     def delete_record(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         """The task's own record, its queue entries and its events (the ``on_delete`` hooks); its
         children lose their parent. Only ``bll/tasks/deletion.OwnedDeletion.delete_task`` calls this:
         it also deletes what the task owns (output models, files), so that is the one way to delete a
         task, whichever domain asks (tasks, reports, pipeline runs, projects)."""
         task = self.writable(identity.company, data["task"])
-        archived = ARCHIVED_TAG in (task.get("system_tags") or [])
-        if task["status"] != st.CREATED and not archived and not data.get("force"):
-            raise errors.bad_request.TaskCannotBeDeleted(
-                f"status is {task['status']}; only created or archived tasks are deleted without force",
-                id=task["_id"])
+        self.check_deletable(task, bool(data.get("force")))
         published_children = self.store.count_documents({"company": identity.company, "parent": task["_id"],
                                                          "status": st.PUBLISHED})
         if published_children and not data.get("force"):  # as ClearML
