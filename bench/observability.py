@@ -2,7 +2,7 @@
 declared endpoint, one gunicorn worker and thread): four servers side by side, with neither, metrics
 (multiprocess mode, as the server runs them), JSON logs (one line per request, to a file) and both;
 each measured in turn, ``--rounds`` times, and the median of each reported: requests per second, and
-the worker's CPU time per request (user + system, from /proc), which a shared machine's load
+the worker's CPU time per request (user + system), which a shared machine's load
 disturbs far less than throughput. Goal: under 5% each."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import statistics
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+
+import psutil
 
 from bench.common import Gunicorn, requests_per_second
 
@@ -26,8 +28,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     body = {"text": "hello", "count": 3}
-    tmp = Path(tempfile.mkdtemp(prefix="bench-observe-"))
     with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-observe-")))  # gone after the servers
         servers = {}
         for name, flags in CONFIGS.items():
             env = dict(flags)
@@ -41,7 +43,7 @@ def main() -> None:
         cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
         for _ in range(args.rounds):
             for name, server in servers.items():
-                worker = worker_pid(server.proc.pid)
+                (worker,) = psutil.Process(server.proc.pid).children()  # the one gunicorn worker
                 began = cpu_seconds(worker)
                 rate = requests_per_second(server.port, "POST", "/v2.13/bench.ping_open", body, seconds=args.seconds)
                 runs[name].append(rate)
@@ -100,20 +102,9 @@ def hook_costs(folder: Path, n: int = 20000) -> dict[str, float]:
     return costs
 
 
-def worker_pid(master: int) -> int:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            return int(stat.parent.name)
-    raise RuntimeError(f"no worker of gunicorn {master}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 if __name__ == "__main__":
