@@ -113,3 +113,16 @@ def test_retention_days_of_a_project_are_checked(api):
     assert api.call("projects.get_by_id", project=project)["project"]["events_retention_days"] == 7
     api.call("projects.update", project=project, events_retention_days=None)
     assert api.call("projects.get_by_id", project=project)["project"].get("events_retention_days") is None
+
+
+def test_the_hosts_uploads_came_to_are_kept_bounded(app):
+    """Retention knows this store's URLs by the Hosts uploads came to (a job has no request); they come
+    from requests, so the deployment keeps only the first ones."""
+    from apiserver.bll import server_settings
+    from apiserver.bll.files.files import FILE_HOSTS_KEPT
+
+    setting = f"test.hosts.{uuid4().hex[:6]}"
+    for n in range(FILE_HOSTS_KEPT + 5):
+        server_settings.remember(setting, f"host-{n}:8008", FILE_HOSTS_KEPT)
+    server_settings.remember(setting, "host-0:8008", FILE_HOSTS_KEPT)  # a known one again changes nothing
+    assert server_settings.remembered(setting) == [f"host-{n}:8008" for n in range(FILE_HOSTS_KEPT)]

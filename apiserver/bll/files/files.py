@@ -18,11 +18,12 @@ from datetime import timedelta
 from typing import Any
 
 from apiserver.apierrors import errors
+from apiserver.bll import server_settings
 from apiserver.bll.auth.identity import Identity
 from apiserver.bll.files import paths
 from apiserver.config.settings import FilesSettings
 from apiserver.database.filestore import FileStore, StoredFile, Upload
-from apiserver.database.model.auth import Company, ServerSetting
+from apiserver.database.model.auth import Company
 from apiserver.database.model.base import new_id, utcnow
 from apiserver.database.model.files import FileDeletion
 from apiserver.database.store import store_of
@@ -38,7 +39,8 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", 
 FRAMING_ALLOWANCE = 1 << 20
 MAX_RETRY_SEC = 3600
 
-FILE_HOSTS = "files.hosts"  # the server_settings document listing the Hosts uploads came to
+FILE_HOSTS = "files.hosts"  # the server_settings list of the Hosts uploads came to, the first 20 of them
+FILE_HOSTS_KEPT = 20
 Part = tuple[str, Iterable[bytes]]
 
 
@@ -164,16 +166,14 @@ class FileBLL:
         request's Host, know by them which URLs point into this store."""
         if not host or host in self._hosts_noted:
             return
-        store_of(ServerSetting).update_one({"_id": FILE_HOSTS}, {"$addToSet": {"hosts": host},
-                                                                 "$setOnInsert": {"value": "", "created": utcnow()}},
-                                           upsert=True)
+        server_settings.remember(FILE_HOSTS, host, FILE_HOSTS_KEPT)
         self._hosts_noted.add(host)
 
     def own_prefixes(self, host: str | None) -> list[str]:
         """The URL prefixes this server's file store is reached by: ``files.server_urls`` and the request's
         Host, or without a request (background jobs) every Host uploads came to."""
         prefixes = list(self.server_urls)
-        hosts = [host] if host else (store_of(ServerSetting).find_one({"_id": FILE_HOSTS}) or {}).get("hosts", [])
+        hosts = [host] if host else server_settings.remembered(FILE_HOSTS)
         for known in hosts:
             prefixes += [f"http://{known}/files", f"https://{known}/files"]
         return prefixes
