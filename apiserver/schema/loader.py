@@ -217,7 +217,12 @@ def _keep(key: str, data: dict[str, Any]) -> None:
         folder = _cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as out:
-            json.dump(data, out)
+            try:
+                json.dump(data, out)
+            except (TypeError, ValueError):  # not JSON after all: no entry, and no file left behind
+                out.close()
+                os.unlink(out.name)
+                raise
         os.replace(out.name, folder / f"{key}.json")
 
 
