@@ -56,7 +56,7 @@ from apiserver import __version__
 from apiserver.config import Config
 from apiserver.config.settings import ADMIN_CREDENTIALS, Settings
 from apiserver.database.connection import database_kind, embedded_from_config, join_or_start
-from apiserver.database.filestore import INCOMING, FileStore, build_store
+from apiserver.database.filestore import INCOMING, FileStore, GridFSStore, LocalStore, build_store, local_root
 
 FORMAT = "apiserver-backup"
 FORMAT_VERSION = 1
@@ -127,12 +127,11 @@ def _split_docs(raw: bytes) -> Iterator[bytes]:
         pos += size
 
 
-def _bucket_collections(settings: Settings) -> set[str]:
+def _bucket_collections(store: FileStore) -> set[str]:
     """GridFS's own collections: their files are archived as files, not as documents."""
-    if settings.files.backend != "gridfs":
+    if not isinstance(store, GridFSStore):
         return set()
-    bucket = settings.files.gridfs.get("bucket", "files")
-    return {f"{bucket}.files", f"{bucket}.chunks"}
+    return {store.files.name, store.chunks.name}
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -304,7 +303,7 @@ def backup(config: Config, target: str | os.PathLike, progress: Progress = _stde
                                    "name": config["database.name"]},
                       "files_backend": settings.files.backend, "began": _now()}
             out.add_bytes(FORMAT_MEMBER, json.dumps(header, indent=1).encode())
-            snapshot_at = _dump_database(db, _bucket_collections(settings), summary.snapshot, out, summary,
+            snapshot_at = _dump_database(db, _bucket_collections(store), summary.snapshot, out, summary,
                                          progress)
             summary.lap("documents")
             _dump_files(store, out, summary, progress)
@@ -389,14 +388,9 @@ class _Target:
         self.client: pymongo.MongoClient | None = None
         self.local_dir: Path | None = None
 
-    def _local_files_dir(self, data_dir: Path) -> Path | None:
-        if self.settings.files.backend != "local":
-            return None
-        return Path(self.settings.files.local.get("dir") or data_dir / "files").resolve()
-
     def check(self) -> None:
         """Refuse a target that holds anything, before anything is written."""
-        local = self._local_files_dir(self.data_dir)
+        local = local_root(self.settings.files, str(self.data_dir))
         outside = local is not None and (self.uri or self.settings.files.local.get("dir"))  # not in a new folder
         if outside and local.exists() and any(p.name != INCOMING for p in local.iterdir()):
             raise BackupError(f"the file store folder {local} is not empty; restore fills an empty one only")
@@ -430,8 +424,9 @@ class _Target:
                 raise BackupError(f"cannot start the database for the restore: {exc}") from None
         self.client = _client(uri, self.config)
         db = self.client[self.config["database.name"]]
-        self.local_dir = self._local_files_dir(self.work_dir)
-        return db, build_store(self.settings.files, db, str(self.work_dir))
+        store = build_store(self.settings.files, db, str(self.work_dir))
+        self.local_dir = store.root if isinstance(store, LocalStore) else None
+        return db, store
 
     def write_credentials(self, data: bytes, progress: Progress) -> None:
         """The generated admin's keys where this server reads them, when that is inside the new data folder

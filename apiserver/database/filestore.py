@@ -319,12 +319,18 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def local_root(settings: FilesSettings, data_dir: str) -> Path | None:
+    """The local store's folder (``files.local.dir``, else the data folder's ``files``); None for GridFS."""
+    if settings.backend != "local":
+        return None
+    return Path(settings.local.get("dir") or os.path.join(data_dir, "files")).resolve()
+
+
 def build_store(settings: FilesSettings, db: Any, data_dir: str) -> FileStore:
     """The store the ``files`` settings name (``backend: local`` or ``gridfs``)."""
     backend = settings.backend
     if backend == "local":
-        local = settings.local
-        return LocalStore(local.get("dir") or os.path.join(data_dir, "files"), bool(local["fsync"]))
+        return LocalStore(local_root(settings, data_dir), bool(settings.local["fsync"]))
     if backend == "gridfs":
         grid = settings.gridfs
         return GridFSStore(db, grid.get("bucket", "files"), int(grid.get("chunk_size_kb", 1024)) * 1024)
