@@ -157,6 +157,16 @@ def _import_run(source: MlflowSource, writer: TransferWriter, run: dict[str, Any
     return doc
 
 
+def _versions_of(source: MlflowSource, name: str) -> list[dict[str, Any]]:
+    """A registered model's versions. MLflow's filter strings have no escape (it only strips their quotes): a
+    name with one kind of quote is quoted with the other; one with both is picked from every version."""
+    for quote_mark in ("'", '"'):
+        if quote_mark not in name:
+            return list(source.pages("GET", "model-versions/search", "model_versions",
+                                     filter=f"name={quote_mark}{name}{quote_mark}"))
+    return [v for v in source.pages("GET", "model-versions/search", "model_versions") if v.get("name") == name]
+
+
 def _import_models(source: MlflowSource, writer: TransferWriter, copied: dict[str, dict[str, str]],
                    runs: list[dict[str, Any]]) -> None:
     """Registered model versions of imported runs, as models of those runs (their files are the runs'
@@ -164,7 +174,7 @@ def _import_models(source: MlflowSource, writer: TransferWriter, copied: dict[st
     projects = {r["info"]["run_id"]: f"mlflow-{r['info']['experiment_id']}" for r in runs}
     users = {r["info"]["run_id"]: _user_id(r["info"].get("user_id") or "") for r in runs}
     versions = [v for m in source.pages("GET", "registered-models/search", "registered_models", max_results=PAGE)
-                for v in source.pages("GET", "model-versions/search", "model_versions", filter=f"name='{m['name']}'")]
+                for v in _versions_of(source, m["name"])]
     versions = [v for v in versions if v.get("run_id") in copied]
     progress = Progress("models", len(versions))
     for version in versions:
