@@ -50,11 +50,11 @@ def references() -> dict[str, Any]:
             "parent": store_of(Model), "company": store_of(Company)}
 
 
-def _reading_labels(only_fields: list[str]) -> tuple[list[str], bool]:
+def _reading_labels(only_fields: list[str] | None) -> tuple[list[str] | None, bool]:
     """``only_fields`` made to read ``labels`` too (``include_stats`` counts them), and whether labels
     were added, so that only an added copy is dropped from the answer: an inclusion lacking them gets
     them, an exclusion of them loses it; every field, an exclusion of others, or labels named stay."""
-    fields = [f[:-2] if f.endswith(".*") else f for f in only_fields]
+    fields = [f[:-2] if f.endswith(".*") else f for f in only_fields or []]
     if not fields or "*" in fields or "labels" in fields:
         return only_fields, False
     if "-labels" in fields:
