@@ -55,7 +55,7 @@ from pymongo.read_concern import ReadConcern
 from apiserver import __version__
 from apiserver.config import Config
 from apiserver.config.settings import ADMIN_CREDENTIALS, Settings
-from apiserver.database.connection import database_kind, embedded_from_config, join_or_start
+from apiserver.database.connection import client_options, database_kind, embedded_from_config, join_or_start
 from apiserver.database.filestore import INCOMING, FileStore, GridFSStore, LocalStore, build_store, local_root
 
 FORMAT = "apiserver-backup"
@@ -102,9 +102,8 @@ def _now() -> str:
 
 
 def _client(uri: str, config: Config) -> pymongo.MongoClient:
-    timeout_ms = int(float(config["database.server_selection_timeout_sec"]) * 1000)
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, uuidRepresentation="standard",
-                               document_class=dict, tz_aware=False)
+    # no operation timeout: a restore's index builds or a big insert may take longer than a request may
+    return pymongo.MongoClient(uri, document_class=dict, **client_options(config))
 
 
 def _doc_count(raw: bytes | memoryview) -> int:

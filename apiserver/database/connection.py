@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import mongoengine
 from pymongo import monitoring
@@ -38,6 +39,13 @@ def join_or_start(config: Config) -> tuple[str, EmbeddedDatabase | None]:
     return embedded.ensure_running(), embedded
 
 
+def client_options(config: Config) -> dict[str, Any]:
+    """What every client of the server's database is opened with (the server's own adds its operation
+    timeouts)."""
+    return {"serverSelectionTimeoutMS": int(float(config["database.server_selection_timeout_sec"]) * 1000),
+            "uuidRepresentation": "standard", "tz_aware": False}
+
+
 class CommandTimer(monitoring.CommandListener):
     """Hands each database command's name and duration (seconds) to ``observe`` (the server's metrics)."""
 
@@ -68,14 +76,12 @@ def connect(config: Config, on_command: Callable[[str, float], None] | None = No
         uri = embedded.ensure_running()
         if not embedded.owner:
             embedded = None
-    timeout_ms = int(float(config["database.server_selection_timeout_sec"]) * 1000)
     operation_ms = int(float(config["database.operation_timeout_sec"]) * 1000)
     mongoengine.disconnect_all()
     client = mongoengine.connect(
-        db=config["database.name"], host=uri, alias="default",
-        serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=operation_ms, waitQueueTimeoutMS=operation_ms,
-        uuidRepresentation="standard", tz_aware=False,
-        event_listeners=[CommandTimer(on_command)] if on_command else [],
+        db=config["database.name"], host=uri, alias="default", socketTimeoutMS=operation_ms,
+        waitQueueTimeoutMS=operation_ms, event_listeners=[CommandTimer(on_command)] if on_command else [],
+        **client_options(config),
     )
     db = client[config["database.name"]]
     db.command("ping")
