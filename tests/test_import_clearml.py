@@ -240,3 +240,29 @@ def test_project_selection_takes_the_named_projects_those_below_and_those_above(
     assert selected_projects(projects, []) == projects
     with pytest.raises(SourceError, match="no project named 'nope'"):
         selected_projects(projects, ["a", "nope"])
+
+
+def _writer(api):
+    """A writer into the in-process app's company of ``api``, as the import builds one."""
+    from apiserver.bll.transfer.writer import TransferWriter
+    from apiserver.state import get_state
+
+    state = get_state()
+    user = api.call("users.get_current_user")["user"]
+    return TransferWriter(state.auth, state.projects, state.tasks, state.events, state.models, state.queues,
+                          state.files, user["company"]["id"], user["id"], "http://127.0.0.1:1/files", [],
+                          lambda url: iter(()))
+
+
+def test_a_project_id_another_company_holds_is_named_by_nothing_imported(api, other_api):
+    name = f"held-{uuid4().hex[:8]}"
+    held = other_api.call("projects.create", name=name, description="")["id"]
+    child, task = uuid4().hex, uuid4().hex
+    writer = _writer(api)
+    writer.put_projects([{"id": held, "name": name}, {"id": child, "name": f"{name}/c"}])
+    writer.put_task({"id": task, "name": "t", "type": "training", "status": "created", "project": held})
+    assert writer.tally["projects"].conflicts == 1
+    stored = writer.projects.store.find_one({"_id": child})
+    assert (stored["parent"], stored["path"]) == (None, [])  # not the other company's project
+    assert writer.tasks.store.find_one({"_id": task})["project"] is None
+    assert other_api.call("projects.get_by_id", project=held)["project"]["name"] == name  # untouched

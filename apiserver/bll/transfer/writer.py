@@ -130,7 +130,7 @@ class TransferWriter:
         self.fetch = fetch
         self.files_folder = files_folder.strip("/")  # copied files' folder here ("" keeps the source's paths)
         self.tally: dict[str, Tally] = defaultdict(Tally)
-        self.project_ids: dict[str, str] = {}  # source id -> id here (differs when merged by name)
+        self.project_ids: dict[str, str | None] = {}  # source id -> id here (merged by name; None: conflicted)
         self.queue_ids: dict[str, str] = {}
         self.problems: list[str] = []
 
@@ -183,17 +183,17 @@ class TransferWriter:
                 continue
             parent_name = name.rsplit("/", 1)[0] if "/" in name else None
             parent = by_name.get(parent_name) if parent_name else None
-            parent_id = self.project_ids.get(parent["id"], parent["id"]) if parent else None
+            parent_id = self.project_ids.get(parent["id"]) if parent else None  # its parent came first
             path = []
             if parent_id:
-                above = self.projects.store.find_one({"_id": parent_id}, {"path": 1}) or {}
+                above = self.projects.store.find_one({"_id": parent_id, "company": self.company}, {"path": 1}) or {}
                 path = [*above.get("path", []), parent_id]
             doc = self._stored("projects", {**project, "parent": parent_id, "path": path,
                                             "basename": name.rsplit("/", 1)[-1]})
             for key in ("stats", "sub_projects", "own_tasks", "own_models", "dataset_stats", "hidden"):
                 doc.pop(key, None)
-            if self._put("projects", self.projects.store, doc):
-                self.project_ids[project["id"]] = project["id"]
+            # an id another company holds here is named by nothing imported (no parent, task or model)
+            self.project_ids[project["id"]] = project["id"] if self._put("projects", self.projects.store, doc) else None
             progress.step()
 
     def project_of(self, source_id: Any) -> Any:
