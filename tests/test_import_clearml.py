@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
@@ -266,3 +267,32 @@ def test_a_project_id_another_company_holds_is_named_by_nothing_imported(api, ot
     assert (stored["parent"], stored["path"]) == (None, [])  # not the other company's project
     assert writer.tasks.store.find_one({"_id": task})["project"] is None
     assert other_api.call("projects.get_by_id", project=held)["project"]["name"] == name  # untouched
+
+
+def test_an_imported_queue_keeps_an_agents_dequeue_made_while_it_is_written(api):
+    name = f"busy-{uuid4().hex[:8]}"
+    queue = api.call("queues.create", name=name)["id"]
+    tasks = [api.call("tasks.create", name=f"t{i}", type="training")["id"] for i in range(2)]
+    for task in tasks:
+        api.call("tasks.enqueue", task=task, queue=queue)
+    writer = _writer(api)
+    store = writer.queues.store
+
+    class DequeueAfterRead:  # an agent takes the queue's first task just after the import read the queue
+        done = False
+
+        def find_one(self, flt, *args, **kwargs):
+            found = store.find_one(flt, *args, **kwargs)
+            if flt == {"_id": queue} and not self.done:
+                self.done = True
+                assert api.call("queues.get_next_task", queue=queue)["entry"]["task"] == tasks[0]
+            return found
+
+        def __getattr__(self, attr):
+            return getattr(store, attr)
+
+    writer.queues = SimpleNamespace(store=DequeueAfterRead(), entries=writer.queues.entries)
+    writer.put_queue({"id": queue, "name": name, "tags": ["from-source"], "entries": [{"task": tasks[0]}]})
+    got = api.call("queues.get_by_id", queue=queue)["queue"]
+    assert [e["task"] for e in got["entries"]] == [tasks[1]]  # the dequeued task is not put back
+    assert got["tags"] == ["from-source"] and writer.tally["queues"].updated == 1

@@ -143,18 +143,31 @@ class TransferWriter:
                 doc[name] = as_datetime(doc[name])
         return {"_id": record["id"], "company": self.company, **doc}
 
-    def _put(self, kind: str, store: Any, doc: dict[str, Any]) -> bool:
-        """Write ``doc`` under its id unless the same is stored; False when the id is another company's."""
+    def _put(self, kind: str, store: Any, doc: dict[str, Any], kept: tuple[str, ...] = ()) -> bool:
+        """Write ``doc`` under its id unless the same is stored; False when the id is another company's.
+        ``kept``: fields this server owns once the record is here, written only when it is new (one atomic
+        update, so what changes them meanwhile, e.g. an agent's dequeue, is not undone)."""
         current = store.find_one({"_id": doc["_id"]})
         tally = self.tally[kind]
         if current is not None and current.get("company") != self.company:
             tally.conflicts += 1
             self.problems.append(f"{kind[:-1]} {doc['_id']}: the id belongs to another company here; skipped")
             return False
-        if current == doc:
+        if kept:
+            theirs = {k: v for k, v in doc.items() if k not in kept}
+            if current is not None and {k: v for k, v in current.items() if k not in kept} == theirs:
+                tally.unchanged += 1
+                return True
+            gone = {k: "" for k in current or {} if k not in doc and k not in kept}
+            store.update_one({"_id": doc["_id"], "company": self.company},
+                             {"$set": {k: v for k, v in theirs.items() if k not in ("_id", "company")},
+                              "$setOnInsert": {k: doc[k] for k in kept if k in doc},
+                              **({"$unset": gone} if gone else {})}, upsert=True)
+        elif current == doc:
             tally.unchanged += 1
             return True
-        store.replace_one({"_id": doc["_id"], "company": self.company}, doc, upsert=True)
+        else:
+            store.replace_one({"_id": doc["_id"], "company": self.company}, doc, upsert=True)
         if current is None:
             tally.new += 1
         else:
@@ -244,15 +257,12 @@ class TransferWriter:
             self.queue_ids[queue["id"]] = same_name["_id"]
             self.tally["queues"].merged += 1
             return
-        current = self.queues.store.find_one({"_id": queue["id"]}, {"entries": 1, "last_update": 1}) or {}
         # its entries are this server's (put_entries adds the source's), and so is the time they last changed
-        record = {**queue, "entries": current.get("entries", []), "user": ref_id(queue.get("user")),
+        record = {**queue, "entries": [], "user": ref_id(queue.get("user")),
                   "metadata": metadata.stored(queue.get("metadata"))}
-        if current:
-            record["last_update"] = current.get("last_update")
         for key in ("workers", "entries_count"):
             record.pop(key, None)
-        if self._put("queues", self.queues.store, self._stored("queues", record)):
+        if self._put("queues", self.queues.store, self._stored("queues", record), kept=("entries", "last_update")):
             self.queue_ids[queue["id"]] = queue["id"]
 
     def put_entries(self, queue: dict[str, Any], imported_tasks: set[str]) -> None:
