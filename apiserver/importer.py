@@ -10,14 +10,11 @@ when no server runs (a server started meanwhile waits for it, as for a restart).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
 
 from apiserver.config import Config, load_config
-
-URI_ENV = "APISERVER__database__uri"
 
 
 def add_import_parser(commands: Any) -> None:
@@ -83,11 +80,11 @@ def run_import(config: Config, args: argparse.Namespace) -> int:
     from apiserver.database.connection import join_or_start
 
     try:  # the running server's database (the folder's embedded one, or database.uri), else one started here
-        os.environ[URI_ENV], embedded = join_or_start(config)
+        uri, embedded = join_or_start(config)
     except RuntimeError as exc:
         print(f"apiserver import: {exc}", file=sys.stderr)
         return 1
-    config = load_config()
+    config = load_config(overrides={"database.uri": uri})  # not through the environment: it holds a password
     started = time.monotonic()
     try:
         writer = _writer(config, args, source)
