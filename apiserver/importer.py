@@ -44,15 +44,15 @@ def add_import_parser(commands: Any) -> None:
 
 
 def _files_url(config: Config, given: str | None) -> str:
+    from apiserver.database.embedded import connectable, host_port
+
     if given:
         return given
-    urls = config.get("files.server_urls") or []
+    urls = config["files.server_urls"]
     if urls:
         return str(urls[0])
-    listen = config.get("apiserver.listen") or {}
-    host = listen.get("host", "127.0.0.1")
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{host}:{int(listen.get('port', 8008))}/files"
+    host = connectable(config["apiserver.listen.host"])
+    return f"http://{host_port(host, int(config['apiserver.listen.port']))}/files"
 
 
 def _source(args: argparse.Namespace) -> Any:

@@ -296,3 +296,16 @@ def test_an_imported_queue_keeps_an_agents_dequeue_made_while_it_is_written(api)
     got = api.call("queues.get_by_id", queue=queue)["queue"]
     assert [e["task"] for e in got["entries"]] == [tasks[1]]  # the dequeued task is not put back
     assert got["tags"] == ["from-source"] and writer.tally["queues"].updated == 1
+
+
+def test_copied_files_default_to_the_listen_address_written_as_a_url():
+    from apiserver.config import load_config
+    from apiserver.importer import _files_url
+
+    def files_url(host: str) -> str:
+        return _files_url(load_config(overrides={"apiserver.listen.host": host, "apiserver.listen.port": 8010,
+                                                 "files.server_urls": []}), None)
+
+    assert files_url("::1") == "http://[::1]:8010/files"
+    assert files_url("0.0.0.0") == files_url("::") == "http://127.0.0.1:8010/files"
+    assert files_url("10.1.2.3") == "http://10.1.2.3:8010/files"

@@ -44,6 +44,16 @@ LOOPBACK = "127.0.0.1"
 WILDCARDS = ("0.0.0.0", "::")
 
 
+def connectable(host: str) -> str:
+    """The address this machine's processes reach a listener on ``host`` at (a wildcard reads as loopback)."""
+    return LOOPBACK if host in WILDCARDS else host
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL names it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -99,14 +109,14 @@ class EmbeddedDatabase:
     @property
     def uri(self) -> str:
         """The URI this machine's processes connect with (a wildcard listen address reads as loopback)."""
-        return self.uri_for(LOOPBACK if self.host in WILDCARDS else self.host)
+        return self.uri_for(connectable(self.host))
 
     def uri_for(self, host: str) -> str:
         """The URI that reaches the database at ``host`` (another machine names this one)."""
-        where = f"[{host}]" if ":" in host else host
+        where = host_port(host, self.port)
         if self._password is None:
-            return f"mongodb://{where}:{self.port}/?{URI_OPTIONS}"
-        return f"mongodb://{DB_USER}:{self._password}@{where}:{self.port}/?{URI_OPTIONS}&authSource=admin"
+            return f"mongodb://{where}/?{URI_OPTIONS}"
+        return f"mongodb://{DB_USER}:{self._password}@{where}/?{URI_OPTIONS}&authSource=admin"
 
     @property
     def owner(self) -> bool:
@@ -162,8 +172,7 @@ class EmbeddedDatabase:
                 info = json.loads((self.data_dir / "embedded.json").read_text())
                 password = json.loads((self.data_dir / CREDENTIALS_FILE).read_text())["password"]
                 os.kill(int(info["pid"]), 0)  # a file left by an owner that died is not this owner's
-                host = LOOPBACK if info["host"] in WILDCARDS else info["host"]
-                with socket.create_connection((host, int(info["port"])), timeout=1):
+                with socket.create_connection((connectable(info["host"]), int(info["port"])), timeout=1):
                     pass
                 self.host, self.port, self._password = info["host"], int(info["port"]), password
                 return self.uri
@@ -211,7 +220,7 @@ class EmbeddedDatabase:
         finally:
             log_file.close()
         self.port = port
-        _wait_until_listening(LOOPBACK if host in WILDCARDS else host, port, self.process, self.start_timeout)
+        _wait_until_listening(connectable(host), port, self.process, self.start_timeout)
 
     def _open_host(self) -> str:
         """Where the database listens while it has no authentication: loopback, whatever the config says
