@@ -28,7 +28,7 @@ class ClearMLSource(HttpSource):
         """auth.login with the key pair; SourceError saying what is wrong (nothing is written before)."""
         url = f"{self.base_url}/auth.login"
         resp = self.request("POST", url, "the ClearML server", auth=(self.access_key, self.secret_key), json={})
-        body = _json(resp)
+        body = self.json_body(resp)
         if resp.status_code in (401, 403):
             raise SourceError(f"the ClearML server at {self.base_url} refused the access key {self.access_key!r} "
                               f"and its secret key: {_message(body) or resp.reason}")
@@ -54,7 +54,7 @@ class ClearMLSource(HttpSource):
     def call(self, endpoint: str, **data: Any) -> dict[str, Any]:
         url = f"{self.base_url}/{endpoint}"
         resp = self.request("POST", url, "the ClearML server", json=data)
-        body = _json(resp)
+        body = self.json_body(resp)
         if resp.status_code != 200 or body is None:
             raise SourceError(f"{endpoint} on {self.base_url} answered HTTP {resp.status_code}: "
                               f"{_message(body) or resp.reason}")
@@ -89,16 +89,7 @@ class ClearMLSource(HttpSource):
 
 
 def _event(event: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in event.items() if k not in ("_id", "id", "@timestamp", "company", "task")}
-    return out
-
-
-def _json(resp: Any) -> dict[str, Any] | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+    return {k: v for k, v in event.items() if k not in ("_id", "id", "@timestamp", "company", "task")}
 
 
 def _message(body: dict[str, Any] | None) -> str:

@@ -42,12 +42,9 @@ class MlflowSource(HttpSource):
         url = f"{self.base_url}/{API}/{endpoint}"
         kwargs = {"params": data} if method == "GET" else {"json": data}
         resp = self.request(method, url, "the MLflow server", **kwargs)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if resp.status_code != 200 or not isinstance(body, dict):
-            message = (body or {}).get("message") if isinstance(body, dict) else None
+        body = self.json_body(resp)
+        if resp.status_code != 200 or body is None:
+            message = (body or {}).get("message")
             raise SourceError(f"{url} is not an MLflow tracking server's API or failed (HTTP {resp.status_code})"
                               + (f": {message}" if message else ""))
         return body

@@ -44,6 +44,15 @@ class HttpSource:
         except requests.RequestException as exc:
             raise SourceError(f"{what} at {url}: {exc}") from None
 
+    @staticmethod
+    def json_body(resp: requests.Response) -> dict[str, Any] | None:
+        """The answer's JSON object; None when its body is not one (an HTML error page, a list)."""
+        try:
+            body = resp.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
     def fetch(self, url: str) -> Iterator[bytes]:
         """A file's bytes from the source, streamed."""
         resp = self.request("GET", url, "the source's file server", stream=True)
