@@ -83,20 +83,21 @@ def test_chart_keeps_each_blocks_minimum_and_maximum(admin, scalar_task):
 
 
 def test_raw_values_page_every_point_once(admin, scalar_task):
-    seen, scroll, totals = [], None, set()
-    while True:
+    seen, scroll, totals, sizes = [], None, set(), []
+    while True:  # batch_size only in the first call: the scroll keeps it (as ClearML)
         page = admin.call("events.scalar_metrics_iter_raw", task=scalar_task, metric={"metric": "loss"},
-                          batch_size=700, count_total=True, scroll_id=scroll)
+                          count_total=True, scroll_id=scroll, **({} if scroll else {"batch_size": 700}))
         totals.add(page["total"])
         if not page["returned"]:
             break
+        sizes.append(page["returned"])
         assert page["returned"] == sum(len(v["iter"]) for v in page["variants"].values())  # named by the key
         seen += [(variant, x, y) for variant, v in page["variants"].items() for x, y in zip(v["iter"], v["y"],
                                                                                            strict=True)]
         scroll = page["scroll_id"]
     expected = [("train", i, value_at(i)) for i in range(3000)] + [("val", i, float(i)) for i in range(2000)]
     assert seen == expected
-    assert totals == {5000}
+    assert totals == {5000} and sizes == [700] * 7 + [100]
     one = admin.call("events.scalar_metrics_iter_raw", task=scalar_task, batch_size=200000, key="timestamp",
                      metric={"metric": "loss", "variants": ["val"]})
     assert one["returned"] == 2000 and one["total"] is None and list(one["variants"]) == ["val"]
@@ -127,10 +128,15 @@ def test_metric_names_and_single_values(admin, scalar_task):
         {"metric": "Summary", "variants": ["accuracy"]}, {"metric": "loss", "variants": ["test", "train", "val"]},
         {"metric": "lr", "variants": ["lr"]}]
     single = admin.call("events.get_task_single_value_metrics", tasks=[scalar_task, other])["tasks"]
-    assert [(t["task"], [(v["metric"], v["variant"], v["value"]) for v in t["values"]]) for t in single] == [
-        (scalar_task, [("Summary", "accuracy", 0.93)]), (other, [])]
+    name = admin.call("tasks.get_by_id", task=scalar_task)["task"]["name"]
+    assert [(t["task"], t["task_name"], [(v["metric"], v["variant"], v["value"]) for v in t["values"]])
+            for t in single] == [(scalar_task, name, [("Summary", "accuracy", 0.93)])]  # other has none: left out
+    assert admin.call("events.get_task_single_value_metrics", tasks=[scalar_task],
+                      metrics=[{"metric": "Summary", "variants": ["other"]}])["tasks"] == []
+    assert len(admin.call("events.get_task_single_value_metrics", tasks=[scalar_task],
+                          metrics=[{"metric": "Summary"}])["tasks"]) == 1
     compare = admin.call("events.multi_task_scalar_metrics_iter_histogram", tasks=[scalar_task, other], samples=100,
-                         key="iter", metrics=[{"metric": "loss", "variants": ["test", "val"]}])
+                         key="iter", metrics=[{"metric": "loss", "variants": ["test", "val"]}])["metrics"]
     assert set(compare) == {"loss"} and set(compare["loss"]) == {"test", "val"}
     assert compare["loss"]["test"] == {other: {"name": "compare-with", "x": [3], "y": [2.0]}}
     assert list(compare["loss"]["val"]) == [scalar_task]

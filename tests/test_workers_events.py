@@ -153,8 +153,8 @@ def test_events_batch_metrics_and_logs(api, other_api):
         assert [ts for ts, _ in seen] == sorted(stamps, reverse=order == "desc")
 
     assert other_api.error("events.get_task_log", task=task).subcode == 101
-    reply = other_api.call("events.add", task=task, type="log", msg="intruder")
-    assert reply["added"] == 0 and reply["errors"] == 1
+    refused = other_api.error("events.add", task=task, type="log", msg="intruder")  # nothing added: 400/131
+    assert (refused.code, refused.subcode) == (400, 131) and f"invalid task id {task}" in refused.msg
     assert api.call("events.delete_for_task", task=task) == {"deleted": 50}
     assert api.call("events.get_task_log", task=task)["total"] == 0
 
@@ -168,8 +168,17 @@ def test_reset_clears_events(api):
 
 def test_bad_events_are_clear_400s(api):
     task = api.call("tasks.create", name="bad-events", type="training")["id"]
-    err = api.error("events.add", task=task, type="bogus")
-    assert err.code == 400 and err.meta["error_data"] == {"field": "type", "rule": "enum"}
+    err = api.error("events.add", task=task, type="bogus")  # as ClearML: counted, and nothing added is 400/131
+    assert (err.code, err.subcode) == (400, 131) and err.meta["error_data"] == {
+        "errors_info": {"unknown event type bogus": 1}}
+    err = api.error("events.add", type="log", msg="no task")
+    assert (err.code, err.subcode) == (400, 131)
+    assert err.meta["error_data"] == {"errors_info": {"event without a task": 1}}
+    status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(
+        [{"task": task, "type": "unknown type"}, {"task": task, "type": "log", "msg": "kept"}]),
+        headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"] == {"added": 1, "errors": 1,
+                                               "errors_info": {"unknown event type unknown type": 1}}
     status, reply, _ = api.request("POST", "/events.add_batch", raw='{"task": "x"}\n{broken',
                                    headers={"Content-Type": "application/json-lines"})
     assert status == 400 and reply["meta"]["result_subcode"] == 30

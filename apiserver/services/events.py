@@ -60,7 +60,7 @@ def scalar_metrics_iter_histogram(call: Call) -> dict:
 
 @endpoint("events.multi_task_scalar_metrics_iter_histogram")
 def multi_task_scalar_metrics_iter_histogram(call: Call) -> dict:
-    return _events().multi_task_histogram(call.company, call.data)
+    return {"metrics": _events().multi_task_histogram(call.company, call.data)}
 
 
 @endpoint("events.scalar_metrics_iter_raw")

@@ -25,7 +25,7 @@ from apiserver.bll.events.scrolls import decode_scroll
 from apiserver.bll.query import api_id
 from apiserver.bll.tasks.tasks import TaskMetrics
 from apiserver.config.settings import EventsSettings
-from apiserver.database.events.selection import Selection
+from apiserver.database.events.selection import Selection, selected
 from apiserver.database.events.stores import EventStores
 from apiserver.database.model.event import DEBUG_IMAGE, EVENT_TYPES, LOG, PLOT, SCALAR, VECTOR
 
@@ -57,6 +57,25 @@ def metric_selection(metrics: list[dict[str, Any]] | None) -> Selection | None:
         else:
             wanted[name] = set(wanted.get(name) or ()) | set(variants)
     return wanted
+
+
+def _event_type(event: dict[str, Any]) -> str:
+    """The event's type, spaces read as underscores (as ClearML's clients may send them)."""
+    return (event.get("type") or "").replace(" ", "_")
+
+
+def _event_problem(event: dict[str, Any]) -> str | None:
+    """Why an event cannot be stored, before its task is looked at (the key it is counted under in
+    errors_info); None when it may be."""
+    if not event.get("type"):
+        return "event without a type"
+    if _event_type(event) not in EVENT_TYPES:
+        return f"unknown event type {event['type']}"
+    if event.get("model_event") and _event_type(event) == LOG:
+        return "log events of models are not supported"
+    if not event.get("task"):
+        return "event without a task"
+    return None
 
 
 def _metrics_of(docs: list[dict[str, Any]]) -> TaskMetrics:
@@ -113,10 +132,12 @@ class EventBLL:
         by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
         errors_info: dict[str, int] = defaultdict(int)
         for event in events:
-            if event["type"] not in EVENT_TYPES:
-                errors_info[f"unknown event type {event['type']}"] += 1
+            problem = _event_problem(event)
+            if problem:
+                errors_info[problem] += 1
                 continue
             doc = {k: event[k] for k in EVENT_FIELDS if k in event and event[k] is not None}
+            doc["type"] = _event_type(event)
             doc["timestamp"] = int(event.get("timestamp") or now_ms)
             if doc["type"] == SCALAR and not isinstance(doc.get("value"), (int, float)):
                 errors_info["scalar event without a numeric value"] += 1
@@ -135,6 +156,8 @@ class EventBLL:
                 by_type[doc["type"]].append(doc)
             self.stores.add(company, by_type.pop(SCALAR, []), by_type.pop(LOG, []),
                             [d for docs in by_type.values() for d in docs])
+        if not stored:  # as ClearML: a call that adds nothing fails, saying why per kind of error
+            raise errors.bad_request.EventsNotAdded(error_data={"errors_info": dict(errors_info)}, **errors_info)
         return {"added": len(stored), "errors": sum(errors_info.values()), "errors_info": dict(errors_info)}
 
     # -- logs ---------------------------------------------------------------------------------
@@ -260,9 +283,10 @@ class EventBLL:
         metric = data["metric"]
         metrics = metric_selection([{"metric": metric.get("metric") or "", "variants": metric.get("variants")}])
         state = decode_scroll(data["scroll_id"], "points") if data.get("scroll_id") else {"pos": None}
+        # a page without batch_size is as long as the first one, which the scroll keeps (as ClearML)
+        size = int(data.get("batch_size") or state.get("size") or 10_000)
         series = self.scalars.raw_series(task, metrics)
-        points, nxt = ([], None) if state.get("done") else self.scalars.points(
-            series, state["pos"], int(data.get("batch_size") or 10_000))
+        points, nxt = ([], None) if state.get("done") else self.scalars.points(series, state["pos"], size)
         key = data.get("key") or "iter"
         variants: dict[str, dict[str, list]] = {}
         for doc, (it, ts, value) in points:  # each variant's x values under the key's name, as ClearML
@@ -270,7 +294,7 @@ class EventBLL:
             entry[key].append(it if key == "iter" else ts if key == "timestamp" else iso_time(ts))
             entry["y"].append(value)
         total = self.scalars.count(task, metrics) if data.get("count_total") else None
-        position = {"pos": nxt} if nxt is not None else {"done": True}
+        position = {"pos": nxt, "size": size} if nxt is not None else {"done": True}
         return {"variants": variants, "returned": len(points), "total": total, "scroll_id": scroll.encode(position)}
 
     def scalar_metric_data(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -298,10 +322,16 @@ class EventBLL:
         return self.tasks.readable(company, task, {"last_metrics": 1})
 
     def single_value_metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per task (with its name) its single values of the selected metrics; as ClearML, a task with none
+        is left out."""
+        selection = metric_selection(data.get("metrics"))
         out = []
         for task in dict.fromkeys(data["tasks"]):
-            self._readable(company, task, data.get("model_events", False))
-            out.append({"task": task, "values": self.scalars.single_values(task)})
+            name = self._readable(company, task, data.get("model_events", False)).get("name")
+            values = [v for v in self.scalars.single_values(task)
+                      if selection is None or selected(selection, v["metric"], v["variant"])]
+            if values:
+                out.append({"task": task, "task_name": name, "values": values})
         return out
 
     # -- metric names -------------------------------------------------------------------------

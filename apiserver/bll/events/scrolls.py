@@ -21,12 +21,18 @@ def _position_ok(pos: Any) -> bool:
         p is None or isinstance(p, str) or _small_int(p) for p in pos))
 
 
+def _points_ok(v: dict[str, Any]) -> bool:
+    """A raw points position: None or [series index, block or None, offset], and the page size it keeps."""
+    pos = v.get("pos", False)
+    size_ok = v.get("size") is None or _small_int(v["size"]) and 0 < v["size"] <= 200_000
+    return size_ok and (pos is None or isinstance(pos, list) and len(pos) == 3 and _small_int(pos[0]) and pos[0] >= 0
+                        and (pos[1] is None or _small_int(pos[1])) and _small_int(pos[2]) and pos[2] >= 0)
+
+
 _SCROLL_SHAPES: dict[str, Callable[[Any], bool]] = {
     # where a scroll position may point, per kind of scroll; anything else is not one of ours
     "events": lambda v: _small_int(v.get("p")) and v["p"] >= 0 and "pos" in v and _position_ok(v["pos"]),
-    "points": lambda v: v.get("done") is True or "pos" in v and v["pos"] is None or "pos" in v and (
-        isinstance(v["pos"], list) and len(v["pos"]) == 3 and _small_int(v["pos"][0]) and v["pos"][0] >= 0
-        and (v["pos"][1] is None or _small_int(v["pos"][1])) and _small_int(v["pos"][2]) and v["pos"][2] >= 0),
+    "points": lambda v: v.get("done") is True or _points_ok(v),
     "pages": lambda v: True,
     "sample": lambda v: isinstance(v.get("task"), str) and isinstance(v.get("metric"), str)
     and v.get("type") in (PLOT, DEBUG_IMAGE) and (v.get("iter") is None or _small_int(v["iter"]))

@@ -310,7 +310,11 @@ class TransferWriter:
         return added
 
     def _add_events(self, events: list[dict[str, Any]]) -> int:
-        result = self.events.add_events(self.identity, events)
+        try:
+            result = self.events.add_events(self.identity, events)
+        except errors.bad_request.EventsNotAdded as exc:  # none of them could be stored
+            self.problems.append(f"events of task {events[0]['task']}: {exc.error_data.get('errors_info')}")
+            return 0
         if result["errors"]:
             self.problems.append(f"events of task {events[0]['task']}: {result['errors_info']}")
         return result["added"]
