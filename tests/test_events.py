@@ -235,12 +235,18 @@ def test_debug_image_samples(admin):
     assert (first["min_iteration"], first["max_iteration"]) == (0, 10)
     earlier = admin.call("events.next_debug_image_sample", task=task, scroll_id=first["scroll_id"],
                          navigate_earlier=True, next_iteration=True)
-    assert earlier["event"]["url"] == "https://files.example/a_5.png"
-    beside = admin.call("events.next_debug_image_sample", task=task, scroll_id=earlier["scroll_id"],
+    assert earlier["event"]["url"] == "https://files.example/b_5.png"  # the previous iteration's last variant
+    beside = admin.call("events.next_debug_image_sample", task=task, scroll_id=earlier["scroll_id"])
+    assert beside["event"]["url"] == "https://files.example/a_5.png"
+    onward = admin.call("events.next_debug_image_sample", task=task, scroll_id=beside["scroll_id"],
                         navigate_earlier=False)
-    assert beside["event"]["url"] == "https://files.example/b_5.png"
-    assert admin.call("events.next_debug_image_sample", task=task, scroll_id=beside["scroll_id"],
-                      navigate_earlier=False)["event"] is None
+    assert onward["event"]["url"] == "https://files.example/b_5.png"
+    onward = admin.call("events.next_debug_image_sample", task=task, scroll_id=onward["scroll_id"],
+                        navigate_earlier=False)
+    assert onward["event"]["url"] == "https://files.example/a_10.png"  # the next iteration's first variant
+    last = admin.call("events.get_debug_image_sample", task=task, metric="samples", variant="b")
+    end = admin.call("events.next_debug_image_sample", task=task, scroll_id=last["scroll_id"], navigate_earlier=False)
+    assert end["event"] is None and end["scroll_id"] == last["scroll_id"]  # nothing there: the viewer stays
     at = admin.call("events.get_debug_image_sample", task=task, metric="samples", variant="b", iteration=4)
     assert at["event"]["url"] == "https://files.example/b_0.png"
     assert admin.call("events.get_task_metrics", tasks=[task], event_type="training_debug_image")["metrics"] == [
@@ -254,6 +260,29 @@ def test_debug_image_samples(admin):
                        scroll_id=foreign).subcode == 1104
     raw = admin.call("events.scalar_metrics_iter_raw", task=task, metric={"metric": "m"})["scroll_id"]
     assert admin.error("events.next_debug_image_sample", task=task, scroll_id=raw).subcode == 1104
+
+
+def test_plots_by_iteration_and_a_forged_scroll(admin, other_admin):
+    task = admin.call("tasks.create", name="plot-pages", type="training")["id"]
+    add_batch(admin, [{"task": task, "type": "plot", "metric": "m", "variant": v, "iter": it, "plot_str": f"{v}{it}"}
+                      for it in range(4) for v in ("a", "b")])
+    first = admin.call("events.plots", metrics=[{"task": task}], iters=3)
+    assert [(i["iter"], [e["plot_str"] for e in i["events"]]) for i in first["metrics"][0]["iterations"]] == [
+        (3, ["a3", "b3"]), (2, ["a2", "b2"]), (1, ["a1", "b1"])]
+    rest = admin.call("events.plots", metrics=[{"task": task}], iters=3, scroll_id=first["scroll_id"])
+    assert [i["iter"] for i in rest["metrics"][0]["iterations"]] == [0]
+    again = admin.call("events.plots", metrics=[{"task": task}], iters=2, scroll_id=rest["scroll_id"],
+                       navigate_earlier=False)
+    assert [i["iter"] for i in again["metrics"][0]["iterations"]] == [2, 1]  # newest first, after the range read
+    # the scroll_id is the client's to keep: a forged one naming a task the caller may not read reads nothing of it
+    forged = first["scroll_id"]
+    own = other_admin.call("tasks.create", name="mine", type="training")["id"]
+    assert other_admin.call("events.plots", metrics=[{"task": own}], scroll_id=forged)["metrics"] == [
+        {"task": own, "iterations": []}]
+    assert other_admin.error("events.plots", metrics=[{"task": task}], scroll_id=forged).subcode == 101
+    assert admin.error("events.plots", metrics=[{"task": task}], scroll_id="e30=").subcode == 1104  # {}: not ours
+    sample = admin.call("events.get_plot_sample", task=task, metric="m")["scroll_id"]
+    assert admin.error("events.plots", metrics=[{"task": task}], scroll_id=sample).subcode == 1104
 
 
 def test_another_companys_events_are_not_readable(admin, other_admin, scalar_task):
@@ -270,7 +299,8 @@ def test_another_companys_events_are_not_readable(admin, other_admin, scalar_tas
         ("events.get_task_single_value_metrics", {"tasks": [scalar_task]}),
         ("events.multi_task_scalar_metrics_iter_histogram", {"tasks": [scalar_task]}),
         ("events.get_multi_task_plots", {"tasks": [scalar_task]}),
-        ("events.debug_images", {"metrics": [one]}), ("events.clear_task_log", one), ("events.delete_for_task", one),
+        ("events.debug_images", {"metrics": [one]}), ("events.plots", {"metrics": [one]}),
+        ("events.clear_task_log", one), ("events.delete_for_task", one),
     ]:
         err = other_admin.error(name, **body)
         assert (err.status, err.subcode) == (400, 101), name

@@ -336,14 +336,19 @@ def test_debug_images_by_iteration_with_scroll(api):
     second = api.call("events.debug_images", metrics=[{"task": task, "metric": "m"}], iters=2,
                       scroll_id=first["scroll_id"])
     assert [i["iter"] for i in second["metrics"][0]["iterations"]] == [2, 1]
+    # a scroll keeps the metrics and variants it began with (as ClearML): asking for fewer changes nothing
     third = api.call("events.debug_images", metrics=[{"task": task, "metric": "m", "variants": ["b"]}], iters=5,
                      scroll_id=second["scroll_id"])
-    assert [(i["iter"], len(i["events"])) for i in third["metrics"][0]["iterations"]] == [(0, 1)]
+    assert [(i["iter"], len(i["events"])) for i in third["metrics"][0]["iterations"]] == [(0, 2)]
     done = api.call("events.debug_images", metrics=[{"task": task, "metric": "m"}], iters=2,
                     scroll_id=third["scroll_id"])
     assert done["metrics"][0]["iterations"] == []
     everything = api.call("events.debug_images", metrics=[{"task": task}], iters=1, navigate_earlier=False)
-    assert [i["iter"] for i in everything["metrics"][0]["iterations"]] == [0]
+    assert [i["iter"] for i in everything["metrics"][0]["iterations"]] == [9]  # a first call starts at the latest
+    oldest = api.call("events.debug_images", metrics=[{"task": task, "metric": "m", "variants": ["b"]}], iters=5,
+                      navigate_earlier=False, scroll_id=third["scroll_id"], refresh=True)
+    assert [(i["iter"], [e["variant"] for e in i["events"]]) for i in oldest["metrics"][0]["iterations"]] == [
+        (4, ["b"]), (3, ["b"]), (2, ["b"]), (1, ["b"]), (0, ["b"])]  # refreshed: the variants asked for now
 
 
 # -- the two stores behind one interface --------------------------------------------------------

@@ -125,7 +125,12 @@ def next_debug_image_sample(call: Call) -> dict:
 
 @endpoint("events.debug_images")
 def debug_images(call: Call) -> dict:
-    return _events().debug_images(call.company, call.data)
+    return _events().metric_events(call.company, call.data, DEBUG_IMAGE)
+
+
+@endpoint("events.plots")
+def plots(call: Call) -> dict:
+    return _events().metric_events(call.company, call.data, PLOT)
 
 
 @endpoint("events.delete_for_task")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from apiserver.apierrors import errors
 from apiserver.bll import scroll
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.events import samples
+from apiserver.bll.events import iterations, samples
 from apiserver.bll.events.scalars import histogram, iso_time
 from apiserver.bll.events.scrolls import decode_scroll
 from apiserver.bll.query import api_id
@@ -412,41 +412,18 @@ class EventBLL:
         self._readable(company, data["task"], data.get("model_events", False))
         return samples.next_sample(self.store, data, event_type)
 
-    # -- debug images -------------------------------------------------------------------------
+    # -- plots and debug images by iteration --------------------------------------------------
 
-    def debug_images(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Debug images of task metrics grouped by iteration, ``iters`` iterations per call.
-
-        The scroll id holds, per task and metric, the last iteration handed out, so the next call
-        continues from there (earlier iterations with navigate_earlier, the default); a call that
-        returns no iterations for a metric means it is exhausted. Within an iteration, the latest
-        image of each metric and variant is returned.
-        """
-        earlier = data.get("navigate_earlier", True)
-        iters = int(data.get("iters") or 10)
-        state = {} if data.get("refresh") or not data.get("scroll_id") else decode_scroll(data["scroll_id"], "images")
-        answer = []
-        for item in data["metrics"]:
-            task = item["task"]
-            self._readable(company, task, data.get("model_events", False))
-            key = f"{task}|{item.get('metric') or ''}"
-            flt: dict[str, Any] = {"task": task, "type": DEBUG_IMAGE,
-                                   "model_event": True if data.get("model_events") else {"$ne": True}}
-            if item.get("metric"):
-                flt["metric"] = item["metric"]
-            if item.get("variants"):
-                flt["variant"] = {"$in": item["variants"]}
-            if key in state:
-                flt["iter"] = {"$lt" if earlier else "$gt": state[key]}
-            chosen = self.store.iterations(flt, newest_first=earlier, limit=iters)
-            by_iter: dict[Any, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
-            if chosen:
-                for doc in self.store.at_iterations(flt, chosen):
-                    by_iter[doc.get("iter")][(doc.get("metric", ""), doc.get("variant", ""))] = api_id(doc)
-                state[key] = chosen[-1]
-            answer.append({"task": task, "iterations": [
-                {"iter": it, "events": [by_iter[it][k] for k in sorted(by_iter[it])]} for it in chosen]})
-        return {"metrics": answer, "scroll_id": scroll.encode(state)}
+    def metric_events(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
+        """events.plots and events.debug_images: per task, the next ``iters`` iterations of its plots or
+        debug images (``iterations.py``), every task checked readable first."""
+        tasks = iterations.requested_tasks(data["metrics"])
+        model_events = bool(data.get("model_events"))
+        for task in tasks:
+            self._readable(company, task, model_events)
+        return iterations.metric_events(self.store, tasks, event_type, int(data.get("iters") or 1),
+                                        data.get("navigate_earlier", True), bool(data.get("refresh")),
+                                        data.get("scroll_id"), model_events)
 
     # -- deletes ------------------------------------------------------------------------------
 

@@ -29,20 +29,43 @@ def _points_ok(v: dict[str, Any]) -> bool:
                         and (pos[1] is None or _small_int(pos[1])) and _small_int(pos[2]) and pos[2] >= 0)
 
 
+def _int_or_none(value: Any) -> bool:
+    return value is None or _small_int(value)
+
+
+def _iterations_ok(v: dict[str, Any]) -> bool:
+    """{tasks: {task: {m: {metric: {variant: iteration or null}}, lo, hi}}} (``iterations.py``)."""
+    tasks = v.get("tasks")
+    return isinstance(tasks, dict) and all(
+        isinstance(t, dict) and _int_or_none(t.get("lo")) and _int_or_none(t.get("hi")) and isinstance(t.get("m"), dict)
+        and all(isinstance(vs, dict) and all(isinstance(var, str) and _int_or_none(i) for var, i in vs.items())
+                for vs in t["m"].values())
+        for t in tasks.values())
+
+
+def _sample_ok(v: dict[str, Any]) -> bool:
+    """Where a viewer is and the iteration ranges it knows (``samples.py``)."""
+    ranges = v.get("ranges")
+    return (isinstance(v.get("task"), str) and isinstance(v.get("metric"), str) and v.get("type") in (PLOT, DEBUG_IMAGE)
+            and _int_or_none(v.get("iter")) and (v.get("variant") is None or isinstance(v["variant"], str))
+            and isinstance(v.get("nav"), bool) and isinstance(ranges, list)
+            and all(isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
+                    and (r[1] is None or isinstance(r[1], str)) and _small_int(r[2]) and _small_int(r[3])
+                    for r in ranges))
+
+
 _SCROLL_SHAPES: dict[str, Callable[[Any], bool]] = {
     # where a scroll position may point, per kind of scroll; anything else is not one of ours
     "events": lambda v: _small_int(v.get("p")) and v["p"] >= 0 and "pos" in v and _position_ok(v["pos"]),
     "points": lambda v: v.get("done") is True or _points_ok(v),
     "pages": lambda v: True,
-    "sample": lambda v: isinstance(v.get("task"), str) and isinstance(v.get("metric"), str)
-    and v.get("type") in (PLOT, DEBUG_IMAGE) and (v.get("iter") is None or _small_int(v["iter"]))
-    and (v.get("variant") is None or isinstance(v["variant"], str)),
-    "images": lambda v: all(isinstance(k, str) and _small_int(i) for k, i in v.items()),
+    "sample": _sample_ok,
+    "iterations": _iterations_ok,
 }
 
 
 def decode_scroll(scroll_id: str, kind: str) -> dict[str, Any]:
-    """The position of a ``kind`` read (events, points, pages, sample, images) a token holds."""
+    """The position of a ``kind`` read (events, points, pages, sample, iterations) a token holds."""
     value = scroll.decode(scroll_id)
     try:
         ok = isinstance(value, dict) and _SCROLL_SHAPES[kind](value)

@@ -84,27 +84,15 @@ class EventStore(Store):
                 slot[doc.get("iter")] = doc
         return latest
 
-    def nearest_iteration(self, flt: dict[str, Any], earlier: bool) -> list[dict[str, Any]]:
-        """The events matching ``flt`` at its latest iteration (``earlier``) or its first: per variant
-        the latest event, in variant order."""
-        docs = list(self.coll.find(flt, {"company": 0}))
-        if not docs:
-            return []
-        pick = max if earlier else min
-        it = pick(d.get("iter") or 0 for d in docs)
-        latest: dict[str, dict[str, Any]] = {}
-        for d in sorted((d for d in docs if (d.get("iter") or 0) == it), key=lambda d: (d["timestamp"], d["_id"])):
-            latest[d.get("variant", "")] = d
-        return [latest[v] for v in sorted(latest)]
+    def keys_of(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+        """Where each event matching ``flt`` sits: its _id, metric, variant, iter, timestamp and url (what
+        the viewers navigate by), without the rest of the event."""
+        return list(self.coll.find(flt, {"metric": 1, "variant": 1, "iter": 1, "timestamp": 1, "url": 1}))
 
-    def series_of(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
-        """The metric and variant of each event matching ``flt``."""
-        return list(self.coll.find(flt, {"metric": 1, "variant": 1}))
-
-    def iteration_range(self, flt: dict[str, Any]) -> tuple[int | None, int | None]:
-        """The first and the last iteration of the events matching ``flt`` (None, None: none match)."""
-        iters = [d.get("iter") or 0 for d in self.coll.find(flt, {"iter": 1})]
-        return min(iters, default=None), max(iters, default=None)
+    def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
+        """These events, in the order of ``ids``."""
+        found = {d["_id"]: d for d in self.coll.find({"_id": {"$in": ids}}, {"company": 0})}
+        return [found[i] for i in ids if i in found]
 
     def iterations(self, flt: dict[str, Any], newest_first: bool, limit: int) -> list[Any]:
         """The first ``limit`` distinct iterations of the events matching ``flt``, newest first or oldest first."""
