@@ -246,6 +246,26 @@ def test_update_tags_adds_and_removes(admin):
     assert admin.call("tasks.get_by_id", task=b)["task"]["tags"] == ["new"]
 
 
+def test_clients_before_2_3_keep_system_tags_in_tags(admin):
+    old = "2.2"
+    task = admin.call("tasks.create", _version=old, name=_name("legacy-tags"), type="training",
+                      tags=["annotator7", "development", "mine"])["id"]
+    stored = admin.call("tasks.get_by_id", task=task)["task"]  # a newer client sees them apart
+    assert (sorted(stored["tags"]), sorted(stored["system_tags"])) == (["mine"], ["annotator7", "development"])
+    assert admin.call("tasks.get_by_id", _version=old, task=task)["task"]["tags"] == [
+        "annotator7", "development", "mine"]
+    found = admin.call("tasks.get_all", _version=old, id=[task], tags=["-development"])["tasks"]
+    assert found == []  # a system tag filter too
+    admin.call("tasks.update", _version=old, task=task, tags=["mine"])
+    assert admin.call("tasks.get_by_id", _version=old, task=task)["task"]["tags"] == ["mine"]
+    both = admin.call("tasks.create", _version=old, name=_name("legacy-tags"), type="training", tags=["archived"],
+                      system_tags=["x"])["id"]  # system_tags given: tags are taken as they are
+    assert admin.call("tasks.get_by_id", task=both)["task"]["tags"] == ["archived"]
+    project = admin.call("projects.create", _version=old, name=_name("legacy-tags"), description="",
+                         tags=["public", "p"])["id"]
+    assert admin.call("projects.get_by_id", project=project)["project"]["system_tags"] == ["public"]
+
+
 def test_configuration_items_edit_list_and_delete(admin):
     task = _task(admin, configuration={"General": {"name": "General", "value": "a: 1", "type": "yaml"}})
     assert admin.call("tasks.edit_configuration", _version=V, task=task, replace_configuration=None, force=None,

@@ -23,6 +23,39 @@ DATASETS_FOLDER = ".datasets"
 REPORTS_FOLDER = ".reports"
 
 
+# Clients before API 2.3 knew no system_tags: they sent and read the system tags inside tags.
+SYSTEM_TAGS_IN_TAGS_BEFORE = (2, 3)
+# The tags such a client's tags hold that are system tags, per kind of object (each also as a "-tag"
+# filter), and the prefixes of a task's system tags.
+_LEGACY_SYSTEM_TAGS = {"task": ("active", ARCHIVED_TAG, "development"), "model": ("active", ARCHIVED_TAG),
+                       "project": (ARCHIVED_TAG, "public", "default")}
+_LEGACY_SYSTEM_PREFIXES = {"task": ("annotat",)}
+
+
+def split_legacy_tags(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An old client's request: its tags (values or a filter) split into tags and system_tags, unless it
+    sent system_tags too."""
+    tags = data.get("tags")
+    if not isinstance(tags, list) or data.get("system_tags"):
+        return data
+    names = {n for name in _LEGACY_SYSTEM_TAGS.get(kind, ()) for n in (name, f"-{name}")}
+    prefixes = _LEGACY_SYSTEM_PREFIXES.get(kind, ())
+    system = [t for t in tags if t in names or t.lower().lstrip("-").startswith(prefixes)]
+    return {**data, "tags": [t for t in tags if t not in system], "system_tags": system}
+
+
+def merge_legacy_tags(answer: Any) -> Any:
+    """An answer as an old client reads it: every object's system tags also in its tags (sorted)."""
+    if isinstance(answer, list):
+        return [merge_legacy_tags(item) for item in answer]
+    if not isinstance(answer, dict):
+        return answer
+    out = {k: merge_legacy_tags(v) if isinstance(v, (dict, list)) else v for k, v in answer.items()}
+    if out.get("system_tags"):
+        out["tags"] = sorted(set(out.get("tags") or ()) | set(out["system_tags"]))
+    return out
+
+
 def update_tags(coll: Any, company: str, ids: list[str], add: list[str] | None, remove: list[str] | None) -> int:
     """Add then remove user tags of the company's objects among ``ids``; how many were matched."""
     flt = {"_id": {"$in": ids}, "company": company}

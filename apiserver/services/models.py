@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apiserver.bll import query as q
 from apiserver.service_repo import Call, endpoint
+from apiserver.services._tags import legacy_tags
 from apiserver.state import get_state
 
 
@@ -12,6 +13,7 @@ def _models():
 
 
 @endpoint("models.get_by_id")
+@legacy_tags("model")
 def get_by_id(call: Call) -> dict:
     return {"model": _models().get_by_id(call.company, call.data["model"])}
 
@@ -24,6 +26,7 @@ def get_by_task_id(call: Call) -> dict:
 @endpoint("models.get_all")
 @endpoint("models.get_all_ex")
 @endpoint("models.get_by_id_ex")
+@legacy_tags("model")
 def get_all(call: Call) -> dict:
     models = _models().get_all(call.company, call.data, ex=call.endpoint.endswith("_ex"))
     return {"models": models, **q.scroll_answer(call.data, len(models))}
@@ -35,6 +38,7 @@ def get_frameworks(call: Call) -> dict:
 
 
 @endpoint("models.create")
+@legacy_tags("model")
 def create(call: Call) -> dict:
     return {"id": _models().create(call.identity, call.data), "created": True}
 
@@ -45,11 +49,13 @@ def update_for_task(call: Call) -> dict:
 
 
 @endpoint("models.edit")
+@legacy_tags("model")
 def edit(call: Call) -> dict:
     return _models().edit(call.identity, call.data)
 
 
 @endpoint("models.update")
+@legacy_tags("model")
 def update(call: Call) -> dict:
     return _models().update(call.identity, call.data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from apiserver.bll import query as q
 from apiserver.bll.projects import contents, parents
 from apiserver.service_repo import Call, endpoint
+from apiserver.services._tags import legacy_tags
 from apiserver.state import get_state
 
 
@@ -13,22 +14,26 @@ def _projects():
 
 
 @endpoint("projects.create")
+@legacy_tags("project")
 def create(call: Call) -> dict:
     return {"id": _projects().create(call.identity, call.data)}
 
 
 @endpoint("projects.get_by_id")
+@legacy_tags("project")
 def get_by_id(call: Call) -> dict:
     return {"project": _projects().get_by_id(call.company, call.data["project"])}
 
 
 @endpoint("projects.get_all")
+@legacy_tags("project")
 def get_all(call: Call) -> dict:
     projects = _projects().get_all(call.company, call.data)
     return {"projects": projects, **q.scroll_answer(call.data, len(projects))}
 
 
 @endpoint("projects.update")
+@legacy_tags("project")
 def update(call: Call) -> dict:
     fields = _projects().update(call.identity, call.data["project"], call.data)
     return {"updated": 1 if fields else 0, "fields": fields}
@@ -50,6 +55,7 @@ def get_user_names(call: Call) -> dict:
 
 
 @endpoint("projects.get_all_ex")  # statistics and nesting at every version, as ClearML (its 2.1 had include_stats)
+@legacy_tags("project")
 def get_all_ex(call: Call) -> dict:
     projects = _projects().get_all_ex(call.company, call.data)
     return {"projects": projects, **q.scroll_answer(call.data, len(projects))}

@@ -9,6 +9,7 @@ from apiserver.bll.batch import run_batch
 from apiserver.bll.tasks.fields import LEGACY_PARAMS_BEFORE, legacy_view
 from apiserver.schema.loader import parse_version
 from apiserver.service_repo import Call, endpoint
+from apiserver.services._tags import legacy_tags
 from apiserver.state import get_state
 
 
@@ -23,12 +24,14 @@ def _as_requested(call: Call, task: dict) -> dict:
 
 
 @endpoint("tasks.get_by_id")
+@legacy_tags("task")
 def get_by_id(call: Call) -> dict:
     return {"task": _as_requested(call, _tasks().get_by_id(call.company, call.data["task"]))}
 
 
 @endpoint("tasks.get_all")
 @endpoint("tasks.get_all_ex")
+@legacy_tags("task")
 def get_all(call: Call) -> dict:
     tasks = [_as_requested(call, t) for t in _tasks().get_all(call.company, call.data,
                                                                ex=call.endpoint.endswith("_ex"))]
@@ -41,6 +44,7 @@ def get_types(call: Call) -> dict:
 
 
 @endpoint("tasks.create")
+@legacy_tags("task")
 def create(call: Call) -> dict:
     return {"id": _tasks().create(call.identity, call.data)}
 
@@ -62,6 +66,7 @@ def clone(call: Call) -> dict:
 
 
 @endpoint("tasks.update")
+@legacy_tags("task")
 def update(call: Call) -> dict:
     return _tasks().update(call.identity, call.data)
 
@@ -72,6 +77,7 @@ def update_batch(call: Call) -> dict:
 
 
 @endpoint("tasks.edit")
+@legacy_tags("task")
 def edit(call: Call) -> dict:
     return _tasks().edit(call.identity, call.data)
 
