@@ -4,6 +4,7 @@ archive, move, publish and delete behave as ClearML's; another company never see
 
 from __future__ import annotations
 
+import json
 from uuid import uuid4
 
 # What the reports page and the dashboard send (read from the app's network log).
@@ -104,3 +105,32 @@ def test_report_endpoints_refuse_ordinary_tasks_and_other_companies(admin, other
     assert other_admin.error("reports.update", task=report, name="taken").subcode == 101
     assert other_admin.error("reports.delete", task=report, force=True).subcode == 101
     assert admin.call("tasks.get_by_id", task=report)["task"]["name"] == "private report"
+
+
+def test_task_data_embeds_only_the_parts_asked_for_of_the_callers_tasks(admin, other_admin):
+    task = admin.call("tasks.create", name="embedded", type="training")["id"]
+    events = [{"task": task, "type": kind, "iter": it, "metric": f"m{m}", "variant": "v", **extra}
+              for m in range(2) for it in (1, 2)
+              for kind, extra in (("training_debug_image", {"url": f"https://f.example/{m}_{it}.png"}),
+                                  ("plot", {"plot_str": "{}"}), ("training_stats_scalar", {"value": float(it)}))]
+    events.append({"task": task, "type": "training_stats_scalar", "iter": -(2**31), "metric": "best", "variant": "v",
+                   "value": 0.5})
+    status, reply, _ = admin.request("POST", "/events.add_batch", raw="\n".join(json.dumps(e) for e in events),
+                                     headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == len(events)
+    bare = admin.call("reports.get_task_data", id=[task], only_fields=["name"])
+    assert set(bare) == {"tasks"} and [t["id"] for t in bare["tasks"]] == [task]
+    full = admin.call("reports.get_task_data", id=[task], only_fields=["name"], debug_images={"metrics": []},
+                      plots={"metrics": [{"metric": "m1"}]}, scalar_metrics_iter_histogram={"key": "iter"},
+                      single_value_metrics={})
+    images = full["debug_images"]
+    assert [(d["task"], [i["iter"] for i in d["iterations"]]) for d in images] == [(task, [2])]
+    assert [e["metric"] for e in images[0]["iterations"][0]["events"]] == ["m0", "m1"]
+    assert list(full["plots"]) == ["m1"] and list(full["plots"]["m1"]["v"][task]) == ["2"]
+    assert full["scalar_metrics_iter_histogram"]["m0"]["v"][task]["x"] == [1, 2]
+    assert full["single_value_metrics"] == [{"task": task, "task_name": "embedded", "values": [
+        {"metric": "best", "variant": "v", "value": 0.5, "timestamp": full["single_value_metrics"][0]["values"][0][
+            "timestamp"]}]}]
+    # another company lists none of the caller's tasks, so it embeds nothing of them
+    theirs = other_admin.call("reports.get_task_data", id=[task], debug_images={}, single_value_metrics={})
+    assert theirs == {"tasks": [], "debug_images": [], "single_value_metrics": []}

@@ -412,6 +412,33 @@ class EventBLL:
         self._readable(company, data["task"], data.get("model_events", False))
         return samples.next_sample(self.store, data, event_type)
 
+    # -- what a report embeds ------------------------------------------------------------------
+
+    REPORT_PARTS = ("debug_images", "plots", "scalar_metrics_iter_histogram", "single_value_metrics")
+
+    def report_data(self, company: str, tasks: list[str], data: dict[str, Any]) -> dict[str, Any]:
+        """reports.get_task_data: of these tasks (or models, with model_events) each part the request asks
+        for (``REPORT_PARTS``), as the events endpoint of that part answers it."""
+        model_events = bool(data.get("model_events"))
+        out: dict[str, Any] = {}
+        if data.get("debug_images") is not None:
+            part = data["debug_images"]
+            wanted = iterations.requested_tasks([{"task": t, **m} for t in tasks for m in part.get("metrics") or [{}]])
+            for task in wanted:
+                self._readable(company, task, model_events)
+            out["debug_images"] = iterations.metric_events(self.store, wanted, DEBUG_IMAGE, int(part.get("iters") or 1),
+                                                           True, False, None, model_events)["metrics"]
+        if data.get("plots") is not None:
+            out["plots"] = self.multi_task_plots(company, {**data["plots"], "tasks": tasks,
+                                                           "model_events": model_events})["plots"]
+        if data.get("scalar_metrics_iter_histogram") is not None:
+            out["scalar_metrics_iter_histogram"] = self.multi_task_histogram(
+                company, {**data["scalar_metrics_iter_histogram"], "tasks": tasks, "model_events": model_events})
+        if data.get("single_value_metrics") is not None:
+            out["single_value_metrics"] = self.single_value_metrics(company, {"tasks": tasks,
+                                                                              "model_events": model_events})
+        return out
+
     # -- plots and debug images by iteration --------------------------------------------------
 
     def metric_events(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
