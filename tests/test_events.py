@@ -285,6 +285,32 @@ def test_plots_by_iteration_and_a_forged_scroll(admin, other_admin):
     assert admin.error("events.plots", metrics=[{"task": task}], scroll_id=sample).subcode == 1104
 
 
+def test_events_of_a_model(admin, other_admin):
+    model = admin.call("models.create", name="reported", uri="file:///m.bin")["id"]
+    task = admin.call("tasks.create", name="beside", type="training")["id"]
+    events = [{"task": model, "model_event": True, "type": "training_stats_scalar", "metric": "acc", "variant": "v",
+               "iter": it, "value": float(it)} for it in (1, 2)]
+    events += [{"task": model, "model_event": True, "type": "training_debug_image", "metric": "img", "variant": "v",
+                "iter": 2, "url": "https://f.example/m.png"},
+               {"task": model, "model_event": True, "type": "log", "msg": "a model keeps no log"},
+               {"task": task, "type": "log", "msg": "the task's"}]
+    status, reply, _ = admin.request("POST", "/events.add_batch", raw="\n".join(json.dumps(e) for e in events),
+                                     headers=JSON_LINES)
+    assert status == 200 and reply["data"] == {"added": 4, "errors": 1,
+                                               "errors_info": {"log events of models are not supported": 1}}
+    chart = admin.call("events.scalar_metrics_iter_histogram", task=model, model_events=True)
+    assert chart["acc"]["v"]["x"] == [1, 2] and chart["acc"]["v"]["y"] == [1.0, 2.0]
+    images = admin.call("events.debug_images", metrics=[{"task": model}], model_events=True)["metrics"]
+    assert [e["url"] for e in images[0]["iterations"][0]["events"]] == ["https://f.example/m.png"]
+    recorded = admin.call("models.get_by_id", model=model)["model"]
+    assert recorded["last_iteration"] == 2
+    assert [(m["metric"], m["value"]) for v in recorded["last_metrics"].values() for m in v.values()] == [("acc", 2.0)]
+    refused = other_admin.error("events.add", task=model, model_event=True, type="plot", plot_str="{}")
+    assert refused.subcode == 131 and f"invalid model id {model}" in refused.msg
+    refused = admin.error("events.add", task=task, model_event=True, type="plot", plot_str="{}")  # a task, not a model
+    assert refused.subcode == 131 and f"invalid model id {task}" in refused.msg
+
+
 def test_another_companys_events_are_not_readable(admin, other_admin, scalar_task):
     one = {"task": scalar_task}
     for name, body in [

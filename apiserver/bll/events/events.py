@@ -123,13 +123,14 @@ class EventBLL:
     # -- writes -------------------------------------------------------------------------------
 
     def add_events(self, identity: Identity, events: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store events of the caller's tasks; bad ones are counted in errors, the rest are stored.
+        """Store events of the caller's tasks (and models: events with model_event); bad ones are counted in
+        errors, the rest are stored.
 
         The tasks' metrics are recorded first: that write is also the check that the caller may change
         each task (``TaskBLL.record_metrics``), so an add call of one task costs the tasks one update and
         the events one insert (``EventStores.add``)."""
         now_ms = int(time.time() * 1000)
-        by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_task: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)  # (task or model, model_event)
         errors_info: dict[str, int] = defaultdict(int)
         for event in events:
             problem = _event_problem(event)
@@ -142,14 +143,13 @@ class EventBLL:
             if doc["type"] == SCALAR and not isinstance(doc.get("value"), (int, float)):
                 errors_info["scalar event without a numeric value"] += 1
                 continue
-            by_task[doc["task"]].append(doc)
+            by_task[(doc["task"], bool(doc.get("model_event")))].append(doc)
         company = identity.company
-        known = self.tasks.record_metrics(company, {task: _metrics_of(docs) for task, docs in by_task.items()}) \
-            if by_task else set()
-        stored = [d for task, docs in by_task.items() if task in known for d in docs]
-        for task, docs in by_task.items():
-            if task not in known:
-                errors_info[f"invalid task id {task}"] += len(docs)
+        known = self._record_metrics(company, by_task)
+        stored = [d for owner, docs in by_task.items() if owner in known for d in docs]
+        for (task, model_event), docs in by_task.items():
+            if (task, model_event) not in known:
+                errors_info[f"invalid {'model' if model_event else 'task'} id {task}"] += len(docs)
         if stored:
             by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for doc in stored:
@@ -159,6 +159,18 @@ class EventBLL:
         if not stored:  # as ClearML: a call that adds nothing fails, saying why per kind of error
             raise errors.bad_request.EventsNotAdded(error_data={"errors_info": dict(errors_info)}, **errors_info)
         return {"added": len(stored), "errors": sum(errors_info.values()), "errors_info": dict(errors_info)}
+
+    def _record_metrics(self, company: str, by_owner: dict[tuple[str, bool], list[dict[str, Any]]]
+                        ) -> set[tuple[str, bool]]:
+        """Record what the events say on their tasks, and on their models (events with model_event,
+        whose ``task`` is a model's id); returns the (id, model_event) pairs the caller may change."""
+        known: set[tuple[str, bool]] = set()
+        for model_event, recorder in ((False, self.tasks.record_metrics), (True, self.models.record_metrics)):
+            reports = {task: _metrics_of(docs) for (task, of_model), docs in by_owner.items()
+                       if of_model == model_event}
+            if reports:
+                known |= {(task, model_event) for task in recorder(company, reports)}
+        return known
 
     # -- logs ---------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.references import dereference, split_references
 from apiserver.bll.tasks import status as st
 from apiserver.bll.tasks.fields import unescape_key
-from apiserver.bll.tasks.tasks import TaskBLL
+from apiserver.bll.tasks.tasks import TaskBLL, TaskMetrics
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import date_fields, new_id, utcnow
 from apiserver.database.model.model import Model
@@ -83,6 +83,14 @@ class ModelBLL:
         """As ClearML, a public model is answered as one the caller cannot find (400/201)."""
         return access.writable(self.store, company, model_id, errors.bad_request.InvalidModelId, "models",
                                public_missing=True)
+
+    def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
+        """Events reported for models (model_event) recorded on them as a task's are on it
+        (``TaskBLL.record_metrics``: last_metrics, last_iteration, last_update); returns the models written,
+        those of the caller's company (a public model is not the caller's to report on)."""
+        return {model_id for model_id, report in reports.items()
+                if self.store.update_one({"_id": model_id, "company": company},
+                                         TaskBLL._metrics_update(report)).matched_count}
 
     def set_public(self, company: str, ids: list[str], public: bool) -> int:
         return access.set_public(self.store, company, ids, public, errors.bad_request.InvalidModelId)
