@@ -88,11 +88,23 @@ class TokenService:
                     self._verified.clear()
                 self._verified[token] = hit
         if self.still_valid is not None and now - hit[2] >= self.recheck_sec:
-            problem = self.still_valid(hit[0])
-            if problem:
-                self._verified.pop(token, None)
-                raise errors.unauthorized.TokenRevoked(problem)
-            hit[2] = now
+            # A token checked before is re-checked by one request: those arriving meanwhile go on with the
+            # last check. One never checked (or since forget_checks) is checked by every request.
+            with self._lock:
+                last = hit[2]
+                due = now - last >= self.recheck_sec
+                if due and last:
+                    hit[2] = now
+            if due:
+                try:
+                    problem = self.still_valid(hit[0])
+                except BaseException:
+                    hit[2] = last
+                    raise
+                if problem:
+                    self._verified.pop(token, None)
+                    raise errors.unauthorized.TokenRevoked(problem)
+                hit[2] = max(hit[2], now)
         return hit[0]
 
     def _decode(self, token: str) -> tuple[Identity, int]:
