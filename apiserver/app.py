@@ -172,6 +172,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     events = EventBLL(settings.events, tasks, models)
     tasks.on_reset.append(events.delete_for_task)
     tasks.on_delete.append(events.delete_for_task)
+    models.on_delete.append(events.delete_for_model)
     tasks.on_publish.append(models.ready_last_output)
     events.ensure_indexes()
     deletion = OwnedDeletion(tasks, models, events, files, projects)

@@ -285,7 +285,8 @@ def test_plots_by_iteration_and_a_forged_scroll(admin, other_admin):
     assert admin.error("events.plots", metrics=[{"task": task}], scroll_id=sample).subcode == 1104
 
 
-def test_events_of_a_model(admin, other_admin):
+def test_events_of_a_model(admin, other_admin, mongo_uri, db_name):
+    db = pymongo.MongoClient(mongo_uri)[db_name]
     model = admin.call("models.create", name="reported", uri="file:///m.bin")["id"]
     task = admin.call("tasks.create", name="beside", type="training")["id"]
     events = [{"task": model, "model_event": True, "type": "training_stats_scalar", "metric": "acc", "variant": "v",
@@ -309,6 +310,13 @@ def test_events_of_a_model(admin, other_admin):
     assert refused.subcode == 131 and f"invalid model id {model}" in refused.msg
     refused = admin.error("events.add", task=task, model_event=True, type="plot", plot_str="{}")  # a task, not a model
     assert refused.subcode == 131 and f"invalid model id {task}" in refused.msg
+    def kept() -> tuple[int, int]:  # the model's image events, and its scalars' documents (pending or folded)
+        return db.events.count_documents({"task": model}), db.event_scalar_pending.count_documents(
+            {"task": model}) + db.event_scalar_tasks.count_documents({"_id": model})
+
+    assert kept()[0] == 1 and kept()[1] >= 1
+    admin.call("models.delete", model=model)  # its events go with it
+    assert kept() == (0, 0)
 
 
 def test_another_companys_events_are_not_readable(admin, other_admin, scalar_task):

@@ -475,6 +475,13 @@ class EventBLL:
         self.tasks.writable(company, task)
         return self.delete_for_task(company, task)
 
+    def delete_for_model(self, company: str, model: str) -> list[str]:
+        """Every event reported for a deleted model (its hook, ``ModelBLL.on_delete``); the file URLs they
+        pointed at."""
+        urls = self.store.urls(company, model)
+        self.stores.delete_task(company, model)
+        return urls
+
     def delete_for_task(self, company: str, task: str) -> dict[str, int]:
         """Every event of a task (also the hook of task reset and delete, which checked the task)."""
         return {"deleted": self.stores.delete_task(company, task)}

@@ -7,6 +7,7 @@ its company. Other companies' model ids look missing (400/201), as for tasks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from apiserver.apierrors import errors
@@ -69,6 +70,9 @@ class ModelBLL:
         self.tasks = tasks
         self.projects = projects
         self.files = files
+        # Other domains (events) register what they keep of a model: each hook gets (company, model id)
+        # when the model is deleted, deletes that, and returns the file URLs it pointed at.
+        self.on_delete: list[Callable[[str, str], list[str]]] = []
 
     @property
     def store(self):
@@ -331,9 +335,15 @@ class ModelBLL:
                                                                  task=model["task"])
         deleted = self.store.delete_one({"_id": model["_id"], "company": identity.company}).deleted_count
         self.tasks.unlink_model(identity.company, model["_id"])
+        urls = self._delete_kept(identity.company, model["_id"]) if deleted else []
         if deleted and delete_files:
             self.delete_files(identity.company, [model], host)
+            self.files.schedule_deletion(identity.company, urls, host, f"model {model['_id']}")
         return {"deleted": bool(deleted), "url": model.get("uri")}
+
+    def _delete_kept(self, company: str, model_id: str) -> list[str]:
+        """What other domains keep of a deleted model (``on_delete``); the file URLs it pointed at."""
+        return [url for hook in self.on_delete for url in hook(company, model_id)]
 
     def delete_many(self, identity: Identity, ids: list[str], force: bool, host: str | None) -> dict[str, Any]:
         return run_batch(ids, lambda model_id: self.delete(identity, model_id, force, host))
@@ -359,8 +369,11 @@ class ModelBLL:
     def delete_records(self, company: str, ids: list[str]) -> int:
         if not ids:
             return 0
+        urls = []
         for model_id in ids:
             self.tasks.unlink_model(company, model_id)
+            urls += self._delete_kept(company, model_id)
+        self.files.schedule_deletion(company, urls, None, f"models {', '.join(ids)[:200]}")
         return self.store.delete_many({"_id": {"$in": ids}, "company": company}).deleted_count
 
     # -- models in projects, for project deletion and merging -------------------------------------
