@@ -9,8 +9,6 @@ missing task.
 
 from __future__ import annotations
 
-import json
-import string
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from apiserver.apierrors import errors
 from apiserver.bll import scroll
 from apiserver.bll.auth.identity import Identity
-from apiserver.bll.events import iterations, samples
+from apiserver.bll.events import iterations, logtext, samples
 from apiserver.bll.events.scalars import histogram, iso_time
 from apiserver.bll.events.scrolls import decode_scroll
+from apiserver.bll.events.selections import metric_selection, requested_tasks
 from apiserver.bll.query import api_id
 from apiserver.bll.tasks.tasks import TaskMetrics
 from apiserver.config.settings import EventsSettings
@@ -33,30 +32,11 @@ if TYPE_CHECKING:
     from apiserver.bll.models.models import ModelBLL
     from apiserver.bll.tasks.tasks import TaskBLL
 
-__all__ = ["DEBUG_IMAGE", "EVENT_TYPES", "LOG", "PLOT", "SCALAR", "VECTOR", "EventBLL", "metric_selection"]
+__all__ = ["DEBUG_IMAGE", "EVENT_TYPES", "LOG", "PLOT", "SCALAR", "VECTOR", "EventBLL"]
 OTHER_TYPES = [VECTOR, DEBUG_IMAGE, PLOT]  # few per task: one document per event
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
                 "worker", "url", "key", "plot_str", "model_event", "skip_validation")
-_LINE_FIELDS = {"asctime", "worker", "level", "msg", "timestamp", "iter"}
-
-
-def metric_selection(metrics: list[dict[str, Any]] | None) -> Selection | None:
-    """The series ClearML's [{metric, variants}] (or plain metric names) ask for; None: every series."""
-    if not metrics:
-        return None
-    wanted: Selection = {}
-    for item in metrics:
-        if isinstance(item, str):
-            wanted[item] = None
-            continue
-        name = item.get("metric") or ""
-        variants = item.get("variants")
-        if not variants or wanted.get(name, set()) is None:
-            wanted[name] = None
-        else:
-            wanted[name] = set(wanted.get(name) or ()) | set(variants)
-    return wanted
 
 
 def _event_type(event: dict[str, Any]) -> str:
@@ -88,19 +68,6 @@ def _metrics_of(docs: list[dict[str, Any]]) -> TaskMetrics:
         if doc["type"] == SCALAR:
             report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]))
     return report
-
-
-def _check_line_format(line_format: str) -> None:
-    """Only the plain line fields: no attribute or index lookups, conversions or nested fields."""
-    try:
-        parts = list(string.Formatter().parse(line_format))
-    except ValueError:
-        parts = None
-    if parts is None or any(name is not None and (name not in _LINE_FIELDS or conv or "{" in (spec or ""))
-                            for _text, name, spec, conv in parts):
-        raise errors.bad_request.ValidationError(
-            f"field 'line_format': use only the fields {{{'}, {'.join(sorted(_LINE_FIELDS))}}} (rule: lineFormat)",
-            error_data={"field": "line_format", "rule": "lineFormat"})
 
 
 class EventBLL:
@@ -190,18 +157,9 @@ class EventBLL:
         """The whole log as text lines (``line_format`` fields) or JSON lines, oldest first."""
         task = data["task"]
         self._readable(company, task)
-        as_json = data.get("line_type") == "json"
-        line_format = data.get("line_format") or "{asctime} {worker} {level} {msg}"
-        _check_line_format(line_format)
-        for line in self.logs.all_lines(task):
-            if as_json:
-                yield json.dumps(line) + "\n"
-                continue
-            fields = {"asctime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(line["timestamp"] / 1000)),
-                      "worker": line.get("worker", ""), "level": line.get("level", ""), "msg": line.get("msg", ""),
-                      "timestamp": line["timestamp"], "iter": line.get("iter", "")}
-            text = line_format.format(**fields)
-            yield text if text.endswith("\n") else text + "\n"
+        line_format = data.get("line_format") or logtext.DEFAULT_FORMAT
+        logtext.check_line_format(line_format)
+        return logtext.log_text(self.logs.all_lines(task), data.get("line_type") == "json", line_format)
 
     def clear_task_log(self, company: str, task: str, threshold_sec: int | None) -> dict[str, int]:
         self.tasks.writable(company, task)
@@ -435,7 +393,7 @@ class EventBLL:
         out: dict[str, Any] = {}
         if data.get("debug_images") is not None:
             part = data["debug_images"]
-            wanted = iterations.requested_tasks([{"task": t, **m} for t in tasks for m in part.get("metrics") or [{}]])
+            wanted = requested_tasks([{"task": t, **m} for t in tasks for m in part.get("metrics") or [{}]])
             for task in wanted:
                 self._readable(company, task, model_events)
             out["debug_images"] = iterations.metric_events(self.store, wanted, DEBUG_IMAGE, int(part.get("iters") or 1),
@@ -456,7 +414,7 @@ class EventBLL:
     def metric_events(self, company: str, data: dict[str, Any], event_type: str) -> dict[str, Any]:
         """events.plots and events.debug_images: per task, the next ``iters`` iterations of its plots or
         debug images (``iterations.py``), every task checked readable first."""
-        tasks = iterations.requested_tasks(data["metrics"])
+        tasks = requested_tasks(data["metrics"])
         model_events = bool(data.get("model_events"))
         for task in tasks:
             self._readable(company, task, model_events)

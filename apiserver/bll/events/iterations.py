@@ -26,25 +26,6 @@ from apiserver.database.model.event import DEBUG_IMAGE
 MetricStates = dict[str, dict[str, int | None]]
 
 
-def requested_tasks(items: list[dict[str, Any]]) -> dict[str, Selection | None]:
-    """The request's [{task, metric, variants}] as {task: its selected metrics and variants (None: all)}."""
-    tasks: dict[str, Selection | None] = {}
-    for item in items:
-        task = item["task"]
-        if item.get("metric") is None:  # every metric of the task
-            tasks[task] = None
-            continue
-        if task in tasks and tasks[task] is None:
-            continue
-        wanted = tasks.setdefault(task, {})
-        variants = item.get("variants")
-        if not variants or wanted.get(item["metric"], set()) is None:
-            wanted[item["metric"]] = None
-        else:
-            wanted[item["metric"]] = set(wanted.get(item["metric"]) or ()) | set(variants)
-    return tasks
-
-
 def event_filter(task: str, event_type: str, model_events: bool) -> dict[str, Any]:
     """The events of one type of a task (or of a model, with ``model_events``); debug images only with a
     file (url)."""
