@@ -262,6 +262,22 @@ def test_debug_image_samples(admin):
     assert admin.error("events.next_debug_image_sample", task=task, scroll_id=raw).subcode == 1104
 
 
+def test_debug_images_whose_file_names_are_reused(admin):
+    """A client keeping the last 3 images reuses 3 file names: only the iterations since the latest
+    image's file was written before still show their own picture, in pages and in the viewer."""
+    task = admin.call("tasks.create", name="reused", type="training")["id"]
+    add_batch(admin, [{"task": task, "type": "training_debug_image", "metric": "m", "variant": "v", "iter": it,
+                       "url": f"https://f.example/v_{it % 3}.png"} for it in range(8)])
+    pages = admin.call("events.debug_images", metrics=[{"task": task}], iters=10)["metrics"][0]["iterations"]
+    assert [i["iter"] for i in pages] == [7, 6, 5]
+    sample = admin.call("events.get_debug_image_sample", task=task, metric="m", variant="v", iteration=2)
+    assert (sample["min_iteration"], sample["max_iteration"], sample["event"]) == (5, 7, None)
+    back = admin.call("events.next_debug_image_sample", task=task, next_iteration=True,
+                      scroll_id=admin.call("events.get_debug_image_sample", task=task, metric="m",
+                                           variant="v", iteration=5)["scroll_id"])
+    assert back["event"] is None  # nothing valid before 5
+
+
 def test_plots_by_iteration_and_a_forged_scroll(admin, other_admin):
     task = admin.call("tasks.create", name="plot-pages", type="training")["id"]
     add_batch(admin, [{"task": task, "type": "plot", "metric": "m", "variant": v, "iter": it, "plot_str": f"{v}{it}"}
