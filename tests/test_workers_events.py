@@ -182,3 +182,38 @@ def test_bad_events_are_clear_400s(api):
     status, reply, _ = api.request("POST", "/events.add_batch", raw='{"task": "x"}\n{broken',
                                    headers={"Content-Type": "application/json-lines"})
     assert status == 400 and reply["meta"]["result_subcode"] == 30
+
+
+def test_last_metrics_keep_extremes_first_and_mean_across_concurrent_batches(api):
+    """ClearML's last_metrics fields: the lowest and highest value with the iteration they were first
+    reached at, the value at the lowest iteration, the count and the mean; batches of one task posted
+    at once all count (the write uses $min/$max/$inc, not a read-modify-write)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = api.call("tasks.create", name="extremes", type="training")["id"]
+    now = int(time.time() * 1000)
+    # iterations 0..159 in 8 batches of 20; values: a valley of -5 at 37 and again at 90 (a tie: the
+    # earlier iteration stays), a peak of 100 at 151, everything else 1..9; iteration 0 holds 3
+    values = {i: float(1 + i % 9) for i in range(160)}
+    values.update({0: 3.0, 37: -5.0, 90: -5.0, 151: 100.0})
+    batches = [[{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "total", "iter": i,
+                 "value": values[i], "timestamp": now + i} for i in range(start, start + 20)]
+               for start in range(0, 160, 20)]
+
+    def post(batch):
+        status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(batch),
+                                       headers={"Content-Type": "application/json-lines"})
+        return status, reply["data"].get("added")
+
+    with ThreadPoolExecutor(7) as pool:  # the first seven at once, the newest iterations after them
+        assert list(pool.map(post, batches[:7])) == [(200, 20)] * 7
+    assert post(batches[7]) == (200, 20)
+    doc = api.call("tasks.get_by_id", task=task)["task"]
+    (series,), = [list(v.values()) for v in doc["last_metrics"].values()]
+    assert (series["metric"], series["variant"]) == ("loss", "total")
+    assert series["count"] == 160 and series["mean_value"] == sum(values.values()) / 160
+    assert (series["min_value"], series["min_value_iteration"]) == (-5.0, 37)
+    assert (series["max_value"], series["max_value_iteration"]) == (100.0, 151)
+    assert (series["first_value"], series["first_value_iteration"]) == (3.0, 0)
+    assert series["value"] == values[159] and doc["last_iteration"] == 159  # the newest batch's latest point
+    assert not {"min_at", "max_at", "first_at", "total"} & set(series)  # the stored pairs stay inside

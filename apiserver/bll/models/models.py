@@ -19,7 +19,8 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.references import dereference, split_references
 from apiserver.bll.tasks import status as st
-from apiserver.bll.tasks.fields import unescape_key
+from apiserver.bll.tasks.base import record_metrics
+from apiserver.bll.tasks.fields import last_metrics_to_api, unescape_key
 from apiserver.bll.tasks.tasks import TaskBLL, TaskMetrics
 from apiserver.database.model.auth import Company, User
 from apiserver.database.model.base import date_fields, new_id, utcnow
@@ -42,6 +43,8 @@ SELECTIVITY = ("_id", "task", "uri", "project", "name", "user", "tags", "system_
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     out = q.api_id(doc)
     out.pop("company_origin", None)
+    if isinstance(out.get("last_metrics"), dict):
+        out["last_metrics"] = last_metrics_to_api(out["last_metrics"])
     return metadata.shown(out)
 
 
@@ -92,9 +95,7 @@ class ModelBLL:
         """Events reported for models (model_event) recorded on them as a task's are on it
         (``TaskBLL.record_metrics``: last_metrics, last_iteration, last_update); returns the models written,
         those of the caller's company (a public model is not the caller's to report on)."""
-        return {model_id for model_id, report in reports.items()
-                if self.store.update_one({"_id": model_id, "company": company},
-                                         TaskBLL._metrics_update(report)).matched_count}
+        return record_metrics(self.store, company, reports)
 
     def set_public(self, company: str, ids: list[str], public: bool) -> int:
         return access.set_public(self.store, company, ids, public, errors.bad_request.InvalidModelId)

@@ -32,18 +32,99 @@ EVENTS_EXPIRED = "events_expired"  # when retention deleted the task's events (O
 
 
 @dataclasses.dataclass
+class ScalarSummary:
+    """What one add call's points of one series say, as ClearML keeps it in ``last_metrics``: the latest
+    point's value (by iteration, then timestamp), the lowest and highest value with their first
+    iteration, the value at the lowest iteration, and the count and sum of the values."""
+    value: float
+    last: tuple[int, int]
+    low: tuple[float, int]
+    high: tuple[float, int]
+    first: tuple[int, float]
+    count: int = 1
+    total: float = 0.0
+    x_axis_label: str | None = None
+
+    @classmethod
+    def of(cls, value: float, iteration: int, timestamp: int, x_axis_label: str | None) -> ScalarSummary:
+        return cls(value, (iteration, timestamp), (value, iteration), (value, iteration), (iteration, value),
+                   1, value, x_axis_label)
+
+    def add(self, value: float, iteration: int, timestamp: int, x_axis_label: str | None) -> None:
+        if (iteration, timestamp) >= self.last:
+            self.value, self.last = value, (iteration, timestamp)
+            self.x_axis_label = x_axis_label if x_axis_label is not None else self.x_axis_label
+        if value < self.low[0]:
+            self.low = (value, iteration)
+        if value > self.high[0]:
+            self.high = (value, iteration)
+        if iteration < self.first[0]:
+            self.first = (iteration, value)
+        self.count += 1
+        self.total += value
+
+
+@dataclasses.dataclass
 class TaskMetrics:
     """What a batch of events says about one task: its highest iteration, and per (metric, variant)
-    of its scalars the last, lowest and highest value."""
+    of its scalars a ``ScalarSummary``."""
     last_iteration: int | None = None
-    scalars: dict[tuple[str, str], tuple[float, float, float]] = dataclasses.field(default_factory=dict)
+    scalars: dict[tuple[str, str], ScalarSummary] = dataclasses.field(default_factory=dict)
 
     def add_iteration(self, iteration: int) -> None:
         self.last_iteration = iteration if self.last_iteration is None else max(self.last_iteration, iteration)
 
-    def add_scalar(self, metric: str, variant: str, value: float) -> None:
-        _, low, high = self.scalars.get((metric, variant), (value, value, value))
-        self.scalars[(metric, variant)] = (value, min(low, value), max(high, value))
+    def add_scalar(self, metric: str, variant: str, value: float, iteration: int = 0, timestamp: int = 0,
+                   x_axis_label: str | None = None) -> None:
+        summary = self.scalars.get((metric, variant))
+        if summary is None:
+            self.scalars[(metric, variant)] = ScalarSummary.of(value, iteration, timestamp, x_axis_label)
+        else:
+            summary.add(value, iteration, timestamp, x_axis_label)
+
+
+def metrics_update(report: TaskMetrics) -> dict[str, Any]:
+    """The update that records a report, with operators only (no read first), so that two reports of
+    the same task written at once both count. A series' lowest and highest value and its first value are
+    also kept with their iteration as pairs (``min_at``, ``max_at``, ``first_at``) that ``$min``/``$max``
+    compare value first (iteration first for ``first_at``); ``fields.last_metrics_to_api`` shows them as
+    ClearML's fields."""
+    sets: dict[str, Any] = {"last_update": utcnow()}
+    mins: dict[str, Any] = {}
+    maxes: dict[str, Any] = {}
+    incs: dict[str, Any] = {}
+    if report.last_iteration is not None:
+        maxes["last_iteration"] = report.last_iteration
+    for (metric, variant), summary in report.scalars.items():
+        path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
+        sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": summary.value})
+        if summary.x_axis_label is not None:
+            sets[f"{path}.x_axis_label"] = summary.x_axis_label
+        mins[f"{path}.min_value"] = summary.low[0]
+        maxes[f"{path}.max_value"] = summary.high[0]
+        mins[f"{path}.min_at"] = list(summary.low)  # ties: the earlier iteration
+        maxes[f"{path}.max_at"] = [summary.high[0], -summary.high[1]]  # ties: the earlier iteration
+        mins[f"{path}.first_at"] = list(summary.first)
+        incs.update({f"{path}.count": summary.count, f"{path}.total": summary.total})
+    update: dict[str, Any] = {"$set": sets, "$unset": {EVENTS_EXPIRED: ""}}  # new events expire anew
+    for op, fields in (("$min", mins), ("$max", maxes), ("$inc", incs)):
+        if fields:
+            update[op] = fields
+    return update
+
+
+def record_metrics(store: Any, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
+    """Fold a batch of events into ``last_metrics`` (``metrics_update``), ``last_iteration`` (the highest)
+    and ``last_update`` of the caller's records in ``store`` (tasks, or models for model events); one
+    write per record. Returns the ids written: those the caller may change (``access.writable_ids``),
+    the others are left alone.
+
+    The check is a read by ids and each write filters on ``_id`` alone: SecantusDB serves a filter of
+    ``_id`` alone as a point lookup, but plans ``_id`` with ``company`` by walking its catalog of the
+    collection's indexes (16 on tasks): about a third of this write's cost."""
+    known = access.writable_ids(store, company, list(reports))
+    store.update_each(({"_id": record_id}, metrics_update(reports[record_id])) for record_id in known)
+    return known
 
 
 # Other domains (events) register what they must do when a task is reset or deleted; each hook
@@ -133,36 +214,9 @@ class TaskBase:
         return (doc or {}).get("project")
 
     def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
-        """Fold a batch of events into the caller's tasks' ``last_metrics`` (last, min and max value per
-        metric and variant), ``last_iteration`` (the highest) and ``last_update``; one write per task.
-        Returns the tasks written: those the caller may change (``writable_ids``), the others are left
-        alone.
-
-        The check is a read by ids and each write filters on ``_id`` alone: SecantusDB serves a filter of
-        ``_id`` alone as a point lookup, but plans ``_id`` with ``company`` by walking its catalog of the
-        collection's indexes (16 on tasks): about a third of this write's cost."""
-        known = self.writable_ids(company, list(reports))
-        self.store.update_each(({"_id": task_id}, self._metrics_update(reports[task_id])) for task_id in known)
-        return known
-
-    @staticmethod
-    def _metrics_update(report: TaskMetrics) -> dict[str, Any]:
-        sets: dict[str, Any] = {"last_update": utcnow()}
-        mins: dict[str, float] = {}
-        maxes: dict[str, Any] = {}
-        if report.last_iteration is not None:
-            maxes["last_iteration"] = report.last_iteration
-        for (metric, variant), (last, low, high) in report.scalars.items():
-            path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
-            sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": last})
-            mins[f"{path}.min_value"] = low
-            maxes[f"{path}.max_value"] = high
-        update: dict[str, Any] = {"$set": sets, "$unset": {EVENTS_EXPIRED: ""}}  # new events expire anew
-        if mins:
-            update["$min"] = mins
-        if maxes:
-            update["$max"] = maxes
-        return update
+        """Fold a batch of events into the caller's tasks' ``last_metrics``, ``last_iteration`` and
+        ``last_update`` (``record_metrics``); returns the tasks written."""
+        return record_metrics(self.store, company, reports)
 
     def events_expiring(self, cutoff: datetime, projects: list[str], in_projects: bool, limit: int
                         ) -> list[dict[str, Any]]:

@@ -53,10 +53,36 @@ def to_storage(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def last_metrics_to_api(last_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Stored ``last_metrics`` (of a task or a model) as ClearML shows them: the pairs that
+    ``base.metrics_update`` keeps for atomic ``$min``/``$max`` become ``min_value_iteration``,
+    ``max_value_iteration``, ``first_value`` and ``first_value_iteration``, the sum ``mean_value``."""
+    return {metric: {variant: _series_to_api(series) for variant, series in variants.items()}
+            if isinstance(variants, dict) else variants for metric, variants in last_metrics.items()}
+
+
+def _series_to_api(series: Any) -> Any:
+    if not isinstance(series, dict):
+        return series
+    out = dict(series)
+    low, high, first, total = (out.pop(k, None) for k in ("min_at", "max_at", "first_at", "total"))
+    if isinstance(low, list) and len(low) == 2:
+        out["min_value_iteration"] = low[1]
+    if isinstance(high, list) and len(high) == 2:
+        out["max_value_iteration"] = -high[1]
+    if isinstance(first, list) and len(first) == 2:
+        out["first_value_iteration"], out["first_value"] = first
+    if isinstance(total, (int, float)) and out.get("count"):
+        out["mean_value"] = total / out["count"]
+    return out
+
+
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored task document as the API returns it."""
     out = api_id(doc)
     out.pop("company_origin", None)
+    if isinstance(out.get("last_metrics"), dict):
+        out["last_metrics"] = last_metrics_to_api(out["last_metrics"])
     if isinstance(out.get("hyperparams"), dict):
         out["hyperparams"] = _map_keys(out["hyperparams"], unescape_key, 2)
     if isinstance(out.get("configuration"), dict):
