@@ -75,7 +75,7 @@ def get_scalar_metric_data(call: Call) -> dict:
 
 @endpoint("events.get_task_latest_scalar_values")
 def get_task_latest_scalar_values(call: Call) -> dict:
-    return {"metrics": _events().latest_scalar_values(call.company, call.data["task"])}
+    return _events().latest_scalar_values(call.company, call.data["task"])
 
 
 @endpoint("events.get_task_single_value_metrics")

@@ -66,7 +66,8 @@ def _metrics_of(docs: list[dict[str, Any]]) -> TaskMetrics:
         if doc.get("iter") is not None and doc["iter"] > -(2**31):
             report.add_iteration(doc["iter"])
         if doc["type"] == SCALAR:
-            report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]))
+            report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]),
+                              doc.get("iter") or 0, doc["timestamp"], doc.get("x_axis_label"))
     return report
 
 
@@ -278,18 +279,17 @@ class EventBLL:
         return {"events": events, "returned": len(events), "total": self.scalars.count(task, metrics),
                 "scroll_id": scroll.encode({"pos": nxt} if nxt is not None else {"done": True})}
 
-    def latest_scalar_values(self, company: str, task: str) -> list[dict[str, Any]]:
-        doc = self._readable_full(company, task)
+    def latest_scalar_values(self, company: str, task: str) -> dict[str, Any]:
+        """The last value of each of the task's series, and (as ClearML) its last iteration."""
+        doc = self.tasks.readable(company, task, {"last_metrics": 1, "last_iteration": 1})
         metrics: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for variants in (doc.get("last_metrics") or {}).values():
             for entry in variants.values():
                 metrics[entry.get("metric", "")].append({"name": entry.get("variant", ""),
                                                          "last_value": entry.get("value")})
-        return [{"name": name, "variants": sorted(variants, key=lambda v: v["name"])}
-                for name, variants in sorted(metrics.items())]
-
-    def _readable_full(self, company: str, task: str) -> dict[str, Any]:
-        return self.tasks.readable(company, task, {"last_metrics": 1})
+        return {"metrics": [{"name": name, "variants": sorted(variants, key=lambda v: v["name"])}
+                            for name, variants in sorted(metrics.items())],
+                "last_iter": doc.get("last_iteration")}
 
     def single_value_metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """Per task (with its name) its single values of the selected metrics; as ClearML, a task with none
