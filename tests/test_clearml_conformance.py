@@ -511,6 +511,12 @@ def test_unique_metric_variants_come_from_last_metrics(admin, tree):
                          include_subprojects=True, model_metrics=None)["metrics"]
     assert [(m["metric"], m["variant"]) for m in metrics] == [("loss", "train"), ("loss", "val")]
     assert all(len(m["metric_hash"]) == 32 and len(m["variant_hash"]) == 32 for m in metrics)
+    other = _task(admin, "metrics 2", project=tree["ids"]["b"])
+    admin.call("events.add", task=other, type="training_stats_scalar", metric="acc", variant="val", value=0.5, iter=1)
+    by_ids = {ids: [m["metric"] for m in admin.call("projects.get_unique_metric_variants", _version=V,
+                                                    ids=list(ids), project=None)["metrics"]]
+              for ids in ((task,), (other,), (task, other))}
+    assert by_ids == {(task,): ["loss", "loss"], (other,): ["acc"], (task, other): ["acc", "loss", "loss"]}
 
 
 def test_model_tags_and_metadata_keys(admin, tree):

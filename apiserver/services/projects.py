@@ -117,7 +117,8 @@ def get_hyperparam_values(call: Call) -> dict:
 
 @endpoint("projects.get_unique_metric_variants")
 def get_unique_metric_variants(call: Call) -> dict:
-    return {"metrics": contents.metric_variants(call.company, _scope(call), bool(call.data.get("model_metrics")))}
+    return {"metrics": contents.metric_variants(call.company, _scope(call), bool(call.data.get("model_metrics")),
+                                                call.data.get("ids"))}
 
 
 @endpoint("projects.get_model_metadata_keys")

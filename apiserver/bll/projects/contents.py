@@ -411,11 +411,15 @@ def hyperparam_values(company: str, projects: list[str] | None, section: str, na
     return values
 
 
-def metric_variants(company: str, projects: list[str] | None, models: bool = False) -> list[dict[str, str]]:
-    """Every (metric, variant) in the last metrics of tasks (or models) in ``projects``."""
+def metric_variants(company: str, projects: list[str] | None, models: bool = False,
+                    ids: list[str] | None = None) -> list[dict[str, str]]:
+    """Every (metric, variant) in the last metrics of tasks (or models) in ``projects`` (and among
+    ``ids`` when given)."""
     coll = store_of(Model if models else Task)
     found = {}
     scope = {**readable_match(company), **in_projects_match(projects), "last_metrics": {"$nin": [None, {}]}}
+    if ids is not None:
+        scope["_id"] = {"$in": ids}
     for doc in coll.scan(scope, {"last_metrics": 1}, MAX_SCANNED):
         for metric_hash, variants in (doc.get("last_metrics") or {}).items():
             for variant_hash, event in (variants or {}).items():
