@@ -73,9 +73,10 @@ VALID_OTHERWISE = {
                           "items": [{"key": "cpu_usage", "category": "avg"}]},
     "projects.get_hyperparam_values": {"section": "Args", "name": "lr"},  # what _build gives its objects
     "projects.get_model_metadata_values": {"key": "size"},
+    "events.add": {"type": "log", "msg": "isolation"},  # an event without a type is refused before any lookup
 }
 # Id fields a request needs besides its declared required ones (one of several), named with B's own.
-ALSO_NEEDED = {"reports.move": {"project"}}
+ALSO_NEEDED = {"reports.move": {"project"}, "events.add": {"task"}, "events.add_batch": {"task"}}
 # The missing-id answer of these endpoints is not their own lookup's: why each still cannot tell.
 UNPROVEN: dict[str, str] = {}
 # Read-only fields that find nothing even for their owner here, so the positive control cannot run on
@@ -227,6 +228,7 @@ def _send(client: ApiClient, spec, body: dict) -> tuple[int, Any]:
 # ClearML's generic invalid id / project not found / task not in queue), REST 404, or a success
 # that simply finds nothing (a listing filtered by id).
 MISSING_SUBCODES = {10, 101, 201, 302, 401, 403, 701, 703, 1001, 1005, 1201}  # 1005: no stats of those workers
+EVENTS_NOT_ADDED = 131
 
 
 def _is_a_lookup_answer(status: int, answer: Any) -> bool:
@@ -234,6 +236,9 @@ def _is_a_lookup_answer(status: int, answer: Any) -> bool:
         return True
     if isinstance(answer, str):  # a plain-text answer (a download): its error is the message
         return status == 400 and re.match(r"invalid \w+ id", answer) is not None
+    if status == 400 and isinstance(answer, dict) and answer.get("subcode") == EVENTS_NOT_ADDED:
+        # events of a task the caller cannot find are counted, and a call that adds none says so
+        return any(k.startswith("invalid task id") for k in (answer.get("error_data") or {}).get("errors_info", {}))
     return status == 400 and isinstance(answer, dict) and answer.get("subcode") in MISSING_SUBCODES
 
 
