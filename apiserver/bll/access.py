@@ -71,9 +71,14 @@ def readable_many(coll: Any, company: str, object_ids: list[str], proj: dict | N
     return _many(coll, {company, ""}, object_ids, proj)
 
 
+def writable_many(coll: Any, company: str, object_ids: list[str], proj: dict | None = None) -> dict[str, dict]:
+    """The records among these ids that the caller may change, by id (the batch form of ``writable``)."""
+    return _many(coll, {company}, object_ids, proj)
+
+
 def writable_ids(coll: Any, company: str, object_ids: list[str]) -> set[str]:
-    """Which of these ids name records the caller may change (the batch form of ``writable``)."""
-    return set(_many(coll, {company}, object_ids, {"_id": 1}))
+    """Which of these ids name records the caller may change."""
+    return set(writable_many(coll, company, object_ids, {"_id": 1}))
 
 
 def writable(coll: Any, company: str, object_id: str, missing: type[APIError], kind: str,

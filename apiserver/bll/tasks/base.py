@@ -83,12 +83,17 @@ class TaskMetrics:
             summary.add(value, iteration, timestamp, x_axis_label)
 
 
-def metrics_update(report: TaskMetrics) -> dict[str, Any]:
+def _series_path(metric: str, variant: str) -> str:
+    return f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
+
+
+def metrics_update(report: TaskMetrics, named: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The update that records a report, with operators only (no read first), so that two reports of
     the same task written at once both count. A series' lowest and highest value and its first value are
     also kept with their iteration as pairs (``min_at``, ``max_at``, ``first_at``) that ``$min``/``$max``
     compare value first (iteration first for ``first_at``); ``fields.last_metrics_to_api`` shows them as
-    ClearML's fields."""
+    ClearML's fields. ``named``: the series paths whose metric and variant names the record already
+    holds (each path costs the database's update, so names are written once)."""
     sets: dict[str, Any] = {"last_update": utcnow()}
     mins: dict[str, Any] = {}
     maxes: dict[str, Any] = {}
@@ -96,8 +101,10 @@ def metrics_update(report: TaskMetrics) -> dict[str, Any]:
     if report.last_iteration is not None:
         maxes["last_iteration"] = report.last_iteration
     for (metric, variant), summary in report.scalars.items():
-        path = f"last_metrics.{metric_hash(metric)}.{metric_hash(variant)}"
-        sets.update({f"{path}.metric": metric, f"{path}.variant": variant, f"{path}.value": summary.value})
+        path = _series_path(metric, variant)
+        sets[f"{path}.value"] = summary.value
+        if path not in named:
+            sets.update({f"{path}.metric": metric, f"{path}.variant": variant})
         if summary.x_axis_label is not None:
             sets[f"{path}.x_axis_label"] = summary.x_axis_label
         mins[f"{path}.min_value"] = summary.low[0]
@@ -119,12 +126,28 @@ def record_metrics(store: Any, company: str, reports: dict[str, TaskMetrics]) ->
     write per record. Returns the ids written: those the caller may change (``access.writable_ids``),
     the others are left alone.
 
-    The check is a read by ids and each write filters on ``_id`` alone: SecantusDB serves a filter of
-    ``_id`` alone as a point lookup, but plans ``_id`` with ``company`` by walking its catalog of the
-    collection's indexes (16 on tasks): about a third of this write's cost."""
-    known = access.writable_ids(store, company, list(reports))
-    store.update_each(({"_id": record_id}, metrics_update(reports[record_id])) for record_id in known)
-    return known
+    The check is a read by ids, which also tells which series already have their names; each write
+    filters on ``_id`` alone: SecantusDB serves a filter of ``_id`` alone as a point lookup, but plans
+    ``_id`` with ``company`` by walking its catalog of the collection's indexes (16 on tasks), about a
+    third of this write's cost. (A series whose names a concurrent reset removed gets them again with
+    its next report.)"""
+    paths = {_series_path(m, v) for report in reports.values() for m, v in report.scalars}
+    found = access.writable_many(store, company, list(reports), {f"{p}.metric": 1 for p in paths} or {"_id": 1})
+    store.update_each(({"_id": record_id}, metrics_update(reports[record_id], _named(doc, paths)))
+                      for record_id, doc in found.items())
+    return set(found)
+
+
+def _named(doc: dict[str, Any], paths: set[str]) -> set[str]:
+    """The series paths among ``paths`` whose metric name the record holds."""
+    out = set()
+    for path in paths:
+        node: Any = doc
+        for key in path.split(".")[:3]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and "metric" in node:
+            out.add(path)
+    return out
 
 
 # Other domains (events) register what they must do when a task is reset or deleted; each hook
