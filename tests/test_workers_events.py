@@ -217,3 +217,31 @@ def test_last_metrics_keep_extremes_first_and_mean_across_concurrent_batches(api
     assert (series["first_value"], series["first_value_iteration"]) == (3.0, 0)
     assert series["value"] == values[159] and doc["last_iteration"] == 159  # the newest batch's latest point
     assert not {"min_at", "max_at", "first_at", "total"} & set(series)  # the stored pairs stay inside
+
+
+def test_console_lines_that_name_a_metric_are_read_and_cleared_by_it(api):
+    task = api.call("tasks.create", name="log metrics", type="training")["id"]
+    now = int(time.time() * 1000)
+    lines = [{"task": task, "type": "log", "msg": f"plain {i}", "timestamp": now + i} for i in range(6)]
+    lines += [{"task": task, "type": "log", "msg": f"{m} {i}", "metric": m, "variant": "v", "timestamp": now + 10 + i}
+              for m in ("alpha", "beta") for i in range(3)]
+    status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(lines),
+                                   headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == 12
+
+    def log(**kw):
+        return api.call("events.get_task_log", task=task, **kw)
+
+    assert log()["total"] == 12
+    alpha = log(metrics=[{"metric": "alpha"}], batch_size=2)
+    assert alpha["total"] == 3 and [e["msg"] for e in alpha["events"]] == ["alpha 2", "alpha 1"]
+    older = log(metrics=[{"metric": "alpha"}], batch_size=2, from_timestamp=alpha["events"][-1]["timestamp"])
+    assert [e["msg"] for e in older["events"]] == ["alpha 0"] and older["events"][0]["metric"] == "alpha"
+    assert log(metrics=[{"metric": "beta", "variants": ["other"]}])["total"] == 0
+    metrics = api.call("events.get_task_metrics", tasks=[task], event_type="log")["metrics"]
+    assert metrics == [{"task": task, "metrics": ["alpha", "beta"]}]
+
+    assert api.call("events.clear_task_log", task=task, include_metrics=["beta"])["deleted"] == 3
+    assert log()["total"] == 9 and log(metrics=[{"metric": "beta"}])["total"] == 0
+    assert api.call("events.clear_task_log", task=task, exclude_metrics=["alpha"])["deleted"] == 6
+    assert sorted(e["msg"] for e in log()["events"]) == ["alpha 0", "alpha 1", "alpha 2"]

@@ -39,7 +39,7 @@ def download_task_log(call: Call) -> str:
 
 @endpoint("events.clear_task_log")
 def clear_task_log(call: Call) -> dict:
-    return _events().clear_task_log(call.company, call.data["task"], call.data.get("threshold_sec"))
+    return _events().clear_task_log(call.company, call.data)
 
 
 @endpoint("events.get_task_events")

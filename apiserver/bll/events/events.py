@@ -143,12 +143,19 @@ class EventBLL:
     # -- logs ---------------------------------------------------------------------------------
 
     def get_task_log(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A page of the task's console lines; with ``metrics``, of the lines that name those metrics."""
         task = data["task"]
         self._readable(company, task)
         earlier = data.get("navigate_earlier", True)
-        from_ts = data.get("from_timestamp")
-        lines, total = self.logs.page(task, int(data.get("batch_size") or 500), earlier,
-                                      int(from_ts) if from_ts else None)
+        from_ts = int(data["from_timestamp"]) if data.get("from_timestamp") else None
+        size = int(data.get("batch_size") or 500)
+        selection = metric_selection(data.get("metrics"))
+        if selection is None:
+            lines, total = self.logs.page(task, size, earlier, from_ts)
+        else:
+            lines, total = self.logs.selected_page(
+                task, lambda line: selected(selection, line.get("metric", ""), line.get("variant", "")), size,
+                earlier, from_ts)
         order = data.get("order")
         if order and (order == "asc") == earlier:  # navigation order, unless asked otherwise (as ClearML)
             lines.reverse()
@@ -162,11 +169,17 @@ class EventBLL:
         logtext.check_line_format(line_format)
         return logtext.log_text(self.logs.all_lines(task), data.get("line_type") == "json", line_format)
 
-    def clear_task_log(self, company: str, task: str, threshold_sec: int | None) -> dict[str, int]:
+    def clear_task_log(self, company: str, data: dict[str, Any]) -> dict[str, int]:
+        """Delete the task's console lines: all, or those older than ``threshold_sec``, of the
+        ``include_metrics`` only, or but those of ``exclude_metrics``."""
+        task = data["task"]
         self.tasks.writable(company, task)
-        if threshold_sec:
-            return {"deleted": self.logs.clear_before(company, task, int(time.time() * 1000) - threshold_sec * 1000)}
-        return {"deleted": self.logs.delete_task(company, task)}
+        threshold_sec, include, exclude = data.get("threshold_sec"), data.get("include_metrics"), \
+            data.get("exclude_metrics")
+        if not threshold_sec and include is None and exclude is None:
+            return {"deleted": self.logs.delete_task(company, task)}
+        cutoff = int(time.time() * 1000) - threshold_sec * 1000 if threshold_sec else None
+        return {"deleted": self.logs.clear(company, task, cutoff, include, exclude)}
 
     # -- any event type -----------------------------------------------------------------------
 
@@ -314,6 +327,9 @@ class EventBLL:
         if event_type in (None, *OTHER_TYPES):
             for metric, variant in self.store.series(task, [event_type] if event_type else OTHER_TYPES):
                 out[metric].add(variant)
+        if event_type == LOG:  # only when asked: it reads the whole log
+            for metric, variants in self.logs.metric_variants(task).items():
+                out[metric].update(variants)
         return out
 
     def task_metrics(self, company: str, data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -33,7 +33,7 @@ from apiserver.database.model.event import LOG, LogBlock, LogHead
 
 log = logging.getLogger(__name__)
 
-LINE_FIELDS = ("timestamp", "msg", "level", "worker", "iter")
+LINE_FIELDS = ("timestamp", "msg", "level", "worker", "iter", "metric", "variant")  # the last two: when given
 _NEVER = 2**62  # t0 of an emptied block: it is never before any timestamp
 _LINE_OVERHEAD = 100  # bytes a line costs in a block besides its message
 
@@ -77,7 +77,7 @@ class LogStore:
               ) -> dict[str, dict[str, Any]]:
         """The folder of pending documents (``PendingEvents``): their lines, in time order, appended after
         the task's last line, topping up its last block while that has room. The places are taken on the
-        head first (version-checked, as ``clear_before`` writes it too), then the lines are appended."""
+        head first (version-checked, as ``clear`` writes it too), then the lines are appended."""
         lines = [line for doc in docs for line in doc.get("lines") or ()]
         if not lines:
             return {}
@@ -206,6 +206,26 @@ class LogStore:
                     return out, [seq, skip + len(take)]
         return out, None
 
+    def selected_page(self, task: str, chosen: Callable[[dict[str, Any]], bool], size: int, earlier: bool,
+                      from_ts: int | None) -> tuple[list[dict[str, Any]], int]:
+        """``page`` among the lines ``chosen`` keeps (lines of some metrics), and their total. The head
+        knows no metrics, so this reads the whole log: for the rare reader that filters a log by metric."""
+        lines = sorted((line for line in self.all_lines(task) if chosen(line)), key=lambda line: line["timestamp"])
+        total = len(lines)
+        if earlier:
+            lines = [line for line in reversed(lines) if from_ts is None or line["timestamp"] < from_ts]
+        else:
+            lines = [line for line in lines if from_ts is None or line["timestamp"] > from_ts]
+        return lines[:size], total
+
+    def metric_variants(self, task: str) -> dict[str, set[str]]:
+        """The metrics (with their variants) that lines of the task name; a whole-log read, as above."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for line in self.all_lines(task):
+            if line.get("metric") is not None:
+                out[line["metric"]].add(line.get("variant") or "")
+        return out
+
     def all_lines(self, task: str) -> Iterator[dict[str, Any]]:
         """Every line of the task, block after block, each block's lines in time order (pending lines
         folded first)."""
@@ -227,23 +247,37 @@ class LogStore:
         self.heads.delete_many({"_id": task, "company": company})
         return deleted
 
-    def clear_before(self, company: str, task: str, cutoff_ms: int) -> int:
-        """Delete the lines older than ``cutoff_ms``; returns how many were deleted."""
+    def clear(self, company: str, task: str, cutoff_ms: int | None = None, include: list[str] | None = None,
+              exclude: list[str] | None = None) -> int:
+        """Delete the lines older than ``cutoff_ms`` (None: of any time) whose metric is among ``include``
+        (None: any) and not among ``exclude``; returns how many were deleted. Lines appended meanwhile
+        stay (each block loses its lines by a ``$pull`` of the same condition)."""
+        pull: dict[str, Any] = {}
+        if cutoff_ms is not None:
+            pull["timestamp"] = {"$lt": cutoff_ms}
+        if include is not None or exclude is not None:
+            pull["metric"] = {**({"$in": include} if include is not None else {}),
+                              **({"$nin": exclude} if exclude is not None else {})}
+
+        def gone(line: dict[str, Any]) -> bool:
+            return (cutoff_ms is None or line["timestamp"] < cutoff_ms) \
+                and (include is None or line.get("metric") in include) \
+                and (exclude is None or line.get("metric") not in exclude)
+
         self.pending.fold(task, wait=True)
         for _attempt in range(50):
             head, t0, t1 = self._head(task)
             if head is None:
                 return 0
             deleted = 0
-            for seq in [k for k in range(len(t0)) if t0[k] < cutoff_ms]:
+            for seq in [k for k in range(len(t0)) if cutoff_ms is None or t0[k] < cutoff_ms]:
                 block = self.blocks.find_one({"_id": f"{task}:{seq}"}, {"lines": 1})
                 lines = (block or {}).get("lines", [])
-                kept = [line for line in lines if line["timestamp"] >= cutoff_ms]
+                kept = [line for line in lines if not gone(line)]
                 deleted += len(lines) - len(kept)
-                if block is not None and len(kept) < len(lines):  # $pull: lines appended meanwhile stay
+                if block is not None and len(kept) < len(lines):
                     self.blocks.update_one({"_id": block["_id"]},
-                                           {"$pull": {"lines": {"timestamp": {"$lt": cutoff_ms}}},
-                                            "$inc": {"n": len(kept) - len(lines)}})
+                                           {"$pull": {"lines": pull}, "$inc": {"n": len(kept) - len(lines)}})
                 t0[seq] = min((line["timestamp"] for line in kept), default=_NEVER)
                 t1[seq] = max((line["timestamp"] for line in kept), default=-_NEVER)
             fields = {"t0": Binary(array("q", t0).tobytes()), "t1": Binary(array("q", t1).tobytes()),
