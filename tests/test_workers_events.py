@@ -245,3 +245,20 @@ def test_console_lines_that_name_a_metric_are_read_and_cleared_by_it(api):
     assert log()["total"] == 9 and log(metrics=[{"metric": "beta"}])["total"] == 0
     assert api.call("events.clear_task_log", task=task, exclude_metrics=["alpha"])["deleted"] == 6
     assert sorted(e["msg"] for e in log()["events"]) == ["alpha 0", "alpha 1", "alpha 2"]
+
+
+def test_a_series_keeps_its_x_axis_label_on_the_chart_and_in_last_metrics(api):
+    task = api.call("tasks.create", name="labels", type="training")["id"]
+    for iteration, label in ((0, "epoch"), (1, None), (2, "step")):  # the latest label given holds
+        event = {"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "total",
+                 "iter": iteration, "value": float(iteration)}
+        api.call("events.add", **event, **({"x_axis_label": label} if label else {}))
+        chart = api.call("events.scalar_metrics_iter_histogram", task=task)["loss"]["total"]
+        (series,), = [list(v.values()) for v in api.call("tasks.get_by_id", task=task)["task"]["last_metrics"].values()]
+        want = label or "epoch"
+        assert chart.get("x_axis_label") == want and series.get("x_axis_label") == want, (iteration, chart, series)
+    api.call("events.get_task_events", task=task, event_type="training_stats_scalar")  # folds the pending points
+    assert api.call("events.scalar_metrics_iter_histogram", task=task)["loss"]["total"]["x_axis_label"] == "step"
+    plain = api.call("tasks.create", name="no labels", type="training")["id"]
+    api.call("events.add", task=plain, type="training_stats_scalar", metric="m", variant="v", iter=0, value=1.0)
+    assert "x_axis_label" not in api.call("events.scalar_metrics_iter_histogram", task=plain)["m"]["v"]

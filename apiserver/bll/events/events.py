@@ -36,7 +36,7 @@ __all__ = ["DEBUG_IMAGE", "EVENT_TYPES", "LOG", "PLOT", "SCALAR", "VECTOR", "Eve
 OTHER_TYPES = [VECTOR, DEBUG_IMAGE, PLOT]  # few per task: one document per event
 # Fields an event may carry; anything else a client sends is dropped, not stored.
 EVENT_FIELDS = ("task", "type", "timestamp", "iter", "metric", "variant", "value", "values", "msg", "level",
-                "worker", "url", "key", "plot_str", "model_event", "skip_validation")
+                "worker", "url", "key", "plot_str", "model_event", "skip_validation", "x_axis_label")
 
 
 def _event_type(event: dict[str, Any]) -> str:

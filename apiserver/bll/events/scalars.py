@@ -42,7 +42,9 @@ def histogram(store: ScalarStore, task: str, samples: int, key: str, selection: 
             x, y = tss[order].tolist(), values[order].tolist()
         if key == "iso_time":
             x = [iso_time(ts) for ts in x]
-        out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x, "y": y}
+        shown = out.setdefault(doc["metric"], {})[doc["variant"]] = {"name": doc["variant"], "x": x, "y": y}
+        if doc.get("label"):
+            shown["x_axis_label"] = doc["label"]
     return out
 
 

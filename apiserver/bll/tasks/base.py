@@ -113,10 +113,11 @@ def metrics_update(report: TaskMetrics, named: set[str] | frozenset[str] = froze
         maxes[f"{path}.max_at"] = [summary.high[0], -summary.high[1]]  # ties: the earlier iteration
         mins[f"{path}.first_at"] = list(summary.first)
         incs.update({f"{path}.count": summary.count, f"{path}.total": summary.total})
-    update: dict[str, Any] = {"$set": sets, "$unset": {EVENTS_EXPIRED: ""}}  # new events expire anew
+    # paths in name order, as MongoDB (5.0 on) applies them: new metrics appear in that order on any engine
+    update: dict[str, Any] = {"$set": dict(sorted(sets.items())), "$unset": {EVENTS_EXPIRED: ""}}  # expire anew
     for op, fields in (("$min", mins), ("$max", maxes), ("$inc", incs)):
         if fields:
-            update[op] = fields
+            update[op] = dict(sorted(fields.items()))
     return update
 
 

@@ -164,13 +164,16 @@ class ScalarStore:
     @staticmethod
     def pending_parts(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Scalar events (task, metric, variant, iter, value, timestamp) as the pending documents' series
-        parts, per task: {k, m, r, i, t, v, and single, the call's latest single value}."""
+        parts, per task: {k, m, r, i, t, v, and single, the call's latest single value, and x, the latest
+        ``x_axis_label`` given}."""
         per_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for ev in events:
             metric, variant = ev.get("metric") or "", ev.get("variant") or ""
             entry = per_task[ev["task"]].setdefault(series_key(metric, variant),
                                                     {"m": metric, "r": variant, "i": [], "t": [], "v": []})
             it, ts, value = int(ev.get("iter") or 0), int(ev["timestamp"]), float(ev["value"])
+            if ev.get("x_axis_label") is not None:
+                entry["x"] = str(ev["x_axis_label"])
             if it == SINGLE_VALUE_ITER:
                 if "single" not in entry or ts >= entry["single"]["t"]:
                     entry["single"] = {"t": ts, "v": value}
@@ -195,6 +198,8 @@ class ScalarStore:
             if "m" not in part:  # the shape before names: registered when it was added
                 continue
             update["$set"].update({f"s.{k}.m": part["m"], f"s.{k}.r": part["r"]})
+            if part.get("x") is not None:
+                update["$set"][f"s.{k}.x"] = part["x"]
             update["$inc"][f"s.{k}.n"] = update["$inc"].get(f"s.{k}.n", 0) + len(part["i"])
             if part["i"]:
                 low, high = min(part["i"]), max(part["i"])
@@ -260,7 +265,7 @@ class ScalarStore:
         doc = self.tasks.find_one({"_id": task}) or {}
         known = {k: {"_id": f"{task}.{k}", "k": k, "metric": e.get("m", ""), "variant": e.get("r", ""),
                      "n": e.get("n", 0), "x0": e.get("x0"), "x1": e.get("x1"), "single": e.get("single"),
-                     "pending": 0}
+                     "label": e.get("x"), "pending": 0}
                  for k, e in (doc.get("s") or {}).items()}
         pending: dict[str, list] = defaultdict(list)
         for pdoc in self.pending.of_task(task, {"series": 1}):
@@ -271,7 +276,9 @@ class ScalarStore:
                     if "m" not in part:  # the shape before names, of a series folded away meanwhile
                         continue
                     s = known[k] = {"_id": f"{task}.{k}", "k": k, "metric": part["m"], "variant": part["r"],
-                                    "n": 0, "x0": None, "x1": None, "single": None, "pending": 0}
+                                    "n": 0, "x0": None, "x1": None, "single": None, "label": None, "pending": 0}
+                if part.get("x") is not None:
+                    s["label"] = part["x"]
                 if part["i"]:
                     pending[k].extend(zip(part["i"], part["t"], part["v"], strict=True))
                     if "m" in part:  # the shape before names counted its points when it was added
