@@ -58,19 +58,6 @@ def _event_problem(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _metrics_of(docs: list[dict[str, Any]]) -> TaskMetrics:
-    """What a task's events of one add call say about it (its last iteration, its scalars' last, min and
-    max), for the task rules to record."""
-    report = TaskMetrics()
-    for doc in docs:
-        if doc.get("iter") is not None and doc["iter"] > -(2**31):
-            report.add_iteration(doc["iter"])
-        if doc["type"] == SCALAR:
-            report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]),
-                              doc.get("iter") or 0, doc["timestamp"], doc.get("x_axis_label"))
-    return report
-
-
 class EventBLL:
     def __init__(self, settings: EventsSettings, tasks: TaskBLL, models: ModelBLL):
         self.stores = EventStores.from_settings(settings)
@@ -134,7 +121,7 @@ class EventBLL:
         whose ``task`` is a model's id); returns the (id, model_event) pairs the caller may change."""
         known: set[tuple[str, bool]] = set()
         for model_event, recorder in ((False, self.tasks.record_metrics), (True, self.models.record_metrics)):
-            reports = {task: _metrics_of(docs) for (task, of_model), docs in by_owner.items()
+            reports = {task: TaskMetrics.of_events(docs) for (task, of_model), docs in by_owner.items()
                        if of_model == model_event}
             if reports:
                 known |= {(task, model_event) for task in recorder(company, reports)}

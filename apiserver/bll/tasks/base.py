@@ -25,6 +25,7 @@ from apiserver.bll.tasks.fields import (
     to_storage,
 )
 from apiserver.database.model.base import utcnow
+from apiserver.database.model.event import SCALAR
 from apiserver.database.model.task import Task
 from apiserver.database.store import store_of
 
@@ -70,6 +71,18 @@ class TaskMetrics:
     of its scalars a ``ScalarSummary``."""
     last_iteration: int | None = None
     scalars: dict[tuple[str, str], ScalarSummary] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of_events(cls, docs: list[dict[str, Any]]) -> TaskMetrics:
+        """What a task's events of one add call say about it, for the task rules to record."""
+        report = cls()
+        for doc in docs:
+            if doc.get("iter") is not None and doc["iter"] > -(2**31):
+                report.add_iteration(doc["iter"])
+            if doc["type"] == SCALAR:
+                report.add_scalar(doc.get("metric", ""), doc.get("variant", ""), float(doc["value"]),
+                                  doc.get("iter") or 0, doc["timestamp"], doc.get("x_axis_label"))
+        return report
 
     def add_iteration(self, iteration: int) -> None:
         self.last_iteration = iteration if self.last_iteration is None else max(self.last_iteration, iteration)
