@@ -262,3 +262,36 @@ def test_a_series_keeps_its_x_axis_label_on_the_chart_and_in_last_metrics(api):
     plain = api.call("tasks.create", name="no labels", type="training")["id"]
     api.call("events.add", task=plain, type="training_stats_scalar", metric="m", variant="v", iter=0, value=1.0)
     assert "x_axis_label" not in api.call("events.scalar_metrics_iter_histogram", task=plain)["m"]["v"]
+
+
+def test_last_metrics_written_as_the_api_shows_them_go_on_counting(api, mongo_uri, db_name):
+    """An import writes a task's last_metrics as ClearML answers them (``fields.to_storage``); events
+    recorded on the task afterwards keep its mean, first value and extremes' iterations right."""
+    import pymongo
+
+    from apiserver.bll.tasks.fields import last_metrics_to_storage, metric_hash
+
+    task = api.call("tasks.create", name="imported metrics", type="training")["id"]
+    shown = {"metric": "loss", "variant": "v", "value": 4.0, "min_value": 1.0, "min_value_iteration": 3,
+             "max_value": 9.0, "max_value_iteration": 5, "first_value": 2.0, "first_value_iteration": 0,
+             "count": 10, "mean_value": 5.0}
+    imported = {metric_hash("loss"): {metric_hash("v"): shown}}
+    with pymongo.MongoClient(mongo_uri) as client:  # what the import's writer stores
+        client[db_name].tasks.update_one({"_id": task}, {"$set": {"last_metrics": last_metrics_to_storage(imported)}})
+
+    def series():
+        (entry,), = [list(v.values()) for v in api.call("tasks.get_by_id", task=task)["task"]["last_metrics"].values()]
+        return entry
+
+    assert series() == shown  # read back as it was given
+    now = int(time.time() * 1000)
+    events = [{"task": task, "type": "training_stats_scalar", "metric": "loss", "variant": "v", "iter": it,
+               "value": value, "timestamp": now + it} for it, value in ((20, 0.5), (21, 9.5))]
+    status, reply, _ = api.request("POST", "/events.add_batch", raw=_events_body(events),
+                                   headers={"Content-Type": "application/json-lines"})
+    assert status == 200 and reply["data"]["added"] == 2
+    after = series()
+    assert after["count"] == 12 and after["mean_value"] == (50.0 + 0.5 + 9.5) / 12
+    assert (after["min_value"], after["min_value_iteration"]) == (0.5, 20)
+    assert (after["max_value"], after["max_value_iteration"]) == (9.5, 21)
+    assert (after["first_value"], after["first_value_iteration"]) == (2.0, 0) and after["value"] == 9.5

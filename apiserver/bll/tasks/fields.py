@@ -50,7 +50,16 @@ def to_storage(fields: dict[str, Any]) -> dict[str, Any]:
     execution = out.get("execution")
     if isinstance(execution, dict) and isinstance(execution.get("artifacts"), list):
         out["execution"] = {**execution, "artifacts": {artifact_id(a): a for a in execution["artifacts"]}}
+    if isinstance(out.get("last_metrics"), dict):  # given whole (an import)
+        out["last_metrics"] = last_metrics_to_storage(out["last_metrics"])
     return out
+
+
+def last_metrics_to_storage(last_metrics: dict[str, Any]) -> dict[str, Any]:
+    """``last_metrics`` as the API shows them (an import), as stored: ``last_metrics_to_api`` undone, so
+    that events recorded on them later keep the extremes' iterations, the first value and the mean."""
+    return {metric: {variant: _series_to_storage(series) for variant, series in variants.items()}
+            if isinstance(variants, dict) else variants for metric, variants in last_metrics.items()}
 
 
 def last_metrics_to_api(last_metrics: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +84,28 @@ def _series_to_api(series: Any) -> Any:
     if isinstance(total, (int, float)) and out.get("count"):
         out["mean_value"] = total / out["count"]
     return out
+
+
+def _series_to_storage(series: Any) -> Any:
+    if not isinstance(series, dict):
+        return series
+    out = dict(series)
+    low_at, high_at = out.pop("min_value_iteration", None), out.pop("max_value_iteration", None)
+    first, first_at, mean = out.pop("first_value", None), out.pop("first_value_iteration", None), \
+        out.pop("mean_value", None)
+    if _numbers(low_at, out.get("min_value")):
+        out["min_at"] = [out["min_value"], low_at]
+    if _numbers(high_at, out.get("max_value")):
+        out["max_at"] = [out["max_value"], -high_at]
+    if _numbers(first, first_at):
+        out["first_at"] = [first_at, first]
+    if _numbers(mean, out.get("count")):
+        out["total"] = mean * out["count"]
+    return out
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from apiserver.bll.files.files import FileBLL
 from apiserver.bll.models.models import ModelBLL
 from apiserver.bll.projects.projects import ProjectBLL
 from apiserver.bll.queues.queues import QueueBLL
-from apiserver.bll.tasks.fields import to_storage
+from apiserver.bll.tasks.fields import last_metrics_to_storage, to_storage
 from apiserver.bll.tasks.tasks import TaskBLL
 from apiserver.database.model.base import date_fields
 from apiserver.database.model.model import Model
@@ -246,6 +246,8 @@ class TransferWriter:
         if record.get("uri"):
             record["uri"] = self.put_file(record["uri"])
         record["metadata"] = metadata.stored(record.get("metadata"))
+        if isinstance(record.get("last_metrics"), dict):
+            record["last_metrics"] = last_metrics_to_storage(record["last_metrics"])
         for key in ("stats",):
             record.pop(key, None)
         self._put("models", self.models.store, self._stored("models", record))
