@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from apiserver.bll.auth.identity import Identity
+from apiserver.schema.loader import parse_version
 
 
 @dataclass
@@ -37,6 +38,11 @@ class Call:
     stream: BinaryIO | None = None
     headers: Mapping[str, str] | None = None
     environ: dict[str, Any] | None = None
+
+    def requested_before(self, version: tuple[int, int]) -> bool:
+        """Whether the client asked for an API version before ``version`` (a client that knew no later)."""
+        requested = parse_version(self.requested_version or "")
+        return requested is not None and requested < version
 
     @property
     def auth_scheme(self) -> str:

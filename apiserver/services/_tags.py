@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from apiserver.bll.tags import SYSTEM_TAGS_IN_TAGS_BEFORE, merge_legacy_tags, split_legacy_tags
-from apiserver.schema.loader import parse_version
 from apiserver.service_repo import Call
 
 
@@ -19,8 +18,7 @@ def legacy_tags(kind: str) -> Callable[[Callable[[Call], Any]], Callable[[Call],
     def wrap(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
         @functools.wraps(handler)
         def serve(call: Call) -> Any:
-            requested = parse_version(call.requested_version or "")
-            if requested is None or requested >= SYSTEM_TAGS_IN_TAGS_BEFORE:
+            if not call.requested_before(SYSTEM_TAGS_IN_TAGS_BEFORE):
                 return handler(call)
             return merge_legacy_tags(handler(dataclasses.replace(call, data=split_legacy_tags(kind, call.data))))
         return serve

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from apiserver.bll import query as q
 from apiserver.bll.batch import run_batch
 from apiserver.bll.tasks.fields import LEGACY_PARAMS_BEFORE, legacy_view
-from apiserver.schema.loader import parse_version
 from apiserver.service_repo import Call, endpoint
 from apiserver.services._tags import legacy_tags
 from apiserver.state import get_state
@@ -19,8 +18,7 @@ def _tasks():
 
 def _as_requested(call: Call, task: dict) -> dict:
     """A task as the call's API version shows it (legacy parameters for clients before 2.9)."""
-    requested = parse_version(call.requested_version or "")
-    return legacy_view(task) if requested is not None and requested < LEGACY_PARAMS_BEFORE else task
+    return legacy_view(task) if call.requested_before(LEGACY_PARAMS_BEFORE) else task
 
 
 @endpoint("tasks.get_by_id")
