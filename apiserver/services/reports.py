@@ -54,15 +54,7 @@ def get_all_ex(call: Call) -> dict:
 
 @endpoint("reports.get_task_data")
 def get_task_data(call: Call) -> dict:
-    """Tasks (models with model_events) listed as get_all_ex lists them, at most 100, with the events
-    parts asked for."""
-    state = get_state()
-    model_events = bool(call.data.get("model_events"))
-    listing = {k: v for k, v in call.data.items() if k not in (*state.events.REPORT_PARTS, "model_events", "size")}
-    if "page" not in listing:
-        listing.update(page=0, page_size=call.data.get("size") or 100)
-    tasks = (state.models if model_events else state.tasks).get_all(call.company, listing, ex=True)
-    return {"tasks": tasks, **state.events.report_data(call.company, [t["id"] for t in tasks], call.data)}
+    return get_state().events.report_data(call.company, call.data)
 
 
 @endpoint("reports.get_tags")

@@ -387,18 +387,20 @@ class EventBLL:
 
     # -- what a report embeds ------------------------------------------------------------------
 
-    REPORT_PARTS = ("debug_images", "plots", "scalar_metrics_iter_histogram", "single_value_metrics")
-
-    def report_data(self, company: str, tasks: list[str], data: dict[str, Any]) -> dict[str, Any]:
-        """reports.get_task_data: of these tasks (or models, with model_events) each part the request asks
-        for (``REPORT_PARTS``), as the events endpoint of that part answers it."""
+    def report_data(self, company: str, data: dict[str, Any]) -> dict[str, Any]:
+        """reports.get_task_data: tasks (models, with model_events) listed as get_all_ex lists them, at most
+        ``size`` (100), and of them each events part asked for as its events endpoint answers."""
         model_events = bool(data.get("model_events"))
-        out: dict[str, Any] = {}
+        listing = {k: v for k, v in data.items() if k not in (
+            "debug_images", "plots", "scalar_metrics_iter_histogram", "single_value_metrics", "model_events", "size")}
+        if "page" not in listing:
+            listing.update(page=0, page_size=data.get("size") or 100)
+        listed = (self.models if model_events else self.tasks).get_all(company, listing, ex=True)
+        tasks = [t["id"] for t in listed]  # readable: the listing's rule
+        out: dict[str, Any] = {"tasks": listed}
         if data.get("debug_images") is not None:
             part = data["debug_images"]
             wanted = requested_tasks([{"task": t, **m} for t in tasks for m in part.get("metrics") or [{}]])
-            for task in wanted:
-                self._readable(company, task, model_events)
             out["debug_images"] = iterations.metric_events(self.store, wanted, DEBUG_IMAGE, int(part.get("iters") or 1),
                                                            True, False, None, model_events)["metrics"]
         if data.get("plots") is not None:
