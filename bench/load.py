@@ -11,7 +11,10 @@ Per phase it prints the events asked for and stored, rejected (an answer other t
 short of the batch) and lost (acknowledged but missing when the totals are read back through the API
 afterwards), p50/p99 of add_batch and of a viewer's chart + log page, and the CPU seconds each process
 used (the database processes, each API worker, the gunicorn master) with the database's CPU per 1,000
-events stored. Absolute figures are this machine's; compare runs of the same build side by side.
+events stored. The baseline, measured in the same run on the idle server before the phases (one
+client at a time: 30 add_batch calls of the same size, then 30 viewer opens of that run),
+gives each phase's p99 as a ratio to the idle p50. Absolute figures are this machine's; compare runs
+of the same build side by side.
 """
 
 from __future__ import annotations
@@ -267,15 +270,31 @@ def lost_events(client: Client, runs: list[Run]) -> int:
     return lost
 
 
-def report(phase: Phase, seconds: float, cpu: dict[str, float], lost: int) -> None:
+def idle_baseline(server: Server, run: Run, rounds: int = 30) -> tuple[float, float]:
+    """p50 of an add_batch and of a viewer's open (chart + newest log page) with nothing else running."""
+    client, phase = Client(server.port, server.token), Phase("idle")
+    for _ in range(rounds):
+        post_batch(client, run, phase)
+    views = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        client.call("events.scalar_metrics_iter_histogram", task=run.task, key="iter")
+        client.call("events.get_task_log", task=run.task, batch_size=100, navigate_earlier=True)
+        views.append((time.perf_counter() - start) * 1000)
+    return pct(phase.add_ms, 0.5), pct(views, 0.5)
+
+
+def report(phase: Phase, seconds: float, cpu: dict[str, float], lost: int, idle: tuple[float, float]) -> None:
     print(f"\n== {phase.name}, {seconds:.0f} s")
     print(f"events asked {phase.asked} ({phase.asked / seconds:.0f}/s), stored {phase.stored} "
           f"({phase.stored / seconds:.0f}/s), rejected {phase.rejected}, lost {lost}")
     print(f"add_batch: {len(phase.add_ms)} calls, p50 {pct(phase.add_ms, 0.5):.0f} ms, "
-          f"p99 {pct(phase.add_ms, 0.99):.0f} ms")
+          f"p99 {pct(phase.add_ms, 0.99):.0f} ms; p99 / idle p50 ({idle[0]:.1f} ms) = "
+          f"{pct(phase.add_ms, 0.99) / idle[0]:.1f}")
     if phase.view_ms:
         print(f"viewer (chart + newest log page): {len(phase.view_ms)} opens, p50 {pct(phase.view_ms, 0.5):.0f} ms, "
-              f"p99 {pct(phase.view_ms, 0.99):.0f} ms")
+              f"p99 {pct(phase.view_ms, 0.99):.0f} ms; p99 / idle p50 ({idle[1]:.1f} ms) = "
+              f"{pct(phase.view_ms, 0.99) / idle[1]:.1f}")
     db = sum(v for k, v in cpu.items() if k.startswith("database"))
     print("CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
           + (f"; database per 1,000 events stored: {1000 * db / phase.stored:.2f} s" if phase.stored else ""))
@@ -301,6 +320,11 @@ def main() -> None:
             task = client.call("tasks.create", name=f"run {n}", type="training", project=project)["id"]
             client.call("tasks.started", task=task)
             runs.append(Run(task, args.batch))
+        baseline = Run(client.call("tasks.create", name="idle baseline", type="training", project=project)["id"],
+                       args.batch)
+        client.call("tasks.started", task=baseline.task)
+        idle = idle_baseline(server, baseline)
+        print(f"idle (one client): add_batch p50 {idle[0]:.1f} ms, viewer p50 {idle[1]:.1f} ms")
         procs = server.processes()
         print(f"server: {', '.join(sorted(procs))}; {psutil.cpu_count()} cores")
         phases = [(paced, runs[:n], args.every, args.seconds, args.viewers) for n in args.runs if n]
@@ -313,7 +337,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             after = cpu_seconds(procs)
             lost = lost_events(client, subset)
-            report(phase, seconds, {k: after[k] - before[k] for k in procs}, lost)
+            report(phase, seconds, {k: after[k] - before[k] for k in procs}, lost, idle)
     finally:
         server.stop()
 
