@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 URI_OPTIONS = "retryWrites=false"  # pymongo's retryable writes slow SecantusDB down ~8x
 DB_USER = "apiserver"
+# ``python -m secantus``, and SIGUSR1 makes the database write every thread's stack to embedded.log:
+# a database that stopped answering can be looked into (``kill -USR1 <pid in embedded.json>``).
+RUN_DATABASE = ("import faulthandler, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                "runpy.run_module('secantus', run_name='__main__', alter_sys=True)")
 CREDENTIALS_FILE = "db_credentials.json"
 LOOPBACK = "127.0.0.1"
 WILDCARDS = ("0.0.0.0", "::")
@@ -203,7 +207,7 @@ class EmbeddedDatabase:
 
     def _launch(self, port: int, auth: bool) -> None:
         host = self.host if auth else self._open_host()
-        cmd = [sys.executable, "-m", "secantus", "--host", host, "--port", str(port),
+        cmd = [sys.executable, "-c", RUN_DATABASE, "--host", host, "--port", str(port),
                "--storage-path", str(self.data_dir / "db"), "--cache-size", str(self.cache_size),
                "--log-level", "WARNING"]
         if auth:
