@@ -24,13 +24,10 @@ from tests.helpers import (
     STARTED_SERVERS,
     ApiClient,
     ServerProcess,
+    with_bounded_waits,
 )
 
 pytest_plugins = ["tests.watchdog"]
-
-# Every client of the session database (tests' own pymongo clients and the servers) gives up on a
-# database that stopped answering instead of waiting forever (pymongo's default socket timeout is none).
-BOUNDED_WAITS = "socketTimeoutMS=120000&serverSelectionTimeoutMS=30000"
 
 OTHER_ADMIN = {"username": "other-admin", "name": "Other Admin", "company": "other-co", "role": "admin",
                "access_key": OTHER_KEY, "secret_key": OTHER_SECRET}
@@ -44,8 +41,7 @@ def mongo_uri(tmp_path_factory):
         yield uri
         return
     db = EmbeddedDatabase(tmp_path_factory.mktemp("mongo"), start_timeout=60)
-    uri = db.ensure_running()
-    yield f"{uri}{'&' if '?' in uri else '?'}{BOUNDED_WAITS}"
+    yield with_bounded_waits(db.ensure_running())
     db.stop()
 
 

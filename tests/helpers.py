@@ -29,6 +29,13 @@ OTHER_SECRET = "test-other-secret-1b2c3d4e5f60718293"
 # The servers of most tests call members, registries and model servers on this machine, which the
 # outbound guard refuses unless allowlisted. The SSRF tests run a server without this.
 LOOPBACK_HOSTS = ["127.0.0.0/8", "::1"]
+# Test clients of a test database (pymongo's and the servers') give up on a database that stopped
+# answering instead of waiting forever (pymongo's default socket timeout is none).
+BOUNDED_WAITS = "socketTimeoutMS=120000&serverSelectionTimeoutMS=30000"
+
+
+def with_bounded_waits(uri: str) -> str:
+    return f"{uri}{'&' if '?' in uri else '?'}{BOUNDED_WAITS}"
 ALLOW_LOOPBACK = {"APISERVER__outbound__allow_hosts": '["127.0.0.0/8", "::1"]'}
 
 _SPECS: SpecRegistry | None = None

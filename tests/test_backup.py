@@ -17,7 +17,8 @@ from uuid import uuid4
 import pytest
 import requests
 
-from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic
+from apiserver.database.embedded import EmbeddedDatabase
+from tests.helpers import ADMIN_KEY, ADMIN_SECRET, ROOT, ServerProcess, basic, with_bounded_waits
 
 
 def cli(env: dict, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -219,11 +220,20 @@ def test_a_damaged_or_foreign_archive_fails_with_a_message_and_leaves_nothing(ba
     assert not [p for p in tmp.iterdir() if ".restoring-" in p.name]
 
 
-def test_restore_into_an_empty_mongodb_database_with_gridfs_files_and_back(backed_up, mongo_uri, tmp_path):
+@pytest.fixture
+def own_database(tmp_path):
+    """A database process of the test's own: a restore and backup there cannot wedge the session's."""
+    db = EmbeddedDatabase(tmp_path / "database", start_timeout=60)
+    yield with_bounded_waits(db.ensure_running())
+    db.stop()
+
+
+def test_restore_into_an_empty_mongodb_database_with_gridfs_files_and_back(backed_up, own_database, tmp_path):
     """With database.uri set, restore fills that database (empty only) and the file store the config names
     (GridFS here, from a local-folder archive); a backup of it has the same documents and file bytes."""
     import pymongo
 
+    mongo_uri = own_database
     tmp, archive, _, expected = backed_up
     name = f"restored_{uuid4().hex[:8]}"
     env = {**expected["server"], "APISERVER__database__uri": mongo_uri, "APISERVER__database__name": name,
