@@ -98,7 +98,7 @@ class EmbeddedDatabase:
     """Start, find or stop the SecantusDB server of one data folder."""
 
     def __init__(self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 cache_size: str = "256M", sync_on_commit: bool = False, start_timeout: float = 60):
+                 cache_size: str = "1G", sync_on_commit: bool = False, start_timeout: float = 60):
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port
