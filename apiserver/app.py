@@ -165,7 +165,8 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     queue_entries, projects = QueueEntries(), ProjectBLL()
     deployments = build_deployments(settings)
     worker_timeout = int(config["workers.timeout_sec"])
-    tasks = TaskBLL(queue_entries, projects, worker_timeout_sec=worker_timeout)
+    tasks = TaskBLL(queue_entries, projects, worker_timeout_sec=worker_timeout,
+                    progress_write_sec=float(config["tasks.progress_write_sec"]))
     files = FileBLL(build_store(settings.files, db, data_dir), settings.files)
     models = ModelBLL(tasks, projects, files)
     workers = WorkerBLL(tasks, worker_timeout)

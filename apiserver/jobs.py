@@ -17,6 +17,11 @@ def stop_non_responsive_tasks(state: ServerState) -> None:
         log.info("stopped %d non-responsive tasks", stopped)
 
 
+@periodic("fold_task_progress", "tasks.progress_fold_sec")
+def fold_task_progress(state: ServerState) -> None:
+    state.tasks.fold_progress()
+
+
 @periodic("expire_workers", "workers.expiry_check_sec")
 def expire_workers(state: ServerState) -> None:
     expired = state.workers.expire()

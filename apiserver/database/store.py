@@ -146,9 +146,9 @@ class Store:
         if name not in self.coll.index_information():
             self.coll.create_index(keys, name=name, **options)
 
-    def update_each(self, updates: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    def update_each(self, updates: Iterable[tuple[dict[str, Any], dict[str, Any]]], upsert: bool = False) -> None:
         """One unordered bulk write of ``(filter, update)`` pairs, each an ``update_one``."""
-        ops = [UpdateOne(flt, update) for flt, update in updates]
+        ops = [UpdateOne(flt, update, upsert=upsert) for flt, update in updates]
         if ops:
             self.coll.bulk_write(ops, ordered=False)
 

@@ -281,7 +281,7 @@ class EventBLL:
 
     def latest_scalar_values(self, company: str, task: str) -> dict[str, Any]:
         """The last value of each of the task's series, and (as ClearML) its last iteration."""
-        doc = self.tasks.readable(company, task, {"last_metrics": 1, "last_iteration": 1})
+        doc = self.tasks.readable_current(company, task, {"last_metrics": 1, "last_iteration": 1})
         metrics: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for variants in (doc.get("last_metrics") or {}).values():
             for entry in variants.values():

@@ -24,6 +24,7 @@ from apiserver.bll.tasks.fields import (
     to_api,
     to_storage,
 )
+from apiserver.bll.tasks.progress import Progress, combine
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.event import SCALAR
 from apiserver.database.model.task import Task
@@ -134,11 +135,13 @@ def metrics_update(report: TaskMetrics, named: set[str] | frozenset[str] = froze
     return update
 
 
-def record_metrics(store: Any, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
+def record_metrics(store: Any, company: str, reports: dict[str, TaskMetrics], progress: Progress | None = None
+                   ) -> set[str]:
     """Fold a batch of events into ``last_metrics`` (``metrics_update``), ``last_iteration`` (the highest)
     and ``last_update`` of the caller's records in ``store`` (tasks, or models for model events); one
     write per record. Returns the ids written: those the caller may change (``access.writable_ids``),
-    the others are left alone.
+    the others are left alone. With ``progress`` (tasks), a record written a moment ago gets the write
+    on its progress document instead, and a direct write takes the progress along (``progress.py``).
 
     The check is a read by ids, which also tells which series already have their names; each write
     filters on ``_id`` alone: SecantusDB serves a filter of ``_id`` alone as a point lookup, but plans
@@ -146,9 +149,23 @@ def record_metrics(store: Any, company: str, reports: dict[str, TaskMetrics]) ->
     third of this write's cost. (A series whose names a concurrent reset removed gets them again with
     its next report.)"""
     paths = {_series_path(m, v) for report in reports.values() for m, v in report.scalars}
-    found = access.writable_many(store, company, list(reports), {f"{p}.metric": 1 for p in paths} or {"_id": 1})
-    store.update_each(({"_id": record_id}, metrics_update(reports[record_id], _named(doc, paths)))
-                      for record_id, doc in found.items())
+    proj = {f"{p}.metric": 1 for p in paths} | ({"last_update": 1} if progress else {}) or {"_id": 1}
+    found = access.writable_many(store, company, list(reports), proj)
+    direct, deferred = [], []
+    for record_id, doc in found.items():
+        report = reports[record_id]
+        named = _named(doc, {_series_path(m, v) for m, v in report.scalars})
+        update = metrics_update(report, named)
+        if progress is None:
+            direct.append(({"_id": record_id}, update))
+        elif progress.defers(doc, len(named) == len(report.scalars)):
+            deferred.append((record_id, update))
+        else:
+            taken = progress.take(record_id)
+            direct.append(({"_id": record_id}, combine(taken, update) if taken else update))
+    store.update_each(direct)
+    if deferred:
+        progress.record(deferred)
     return set(found)
 
 
@@ -173,10 +190,12 @@ TaskHook = Callable[[str, str], dict]
 class TaskBase:
     """The tasks store and what every part of TaskBLL reads through."""
 
-    def __init__(self, queues: QueueEntries, projects: ProjectBLL, worker_timeout_sec: int = 600):
+    def __init__(self, queues: QueueEntries, projects: ProjectBLL, worker_timeout_sec: int = 600,
+                 progress_write_sec: float = 5.0):
         self.queues = queues
         self.projects = projects
         self.worker_timeout_sec = worker_timeout_sec
+        self.progress = Progress(progress_write_sec)
         self.on_reset: list[TaskHook] = []
         self.on_delete: list[TaskHook] = []
         # models set the published task's last output model ready (ClearML's publish_model)
@@ -196,8 +215,13 @@ class TaskBase:
     def writable(self, company: str, task_id: str) -> dict[str, Any]:
         return access.writable(self.store, company, task_id, errors.bad_request.InvalidTaskId, "tasks")
 
+    def readable_current(self, company: str, task_id: str, proj: dict | None = None) -> dict[str, Any]:
+        """``readable`` with the task's progress applied (``progress.py``): for answers that show
+        ``last_metrics``, ``last_iteration`` or ``last_update``."""
+        return self.progress.merge([self.readable(company, task_id, proj)], proj)[0]
+
     def get_by_id(self, company: str, task_id: str) -> dict[str, Any]:
-        return to_api(self.readable(company, task_id))
+        return to_api(self.readable_current(company, task_id))
 
     def count_in_projects(self, company: str, project_ids: list[str]) -> int:
         return placement.count(self.store, company, project_ids)
@@ -240,8 +264,11 @@ class TaskBase:
         return placement.delete(self.store, company, project_ids)
 
     def readable_many(self, company: str, task_ids: list[str], proj: dict[str, int]) -> dict[str, dict[str, Any]]:
-        """The readable ones among ``task_ids`` (the ``readable`` rule, in one read), by id."""
-        return access.readable_many(self.store, company, task_ids, proj)
+        """The readable ones among ``task_ids`` (the ``readable`` rule, in one read), by id, with their
+        progress applied."""
+        found = access.readable_many(self.store, company, task_ids, proj)
+        self.progress.merge(list(found.values()), proj)
+        return found
 
     def record_worker_report(self, company: str, task_id: str, worker: str, when: Any) -> str | None:
         """A worker reports it runs this task: the task notes the worker; answers the task's project
@@ -253,7 +280,18 @@ class TaskBase:
     def record_metrics(self, company: str, reports: dict[str, TaskMetrics]) -> set[str]:
         """Fold a batch of events into the caller's tasks' ``last_metrics``, ``last_iteration`` and
         ``last_update`` (``record_metrics``); returns the tasks written."""
-        return record_metrics(self.store, company, reports)
+        return record_metrics(self.store, company, reports, self.progress)
+
+    def fold_progress(self) -> int:
+        """Write the progress documents older than ``progress.write_sec`` into their tasks (runs that
+        stopped reporting); returns how many."""
+        folded = 0
+        for task_id in self.progress.due():
+            update = self.progress.take(task_id)
+            if update:
+                self.store.update_one({"_id": task_id}, update)
+                folded += 1
+        return folded
 
     def events_expiring(self, cutoff: datetime, projects: list[str], in_projects: bool, limit: int
                         ) -> list[dict[str, Any]]:

@@ -167,6 +167,7 @@ class TaskLifecycle(TaskBase):
             raise errors.bad_request.InvalidTaskStatus("published tasks can be reset only with force",
                                                        current_status=task["status"], new_status=st.CREATED)
         dequeued = self.queues.remove_task_everywhere(identity.company, task["_id"])
+        self.progress.drop(task["_id"])  # before last_metrics go: readers would apply it again
         cleared = ("execution", "script") if data.get("clear_all") else ()
         unsets = tuple(k for k in RESET_UNSET if k.split(".", 1)[0] not in cleared)
         kept: dict[str, Any] = {}

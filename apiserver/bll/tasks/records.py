@@ -97,8 +97,8 @@ class TaskRecords(TaskBase):
         sort = [(f"{key}.value" if key.startswith("hyperparams.") and key.count(".") == 2 else key, way)
                 for key, way in sort]
         numeric = any(key.startswith("hyperparams.") for key, _ in sort)
-        docs = [to_api(d) for d in self.store.find_page(query, sort, skip, limit, proj, hint,
-                                                        NUMERIC_COLLATION if numeric else None)]
+        page = self.store.find_page(query, sort, skip, limit, proj, hint, NUMERIC_COLLATION if numeric else None)
+        docs = [to_api(d) for d in self.progress.merge(list(page), proj)]
         return dereference(docs, wanted, references(), company)
 
     @staticmethod

@@ -8,7 +8,7 @@ The bll converts both back to the API shapes.
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, DictField, IntField, ListField, StringField
+from mongoengine import DateTimeField, DictField, DynamicDocument, IntField, ListField, StringField
 
 from apiserver.database.model.base import CompanyDocument
 
@@ -69,3 +69,12 @@ class Task(CompanyDocument):
     last_iteration = IntField()
     last_metrics = DictField()
     enqueue_status = StringField()
+
+
+class TaskProgress(DynamicDocument):
+    """What add calls said about a task since it was last written (``bll/tasks/progress.py``): the
+    task's ``last_metrics`` paths, ``last_iteration`` and ``last_update`` as those calls updated them."""
+
+    meta = {"collection": "task_progress"}
+
+    id = StringField(primary_key=True)  # the task id
