@@ -288,7 +288,7 @@ class TaskBase:
         folded = 0
         for task_id in self.progress.due():
             update = self.progress.take(task_id)
-            if update:
+            if update:  # all companies: the job writes each task's own progress back into it
                 self.store.update_one({"_id": task_id}, update)
                 folded += 1
         return folded

@@ -108,7 +108,8 @@ class Progress:
         self.write_sec = write_sec
 
     @property
-    def store(self):
+    def documents(self):
+        """The progress collection (keyed by task id: callers checked the task's company first)."""
         return store_of(TaskProgress)
 
     def defers(self, task: dict[str, Any], names_all: bool) -> bool:
@@ -120,27 +121,27 @@ class Progress:
 
     def record(self, updates: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Record ``(task id, update)`` pairs on the tasks' progress documents."""
-        self.store.update_each((({"_id": task_id}, update) for task_id, update in updates), upsert=True)
+        self.documents.update_each((({"_id": task_id}, update) for task_id, update in updates), upsert=True)
 
     def take(self, task_id: str) -> dict[str, Any] | None:
         """Remove a task's progress document; the update that writes it into the task, if it had one."""
-        doc = self.store.find_one_and_delete({"_id": task_id})  # small collection: one per reporting task
+        doc = self.documents.find_one_and_delete({"_id": task_id})  # small collection: one per reporting task
         return as_update(doc) if doc else None
 
     def drop(self, task_id: str) -> None:
-        self.store.delete_one({"_id": task_id})
+        self.documents.delete_one({"_id": task_id})
 
     def due(self, limit: int = 1000) -> list[str]:
         """Tasks whose progress is older than ``write_sec`` (their runs stopped reporting)."""
         cutoff = utcnow() - timedelta(seconds=self.write_sec)
-        return [d["_id"] for d in self.store.find({"last_update": {"$lt": cutoff}}, {"_id": 1}).limit(limit)]
+        return [d["_id"] for d in self.documents.find({"last_update": {"$lt": cutoff}}, {"_id": 1}).limit(limit)]
 
     def merge(self, docs: list[dict[str, Any]], wanted: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Tasks as read (with projection ``wanted``), each with its progress applied in place."""
         if not docs or (wanted and not any(_projected(f, wanted) or any(k.startswith(f + ".") for k in wanted)
                                            for f in FIELDS)):
             return docs
-        found = {d["_id"]: d for d in self.store.find({"_id": {"$in": [doc["_id"] for doc in docs]}})}
+        found = {d["_id"]: d for d in self.documents.find({"_id": {"$in": [doc["_id"] for doc in docs]}})}
         for doc in docs:
             if doc["_id"] in found:
                 apply(doc, as_update(found[doc["_id"]]), wanted)
