@@ -58,6 +58,10 @@ def server(mongo_uri, db_name, tmp_path_factory):
     proc = ServerProcess(mongo_uri, db_name, workers=2,
                          extra_env={"APISERVER__auth__fixed_users": OTHER_COMPANY_USERS, **ALLOW_LOOPBACK,
                                     "APISERVER__files__local__dir": str(files),
+                                    # the in-process app shares this database and queues the deletions
+                                    # of its own store's files: this server's job must not take them
+                                    # (it would delete them from its store and drop them from the queue)
+                                    "APISERVER__files__delete_check_sec": "86400",
                                     # every test client comes from 127.0.0.1: throttle per account only
                                     "APISERVER__auth__sign_in_throttle__max_failures_per_address": "100000"})
     proc.files_dir = files
