@@ -136,7 +136,7 @@ def main() -> None:
         print("\nquery plans of get_all filters (every one must use an index; on SecantusDB, of the aggregation"
               " the server runs):")
         mongoengine.connect(host=server.database.uri, db="bench", uuidRepresentation="standard")  # build_query reads
-        bll = TaskBLL(None, None)
+        bll = TaskBLL(None, None, progress_write_sec=0)
         samples = {"status": ["completed"], "project": ["p01"], "user": [user], "type": ["training"],
                    "tags": ["a"], "system_tags": ["x"], "parent": ids[5], "name": "^task 12",
                    "status_changed": [">=2020-01-01"], "execution.queue": ["q1"], "id": ids[:3],

@@ -24,7 +24,7 @@ from apiserver.bll.tasks.fields import (
     to_api,
     to_storage,
 )
-from apiserver.bll.tasks.progress import Progress, combine
+from apiserver.bll.tasks.progress import SERIES_OPS, Progress, combine
 from apiserver.database.model.base import utcnow
 from apiserver.database.model.event import SCALAR
 from apiserver.database.model.task import Task
@@ -108,30 +108,27 @@ def metrics_update(report: TaskMetrics, named: set[str] | frozenset[str] = froze
     compare value first (iteration first for ``first_at``); ``fields.last_metrics_to_api`` shows them as
     ClearML's fields. ``named``: the series paths whose metric and variant names the record already
     holds (each path costs the database's update, so names are written once)."""
-    sets: dict[str, Any] = {"last_update": utcnow()}
-    mins: dict[str, Any] = {}
-    maxes: dict[str, Any] = {}
-    incs: dict[str, Any] = {}
+    ops: dict[str, dict[str, Any]] = {"$set": {"last_update": utcnow()}, "$min": {}, "$max": {}, "$inc": {}}
     if report.last_iteration is not None:
-        maxes["last_iteration"] = report.last_iteration
+        ops["$max"]["last_iteration"] = report.last_iteration
     for (metric, variant), summary in report.scalars.items():
         path = _series_path(metric, variant)
-        sets[f"{path}.value"] = summary.value
+        fields: dict[str, Any] = {
+            "value": summary.value, "min_value": summary.low[0], "max_value": summary.high[0],
+            "min_at": list(summary.low),  # ties: the earlier iteration
+            "max_at": [summary.high[0], -summary.high[1]],  # ties: the earlier iteration
+            "first_at": list(summary.first), "count": summary.count, "total": summary.total}
         if path not in named:
-            sets.update({f"{path}.metric": metric, f"{path}.variant": variant})
+            fields.update({"metric": metric, "variant": variant})
         if summary.x_axis_label is not None:
-            sets[f"{path}.x_axis_label"] = summary.x_axis_label
-        mins[f"{path}.min_value"] = summary.low[0]
-        maxes[f"{path}.max_value"] = summary.high[0]
-        mins[f"{path}.min_at"] = list(summary.low)  # ties: the earlier iteration
-        maxes[f"{path}.max_at"] = [summary.high[0], -summary.high[1]]  # ties: the earlier iteration
-        mins[f"{path}.first_at"] = list(summary.first)
-        incs.update({f"{path}.count": summary.count, f"{path}.total": summary.total})
+            fields["x_axis_label"] = summary.x_axis_label
+        for key, value in fields.items():
+            ops[SERIES_OPS.get(key, "$set")][f"{path}.{key}"] = value
     # paths in name order, as MongoDB (5.0 on) applies them: new metrics appear in that order on any engine
-    update: dict[str, Any] = {"$set": dict(sorted(sets.items())), "$unset": {EVENTS_EXPIRED: ""}}  # expire anew
-    for op, fields in (("$min", mins), ("$max", maxes), ("$inc", incs)):
-        if fields:
-            update[op] = dict(sorted(fields.items()))
+    update: dict[str, Any] = {"$set": dict(sorted(ops["$set"].items())), "$unset": {EVENTS_EXPIRED: ""}}  # expire anew
+    for op in ("$min", "$max", "$inc"):
+        if ops[op]:
+            update[op] = dict(sorted(ops[op].items()))
     return update
 
 
@@ -190,8 +187,8 @@ TaskHook = Callable[[str, str], dict]
 class TaskBase:
     """The tasks store and what every part of TaskBLL reads through."""
 
-    def __init__(self, queues: QueueEntries, projects: ProjectBLL, worker_timeout_sec: int = 600,
-                 progress_write_sec: float = 5.0):
+    def __init__(self, queues: QueueEntries, projects: ProjectBLL, worker_timeout_sec: int = 600, *,
+                 progress_write_sec: float):
         self.queues = queues
         self.projects = projects
         self.worker_timeout_sec = worker_timeout_sec

@@ -27,7 +27,8 @@ from apiserver.database.model.base import utcnow
 from apiserver.database.model.task import TaskProgress
 from apiserver.database.store import store_of
 
-# how metrics_update combines each field of a last_metrics series (every other field is $set)
+# the operator that records each field of a last_metrics series (every other field is $set): what
+# metrics_update writes and what a progress document is written into its task with
 SERIES_OPS = {"min_value": "$min", "min_at": "$min", "first_at": "$min", "max_value": "$max", "max_at": "$max",
               "count": "$inc", "total": "$inc"}
 FIELDS = ("last_metrics", "last_iteration", "last_update")  # what progress holds (top-level task fields)
@@ -81,9 +82,7 @@ def apply(doc: dict[str, Any], update: dict[str, Any], wanted: dict[str, Any] | 
                     node[key] = {}
                 node = node[key]
             old = node.get(leaf)
-            if op == "$unset":
-                node.pop(leaf, None)
-            elif op == "$set" or old is None:
+            if op == "$set" or old is None:
                 node[leaf] = value
             elif op == "$inc":
                 node[leaf] = old + value
